@@ -1,0 +1,293 @@
+"""Every reach into aiortc's and aioice's private parts, in one place.
+
+The relay forwards encoded frames; aiortc's public API only deals in decoded
+ones. This module takes reassembled, undecoded frames out of a receiver (after
+SRTP, NACK/RTX, the jitter buffer and timestamp mapping have run, so feedback
+to the publisher keeps working) and feeds pre-packetized frames to senders
+(which keep their own SSRC, sequence numbers, NACK history and sender
+reports). It also makes ICE usable on an intranet and on loopback.
+
+The versions below are pinned exactly in ``pyproject.toml``;
+:func:`check_internals` verifies at start-up that everything used here still
+exists and fails with a message naming what moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+
+from streaming.frames import EncodedFrame
+
+logger = logging.getLogger(__name__)
+
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+# Name-mangled private attributes used below.
+_RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_RTX = "_RTCRtpReceiver__rtx_ssrc"
+_SENDER_ENCODER = "_RTCRtpSender__encoder"
+
+FrameCallback = Callable[[str, bytes, int], None]
+
+
+class InternalsChanged(RuntimeError):
+    """The installed aiortc/aioice no longer has what the relay reaches into."""
+
+
+# --------------------------------------------------------------------------
+# start-up check
+
+
+async def check_internals() -> None:
+    """Fail early, with a clear message, if a private attribute we use moved."""
+    problems = []
+    for package, wanted in PINNED_VERSIONS.items():
+        installed = version(package)
+        if installed != wanted:
+            problems.append(f"{package} {installed} is installed, the relay is built for {wanted}")
+    for owner, name in (
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpSender, "_retransmit"),
+        (RTCRtpSender, "_next_encoded_frame"),
+        (Vp8Encoder, "_packetize"),
+        (H264Encoder, "_packetize"),
+        (H264Encoder, "_split_bitstream"),
+        (aioice.ice.StunProtocol, "datagram_received"),
+        (aioice.ice.Connection, "data_received"),
+    ):
+        if not hasattr(owner, name):
+            problems.append(f"{owner.__module__}.{owner.__name__}.{name} is missing")
+    if not hasattr(aioice.ice, "get_host_addresses"):
+        problems.append("aioice.ice.get_host_addresses is missing")
+
+    # Instance attributes only exist on live objects: build one of each.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    transceiver = pc.addTransceiver("audio", direction="sendrecv")
+    for obj, name in (
+        (transceiver.receiver, _RECEIVER_QUEUE),
+        (transceiver.receiver, _RECEIVER_JITTER),
+        (transceiver.receiver, _RECEIVER_RTX),
+        (transceiver.sender, _SENDER_ENCODER),
+    ):
+        if not hasattr(obj, name):
+            problems.append(f"{type(obj).__name__} has no attribute {name}")
+    jitter = getattr(transceiver.receiver, _RECEIVER_JITTER, None)
+    if jitter is not None and not hasattr(jitter, "_prefetch"):
+        problems.append("JitterBuffer has no attribute _prefetch")
+    await pc.close()
+    if problems:
+        raise InternalsChanged(
+            "aiortc internals used by streaming/aiortc_glue.py changed: " + "; ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------
+# ICE
+
+
+def configure_ice(host_addresses: Iterable[str] | None) -> None:
+    """Which local addresses ICE offers as host candidates (process-wide).
+
+    aioice offers every interface address except loopback. An intranet box may
+    need to offer exactly its LAN address, and tests offer 127.0.0.1. ``None``
+    restores aioice's own choice.
+    """
+    original = _original_get_host_addresses
+    if host_addresses is None:
+        aioice.ice.get_host_addresses = original
+        return
+    chosen = list(host_addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_original_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def _demuxed_datagram_received(
+    self: aioice.ice.StunProtocol, data: bytes | str, addr: tuple[Any, ...]
+) -> None:
+    # RFC 7983: only a first byte of 0-3 can be STUN. Everything else (DTLS,
+    # SRTP, SRTCP) goes straight to the data queue: aioice would otherwise try
+    # to parse every media packet as STUN, which costs CPU and occasionally
+    # misparses and drops a packet whose bytes happen to look like STUN.
+    if data and isinstance(data, bytes) and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+        return
+    _original_datagram_received(self, data, addr)
+
+
+def install_rfc7983_demux() -> None:
+    """Route non-STUN datagrams around aioice's STUN parser (process-wide)."""
+    aioice.ice.StunProtocol.datagram_received = _demuxed_datagram_received  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------
+# packetizing once for all viewers
+
+
+def make_packetizer(codec: str) -> Callable[[EncodedFrame], list[bytes]]:
+    """RTP payloads of a frame, computed once and shared by every viewer."""
+    name = codec.upper()
+    if name == "VP8":
+        picture_id = random.randint(0, (1 << 15) - 1)
+
+        def vp8(frame: EncodedFrame) -> list[bytes]:
+            nonlocal picture_id
+            payloads: list[bytes] = Vp8Encoder._packetize(frame.data, picture_id)
+            picture_id = (picture_id + 1) % (1 << 15)
+            return payloads
+
+        return vp8
+    if name == "H264":
+
+        def h264(frame: EncodedFrame) -> list[bytes]:
+            payloads: list[bytes] = H264Encoder._packetize(
+                H264Encoder._split_bitstream(frame.data)
+            )
+            return payloads
+
+        return h264
+    if name == "OPUS":
+        return lambda frame: [frame.data]
+    raise ValueError(f"no packetizer for codec {codec}")
+
+
+class _PrepacketizedEncoder:
+    """Stands in for a sender's encoder: frames arrive already packetized.
+
+    ``RTCRtpSender`` calls ``pack()`` for anything that is not a decoded
+    ``av.Frame``. The timestamp returned is relative; the sender adds its own
+    random origin.
+    """
+
+    def __init__(self, counters: SenderCounters) -> None:
+        self._counters = counters
+
+    def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
+        return frame.payloads or [], frame.timestamp
+
+    @property
+    def target_bitrate(self) -> int:
+        return self._counters.remb_bitrate or 0
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        # A viewer's REMB estimate: no encoder to steer, but worth reporting.
+        self._counters.remb_bitrate = bitrate
+
+
+@dataclass
+class SenderCounters:
+    """Feedback from one viewer that aiortc would otherwise swallow."""
+
+    keyframe_requests: int = 0
+    nacked_packets: int = 0
+    remb_bitrate: int | None = None
+
+
+def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> SenderCounters:
+    """Make ``sender`` send pre-packetized frames and report feedback to us.
+
+    Must be called before the sender starts (before the answer is applied).
+    In pack mode a viewer's PLI/FIR would only set a flag that nothing reads;
+    it is routed to ``on_keyframe_request`` instead.
+    """
+    counters = SenderCounters()
+    setattr(sender, _SENDER_ENCODER, _PrepacketizedEncoder(counters))
+
+    def send_keyframe() -> None:
+        counters.keyframe_requests += 1
+        on_keyframe_request()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    original_retransmit = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        counters.nacked_packets += 1
+        await original_retransmit(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+    return counters
+
+
+# --------------------------------------------------------------------------
+# taking frames out of a receiver
+
+
+class _FrameTap:
+    """Replaces a receiver's decoder queue: frames go to us, not to a decoder.
+
+    The receiver ``put``s ``(codec, JitterFrame)`` on the event loop right
+    after the jitter buffer completes a frame. Its decoder thread, started in
+    ``receive()``, ``get``s from this object once, receives the end marker and
+    exits at once, so a publisher costs no thread.
+    """
+
+    def __init__(self, on_frame: FrameCallback) -> None:
+        self._on_frame = on_frame
+        self.closed = False
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self.closed = True
+            return
+        codec, jitter_frame = item
+        self._on_frame(codec.name, jitter_frame.data, jitter_frame.timestamp)
+
+    def get(self) -> None:
+        return None
+
+
+class ReceiverTap:
+    """Undecoded frames out of one ``RTCRtpReceiver``, keyframe requests in."""
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        on_frame: FrameCallback,
+        on_damage: Callable[[], None],
+        audio_prefetch: int = 0,
+    ) -> None:
+        self._receiver = receiver
+        setattr(receiver, _RECEIVER_QUEUE, _FrameTap(on_frame))
+        if audio_prefetch >= 0:
+            jitter = getattr(receiver, _RECEIVER_JITTER)
+            if not jitter._is_video:
+                # aiortc holds 4 audio packets (80 ms) before releasing one,
+                # which puts audio behind video at the viewer.
+                jitter._prefetch = audio_prefetch
+        self._send_pli = receiver._send_rtcp_pli
+
+        async def send_rtcp_pli(media_ssrc: int) -> None:
+            # The receiver asks for a keyframe only when its jitter buffer
+            # was reset: the next frames may be partial. Tell the slot, which
+            # holds frames until a keyframe and sends the (throttled) PLI.
+            on_damage()
+
+        receiver._send_rtcp_pli = send_rtcp_pli  # type: ignore[method-assign]
+
+    async def request_keyframe(self) -> None:
+        """Send a PLI for every media SSRC heard in the last 10 s."""
+        rtx = getattr(self._receiver, _RECEIVER_RTX)
+        for source in self._receiver.getSynchronizationSources():
+            if source.source not in rtx:
+                await self._send_pli(source.source)
+

@@ -1,0 +1,342 @@
+"""WebRTC peers of a room: the publisher (a source) and the viewers (sinks).
+
+Both answer an SDP offer (WHIP/WHEP: the client offers, we answer with all
+our candidates, since aiortc does not trickle). A publisher's receivers are
+tapped for undecoded frames; a viewer's senders are fed pre-packetized frames
+from the room's slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import InternalError, InvalidAccessError, OperationError
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from streaming import aiortc_glue
+from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, MediaKind
+from streaming.keyframes import is_keyframe
+from streaming.relay_track import RelayTrack
+from streaming.slot import Slot
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_VIDEO_CODECS = ("H264", "VP8")
+MAX_SDP_BYTES = 32 * 1024
+
+
+class OfferError(Exception):
+    """An offer the room cannot answer; the message is safe to show a client."""
+
+
+class MalformedOffer(OfferError):
+    """Not a usable SDP offer at all."""
+
+
+class MissingMedia(OfferError):
+    """A well-formed offer without the media the endpoint needs."""
+
+
+class UnsupportedCodec(OfferError):
+    """No codec in common with the room."""
+
+
+@dataclass
+class PeerSettings:
+    """How peers are built: ICE servers and lifecycle limits."""
+
+    ice_servers: list[RTCIceServer] = field(default_factory=list)
+    connect_timeout: float = 30.0  # seconds to reach "connected" before giving up
+    audio_prefetch: int = 0
+
+    def configuration(self) -> RTCConfiguration:
+        # Always explicit: aiortc's default would add a public STUN server.
+        return RTCConfiguration(iceServers=list(self.ice_servers))
+
+
+def codec_preferences(kind: MediaKind, video_codec: str) -> list[RTCRtpCodecCapability]:
+    """The codecs a room accepts for ``kind``: one video codec (plus RTX) or Opus.
+
+    For H.264 only packetization-mode 1 with a (constrained) baseline
+    profile: that is what every WebRTC H.264 encoder sends and decoder takes.
+    """
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    if kind == "audio":
+        return [c for c in capabilities if c.mimeType.lower() == "audio/opus"]
+    wanted = f"video/{video_codec}".lower()
+    chosen = [
+        c
+        for c in capabilities
+        if c.mimeType.lower() == wanted
+        and (video_codec != "H264" or str(c.parameters.get("packetization-mode")) == "1")
+    ]
+    # Prefer constrained baseline (42e0..) over baseline (4200..).
+    chosen.sort(key=lambda c: str(c.parameters.get("profile-level-id", "")) != "42e01f")
+    chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+    return chosen
+
+
+def parse_offer(sdp: str) -> aiortc_sdp.SessionDescription:
+    if len(sdp.encode("utf-8", "replace")) > MAX_SDP_BYTES:
+        raise MalformedOffer(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.lstrip().startswith("v=0"):
+        raise MalformedOffer("not an SDP offer (it must start with v=0)")
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises whatever the bad text provokes
+        raise MalformedOffer(f"malformed SDP offer: {exc}") from exc
+    if not description.media:
+        raise MissingMedia("the offer has no media sections")
+    for media in description.media:
+        if media.kind in ("audio", "video") and not (media.ice.usernameFragment and media.dtls):
+            raise MalformedOffer("the offer lacks ICE credentials or a DTLS fingerprint")
+    return description
+
+
+class Peer:
+    """Common lifecycle of the publisher and the viewers."""
+
+    def __init__(
+        self,
+        resource_id: str,
+        settings: PeerSettings,
+        on_closed: Callable[[Peer], Awaitable[None]],
+    ) -> None:
+        self.resource_id = resource_id
+        self.pc = RTCPeerConnection(settings.configuration())
+        self._settings = settings
+        self._on_closed = on_closed
+        self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def _negotiate(self, offer: str) -> str:
+        """Apply the offer and return our answer (with all candidates)."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        except OperationError as exc:
+            raise UnsupportedCodec(
+                "no codec in common: " + str(exc).replace("Failed to set remote ", "")
+            ) from exc
+        except (ValueError, InternalError, InvalidAccessError) as exc:
+            raise MalformedOffer(f"unusable SDP offer: {exc}") from exc
+        self._prepare()
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._watchdog = asyncio.create_task(self._watch_connect())
+        return str(self.pc.localDescription.sdp)
+
+    def _prepare(self) -> None:
+        """Hook between applying the offer and creating the answer."""
+
+    async def _watch_connect(self) -> None:
+        await asyncio.sleep(self._settings.connect_timeout)
+        if self.pc.connectionState != "connected":
+            logger.info("%s did not connect within %.0f s, closing", self, self._settings.connect_timeout)
+            await self.close()
+
+    async def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        logger.debug("%s connection %s", self, state)
+        if state in ("failed", "closed"):
+            await self.close()
+
+    async def add_candidate(self, candidate: Any) -> None:
+        await self.pc.addIceCandidate(candidate)
+
+    async def close(self) -> None:
+        """Close the connection and forget the peer; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+        self._release()
+        await self.pc.close()
+        await self._on_closed(self)
+
+    def _release(self) -> None:
+        """Hook: detach from slots before the connection closes."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.resource_id})"
+
+
+class Publisher(Peer):
+    """A WHIP publisher: fills one slot with its audio and video."""
+
+    def __init__(
+        self,
+        resource_id: str,
+        slot: Slot,
+        settings: PeerSettings,
+        on_closed: Callable[[Peer], Awaitable[None]],
+    ) -> None:
+        super().__init__(resource_id, settings, on_closed)
+        self.slot = slot
+        self._video_tap: aiortc_glue.ReceiverTap | None = None
+        self._pli_task: asyncio.Task[None] | None = None
+
+    async def answer(self, offer: str) -> str:
+        description = parse_offer(offer)
+        kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
+        if kinds.count("video") != 1 or kinds.count("audio") > 1:
+            raise MissingMedia("a publisher offers exactly one video and at most one audio track")
+        for media in description.media:
+            if media.kind in ("audio", "video") and media.direction not in ("sendonly", "sendrecv"):
+                raise MissingMedia(f"the {media.kind} track of a publisher must be sendonly")
+        for kind in kinds:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(codec_preferences(kind, self.slot.video.codec))
+        answer = await self._negotiate(offer)
+        # Only a publisher whose offer was answered replaces the current one.
+        self.slot.attach(self)
+        return answer
+
+    def _prepare(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            self._tap(transceiver)
+
+    def _tap(self, transceiver: RTCRtpTransceiver) -> None:
+        receiver: RTCRtpReceiver = transceiver.receiver
+        kind: MediaKind = "video" if transceiver.kind == "video" else "audio"
+        clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
+        slot = self.slot
+
+        def on_frame(codec: str, data: bytes, timestamp: int) -> None:
+            slot.push(self, EncodedFrame(kind, codec, data, timestamp, clock_rate,
+                                         is_keyframe(codec, data)))
+
+        def on_damage() -> None:
+            if slot.source is self:
+                slot.video.mark_damaged()
+
+        tap = aiortc_glue.ReceiverTap(receiver, on_frame, on_damage,
+                                      audio_prefetch=self._settings.audio_prefetch)
+        if kind == "video":
+            self._video_tap = tap
+
+    # FrameSource
+    def request_keyframe(self) -> None:
+        if self._video_tap is None or self._closed:
+            return
+        if self._pli_task is None or self._pli_task.done():
+            self._pli_task = asyncio.create_task(self._video_tap.request_keyframe())
+
+    def _release(self) -> None:
+        self.slot.detach(self)
+        if self._pli_task is not None:
+            self._pli_task.cancel()
+
+    async def stats(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"connection": self.connection_state}
+        for transceiver in self.pc.getTransceivers():
+            for stat in (await transceiver.receiver.getStats()).values():
+                if stat.type == "inbound-rtp":
+                    report[f"{transceiver.kind}_packets_received"] = stat.packetsReceived
+                    report[f"{transceiver.kind}_packets_lost"] = stat.packetsLost
+                    report[f"{transceiver.kind}_jitter"] = stat.jitter
+        return report
+
+
+@dataclass
+class _Outgoing:
+    kind: str
+    slot_name: str
+    track: RelayTrack
+    sender: RTCRtpSender
+    counters: aiortc_glue.SenderCounters
+
+
+class Viewer(Peer):
+    """A WHEP viewer: one sender per offered track, fed from the room's slots.
+
+    The offer's first audio and video sections take the first slot (program),
+    the second ones the second slot (stage), and so on; a viewer negotiates
+    once and keeps its transceivers while sources come and go.
+    """
+
+    def __init__(
+        self,
+        resource_id: str,
+        slots: list[Slot],
+        settings: PeerSettings,
+        on_closed: Callable[[Peer], Awaitable[None]],
+    ) -> None:
+        super().__init__(resource_id, settings, on_closed)
+        self.slots = slots
+        self.outgoing: list[_Outgoing] = []
+
+    async def answer(self, offer: str) -> str:
+        description = parse_offer(offer)
+        media = [m for m in description.media if m.kind in ("audio", "video")]
+        if not any(m.kind == "video" and m.direction in ("recvonly", "sendrecv") for m in media):
+            raise MissingMedia("a viewer's offer must receive video")
+        seen = {"audio": 0, "video": 0}
+        for section in media:
+            kind: MediaKind = "video" if section.kind == "video" else "audio"
+            index = seen[kind]
+            seen[kind] += 1
+            if index >= len(self.slots) or section.direction not in ("recvonly", "sendrecv"):
+                self.pc.addTransceiver(kind, direction="inactive")
+                continue
+            slot = self.slots[index]
+            track = RelayTrack(slot.track(kind))
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(kind, slot.video.codec))
+            counters = aiortc_glue.attach_sender(transceiver.sender,
+                                                 track.viewer_requested_keyframe)
+            self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters))
+        try:
+            return await self._negotiate(offer)
+        except OfferError:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        for out in self.outgoing:
+            out.track.stop()
+
+    async def stats(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"id": self.resource_id, "connection": self.connection_state}
+        for out in self.outgoing:
+            entry: dict[str, Any] = {
+                "frames_sent": out.track.frames_delivered,
+                "overflows": out.track.overflows,
+                "plis": out.counters.keyframe_requests,
+                "nacks": out.counters.nacked_packets,
+                "remb": out.counters.remb_bitrate,
+                "packets_sent": 0,
+                "rtt": None,
+            }
+            with contextlib.suppress(ConnectionError):
+                for stat in (await out.sender.getStats()).values():
+                    if stat.type == "outbound-rtp":
+                        entry["packets_sent"] = stat.packetsSent
+                        entry["bytes_sent"] = stat.bytesSent
+                    elif stat.type == "remote-inbound-rtp":
+                        entry["rtt"] = stat.roundTripTime
+                        entry["packets_lost"] = stat.packetsLost
+                        entry["fraction_lost"] = stat.fractionLost
+            report[f"{out.slot_name}_{out.kind}"] = entry
+        return report

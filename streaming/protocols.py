@@ -1,0 +1,28 @@
+"""The seams of the relay: what a source and a sink of encoded frames are.
+
+Sources fill a slot (a live publisher, an archive replay, an upstream origin);
+sinks subscribe to a slot's tracks (a viewer's sender, the recorder, an edge
+link). Neither side knows the other; the slot in between re-bases timestamps,
+fans frames out and routes keyframe requests upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streaming.frames import EncodedFrame
+
+
+class FrameSource(Protocol):
+    """Something that fills a slot with frames (it calls ``Slot.push``)."""
+
+    def request_keyframe(self) -> None:
+        """Ask for a keyframe soon. Called at most once per throttle interval."""
+
+
+class FrameSink(Protocol):
+    """Something that takes a slot track's frames."""
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        """Take one frame. Called on the event loop for every frame of the
+        track: it must not block, await or change the frame."""

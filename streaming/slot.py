@@ -1,0 +1,199 @@
+"""A slot: a named place in a room that one source fills at a time.
+
+Sinks subscribe to a slot's audio and video tracks, never to a source, so a
+source can be replaced without any sink noticing more than a keyframe wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, MediaKind
+from streaming.keyframe_requests import DEFAULT_INTERVAL, KeyframeRequester
+from streaming.protocols import FrameSink, FrameSource
+from streaming.rebase import TimestampRebaser
+
+logger = logging.getLogger(__name__)
+
+Packetizer = Callable[[EncodedFrame], list[bytes]]
+
+RATE_WINDOW = 2.0  # seconds over which ingress bitrate and frame rate are reported
+
+
+class TrackStats:
+    """Ingress counters of one slot track, with rates over a sliding window."""
+
+    __slots__ = ("_clock", "_window_bytes", "_window_frames", "_window_start", "bitrate",
+                 "bytes", "fps", "frames", "keyframes")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.frames = 0
+        self.bytes = 0
+        self.keyframes = 0
+        self.bitrate = 0.0
+        self.fps = 0.0
+        self._window_start = clock()
+        self._window_frames = 0
+        self._window_bytes = 0
+
+    def add(self, frame: EncodedFrame) -> None:
+        size = len(frame.data)
+        self.frames += 1
+        self.bytes += size
+        self.keyframes += frame.keyframe
+        self._window_frames += 1
+        self._window_bytes += size
+        now = self._clock()
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW:
+            self.fps = self._window_frames / elapsed
+            self.bitrate = self._window_bytes * 8 / elapsed
+            self._window_start = now
+            self._window_frames = 0
+            self._window_bytes = 0
+
+    def snapshot(self) -> dict[str, float | int]:
+        if self._clock() - self._window_start > 2 * RATE_WINDOW:
+            # Nothing arrived for a while: the rates are stale.
+            self.fps = 0.0
+            self.bitrate = 0.0
+        return {
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "keyframes": self.keyframes,
+            "fps": round(self.fps, 2),
+            "bitrate": round(self.bitrate),
+        }
+
+
+class SlotTrack:
+    """One kind of media in a slot: re-bases, packetizes once, fans out."""
+
+    def __init__(
+        self,
+        slot: Slot,
+        kind: MediaKind,
+        codec: str,
+        packetizer: Packetizer,
+        clock: Callable[[], float],
+        keyframe_interval: float,
+    ) -> None:
+        self.slot = slot
+        self.kind = kind
+        self.codec = codec
+        self.clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
+        self._packetize = packetizer
+        self._rebaser = TimestampRebaser(self.clock_rate, clock)
+        self._sinks: list[FrameSink] = []
+        # Video only: after damage (a jitter-buffer reset at the source) or a
+        # source switch, frames are useless to everyone until the next keyframe.
+        self._needs_keyframe = kind == "video"
+        self.keyframes = KeyframeRequester(slot.request_keyframe_from_source,
+                                           keyframe_interval, clock)
+        self.stats = TrackStats(clock)
+
+    @property
+    def sink_count(self) -> int:
+        return len(self._sinks)
+
+    def subscribe(self, sink: FrameSink) -> None:
+        """Add a sink; it starts on the next keyframe, which is asked for now."""
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+        self.request_keyframe()
+
+    def unsubscribe(self, sink: FrameSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def request_keyframe(self) -> None:
+        if self.kind == "video":
+            self.keyframes.request()
+
+    def mark_damaged(self) -> None:
+        """The source lost picture data: hold everything until a keyframe."""
+        if self.kind == "video":
+            self._needs_keyframe = True
+            self.keyframes.request()
+
+    def switch_source(self) -> None:
+        self._rebaser.switch_source()
+        if self.kind == "video":
+            self._needs_keyframe = True
+
+    def push(self, frame: EncodedFrame) -> None:
+        """Called for each frame of the current source, on its own timeline."""
+        self.stats.add(frame)
+        if frame.keyframe:
+            if self.kind == "video":
+                self.keyframes.keyframe_arrived()
+            self._needs_keyframe = False
+        elif self._needs_keyframe:
+            return
+        out = frame.restamped(self._rebaser.map(frame.timestamp))
+        if not self._sinks:
+            return
+        out.payloads = self._packetize(out)
+        for sink in self._sinks:
+            sink.deliver(out)
+
+    def close(self) -> None:
+        self.keyframes.close()
+        self._sinks.clear()
+
+
+class Slot:
+    """A named slot ("program", "stage") of a room: at most one source at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        video_codec: str,
+        packetizers: Callable[[str], Packetizer],
+        clock: Callable[[], float] = time.monotonic,
+        keyframe_interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        self.name = name
+        self._source: FrameSource | None = None
+        self.video = SlotTrack(self, "video", video_codec, packetizers(video_codec), clock,
+                               keyframe_interval)
+        self.audio = SlotTrack(self, "audio", "opus", packetizers("opus"), clock,
+                               keyframe_interval)
+        self.source_changes = 0
+
+    @property
+    def source(self) -> FrameSource | None:
+        return self._source
+
+    def track(self, kind: MediaKind) -> SlotTrack:
+        return self.video if kind == "video" else self.audio
+
+    def attach(self, source: FrameSource) -> None:
+        """Make ``source`` the one that fills this slot (replacing any other)."""
+        self._source = source
+        self.source_changes += 1
+        for track in (self.video, self.audio):
+            track.switch_source()
+        self.video.keyframes.request()
+
+    def detach(self, source: FrameSource) -> None:
+        """Empty the slot if ``source`` still fills it."""
+        if self._source is source:
+            self._source = None
+
+    def push(self, source: FrameSource, frame: EncodedFrame) -> None:
+        """A frame from ``source``; frames of a replaced source are dropped."""
+        if source is self._source:
+            (self.video if frame.kind == "video" else self.audio).push(frame)
+
+    def request_keyframe_from_source(self) -> None:
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    def close(self) -> None:
+        self._source = None
+        self.video.close()
+        self.audio.close()

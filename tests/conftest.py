@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from web.app import create_app
+from web.config import Config
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class Service:
+    base: str
+    http: aiohttp.ClientSession
+    app: Any
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def create_session(self, title: str = "第一讲", **extra: Any) -> dict[str, Any]:
+        async with self.http.post(f"{self.base}/api/v1/sessions", headers=self.admin,
+                                  json={"title": title, **extra}) as response:
+            assert response.status == 201, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        async with self.http.get(f"{self.base}/api/v1/sessions/{session_id}",
+                                 headers=self.admin) as response:
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN)
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield Service(str(server.make_url("")).rstrip("/"), http, app)
+    await server.close()

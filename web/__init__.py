@@ -1,0 +1,1 @@
+"""The aiohttp application: signaling, admin API, pages, and the CLI."""

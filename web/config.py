@@ -1,0 +1,114 @@
+"""Configuration: every option has a CLI flag and a ZHIXING_* environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiortc import RTCIceServer
+
+DEFAULT_PORT = 8080
+
+
+@dataclass
+class Config:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("data")
+    public_url: str | None = None
+    ice_hosts: list[str] | None = None
+    stun_urls: list[str] = field(default_factory=list)
+    turn_urls: list[str] = field(default_factory=list)
+    turn_username: str | None = None
+    turn_password: str | None = None
+    admin_token: str | None = None
+    log_level: str = "info"
+
+    def ice_servers(self) -> list[RTCIceServer]:
+        servers = [RTCIceServer(urls=url) for url in self.stun_urls]
+        servers += [
+            RTCIceServer(urls=url, username=self.turn_username, credential=self.turn_password)
+            for url in self.turn_urls
+        ]
+        return servers
+
+    def browser_ice_servers(self) -> list[dict[str, object]]:
+        """The ICE servers a page should use (same servers as the relay)."""
+        servers: list[dict[str, object]] = [{"urls": url} for url in self.stun_urls]
+        servers += [
+            {"urls": url, "username": self.turn_username, "credential": self.turn_password}
+            for url in self.turn_urls
+        ]
+        return servers
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get("ZHIXING_" + name)
+    return value if value not in (None, "") else None
+
+
+def _list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    env = _env
+    parser.add_argument(
+        "--host", default=env("HOST") or "0.0.0.0",
+        help="address to listen on (env ZHIXING_HOST; default 0.0.0.0, every interface)")
+    parser.add_argument(
+        "--port", type=int, default=int(env("PORT") or DEFAULT_PORT),
+        help=f"TCP port for HTTP (env ZHIXING_PORT; default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--data", default=env("DATA") or "data", metavar="DIR",
+        help="data folder for the catalog and the archive (env ZHIXING_DATA; default ./data)")
+    parser.add_argument(
+        "--public-url", default=env("PUBLIC_URL"), metavar="URL",
+        help="base URL that links point to, e.g. https://zhixing.example.gov "
+             "(env ZHIXING_PUBLIC_URL; default: the address each request came to)")
+    parser.add_argument(
+        "--ice-host", action="append", metavar="ADDR",
+        help="an address to offer as ICE host candidate; repeat or comma-separate. "
+             "Default: every interface address except loopback. Give 127.0.0.1 for a "
+             "machine that is only reached locally (env ZHIXING_ICE_HOSTS)")
+    parser.add_argument(
+        "--stun", action="append", metavar="URL",
+        help="STUN server URL (stun:host:port) for the relay and the pages; repeat or "
+             "comma-separate. Default: none, no public server is ever used "
+             "(env ZHIXING_STUN_URLS)")
+    parser.add_argument(
+        "--turn", action="append", metavar="URL",
+        help="TURN server URL (turn:host:port?transport=udp|tcp) (env ZHIXING_TURN_URLS)")
+    parser.add_argument(
+        "--turn-username", default=env("TURN_USERNAME"),
+        help="TURN user name (env ZHIXING_TURN_USERNAME)")
+    parser.add_argument(
+        "--turn-password", default=env("TURN_PASSWORD"),
+        help="TURN password (env ZHIXING_TURN_PASSWORD)")
+    parser.add_argument(
+        "--log-level", default=env("LOG_LEVEL") or "info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    def listed(flag: list[str] | None, env_name: str) -> list[str]:
+        values = [v for item in flag or [] for v in _list(item)]
+        return values or _list(_env(env_name))
+
+    ice_hosts = listed(args.ice_host, "ICE_HOSTS")
+    return Config(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data),
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
+        ice_hosts=ice_hosts or None,
+        stun_urls=listed(args.stun, "STUN_URLS"),
+        turn_urls=listed(args.turn, "TURN_URLS"),
+        turn_username=args.turn_username,
+        turn_password=args.turn_password,
+        admin_token=_env("ADMIN_TOKEN"),
+        log_level=args.log_level,
+    )

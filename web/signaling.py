@@ -1,0 +1,186 @@
+"""WHIP (RFC 9725) ingest and WHEP playback: one resource model for both.
+
+``POST /whip/{session}`` or ``/whep/{session}`` with an SDP offer and a bearer
+token creates a resource (``201``, ``Location``, the SDP answer with all our
+candidates). ``PATCH`` on the resource adds trickled candidates; an ICE
+restart is answered ``422`` (aiortc cannot restart ICE: the client makes a new
+resource instead, which for a publisher replaces the old one and for a viewer
+is a new join). ``DELETE`` ends it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiortc import sdp as aiortc_sdp
+
+from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
+from streaming.room import RoomClosed
+from web.errors import (
+    BadRequest,
+    Gone,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from web.keys import CONFIG, SESSIONS, TOKENS
+from web.sessions import Session
+from web.tokens import Role, bearer_token
+
+SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch",
+}
+
+
+def routes() -> list[web.RouteDef]:
+    table = []
+    for kind in ("whip", "whep"):
+        table += [
+            web.post(f"/{kind}/{{session_id}}", create_resource),
+            web.options(f"/{kind}/{{session_id}}", preflight),
+            web.patch(f"/{kind}/{{session_id}}/{{resource_id}}", patch_resource),
+            web.delete(f"/{kind}/{{session_id}}/{{resource_id}}", delete_resource),
+            web.options(f"/{kind}/{{session_id}}/{{resource_id}}", preflight),
+        ]
+    return table
+
+
+def _role(request: web.Request) -> Role:
+    return Role.PUBLISH if request.path.startswith("/whip/") else Role.VIEW
+
+
+def _authorized_session(request: web.Request) -> Session:
+    """The live session named in the path, if the bearer token may use it."""
+    token = bearer_token(request)
+    session_id = request.match_info["session_id"]
+    session = request.app[SESSIONS].get(session_id)
+    if session is None:
+        # A valid token for another session still learns nothing here.
+        raise NotFound("no such session")
+    if session.ended_at is not None:
+        raise Gone("this session has ended")
+    request.app[TOKENS].require(token, _role(request), session_id)
+    return session
+
+
+async def _read_body(request: web.Request, content_type: str) -> str:
+    if request.content_type != content_type:
+        raise UnsupportedMediaType(f"Content-Type must be {content_type}")
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise PayloadTooLarge(f"body larger than {MAX_SDP_BYTES} bytes")
+    body = await request.content.read(MAX_SDP_BYTES + 1)
+    if len(body) > MAX_SDP_BYTES:
+        raise PayloadTooLarge(f"body larger than {MAX_SDP_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body is not UTF-8 text") from exc
+
+
+async def create_resource(request: web.Request) -> web.Response:
+    session = _authorized_session(request)
+    offer = await _read_body(request, SDP)
+    room = session.room
+    try:
+        if _role(request) is Role.PUBLISH:
+            resource_id, answer = await room.publish(offer)
+        else:
+            resource_id, answer = await room.view(offer)
+    except MalformedOffer as exc:
+        raise BadRequest(str(exc)) from exc
+    except MissingMedia as exc:
+        raise Unprocessable(str(exc)) from exc
+    except UnsupportedCodec as exc:
+        raise NotAcceptable(f"{exc} (this session sends {session.video_codec} and Opus)") from exc
+    except RoomClosed as exc:
+        raise Gone("this session has ended") from exc
+    location = f"{request.path}/{resource_id}"
+    headers = {
+        "Location": location,
+        "ETag": f'"{resource_id}"',
+        "Accept-Patch": SDPFRAG,
+        **CORS_HEADERS,
+    }
+    links = [f'<{server["urls"]}>; rel="ice-server"'
+             for server in request.app[CONFIG].browser_ice_servers()]
+    if links:
+        headers["Link"] = ", ".join(links)
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+def _resource(request: web.Request) -> tuple[Session, Peer]:
+    session = _authorized_session(request)
+    peer = session.room.resource(request.match_info["resource_id"])
+    kind = Role.PUBLISH if session.room.publisher is peer else Role.VIEW
+    if peer is None or kind is not _role(request):
+        raise NotFound("no such resource (it may have ended)")
+    return session, peer
+
+
+async def patch_resource(request: web.Request) -> web.Response:
+    _, peer = _resource(request)
+    fragment = await _read_body(request, SDPFRAG)
+    ufrag, candidates, end = parse_sdpfrag(fragment)
+    remote = peer.pc.remoteDescription
+    if ufrag is not None and remote is not None:
+        current = aiortc_sdp.SessionDescription.parse(remote.sdp).media[0].ice.usernameFragment
+        if ufrag != current:
+            raise Unprocessable(
+                "ICE restart is not supported: create a new resource with POST instead"
+            )
+    for mid, line in candidates:
+        try:
+            candidate = aiortc_sdp.candidate_from_sdp(line)
+        except (ValueError, IndexError) as exc:
+            raise BadRequest(f"malformed candidate: {line[:80]}") from exc
+        candidate.sdpMid = mid
+        candidate.sdpMLineIndex = None if mid is not None else 0
+        await peer.add_candidate(candidate)
+    if end:
+        await peer.add_candidate(None)
+    return web.Response(status=204, headers=CORS_HEADERS)
+
+
+def parse_sdpfrag(fragment: str) -> tuple[str | None, list[tuple[str | None, str]], bool]:
+    """(ice-ufrag, [(mid, candidate line)], end-of-candidates) of an SDP fragment."""
+    ufrag = None
+    mid: str | None = None
+    candidates: list[tuple[str | None, str]] = []
+    end = False
+    for raw in fragment.splitlines():
+        line = raw.strip()
+        if line.startswith("a=ice-ufrag:"):
+            ufrag = line.split(":", 1)[1]
+        elif line.startswith("m="):
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line.split(":", 1)[1]
+        elif line.startswith("a=candidate:"):
+            candidates.append((mid, line[len("a=candidate:"):]))
+        elif line == "a=end-of-candidates":
+            end = True
+        elif line and not line.startswith(("a=", "m=", "c=")):
+            raise BadRequest(f"not an SDP fragment line: {line[:80]}")
+    return ufrag, candidates, end
+
+
+async def delete_resource(request: web.Request) -> web.Response:
+    _, peer = _resource(request)
+    await peer.close()
+    return web.Response(status=200, headers=CORS_HEADERS)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    methods = "POST, OPTIONS" if "resource_id" not in request.match_info else \
+        "PATCH, DELETE, OPTIONS"
+    return web.Response(status=204, headers={
+        **CORS_HEADERS,
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Max-Age": "86400",
+        "Accept-Post": SDP,
+    })

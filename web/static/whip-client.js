@@ -1,0 +1,88 @@
+// WHIP/WHEP client for our pages (RFC 9725 resource model).
+// The relay does not trickle: we wait for ICE gathering, then POST the offer.
+
+const GATHER_TIMEOUT_MS = 3000;
+
+export async function loadIceServers() {
+  const response = await fetch("/api/v1/rtc-config");
+  if (!response.ok) return [];
+  return (await response.json()).iceServers || [];
+}
+
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      }
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, GATHER_TIMEOUT_MS);
+  });
+}
+
+class HttpError extends Error {
+  constructor(status, text) {
+    super(`${status}: ${text}`);
+    this.status = status;
+  }
+}
+
+async function negotiate(pc, url, token) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+    body: pc.localDescription.sdp,
+  });
+  const text = await response.text();
+  if (response.status !== 201) throw new HttpError(response.status, text.trim());
+  await pc.setRemoteDescription({ type: "answer", sdp: text });
+  return new URL(response.headers.get("Location"), url).toString();
+}
+
+async function endResource(resourceUrl, token) {
+  if (!resourceUrl) return;
+  try {
+    await fetch(resourceUrl, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
+  } catch (e) {
+    // The server forgets an unreachable peer by itself.
+  }
+}
+
+// Publish a MediaStream; resolves to {pc, stop()}.
+export async function publish(url, token, stream, iceServers = []) {
+  const pc = new RTCPeerConnection({ iceServers });
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+  const resourceUrl = await negotiate(pc, url, token);
+  return {
+    pc,
+    async stop() {
+      pc.close();
+      await endResource(resourceUrl, token);
+    },
+  };
+}
+
+// View a session's program (and later stage) slots; resolves to {pc, stream, stop()}.
+export async function view(url, token, iceServers = []) {
+  const pc = new RTCPeerConnection({ iceServers });
+  const stream = new MediaStream();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.addEventListener("track", (event) => stream.addTrack(event.track));
+  const resourceUrl = await negotiate(pc, url, token);
+  return {
+    pc,
+    stream,
+    async stop() {
+      pc.close();
+      await endResource(resourceUrl, token);
+    },
+  };
+}
