@@ -41,7 +41,7 @@ class EncodedFrame:
             self.kind, self.codec, self.data, timestamp, self.clock_rate, self.keyframe
         )
 
-    def to_packet(self) -> av.Packet:
+    def to_packet(self) -> av.Packet:  # type: ignore[type-arg]
         """A fresh PyAV packet for muxing (``mux()`` rewrites packets in place)."""
         packet = av.Packet(self.data)
         packet.pts = self.timestamp

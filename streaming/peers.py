@@ -103,7 +103,9 @@ def parse_offer(sdp: str) -> aiortc_sdp.SessionDescription:
     if not description.media:
         raise MissingMedia("the offer has no media sections")
     for media in description.media:
-        if media.kind in ("audio", "video") and not (media.ice.usernameFragment and media.dtls):
+        if media.kind in ("audio", "video") and not (
+            media.ice and media.ice.usernameFragment and media.dtls
+        ):
             raise MalformedOffer("the offer lacks ICE credentials or a DTLS fingerprint")
     return description
 
@@ -151,7 +153,8 @@ class Peer:
     async def _watch_connect(self) -> None:
         await asyncio.sleep(self._settings.connect_timeout)
         if self.pc.connectionState != "connected":
-            logger.info("%s did not connect within %.0f s, closing", self, self._settings.connect_timeout)
+            logger.info("%s did not connect within %.0f s, closing", self,
+                        self._settings.connect_timeout)
             await self.close()
 
     async def _state_changed(self) -> None:
@@ -205,7 +208,9 @@ class Publisher(Peer):
         for media in description.media:
             if media.kind in ("audio", "video") and media.direction not in ("sendonly", "sendrecv"):
                 raise MissingMedia(f"the {media.kind} track of a publisher must be sendonly")
-        for kind in kinds:
+        for kind in ("video", "audio"):
+            if kind not in kinds:
+                continue
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(codec_preferences(kind, self.slot.video.codec))
         answer = await self._negotiate(offer)

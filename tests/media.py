@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -235,4 +236,4 @@ async def start_viewer(
 
 def in_order(indices: list[int]) -> bool:
     """Strictly increasing (a viewer may skip frames, never go back or repeat)."""
-    return all(b > a for a, b in zip(indices, indices[1:], strict=False))
+    return all(b > a for a, b in itertools.pairwise(indices))

@@ -128,8 +128,8 @@ async def patch_resource(request: web.Request) -> web.Response:
     ufrag, candidates, end = parse_sdpfrag(fragment)
     remote = peer.pc.remoteDescription
     if ufrag is not None and remote is not None:
-        current = aiortc_sdp.SessionDescription.parse(remote.sdp).media[0].ice.usernameFragment
-        if ufrag != current:
+        ice = aiortc_sdp.SessionDescription.parse(remote.sdp).media[0].ice
+        if ice is None or ufrag != ice.usernameFragment:
             raise Unprocessable(
                 "ICE restart is not supported: create a new resource with POST instead"
             )

@@ -6,14 +6,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from aiohttp import web
 
 from web.errors import Forbidden, NotAuthorized
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ADMIN = "admin"
     PUBLISH = "publish"
     VIEW = "view"

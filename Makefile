@@ -1,0 +1,42 @@
+# Two commands for a fresh Debian machine with Python 3.11:
+#   make run    install and start the service on its embedded defaults
+#   make test   install test needs (Chromium, ffmpeg) and run the whole suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint install install-test system-test-deps bench clean
+
+run: install
+	$(BIN)/zhixing serve
+
+test: install-test
+	scripts/run-tests
+
+lint: install-test
+	$(BIN)/ruff check streaming recordings web tests bench
+	$(BIN)/mypy
+
+install: $(VENV)/.installed
+install-test: system-test-deps $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	scripts/ensure-venv $(PYTHON) $(VENV)
+
+$(VENV)/.installed: pyproject.toml $(VENV)/bin/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+system-test-deps:
+	scripts/install-system-deps
+
+bench: install-test
+	$(BIN)/python -m bench.relay
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

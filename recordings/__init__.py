@@ -1,0 +1,1 @@
+"""Lecture archive: recorder (a sink of a slot), catalog, finishing, replay source."""
