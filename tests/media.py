@@ -237,3 +237,33 @@ async def start_viewer(
 def in_order(indices: list[int]) -> bool:
     """Strictly increasing (a viewer may skip frames, never go back or repeat)."""
     return all(b > a for a, b in itertools.pairwise(indices))
+
+
+def make_lossy(pc: RTCPeerConnection, rate: float, seed: int = 7) -> list[int]:
+    """Drop ``rate`` of the RTP packets (not RTCP) that ``pc`` sends.
+
+    Wraps each DTLS transport's send path before SRTP protection, so the
+    loss hits media and retransmissions alike, as a lossy uplink would.
+    Returns a one-element list counting dropped packets.
+    """
+    import random
+
+    rng = random.Random(seed)
+    dropped = [0]
+    wrapped: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if id(transport) in wrapped:
+            continue
+        wrapped.add(id(transport))
+        original = transport._send_rtp
+
+        async def send_rtp(data: bytes, original: Callable = original) -> None:  # type: ignore[type-arg]
+            is_rtcp = len(data) > 1 and 192 <= data[1] <= 223
+            if not is_rtcp and rng.random() < rate:
+                dropped[0] += 1
+                return
+            await original(data)
+
+        transport._send_rtp = send_rtp
+    return dropped
