@@ -32,7 +32,9 @@ def create_app(config: Config) -> web.Application:
     tokens.add(admin_token, Grant(Role.ADMIN, None))
     app[ADMIN_TOKEN] = admin_token
     app[TOKENS] = tokens
-    app[SESSIONS] = SessionRegistry(tokens, PeerSettings(ice_servers=config.ice_servers()))
+    settings = PeerSettings(ice_servers=config.ice_servers(),
+                            connect_timeout=config.connect_timeout)
+    app[SESSIONS] = SessionRegistry(tokens, settings)
     app.add_routes(api.routes())
     app.add_routes(signaling.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])

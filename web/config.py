@@ -25,6 +25,9 @@ class Config:
     turn_password: str | None = None
     admin_token: str | None = None
     log_level: str = "info"
+    # A peer that has not connected by then (or whose ICE consent lapsed,
+    # which aioice detects after about 30 s of silence) is closed and forgotten.
+    connect_timeout: float = 30.0
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
