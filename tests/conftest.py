@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.browser import Chromium, artifact_name, open_chromium
 from web.app import create_app
 from web.config import Config
 
@@ -50,3 +51,10 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     async with aiohttp.ClientSession() as http:
         yield Service(str(server.make_url("")).rstrip("/"), http, app)
     await server.close()
+
+
+@pytest.fixture
+async def chromium(request: pytest.FixtureRequest) -> AsyncIterator[Chromium]:
+    """A headless Chromium for this test only (see tests/browser.py)."""
+    async with open_chromium(artifact_name(request.node.name)) as browser:
+        yield browser

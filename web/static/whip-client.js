@@ -41,7 +41,7 @@ async function negotiate(pc, url, token) {
   const text = await response.text();
   if (response.status !== 201) throw new HttpError(response.status, text.trim());
   await pc.setRemoteDescription({ type: "answer", sdp: text });
-  return new URL(response.headers.get("Location"), url).toString();
+  return new URL(response.headers.get("Location"), response.url).toString();
 }
 
 async function endResource(resourceUrl, token) {
