@@ -96,17 +96,34 @@ def parse_offer(sdp: str) -> aiortc_sdp.SessionDescription:
         raise MalformedOffer(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
     if not sdp.lstrip().startswith("v=0"):
         raise MalformedOffer("not an SDP offer (it must start with v=0)")
+    session_part = sdp.split("\nm=", 1)[0]
+    session_types = {line.strip()[:2] for line in session_part.splitlines()}
+    for required in ("o=", "s=", "t="):
+        if required not in session_types:
+            raise MalformedOffer(f"malformed SDP offer: the session has no {required} line")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except Exception as exc:  # the parser raises whatever the bad text provokes
         raise MalformedOffer(f"malformed SDP offer: {exc}") from exc
     if not description.media:
         raise MissingMedia("the offer has no media sections")
+    # aiortc trusts what follows and fails deep inside (500s, half-closed
+    # connections) if it does not hold: check it here.
+    mids = [media.rtp.muxId for media in description.media]
     for media in description.media:
+        if media.kind not in ("audio", "video", "application"):
+            raise MalformedOffer(f"unsupported media section m={media.kind[:20]}")
         if media.kind in ("audio", "video") and not (
-            media.ice and media.ice.usernameFragment and media.dtls
+            media.ice and media.ice.usernameFragment and media.dtls and media.dtls.fingerprints
         ):
             raise MalformedOffer("the offer lacks ICE credentials or a DTLS fingerprint")
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise MalformedOffer("every media section needs an a=mid of its own")
+    if [media.kind for media in description.media].count("application") > 1:
+        raise MalformedOffer("at most one application (data channel) section")
+    for group in description.group:
+        if any(str(item) not in mids for item in group.items):
+            raise MalformedOffer(f"a=group:{group.semantic[:20]} names an unknown a=mid")
     return description
 
 
@@ -313,10 +330,13 @@ class Viewer(Peer):
                                                  track.viewer_requested_keyframe)
             self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters))
         try:
-            return await self._negotiate(offer)
+            answer = await self._negotiate(offer)
         except OfferError:
             self._release()
             raise
+        for out in self.outgoing:
+            out.track.start()
+        return answer
 
     def _release(self) -> None:
         for out in self.outgoing:

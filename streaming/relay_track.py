@@ -31,7 +31,13 @@ class RelayTrack(MediaStreamTrack):
         self.frames_delivered = 0
         self.overflows = 0
         self.keyframe_requests = 0
-        slot_track.subscribe(self)
+        self._started = False
+
+    def start(self) -> None:
+        """Subscribe to the slot track (once the viewer's answer is made)."""
+        if not self._started and self.readyState == "live":
+            self._started = True
+            self._slot_track.subscribe(self)
 
     # FrameSink
     def deliver(self, frame: EncodedFrame) -> None:
@@ -69,7 +75,7 @@ class RelayTrack(MediaStreamTrack):
         self._slot_track.request_keyframe()
 
     def stop(self) -> None:
-        if self.readyState == "live":
+        if self._started:
             self._slot_track.unsubscribe(self)
         super().stop()
         self._queue.clear()

@@ -65,6 +65,10 @@ class Room:
         except BaseException:
             await publisher.close()
             raise
+        if self.closed:
+            # The room ended while the offer was being answered.
+            await publisher.close()
+            raise RoomClosed(self.room_id)
         previous, self.publisher = self.publisher, publisher
         self.publishers_accepted += 1
         if previous is not None:

@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from streaming.peers import SUPPORTED_VIDEO_CODECS
-from web.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
+from web.bodies import read_limited
+from web.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
 from web.keys import CONFIG, SESSIONS, TOKENS
 from web.openapi import OPENAPI
 from web.sessions import Session
@@ -35,10 +36,8 @@ def require_admin(request: web.Request) -> None:
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json")
-    body = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(body) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_JSON_BYTES} bytes")
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    body = await read_limited(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

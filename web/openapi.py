@@ -99,7 +99,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"201": {"description": "created", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}},
                     "400": _error, "401": _error, "403": _error, "413": _error,
-                    "422": _error},
+                    "415": _error, "422": _error},
             },
             "get": {"summary": "List sessions", "security": _bearer,
                     "responses": {"200": {"description": "{sessions: [Session]}"},

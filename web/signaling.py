@@ -15,12 +15,12 @@ from aiortc import sdp as aiortc_sdp
 
 from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
 from streaming.room import RoomClosed
+from web.bodies import read_limited
 from web.errors import (
     BadRequest,
     Gone,
     NotAcceptable,
     NotFound,
-    PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -71,11 +71,7 @@ def _authorized_session(request: web.Request) -> Session:
 async def _read_body(request: web.Request, content_type: str) -> str:
     if request.content_type != content_type:
         raise UnsupportedMediaType(f"Content-Type must be {content_type}")
-    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_SDP_BYTES} bytes")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(body) > MAX_SDP_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_SDP_BYTES} bytes")
+    body = await read_limited(request, MAX_SDP_BYTES)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -133,13 +129,18 @@ async def patch_resource(request: web.Request) -> web.Response:
             raise Unprocessable(
                 "ICE restart is not supported: create a new resource with POST instead"
             )
+    parsed = []
     for mid, line in candidates:
         try:
             candidate = aiortc_sdp.candidate_from_sdp(line)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:
+            # aiortc asserts that a candidate line has at least eight fields.
             raise BadRequest(f"malformed candidate: {line[:80]}") from exc
         candidate.sdpMid = mid
         candidate.sdpMLineIndex = None if mid is not None else 0
+        parsed.append(candidate)
+    # Only a fragment that is valid as a whole adds anything.
+    for candidate in parsed:
         await peer.add_candidate(candidate)
     if end:
         await peer.add_candidate(None)
