@@ -14,8 +14,12 @@ exists and fails with a message naming what moved.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
+import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -23,8 +27,11 @@ from typing import Any
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 
 from streaming.frames import EncodedFrame
 
@@ -37,6 +44,12 @@ _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_RTX = "_RTCRtpReceiver__rtx_ssrc"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
+_SENDER_RTP_STARTED = "_RTCRtpSender__rtp_started"
+_SENDER_RTP_EXITED = "_RTCRtpSender__rtp_exited"
+_SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
+_SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_SENDER_OCTETS = "_RTCRtpSender__octet_count"
+_SENDER_PACKETS = "_RTCRtpSender__packet_count"
 
 FrameCallback = Callable[[str, bytes, int], None]
 
@@ -61,7 +74,8 @@ async def check_internals() -> None:
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_retransmit"),
-        (RTCRtpSender, "_next_encoded_frame"),
+        (RTCRtpSender, "_run_rtp"),
+        (RTCRtpSender, "send"),
         (Vp8Encoder, "_packetize"),
         (H264Encoder, "_packetize"),
         (H264Encoder, "_split_bitstream"),
@@ -81,6 +95,15 @@ async def check_internals() -> None:
         (transceiver.receiver, _RECEIVER_JITTER),
         (transceiver.receiver, _RECEIVER_RTX),
         (transceiver.sender, _SENDER_ENCODER),
+        (transceiver.sender, _SENDER_RTP_STARTED),
+        (transceiver.sender, _SENDER_RTP_EXITED),
+        (transceiver.sender, _SENDER_NTP),
+        (transceiver.sender, _SENDER_RTP_TIMESTAMP),
+        (transceiver.sender, _SENDER_OCTETS),
+        (transceiver.sender, _SENDER_PACKETS),
+        (transceiver.sender, "_ssrc"),
+        (transceiver.sender, "_rtx_ssrc"),
+        (transceiver.sender, "_enabled"),
     ):
         if not hasattr(obj, name):
             problems.append(f"{type(obj).__name__} has no attribute {name}")
@@ -173,9 +196,8 @@ def make_packetizer(codec: str) -> Callable[[EncodedFrame], list[bytes]]:
 class _PrepacketizedEncoder:
     """Stands in for a sender's encoder: frames arrive already packetized.
 
-    ``RTCRtpSender`` calls ``pack()`` for anything that is not a decoded
-    ``av.Frame``. The timestamp returned is relative; the sender adds its own
-    random origin.
+    With :class:`_RtpWriter` in place only REMB reaches it (``pack()`` is
+    what aiortc's own loop would call for a non-``av.Frame``).
     """
 
     def __init__(self, counters: SenderCounters) -> None:
@@ -200,7 +222,130 @@ class SenderCounters:
 
     keyframe_requests: int = 0
     nacked_packets: int = 0
+    retransmitted_packets: int = 0
     remb_bitrate: int | None = None
+
+
+_NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 to 1970
+_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_HISTORY = 128  # packets kept per viewer for NACK/RTX, as aiortc keeps
+
+
+class _RtpWriter:
+    """A viewer sender's RTP path for frames that are already packetized.
+
+    Replaces ``RTCRtpSender._run_rtp`` and ``_retransmit``. aiortc's loop
+    builds an ``RtpPacket`` object, reads the wall clock twice through
+    ``datetime`` and packs header extensions for every packet; here the
+    header extensions are packed once per frame and the RTP header with one
+    ``struct.pack``. The sender keeps its SSRC, its RTCP task (sender reports
+    from the counters updated here) and its SRTP transport.
+    """
+
+    def __init__(self, sender: RTCRtpSender, counters: SenderCounters) -> None:
+        self._sender = sender
+        self._counters = counters
+        self._mid_element = b""
+        self._abs_send_time_id: int | None = None
+        self._payload_type = 0
+        self._rtx_payload_type: int | None = None
+        self._rtx_sequence = random.getrandbits(16)
+        # seq % _HISTORY -> (seq, timestamp, marker, extension block, payload)
+        self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * _HISTORY
+
+    def configure(self, parameters: RTCRtpSendParameters) -> None:
+        for extension in parameters.headerExtensions:
+            if extension.uri == _MID_URI and parameters.muxId:
+                mid = parameters.muxId.encode()[:16]
+                self._mid_element = bytes([(extension.id << 4) | (len(mid) - 1)]) + mid
+            elif extension.uri == _ABS_SEND_TIME_URI:
+                self._abs_send_time_id = extension.id
+        self._payload_type = parameters.codecs[0].payloadType or 0
+        for codec in parameters.codecs:
+            if is_rtx(codec) and codec.parameters.get("apt") == self._payload_type:
+                self._rtx_payload_type = codec.payloadType
+
+    def _extension_block(self, now: float) -> bytes:
+        """RFC 8285 one-byte header extensions: mid and abs-send-time."""
+        elements = self._mid_element
+        if self._abs_send_time_id is not None:
+            abs_send_time = int((now + _NTP_UNIX_OFFSET) * 262144) & 0xFFFFFF
+            elements += bytes([self._abs_send_time_id << 4 | 2]) + \
+                abs_send_time.to_bytes(3, "big")
+        if not elements:
+            return b""
+        elements += b"\x00" * (-len(elements) % 4)
+        return struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
+
+    async def run(self, codec: RTCRtpCodecParameters) -> None:
+        sender = self._sender
+        getattr(sender, _SENDER_RTP_STARTED).set()
+        track: Any = sender.track  # a RelayTrack: recv() gives EncodedFrames
+        ssrc = sender._ssrc
+        payload_type = self._payload_type  # codecs[0], as aiortc passes in ``codec``
+        sequence = random.getrandbits(16)
+        origin = random.getrandbits(32)
+        history = self._history
+        pack = struct.pack
+        octets = packets = 0
+        try:
+            while True:
+                frame: EncodedFrame = await track.recv()
+                payloads = frame.payloads
+                if not sender._enabled or not payloads:
+                    continue
+                now = time.time()
+                timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
+                extensions = self._extension_block(now)
+                first_byte = 0x90 if extensions else 0x80  # version 2, X bit
+                transport = sender.transport
+                last = len(payloads) - 1
+                for index, payload in enumerate(payloads):
+                    marker = 0x80 if index == last else 0
+                    header = pack("!BBHLL", first_byte, marker | payload_type, sequence,
+                                  timestamp, ssrc)
+                    history[sequence % _HISTORY] = (sequence, timestamp, marker, extensions,
+                                                    payload)
+                    await transport._send_rtp(header + extensions + payload)
+                    octets += len(payload)
+                    packets += 1
+                    sequence = (sequence + 1) & 0xFFFF
+                # What the sender's RTCP task puts in its sender reports.
+                ntp = int((now + _NTP_UNIX_OFFSET) * (1 << 32))
+                setattr(sender, _SENDER_NTP, ntp)
+                setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+                setattr(sender, _SENDER_OCTETS, octets)
+                setattr(sender, _SENDER_PACKETS, packets)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # stop() waits for the exit event: log, never leave it unset.
+            logger.exception("viewer RTP writer failed")
+        finally:
+            if track is not None:
+                track.stop()
+            getattr(sender, _SENDER_RTP_EXITED).set()
+
+    async def retransmit(self, sequence_number: int) -> None:
+        self._counters.nacked_packets += 1
+        entry = self._history[sequence_number % _HISTORY]
+        if entry is None or entry[0] != sequence_number:
+            return  # too old: the viewer will ask for a keyframe instead
+        _, timestamp, marker, extensions, payload = entry
+        first_byte = 0x90 if extensions else 0x80
+        sender = self._sender
+        if self._rtx_payload_type is not None:
+            header = struct.pack("!BBHLL", first_byte, marker | self._rtx_payload_type,
+                                 self._rtx_sequence, timestamp, sender._rtx_ssrc)
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+            payload = struct.pack("!H", sequence_number) + payload
+        else:
+            header = struct.pack("!BBHLL", first_byte, marker | self._payload_type,
+                                 sequence_number, timestamp, sender._ssrc)
+        self._counters.retransmitted_packets += 1
+        with contextlib.suppress(ConnectionError):
+            await sender.transport._send_rtp(header + extensions + payload)
 
 
 def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> SenderCounters:
@@ -211,20 +356,22 @@ def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None])
     it is routed to ``on_keyframe_request`` instead.
     """
     counters = SenderCounters()
+    writer = _RtpWriter(sender, counters)
     setattr(sender, _SENDER_ENCODER, _PrepacketizedEncoder(counters))
+    original_send = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        writer.configure(parameters)
+        await original_send(parameters)
 
     def send_keyframe() -> None:
         counters.keyframe_requests += 1
         on_keyframe_request()
 
+    sender.send = send  # type: ignore[method-assign]
+    sender._run_rtp = writer.run  # type: ignore[method-assign]
+    sender._retransmit = writer.retransmit  # type: ignore[method-assign]
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-    original_retransmit = sender._retransmit
-
-    async def retransmit(sequence_number: int) -> None:
-        counters.nacked_packets += 1
-        await original_retransmit(sequence_number)
-
-    sender._retransmit = retransmit  # type: ignore[method-assign]
     return counters
 
 

@@ -350,6 +350,7 @@ class Viewer(Peer):
                 "overflows": out.track.overflows,
                 "plis": out.counters.keyframe_requests,
                 "nacks": out.counters.nacked_packets,
+                "retransmitted": out.counters.retransmitted_packets,
                 "remb": out.counters.remb_bitrate,
                 "packets_sent": 0,
                 "rtt": None,

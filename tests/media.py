@@ -267,3 +267,29 @@ def make_lossy(pc: RTCPeerConnection, rate: float, seed: int = 7) -> list[int]:
 
         transport._send_rtp = send_rtp
     return dropped
+
+
+def make_lossy_receiver(pc: RTCPeerConnection, rate: float, seed: int = 11) -> list[int]:
+    """Drop ``rate`` of the RTP packets ``pc`` receives (after SRTP), as a
+    lossy downlink would; the receiver then NACKs them."""
+    import random
+
+    rng = random.Random(seed)
+    dropped = [0]
+    wrapped: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if id(transport) in wrapped:
+            continue
+        wrapped.add(id(transport))
+        original = transport._handle_rtp_data
+
+        async def handle(data: bytes, arrival_time_ms: int,
+                         original: Callable = original) -> None:  # type: ignore[type-arg]
+            if rng.random() < rate:
+                dropped[0] += 1
+                return
+            await original(data, arrival_time_ms)
+
+        transport._handle_rtp_data = handle
+    return dropped

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from tests.conftest import Service
-from tests.media import in_order, make_lossy, start_publisher, start_viewer
+from tests.media import (
+    in_order,
+    make_lossy,
+    make_lossy_receiver,
+    start_publisher,
+    start_viewer,
+)
 
 pytestmark = pytest.mark.webrtc
 
@@ -143,4 +149,27 @@ async def test_two_percent_loss_on_the_publisher_leg(
     finally:
         for viewer in viewers:
             await viewer.close()
+        await publisher.close()
+
+
+async def test_two_percent_loss_on_a_viewers_downlink_is_repaired_by_retransmission(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = await service.create_session(video_codec="VP8")
+    publisher = await start_publisher(service.http, service.base, session["id"],
+                                      session["publish_token"], width=640, height=480)
+    viewer = await start_viewer(service.http, service.base, session["id"], session["view_token"])
+    try:
+        dropped = make_lossy_receiver(viewer.pc, 0.02)
+        await viewer.wait_for_frames(300, timeout=30)
+        assert dropped[0] >= 10, "the lossy wrapper dropped too little to prove anything"
+        assert in_order(viewer.indices)
+        span = viewer.indices[-1] - viewer.indices[0] + 1
+        assert len(viewer.indices) >= 0.9 * span, (len(viewer.indices), span)
+        assert not [r for r in caplog.records if "failed to decode" in r.getMessage()]
+        stats = (await service.session(session["id"]))["stats"]["viewers"][0]["program_video"]
+        assert stats["nacks"] > 0
+        assert stats["retransmitted"] > 0
+    finally:
+        await viewer.close()
         await publisher.close()
