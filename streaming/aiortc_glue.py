@@ -30,7 +30,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 
 from streaming.frames import EncodedFrame
@@ -80,6 +80,8 @@ async def check_internals() -> None:
         (H264Encoder, "_packetize"),
         (H264Encoder, "_split_bitstream"),
         (aioice.ice.StunProtocol, "datagram_received"),
+        (aioice.ice.StunProtocol, "send_data"),
+        (aioice.ice.CandidatePair, "remote_addr"),
         (aioice.ice.Connection, "data_received"),
     ):
         if not hasattr(owner, name):
@@ -104,6 +106,10 @@ async def check_internals() -> None:
         (transceiver.sender, "_ssrc"),
         (transceiver.sender, "_rtx_ssrc"),
         (transceiver.sender, "_enabled"),
+        (transceiver.sender.transport, "_state"),
+        (transceiver.sender.transport, "_tx_srtp"),
+        (transceiver.sender.transport.transport, "_connection"),
+        (transceiver.sender.transport.transport._connection, "_nominated"),
     ):
         if not hasattr(obj, name):
             problems.append(f"{type(obj).__name__} has no attribute {name}")
@@ -193,18 +199,15 @@ def make_packetizer(codec: str) -> Callable[[EncodedFrame], list[bytes]]:
     raise ValueError(f"no packetizer for codec {codec}")
 
 
-class _PrepacketizedEncoder:
-    """Stands in for a sender's encoder: frames arrive already packetized.
+class _RembRecorder:
+    """Stands in for a sender's encoder, which only REMB still reaches.
 
-    With :class:`_RtpWriter` in place only REMB reaches it (``pack()`` is
-    what aiortc's own loop would call for a non-``av.Frame``).
+    aiortc hands a viewer's bandwidth estimate to the encoder; with no
+    encoder to steer, it is recorded for the viewer's stats.
     """
 
     def __init__(self, counters: SenderCounters) -> None:
         self._counters = counters
-
-    def pack(self, frame: EncodedFrame) -> tuple[list[bytes], int]:
-        return frame.payloads or [], frame.timestamp
 
     @property
     def target_bitrate(self) -> int:
@@ -212,7 +215,6 @@ class _PrepacketizedEncoder:
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        # A viewer's REMB estimate: no encoder to steer, but worth reporting.
         self._counters.remb_bitrate = bitrate
 
 
@@ -232,25 +234,40 @@ _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
 _HISTORY = 128  # packets kept per viewer for NACK/RTX, as aiortc keeps
 
 
-class _RtpWriter:
-    """A viewer sender's RTP path for frames that are already packetized.
+class ViewerWriter:
+    """A viewer sender's RTP path: frames are sent the moment they arrive.
 
-    Replaces ``RTCRtpSender._run_rtp`` and ``_retransmit``. aiortc's loop
-    builds an ``RtpPacket`` object, reads the wall clock twice through
-    ``datetime`` and packs header extensions for every packet; here the
-    header extensions are packed once per frame and the RTP header with one
-    ``struct.pack``. The sender keeps its SSRC, its RTCP task (sender reports
-    from the counters updated here) and its SRTP transport.
+    Replaces ``RTCRtpSender._run_rtp`` (a task per sender that awaits a
+    track, builds an ``RtpPacket`` object and reads the clock through
+    ``datetime`` for every packet) and ``_retransmit``. The slot calls
+    :meth:`send` for every frame, synchronously: SRTP-protect and ``sendto``
+    per packet, header extensions packed once per frame, no task switch per
+    viewer. The sender keeps its SSRC, its RTCP task (sender reports from the
+    counters updated here) and its SRTP session.
+
+    A viewer whose socket cannot take more (the event loop's datagram buffer
+    holds over :data:`MAX_BACKLOG` bytes) gets ``False`` from :meth:`send`:
+    its frames are dropped, never queued without bound.
     """
 
-    def __init__(self, sender: RTCRtpSender, counters: SenderCounters) -> None:
+    MAX_BACKLOG = 256 * 1024
+
+    def __init__(self, sender: RTCRtpSender, counters: SenderCounters,
+                 on_ready: Callable[[], None]) -> None:
         self._sender = sender
         self._counters = counters
+        self._on_ready = on_ready
+        self._configured = False
         self._mid_element = b""
         self._abs_send_time_id: int | None = None
         self._payload_type = 0
         self._rtx_payload_type: int | None = None
+        self._sequence = random.getrandbits(16)
+        self._origin = random.getrandbits(32)
         self._rtx_sequence = random.getrandbits(16)
+        self._octets = 0
+        self._packets = 0
+        self._relayed: set[asyncio.Future[None]] = set()  # sends in flight via TURN
         # seq % _HISTORY -> (seq, timestamp, marker, extension block, payload)
         self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * _HISTORY
 
@@ -265,6 +282,13 @@ class _RtpWriter:
         for codec in parameters.codecs:
             if is_rtx(codec) and codec.parameters.get("apt") == self._payload_type:
                 self._rtx_payload_type = codec.payloadType
+        self._configured = True
+        self._on_ready()
+
+    @property
+    def ready(self) -> bool:
+        """Negotiated and connected: frames sent now reach the viewer."""
+        return self._configured and self._sender.transport._state is DtlsState.CONNECTED
 
     def _extension_block(self, now: float) -> bytes:
         """RFC 8285 one-byte header extensions: mid and abs-send-time."""
@@ -278,53 +302,81 @@ class _RtpWriter:
         elements += b"\x00" * (-len(elements) % 4)
         return struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
 
+    def _route(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes], None]] | None:
+        """(protect, send) for the current transport, or None if not connected."""
+        dtls = self._sender.transport
+        if dtls._state is not DtlsState.CONNECTED:
+            return None
+        protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return None
+        protocol = pair.protocol
+        if type(protocol) is aioice.ice.StunProtocol:
+            udp = protocol.transport
+            # Selector datagram transports buffer what the kernel refuses.
+            if udp.get_write_buffer_size() > self.MAX_BACKLOG:  # type: ignore[attr-defined]
+                raise _BackedUp
+            addr = pair.remote_addr
+            return protect, lambda data: udp.sendto(data, addr)
+        # A relayed (TURN) pair wraps data itself: take aioice's async path.
+        return protect, lambda data: self._spawn(protocol.send_data(data, pair.remote_addr))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._relayed.add(task)
+        task.add_done_callback(self._relayed.discard)
+
+    def send(self, frame: EncodedFrame) -> bool:
+        """Send one frame now; False if the viewer is backed up (frame dropped)."""
+        payloads = frame.payloads
+        if not payloads or not self._sender._enabled:
+            return True
+        try:
+            route = self._route()
+        except _BackedUp:
+            return False
+        if route is None:
+            return True
+        protect, sendto = route
+        now = time.time()
+        timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
+        extensions = self._extension_block(now)
+        first_byte = 0x90 if extensions else 0x80  # version 2, X bit
+        payload_type = self._payload_type
+        ssrc = self._sender._ssrc
+        history = self._history
+        sequence = self._sequence
+        last = len(payloads) - 1
+        pack = struct.pack
+        for index, payload in enumerate(payloads):
+            marker = 0x80 if index == last else 0
+            header = pack("!BBHLL", first_byte, marker | payload_type, sequence, timestamp, ssrc)
+            history[sequence % _HISTORY] = (sequence, timestamp, marker, extensions, payload)
+            sendto(protect(header + extensions + payload))
+            self._octets += len(payload)
+            sequence = (sequence + 1) & 0xFFFF
+        self._packets += len(payloads)
+        self._sequence = sequence
+        # What the sender's RTCP task puts in its sender reports.
+        sender = self._sender
+        setattr(sender, _SENDER_NTP, int((now + _NTP_UNIX_OFFSET) * (1 << 32)))
+        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+        setattr(sender, _SENDER_OCTETS, self._octets)
+        setattr(sender, _SENDER_PACKETS, self._packets)
+        return True
+
     async def run(self, codec: RTCRtpCodecParameters) -> None:
+        """Stands in for the sender's RTP task: frames come through send()."""
         sender = self._sender
         getattr(sender, _SENDER_RTP_STARTED).set()
-        track: Any = sender.track  # a RelayTrack: recv() gives EncodedFrames
-        ssrc = sender._ssrc
-        payload_type = self._payload_type  # codecs[0], as aiortc passes in ``codec``
-        sequence = random.getrandbits(16)
-        origin = random.getrandbits(32)
-        history = self._history
-        pack = struct.pack
-        octets = packets = 0
         try:
-            while True:
-                frame: EncodedFrame = await track.recv()
-                payloads = frame.payloads
-                if not sender._enabled or not payloads:
-                    continue
-                now = time.time()
-                timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
-                extensions = self._extension_block(now)
-                first_byte = 0x90 if extensions else 0x80  # version 2, X bit
-                transport = sender.transport
-                last = len(payloads) - 1
-                for index, payload in enumerate(payloads):
-                    marker = 0x80 if index == last else 0
-                    header = pack("!BBHLL", first_byte, marker | payload_type, sequence,
-                                  timestamp, ssrc)
-                    history[sequence % _HISTORY] = (sequence, timestamp, marker, extensions,
-                                                    payload)
-                    await transport._send_rtp(header + extensions + payload)
-                    octets += len(payload)
-                    packets += 1
-                    sequence = (sequence + 1) & 0xFFFF
-                # What the sender's RTCP task puts in its sender reports.
-                ntp = int((now + _NTP_UNIX_OFFSET) * (1 << 32))
-                setattr(sender, _SENDER_NTP, ntp)
-                setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
-                setattr(sender, _SENDER_OCTETS, octets)
-                setattr(sender, _SENDER_PACKETS, packets)
-        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            await asyncio.Future()  # until stop() cancels it
+        except asyncio.CancelledError:
             pass
-        except Exception:
-            # stop() waits for the exit event: log, never leave it unset.
-            logger.exception("viewer RTP writer failed")
         finally:
-            if track is not None:
-                track.stop()
+            if sender.track is not None:
+                sender.track.stop()
             getattr(sender, _SENDER_RTP_EXITED).set()
 
     async def retransmit(self, sequence_number: int) -> None:
@@ -348,21 +400,30 @@ class _RtpWriter:
             await sender.transport._send_rtp(header + extensions + payload)
 
 
-def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> SenderCounters:
-    """Make ``sender`` send pre-packetized frames and report feedback to us.
+class _BackedUp(Exception):
+    pass
+
+
+def attach_sender(
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_ready: Callable[[], None],
+) -> tuple[ViewerWriter, SenderCounters]:
+    """Take over ``sender``'s RTP path; returns the writer to send frames with.
 
     Must be called before the sender starts (before the answer is applied).
-    In pack mode a viewer's PLI/FIR would only set a flag that nothing reads;
-    it is routed to ``on_keyframe_request`` instead.
+    ``on_ready`` runs once the sender is negotiated and connected. In pack
+    mode a viewer's PLI/FIR would only set a flag that nothing reads; it is
+    routed to ``on_keyframe_request`` instead.
     """
     counters = SenderCounters()
-    writer = _RtpWriter(sender, counters)
-    setattr(sender, _SENDER_ENCODER, _PrepacketizedEncoder(counters))
+    writer = ViewerWriter(sender, counters, on_ready)
+    setattr(sender, _SENDER_ENCODER, _RembRecorder(counters))
     original_send = sender.send
 
     async def send(parameters: RTCRtpSendParameters) -> None:
-        writer.configure(parameters)
         await original_send(parameters)
+        writer.configure(parameters)
 
     def send_keyframe() -> None:
         counters.keyframe_requests += 1
@@ -372,7 +433,7 @@ def attach_sender(sender: RTCRtpSender, on_keyframe_request: Callable[[], None])
     sender._run_rtp = writer.run  # type: ignore[method-assign]
     sender._retransmit = writer.retransmit  # type: ignore[method-assign]
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-    return counters
+    return writer, counters
 
 
 # --------------------------------------------------------------------------

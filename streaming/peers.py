@@ -326,8 +326,9 @@ class Viewer(Peer):
             track = RelayTrack(slot.track(kind))
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind, slot.video.codec))
-            counters = aiortc_glue.attach_sender(transceiver.sender,
-                                                 track.viewer_requested_keyframe)
+            writer, counters = aiortc_glue.attach_sender(
+                transceiver.sender, track.viewer_requested_keyframe, track.writer_ready)
+            track.bind(writer)
             self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters))
         try:
             answer = await self._negotiate(offer)

@@ -1,83 +1,94 @@
-"""A viewer's outgoing track: a bounded, keyframe-gated queue of shared frames.
+"""A viewer's outgoing track: keyframe gating in front of the viewer's writer.
 
-It is a sink of a slot track on one side and an aiortc ``MediaStreamTrack`` on
-the other (the viewer's ``RTCRtpSender`` awaits ``recv()``). A slow viewer only
-ever loses its own frames: on overflow its queue is flushed and it waits for
-the next keyframe, which it asks for.
+It is a sink of a slot track on one side; on the other it hands each frame
+to the viewer's writer at once (:class:`streaming.aiortc_glue.ViewerWriter`),
+with no queue and no task per viewer. A viewer that cannot keep up (its
+socket buffer is full) only ever loses its own frames: it then waits for the
+next keyframe, which it asks for.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
+from typing import Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from streaming.frames import EncodedFrame
 from streaming.slot import SlotTrack
 
-DEFAULT_MAX_QUEUE = {"video": 60, "audio": 100}  # about 2 s of either
+
+class FrameWriter(Protocol):
+    @property
+    def ready(self) -> bool:
+        """Whether frames sent now reach the viewer (negotiated, connected)."""
+
+    def send(self, frame: EncodedFrame) -> bool:
+        """Send a frame now; False when the viewer is backed up (dropped)."""
 
 
 class RelayTrack(MediaStreamTrack):
-    def __init__(self, slot_track: SlotTrack, max_queue: int | None = None) -> None:
+    """The ``MediaStreamTrack`` given to a viewer's sender.
+
+    Frames are pushed (``deliver`` → ``writer.send``), never pulled: the
+    sender's own RTP task, the only caller of ``recv()``, is replaced by the
+    writer's, so ``recv()`` only reports that the track is push-driven.
+    """
+
+    def __init__(self, slot_track: SlotTrack) -> None:
         super().__init__()
         self.kind = slot_track.kind
         self._slot_track = slot_track
-        self._max_queue = max_queue or DEFAULT_MAX_QUEUE[slot_track.kind]
-        self._queue: deque[EncodedFrame] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._writer: FrameWriter | None = None
         self._gated = True
+        self._started = False
         self.frames_delivered = 0
         self.overflows = 0
         self.keyframe_requests = 0
-        self._started = False
+
+    def bind(self, writer: FrameWriter) -> None:
+        self._writer = writer
 
     def start(self) -> None:
         """Subscribe to the slot track (once the viewer's answer is made)."""
         if not self._started and self.readyState == "live":
             self._started = True
-            self._slot_track.subscribe(self)
+            # The keyframe is asked for once the viewer is connected
+            # (writer_ready): one asked for now would arrive too early.
+            self._slot_track.subscribe(self, request_keyframe=False)
+
+    def writer_ready(self) -> None:
+        """The viewer is connected: frames reach it from the next keyframe on."""
+        self._gated = True
+        self._slot_track.request_keyframe()
 
     # FrameSink
     def deliver(self, frame: EncodedFrame) -> None:
+        writer = self._writer
         if self._gated:
-            if not frame.keyframe:
+            if not frame.keyframe or writer is None or not writer.ready:
                 return
             self._gated = False
-        queue = self._queue
-        if len(queue) >= self._max_queue:
-            queue.clear()
+        elif writer is None:
+            return
+        if writer.send(frame):
+            self.frames_delivered += 1
+        else:
+            # The viewer's socket is full: what follows would not decode
+            # without what was just dropped. Start again from a keyframe.
             self.overflows += 1
-            if not frame.keyframe:
-                self._gated = True
-                self._slot_track.request_keyframe()
-                return
-        queue.append(frame)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # MediaStreamTrack
-    async def recv(self) -> EncodedFrame:  # type: ignore[override]
-        queue = self._queue
-        while not queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        self.frames_delivered += 1
-        return queue.popleft()
+            self._gated = True
+            self._slot_track.request_keyframe()
 
     def viewer_requested_keyframe(self) -> None:
         """The viewer sent a PLI or FIR."""
         self.keyframe_requests += 1
         self._slot_track.request_keyframe()
 
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        raise MediaStreamError("RelayTrack is push-driven: frames go to its writer")
+
     def stop(self) -> None:
         if self._started:
             self._slot_track.unsubscribe(self)
+            self._started = False
         super().stop()
-        self._queue.clear()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)

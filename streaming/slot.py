@@ -99,11 +99,13 @@ class SlotTrack:
     def sink_count(self) -> int:
         return len(self._sinks)
 
-    def subscribe(self, sink: FrameSink) -> None:
-        """Add a sink; it starts on the next keyframe, which is asked for now."""
+    def subscribe(self, sink: FrameSink, request_keyframe: bool = True) -> None:
+        """Add a sink; it starts on the next keyframe, which is asked for now
+        unless the sink will ask itself once it can take frames."""
         if sink not in self._sinks:
             self._sinks.append(sink)
-        self.request_keyframe()
+        if request_keyframe:
+            self.request_keyframe()
 
     def unsubscribe(self, sink: FrameSink) -> None:
         if sink in self._sinks:

@@ -27,10 +27,33 @@ from web.tokens import Grant, Role, TokenIndex, bearer_token
 INTERVAL = 0.3  # the default keyframe request interval
 
 
+class FakeWriter:
+    """Stands in for a viewer's connected writer: records what it is sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[EncodedFrame] = []
+        self.backed_up = False
+        self.ready = True
+
+    def send(self, frame: EncodedFrame) -> bool:
+        if self.backed_up:
+            return False
+        self.frames.append(frame)
+        return True
+
+
 def _started(track: RelayTrack) -> RelayTrack:
-    """A viewer's track as the viewer starts it once its answer is made."""
+    """A viewer's track as a connected viewer runs it."""
+    track.bind(FakeWriter())
     track.start()
+    track.writer_ready()
     return track
+
+
+def _writer(track: RelayTrack) -> FakeWriter:
+    writer = track._writer
+    assert isinstance(writer, FakeWriter)
+    return writer
 
 
 class FakeClock:
@@ -429,13 +452,13 @@ def slot(clock: FakeClock, packetized: list[EncodedFrame]) -> Iterator[Slot]:
 
 
 def _queued(track: RelayTrack) -> list[EncodedFrame]:
-    return list(track._queue)
+    """What the viewer was sent and has not been looked at yet."""
+    return list(_writer(track).frames)
 
 
 async def _drain(track: RelayTrack) -> list[EncodedFrame]:
-    frames = []
-    while track._queue:
-        frames.append(await track.recv())
+    frames = _writer(track).frames[:]
+    _writer(track).frames.clear()
     return frames
 
 
@@ -504,29 +527,29 @@ async def test_a_join_storm_costs_the_source_one_keyframe(slot: Slot, clock: Fak
             track.stop()
 
 
-async def test_overflow_flushes_regates_and_asks_for_a_keyframe(
+async def test_a_backed_up_viewer_regates_and_asks_for_a_keyframe(
     slot: Slot, clock: FakeClock
 ) -> None:
     source = FakeSource()
     slot.attach(source)
     feed = Feed(slot, source, clock)
-    slow = _started(RelayTrack(slot.video, max_queue=5))
-    fast = _started(RelayTrack(slot.video, max_queue=100))
+    slow = _started(RelayTrack(slot.video))
+    fast = _started(RelayTrack(slot.video))
     try:
         clock.advance(1.0)
-        requests = source.keyframe_requests
         feed.video(keyframe=True)
         sent = [feed.video() for _ in range(4)]
         assert len(_queued(slow)) == 5 and slow.overflows == 0
-        sent.append(feed.video())  # the sixth frame does not fit
-        assert _queued(slow) == []
+        requests = source.keyframe_requests
+        _writer(slow).backed_up = True  # its socket is full
+        sent.append(feed.video())
         assert slow.overflows == 1
         assert source.keyframe_requests == requests + 1
+        _writer(slow).backed_up = False
         sent += [feed.video() for _ in range(3)]
-        assert _queued(slow) == []  # gated: interframes after the flush are useless
+        assert len(_queued(slow)) == 5  # gated: interframes after the loss are useless
         key = feed.video(keyframe=True)
-        assert [f.data for f in _queued(slow)] == [key.data]
-        assert [f.data for f in await _drain(slow)] == [key.data]
+        assert [f.data for f in _queued(slow)[5:]] == [key.data]
         # The fast viewer lost nothing.
         assert len(await _drain(fast)) == 1 + len(sent) + 1
         assert fast.overflows == 0
@@ -535,23 +558,30 @@ async def test_overflow_flushes_regates_and_asks_for_a_keyframe(
         fast.stop()
 
 
-async def test_overflow_on_a_keyframe_keeps_the_keyframe(slot: Slot, clock: FakeClock) -> None:
+async def test_a_viewer_that_is_not_connected_yet_waits_for_a_keyframe(
+    slot: Slot, clock: FakeClock
+) -> None:
     source = FakeSource()
     slot.attach(source)
     feed = Feed(slot, source, clock)
-    track = _started(RelayTrack(slot.video, max_queue=3))
+    track = RelayTrack(slot.video)
+    writer = FakeWriter()
+    writer.ready = False
+    track.bind(writer)
+    track.start()
     try:
         feed.video(keyframe=True)
         feed.video()
-        feed.video()
+        assert writer.frames == []  # negotiating: nothing can reach it yet
+        writer.ready = True
         clock.advance(1.0)
         requests = source.keyframe_requests
+        track.writer_ready()  # connected: it asks for a keyframe to start on
+        assert source.keyframe_requests == requests + 1
+        feed.video()
+        assert writer.frames == []
         key = feed.video(keyframe=True)
-        assert [f.data for f in _queued(track)] == [key.data]
-        assert track.overflows == 1
-        assert source.keyframe_requests == requests  # it has one already
-        after = feed.video()
-        assert [f.data for f in _queued(track)] == [key.data, after.data]
+        assert [f.data for f in writer.frames] == [key.data]
     finally:
         track.stop()
 
@@ -677,26 +707,22 @@ async def test_frames_are_packetized_once_and_shared_by_every_sink(
     assert slot.video.sink_count == 3
 
 
-async def test_a_stopped_track_unsubscribes_and_ends(slot: Slot, clock: FakeClock) -> None:
+async def test_a_stopped_track_unsubscribes_and_is_push_only(
+    slot: Slot, clock: FakeClock
+) -> None:
     source = FakeSource()
     slot.attach(source)
     feed = Feed(slot, source, clock)
     track = _started(RelayTrack(slot.video))
-    waiting = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
-    assert not waiting.done()
     key = feed.video(keyframe=True)
-    assert (await asyncio.wait_for(waiting, 1)).data == key.data
+    assert [f.data for f in _queued(track)] == [key.data]
     assert slot.video.sink_count == 1
-    waiting = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
+    with pytest.raises(MediaStreamError):
+        await track.recv()  # frames are pushed to the writer, never pulled
     track.stop()
     assert slot.video.sink_count == 0
-    with pytest.raises(MediaStreamError):
-        await asyncio.wait_for(waiting, 1)
     feed.video(keyframe=True)
-    with pytest.raises(MediaStreamError):
-        await track.recv()
+    assert [f.data for f in _queued(track)] == [key.data]
 
 
 # --------------------------------------------------------------------------
