@@ -26,18 +26,21 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from streaming.frames import EncodedFrame
 
 logger = logging.getLogger(__name__)
 
-PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
 # Name-mangled private attributes used below.
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
@@ -86,6 +89,16 @@ async def check_internals() -> None:
     ):
         if not hasattr(owner, name):
             problems.append(f"{owner.__module__}.{owner.__name__}.{name} is missing")
+    for name in ("Error", "SRTP_MAX_TRAILER_LEN"):
+        if not hasattr(pylibsrtp, name):
+            problems.append(f"pylibsrtp.{name} is missing")
+    if not hasattr(srtp_lib, "srtp_protect"):
+        problems.append("pylibsrtp's binding has no srtp_protect")
+    session = pylibsrtp.Session(pylibsrtp.Policy(
+        key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    for name in ("_srtp", "_cdata", "_buffer"):
+        if not hasattr(session, name):
+            problems.append(f"pylibsrtp.Session has no attribute {name}")
     if not hasattr(aioice.ice, "get_host_addresses"):
         problems.append("aioice.ice.get_host_addresses is missing")
 
@@ -245,12 +258,9 @@ class ViewerWriter:
     viewer. The sender keeps its SSRC, its RTCP task (sender reports from the
     counters updated here) and its SRTP session.
 
-    A viewer whose socket cannot take more (the event loop's datagram buffer
-    holds over :data:`MAX_BACKLOG` bytes) gets ``False`` from :meth:`send`:
-    its frames are dropped, never queued without bound.
+    A viewer whose socket cannot take more (the kernel refuses a datagram)
+    gets ``False`` from :meth:`send`: its frames are dropped, never queued.
     """
-
-    MAX_BACKLOG = 256 * 1024
 
     def __init__(self, sender: RTCRtpSender, counters: SenderCounters,
                  on_ready: Callable[[], None]) -> None:
@@ -268,6 +278,14 @@ class ViewerWriter:
         self._octets = 0
         self._packets = 0
         self._relayed: set[asyncio.Future[None]] = set()  # sends in flight via TURN
+        self._relay_protocol: Any = None
+        self._dtls: Any = None  # set with the route once the viewer is connected
+        self._protect: Callable[[bytes], bytes] = bytes
+        self._sendto: Callable[[bytes, tuple[str, int]], Any] = self._send_relayed
+        self._address: tuple[str, int] = ("", 0)
+        self._ext_prefix = b""
+        self._ext_suffix = b""
+        self._first_byte = 0x80
         # seq % _HISTORY -> (seq, timestamp, marker, extension block, payload)
         self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * _HISTORY
 
@@ -282,6 +300,8 @@ class ViewerWriter:
         for codec in parameters.codecs:
             if is_rtx(codec) and codec.parameters.get("apt") == self._payload_type:
                 self._rtx_payload_type = codec.payloadType
+        self._ext_prefix, self._ext_suffix = self._extension_parts()
+        self._first_byte = 0x90 if self._ext_prefix else 0x80  # version 2, X bit
         self._configured = True
         self._on_ready()
 
@@ -290,81 +310,111 @@ class ViewerWriter:
         """Negotiated and connected: frames sent now reach the viewer."""
         return self._configured and self._sender.transport._state is DtlsState.CONNECTED
 
-    def _extension_block(self, now: float) -> bytes:
-        """RFC 8285 one-byte header extensions: mid and abs-send-time."""
-        elements = self._mid_element
-        if self._abs_send_time_id is not None:
-            abs_send_time = int((now + _NTP_UNIX_OFFSET) * 262144) & 0xFFFFFF
-            elements += bytes([self._abs_send_time_id << 4 | 2]) + \
-                abs_send_time.to_bytes(3, "big")
-        if not elements:
-            return b""
-        elements += b"\x00" * (-len(elements) % 4)
-        return struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
+    def _extension_parts(self) -> tuple[bytes, bytes]:
+        """The RFC 8285 one-byte-header block around the abs-send-time value.
 
-    def _route(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes], None]] | None:
-        """(protect, send) for the current transport, or None if not connected."""
+        Returns (prefix, suffix): the block is prefix + 3 bytes of
+        abs-send-time + suffix, or just prefix when abs-send-time is not
+        negotiated (then prefix is the whole block, possibly empty).
+        """
+        elements = self._mid_element
+        if self._abs_send_time_id is None:
+            if not elements:
+                return b"", b""
+            padding = b"\x00" * (-len(elements) % 4)
+            return struct.pack("!HH", 0xBEDE, (len(elements) + len(padding)) // 4) + \
+                elements + padding, b""
+        elements += bytes([self._abs_send_time_id << 4 | 2])
+        padding = b"\x00" * (-(len(elements) + 3) % 4)
+        words = (len(elements) + 3 + len(padding)) // 4
+        return struct.pack("!HH", 0xBEDE, words) + elements, padding
+
+    def _connect_route(self) -> bool:
+        """Resolve where packets go: the SRTP session and the socket.
+
+        Done once when the viewer connects (aioice never changes a nominated
+        pair), then only the DTLS state is checked per frame.
+        """
         dtls = self._sender.transport
         if dtls._state is not DtlsState.CONNECTED:
-            return None
-        protect: Callable[[bytes], bytes] = dtls._tx_srtp.protect
+            return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
-            return None
+            return False
         protocol = pair.protocol
+        self._dtls = dtls
+        self._protect = _FastProtect(dtls._tx_srtp)
+        self._address = pair.remote_addr
         if type(protocol) is aioice.ice.StunProtocol:
-            udp = protocol.transport
-            # Selector datagram transports buffer what the kernel refuses.
-            if udp.get_write_buffer_size() > self.MAX_BACKLOG:  # type: ignore[attr-defined]
-                raise _BackedUp
-            addr = pair.remote_addr
-            return protect, lambda data: udp.sendto(data, addr)
-        # A relayed (TURN) pair wraps data itself: take aioice's async path.
-        return protect, lambda data: self._spawn(protocol.send_data(data, pair.remote_addr))
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._relayed.add(task)
-        task.add_done_callback(self._relayed.discard)
+            # The selector transport's own socket: a datagram the kernel
+            # refuses raises BlockingIOError here instead of being buffered
+            # without bound by the transport.
+            sock = getattr(protocol.transport, "_sock", None)
+            self._sendto = sock.sendto if sock is not None else protocol.transport.sendto
+        else:
+            # A relayed (TURN) pair wraps data itself: take aioice's async path.
+            self._relay_protocol = protocol
+            self._sendto = self._send_relayed
+        return True
 
     def send(self, frame: EncodedFrame) -> bool:
         """Send one frame now; False if the viewer is backed up (frame dropped)."""
         payloads = frame.payloads
         if not payloads or not self._sender._enabled:
             return True
-        try:
-            route = self._route()
-        except _BackedUp:
-            return False
-        if route is None:
+        dtls = self._dtls
+        if dtls is None:
+            if not self._connect_route():
+                return True
+        elif dtls._state is not DtlsState.CONNECTED:
             return True
-        protect, sendto = route
         now = time.time()
         timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
-        extensions = self._extension_block(now)
-        first_byte = 0x90 if extensions else 0x80  # version 2, X bit
+        if self._abs_send_time_id is None:
+            extensions = self._ext_prefix
+        else:
+            abs_send_time = int((now + _NTP_UNIX_OFFSET) * 262144) & 0xFFFFFF
+            extensions = self._ext_prefix + abs_send_time.to_bytes(3, "big") + self._ext_suffix
+        pack = _RTP_HEADER.pack
+        first_byte = self._first_byte
         payload_type = self._payload_type
         ssrc = self._sender._ssrc
         history = self._history
+        protect = self._protect
+        sendto = self._sendto
+        address = self._address
         sequence = self._sequence
         last = len(payloads) - 1
-        pack = struct.pack
-        for index, payload in enumerate(payloads):
-            marker = 0x80 if index == last else 0
-            header = pack("!BBHLL", first_byte, marker | payload_type, sequence, timestamp, ssrc)
-            history[sequence % _HISTORY] = (sequence, timestamp, marker, extensions, payload)
-            sendto(protect(header + extensions + payload))
-            self._octets += len(payload)
-            sequence = (sequence + 1) & 0xFFFF
-        self._packets += len(payloads)
-        self._sequence = sequence
-        # What the sender's RTCP task puts in its sender reports.
-        sender = self._sender
-        setattr(sender, _SENDER_NTP, int((now + _NTP_UNIX_OFFSET) * (1 << 32)))
-        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
-        setattr(sender, _SENDER_OCTETS, self._octets)
-        setattr(sender, _SENDER_PACKETS, self._packets)
+        try:
+            for index, payload in enumerate(payloads):
+                marker = 0x80 if index == last else 0
+                history[sequence % _HISTORY] = (sequence, timestamp, marker, extensions, payload)
+                data = protect(pack(first_byte, marker | payload_type, sequence, timestamp, ssrc)
+                               + extensions + payload)
+                sendto(data, address)
+                self._octets += len(payload)
+                sequence = (sequence + 1) & 0xFFFF
+        except BlockingIOError:
+            # The kernel's socket buffer is full: this viewer cannot keep up.
+            return False
+        except OSError as exc:
+            logger.debug("send to viewer failed: %s", exc)
+            return True
+        finally:
+            self._packets += (sequence - self._sequence) & 0xFFFF
+            self._sequence = sequence
+            # What the sender's RTCP task puts in its sender reports.
+            sender = self._sender
+            setattr(sender, _SENDER_NTP, int((now + _NTP_UNIX_OFFSET) * (1 << 32)))
+            setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+            setattr(sender, _SENDER_OCTETS, self._octets)
+            setattr(sender, _SENDER_PACKETS, self._packets)
         return True
+
+    def _send_relayed(self, data: bytes, address: tuple[str, int]) -> None:
+        task = asyncio.ensure_future(self._relay_protocol.send_data(data, address))
+        self._relayed.add(task)
+        task.add_done_callback(self._relayed.discard)
 
     async def run(self, codec: RTCRtpCodecParameters) -> None:
         """Stands in for the sender's RTP task: frames come through send()."""
@@ -400,8 +450,35 @@ class ViewerWriter:
             await sender.transport._send_rtp(header + extensions + payload)
 
 
-class _BackedUp(Exception):
-    pass
+_RTP_HEADER = struct.Struct("!BBHLL")
+
+
+class _FastProtect:
+    """``pylibsrtp.Session.protect`` without its per-call allocations.
+
+    The session's own buffer and C handle are used as ``Session`` uses them;
+    only the ``int *`` for the length is made once instead of per packet.
+    """
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self._srtp = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._limit = len(session._cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
+        self._length = srtp_ffi.new("int *")
+
+    def __call__(self, packet: bytes) -> bytes:
+        size = len(packet)
+        if size > self._limit:
+            raise ValueError("packet is too long")
+        length = self._length
+        length[0] = size
+        self._buffer[0:size] = packet
+        status = srtp_lib.srtp_protect(self._srtp, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
+        result: bytes = self._buffer[0:length[0]]
+        return result
 
 
 def attach_sender(
