@@ -308,6 +308,7 @@ class Viewer(Peer):
         super().__init__(resource_id, settings, on_closed)
         self.slots = slots
         self.outgoing: list[_Outgoing] = []
+        self.tag: str | None = None  # who this viewer is (an invitation id), if known
 
     async def answer(self, offer: str) -> str:
         description = parse_offer(offer)
@@ -344,7 +345,8 @@ class Viewer(Peer):
             out.track.stop()
 
     async def stats(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"id": self.resource_id, "connection": self.connection_state}
+        report: dict[str, Any] = {"id": self.resource_id, "connection": self.connection_state,
+                                  "tag": self.tag}
         for out in self.outgoing:
             entry: dict[str, Any] = {
                 "frames_sent": out.track.frames_delivered,

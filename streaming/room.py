@@ -76,11 +76,15 @@ class Room:
             await previous.close()
         return publisher.resource_id, answer
 
-    async def view(self, offer: str) -> tuple[str, str]:
-        """Answer a viewer's offer; returns (resource id, answer SDP)."""
+    async def view(self, offer: str, tag: str | None = None) -> tuple[str, str]:
+        """Answer a viewer's offer; returns (resource id, answer SDP).
+
+        ``tag`` says who the viewer is (the invitation it came with).
+        """
         self._check_open()
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
                         self._forget)
+        viewer.tag = tag
         try:
             answer = await viewer.answer(offer)
         except BaseException:

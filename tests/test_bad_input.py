@@ -665,7 +665,7 @@ async def test_sessions_api_without_a_valid_token(
     path = path.format(id=session["id"])
     body = {"title": "不应创建"} if method == "POST" else None
     async with unchanged(service, session["id"]) as before:
-        assert before["state"] == "waiting"
+        assert before["state"] == "scheduled"
         for token in (None, "wrong-token"):
             reply = await api(service, method, path, body, token=token)
             assert_api_error(reply, 401)

@@ -3,31 +3,60 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from streaming.peers import SUPPORTED_VIDEO_CODECS
 from web.bodies import read_limited
-from web.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
-from web.keys import CONFIG, SESSIONS, TOKENS
+from web.catalog import Invalid, Missing
+from web.errors import AppError, BadRequest, NotFound, Unprocessable, UnsupportedMediaType
+from web.invitations import disconnect_invitation, invitation_url
+from web.keys import CATALOG, CONFIG, SESSIONS, SIGNER, TOKENS
 from web.openapi import OPENAPI
 from web.sessions import Session
 from web.tokens import Role, bearer_token
 
 MAX_JSON_BYTES = 16 * 1024
-MAX_TITLE = 200
+MAX_CSV_BYTES = 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvalidFields(AppError):
+    """422 with the message key of every bad field."""
+
+    status = 422
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("invalid fields: " + ", ".join(f"{k} ({v})" for k, v in errors.items()))
+        self.fields = errors
 
 
 def routes() -> list[web.RouteDef]:
-    return [
+    table = [
         web.get("/api/v1/openapi.json", openapi),
         web.get("/api/v1/rtc-config", rtc_config),
         web.post("/api/v1/sessions", create_session),
         web.get("/api/v1/sessions", list_sessions),
         web.get("/api/v1/sessions/{session_id}", get_session),
+        web.patch("/api/v1/sessions/{session_id}", update_session),
         web.delete("/api/v1/sessions/{session_id}", delete_session),
+        web.post("/api/v1/sessions/{session_id}/start", start_session),
+        web.post("/api/v1/sessions/{session_id}/invitations", create_invitation),
+        web.get("/api/v1/sessions/{session_id}/invitations", list_invitations),
+        web.delete("/api/v1/invitations/{invitation_id}", revoke_invitation),
+        web.post("/api/v1/sites/import", import_sites),
     ]
+    for kind in ("units", "courses", "sites"):
+        table += [
+            web.post(f"/api/v1/{kind}", _crud(kind, "create")),
+            web.get(f"/api/v1/{kind}", _crud(kind, "list")),
+            web.get(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "get")),
+            web.patch(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "update")),
+            web.delete(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "delete")),
+        ]
+    return table
 
 
 def require_admin(request: web.Request) -> None:
@@ -52,15 +81,78 @@ def base_url(request: web.Request) -> str:
     return public or str(request.url.origin())
 
 
+def _int_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["row_id"])
+    except ValueError as exc:
+        raise NotFound("no such item") from exc
+
+
+def _crud(kind: str, action: str) -> Handler:
+    singular = kind[:-1]
+
+    async def handler(request: web.Request) -> web.Response:
+        require_admin(request)
+        catalog = request.app[CATALOG]
+        try:
+            if action == "list":
+                return web.json_response({kind: getattr(catalog, kind)()})
+            if action == "create":
+                row = getattr(catalog, f"create_{singular}")(await read_json(request))
+                return web.json_response(row, status=201,
+                                         headers={"Location": f"/api/v1/{kind}/{row['id']}"})
+            row_id = _int_id(request)
+            if action == "get":
+                return web.json_response(getattr(catalog, singular)(row_id))
+            if action == "update":
+                data = await read_json(request)
+                return web.json_response(getattr(catalog, f"update_{singular}")(row_id, data))
+            getattr(catalog, f"delete_{singular}")(row_id)
+            return web.Response(status=204)
+        except Invalid as exc:
+            raise InvalidFields(exc.errors) from exc
+        except Missing as exc:
+            raise NotFound(f"no such {singular}") from exc
+
+    handler.__name__ = f"{action}_{singular}"
+    return handler
+
+
+async def import_sites(request: web.Request) -> web.Response:
+    """CSV (UTF-8, header ``name,org_path``): every row is imported or none."""
+    require_admin(request)
+    if request.content_type not in ("text/csv", "text/plain"):
+        raise UnsupportedMediaType("Content-Type must be text/csv")
+    body = await read_limited(request, MAX_CSV_BYTES)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the CSV file must be UTF-8") from exc
+    try:
+        sites = request.app[CATALOG].import_sites(text)
+    except Invalid as exc:
+        raise InvalidFields(exc.errors) from exc
+    return web.json_response({"imported": len(sites), "sites": sites}, status=201)
+
+
 def describe(request: web.Request, session: Session) -> dict[str, Any]:
     base = base_url(request)
+    row = session.row
     return {
         "id": session.id,
         "title": session.title,
+        "course_id": row["course_id"],
+        "course_title": row.get("course_title"),
+        "lecturer": row.get("lecturer"),
+        "unit_name": row.get("unit_name"),
+        "batch": row["batch"],
+        "scheduled_start": row["scheduled_start"],
+        "scheduled_end": row["scheduled_end"],
         "video_codec": session.video_codec,
         "state": session.state,
-        "created_at": session.created_at,
-        "ended_at": session.ended_at,
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
         "publish_token": session.publish_token,
         "view_token": session.view_token,
         "whip_url": f"{base}/whip/{session.id}",
@@ -80,15 +172,10 @@ async def rtc_config(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     require_admin(request)
     data = await read_json(request)
-    title = data.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise Unprocessable("title is required")
-    if len(title) > MAX_TITLE:
-        raise Unprocessable(f"title is longer than {MAX_TITLE} characters")
-    codec = data.get("video_codec", "H264")
-    if codec not in SUPPORTED_VIDEO_CODECS:
-        raise Unprocessable("video_codec must be one of " + ", ".join(SUPPORTED_VIDEO_CODECS))
-    session = request.app[SESSIONS].create(title.strip(), codec)
+    try:
+        session = request.app[SESSIONS].create(data)
+    except Invalid as exc:
+        raise InvalidFields(exc.errors) from exc
     return web.json_response(describe(request, session), status=201,
                              headers={"Location": f"/api/v1/sessions/{session.id}"})
 
@@ -115,8 +202,85 @@ async def get_session(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def update_session(request: web.Request) -> web.Response:
+    require_admin(request)
+    session = _session(request)
+    data = await read_json(request)
+    try:
+        session = request.app[SESSIONS].update(session, data)
+    except Invalid as exc:
+        raise InvalidFields(exc.errors) from exc
+    return web.json_response(describe(request, session))
+
+
+async def start_session(request: web.Request) -> web.Response:
+    require_admin(request)
+    session = _session(request)
+    if session.ended_at is not None:
+        raise Unprocessable("this session has ended")
+    return web.json_response(describe(request, request.app[SESSIONS].start(session)))
+
+
 async def delete_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = _session(request)
     await request.app[SESSIONS].end(session)
+    return web.Response(status=204)
+
+
+def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str, Any]:
+    token = request.app[SIGNER].sign_invitation(row)
+    return {
+        "id": row["id"],
+        "session_id": row["session_id"],
+        "site_id": row["site_id"],
+        "site_name": row["site_name"],
+        "org_path": row["org_path"],
+        "expires_at": row["expires_at"],
+        "revoked_at": row["revoked_at"],
+        "headcount": row["headcount"],
+        "token": token,
+        "url": invitation_url(base_url(request), token),
+    }
+
+
+async def create_invitation(request: web.Request) -> web.Response:
+    require_admin(request)
+    session = _session(request)
+    if session.ended_at is not None:
+        raise Unprocessable("this session has ended")
+    data = await read_json(request)
+    catalog = request.app[CATALOG]
+    previous = catalog.db.one("SELECT id FROM invitations WHERE session_id = ? AND site_id = ?",
+                              (session.id, data.get("site_id")))
+    try:
+        row = catalog.create_invitation(session.id, data)
+    except Invalid as exc:
+        raise InvalidFields(exc.errors) from exc
+    if previous is not None:
+        await disconnect_invitation(request.app, session.id, previous["id"])
+    return web.json_response(_describe_invitation(request, row), status=201)
+
+
+async def list_invitations(request: web.Request) -> web.Response:
+    require_admin(request)
+    session = _session(request)
+    connected = {viewer.tag for viewer in session.room.viewers.values()
+                 if viewer.connection_state == "connected"}
+    items = []
+    for row in request.app[CATALOG].invitations(session.id):
+        item = _describe_invitation(request, row)
+        item["connected"] = row["id"] in connected
+        items.append(item)
+    return web.json_response({"invitations": items})
+
+
+async def revoke_invitation(request: web.Request) -> web.Response:
+    require_admin(request)
+    catalog = request.app[CATALOG]
+    try:
+        row = catalog.revoke_invitation(request.match_info["invitation_id"])
+    except Missing as exc:
+        raise NotFound("no such invitation") from exc
+    await disconnect_invitation(request.app, row["session_id"], row["id"])
     return web.Response(status=204)

@@ -11,16 +11,21 @@ from aiohttp import web
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
 from web import api, signaling
+from web.catalog import Catalog
 from web.config import Config
-from web.errors import error_middleware
-from web.keys import ADMIN_TOKEN, CONFIG, SESSIONS, TOKENS
+from web.db import Database
+from web.errors import AppError, error_middleware
+from web.invitations import check_invitation
+from web.keys import ADMIN_TOKEN, CATALOG, CONFIG, PEER_SETTINGS, SESSIONS, SIGNER, TOKENS
 from web.sessions import SessionRegistry
+from web.signing import Signer, load_or_create_secret
 from web.tokens import Grant, Role, TokenIndex, new_token
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 1024 * 1024
+DATABASE_FILE = "zhixing.sqlite3"
 
 
 def create_app(config: Config) -> web.Application:
@@ -32,12 +37,12 @@ def create_app(config: Config) -> web.Application:
     tokens.add(admin_token, Grant(Role.ADMIN, None))
     app[ADMIN_TOKEN] = admin_token
     app[TOKENS] = tokens
-    settings = PeerSettings(ice_servers=config.ice_servers(),
-                            connect_timeout=config.connect_timeout)
-    app[SESSIONS] = SessionRegistry(tokens, settings)
+    app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
+                                      connect_timeout=config.connect_timeout)
     app.add_routes(api.routes())
     app.add_routes(signaling.routes())
-    app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
+    app.add_routes([web.get("/", index), web.get("/healthz", healthz),
+                    web.get("/join/{token}", join)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app.cleanup_ctx.append(_media_context)
     return app
@@ -49,12 +54,36 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
     aiortc_glue.install_rfc7983_demux()
     aiortc_glue.configure_ice(config.ice_hosts)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    yield
-    await app[SESSIONS].close()
+    db = Database(config.data_dir / DATABASE_FILE)
+    db.migrate()
+    app[CATALOG] = Catalog(db)
+    app[SIGNER] = Signer(load_or_create_secret(config.data_dir))
+    app[SESSIONS] = SessionRegistry(app[CATALOG], app[TOKENS], app[PEER_SETTINGS])
+    try:
+        yield
+    finally:
+        await app[SESSIONS].close()
+        db.close()
 
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def join(request: web.Request) -> web.Response:
+    """A sub-classroom's link: checked, then the room page.
+
+    A link that is not ours, expired or revoked gets a plain page saying so
+    (the full bilingual room page comes with the pages).
+    """
+    token = request.match_info["token"]
+    try:
+        row = check_invitation(request.app, token, None)
+    except AppError as exc:
+        return web.Response(status=403 if exc.status == 401 else exc.status,
+                            text=f"邀请链接无效：{exc.message}\nInvitation link not valid: "
+                                 f"{exc.message}\n")
+    raise web.HTTPFound(f"/static/view.html#session={row['session_id']}&token={token}")
 
 
 async def healthz(request: web.Request) -> web.Response:

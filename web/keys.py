@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from streaming.peers import PeerSettings
+from web.catalog import Catalog
 from web.config import Config
 from web.sessions import SessionRegistry
+from web.signing import Signer
 from web.tokens import TokenIndex
 
 CONFIG = web.AppKey("config", Config)
 TOKENS = web.AppKey("tokens", TokenIndex)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
+PEER_SETTINGS = web.AppKey("peer_settings", PeerSettings)
+CATALOG = web.AppKey("catalog", Catalog)
+SIGNER = web.AppKey("signer", Signer)

@@ -69,7 +69,7 @@ OPENAPI: dict[str, Any] = {
                     "id": {"type": "string"},
                     "title": {"type": "string"},
                     "video_codec": {"type": "string", "enum": ["H264", "VP8"]},
-                    "state": {"type": "string", "enum": ["waiting", "live", "ended"]},
+                    "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
                     "created_at": {"type": "number"},
                     "ended_at": {"type": ["number", "null"]},
                     "publish_token": {"type": "string"},

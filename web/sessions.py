@@ -1,86 +1,126 @@
-"""Sessions (场次): a title, two tokens and the room that carries the media.
+"""Sessions (场次): rows in the catalog, and the live room of each.
 
-Kept in memory for now; the catalog moves to SQLite with the admin pages.
+The catalog (SQLite) is the truth for a session's schedule, state and tokens;
+the room (slots, publisher, viewers) exists in memory only while the session
+can still be joined. Tokens of sessions that have not ended are indexed at
+start-up, so links keep working across a restart.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from streaming.peers import PeerSettings
 from streaming.room import Room
+from web.catalog import Catalog
 from web.tokens import Grant, Role, TokenIndex, new_token
 
 
 @dataclass
 class Session:
-    id: str
-    title: str
-    video_codec: str
-    publish_token: str
-    view_token: str
-    created_at: float
+    row: dict[str, Any]
     room: Room
-    ended_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def title(self) -> str:
+        return str(self.row["title"])
+
+    @property
+    def video_codec(self) -> str:
+        return str(self.row["video_codec"])
+
+    @property
+    def publish_token(self) -> str:
+        return str(self.row["publish_token"])
+
+    @property
+    def view_token(self) -> str:
+        return str(self.row["view_token"])
+
+    @property
+    def ended_at(self) -> float | None:
+        value = self.row["ended_at"]
+        return float(value) if value is not None else None
 
     @property
     def state(self) -> str:
-        if self.ended_at is not None:
+        """scheduled / live / ended, as stored; live while a publisher is on."""
+        if self.row["state"] == "ended":
             return "ended"
         publisher = self.room.publisher
         if publisher is not None and publisher.connection_state == "connected":
             return "live"
-        return "waiting"
+        return str(self.row["state"])
 
 
 class SessionRegistry:
-    def __init__(
-        self,
-        tokens: TokenIndex,
-        peer_settings: PeerSettings,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, catalog: Catalog, tokens: TokenIndex, peer_settings: PeerSettings) -> None:
+        self.catalog = catalog
         self._tokens = tokens
         self._peer_settings = peer_settings
-        self._wall_clock = wall_clock
-        self._sessions: dict[str, Session] = {}
+        self._rooms: dict[str, Room] = {}
+        for row in catalog.db.all("SELECT id, publish_token, view_token FROM sessions "
+                                  "WHERE state != 'ended'"):
+            self._index(row)
 
-    def create(self, title: str, video_codec: str) -> Session:
-        session_id = secrets.token_urlsafe(8)
-        session = Session(
-            id=session_id,
-            title=title,
-            video_codec=video_codec,
-            publish_token=new_token(),
-            view_token=new_token(),
-            created_at=self._wall_clock(),
-            room=Room(session_id, video_codec, self._peer_settings),
-        )
-        self._tokens.add(session.publish_token, Grant(Role.PUBLISH, session_id))
-        self._tokens.add(session.view_token, Grant(Role.VIEW, session_id))
-        self._sessions[session_id] = session
-        return session
+    def _index(self, row: Mapping[str, Any]) -> None:
+        self._tokens.add(row["publish_token"], Grant(Role.PUBLISH, row["id"]))
+        self._tokens.add(row["view_token"], Grant(Role.VIEW, row["id"]))
+
+    def _room(self, row: Mapping[str, Any]) -> Room:
+        room = self._rooms.get(row["id"])
+        if room is None:
+            room = Room(row["id"], row["video_codec"], self._peer_settings)
+            if row["state"] == "ended":
+                room.closed = True  # nobody can join an ended session
+            else:
+                self._rooms[row["id"]] = room
+        return room
+
+    def create(self, data: Mapping[str, Any]) -> Session:
+        """Validate and store a new session (raises ``catalog.Invalid``)."""
+        row = self.catalog.create_session(data, new_token(), new_token())
+        self._index(row)
+        return Session(row, self._room(row))
 
     def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
+        row = self.catalog.db.one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            return None
+        return Session(self.catalog.session(session_id), self._room(row))
 
     def all(self) -> list[Session]:
-        return list(self._sessions.values())
+        return [Session(row, self._room(row)) for row in self.catalog.sessions()]
 
-    async def end(self, session: Session) -> None:
+    def update(self, session: Session, data: Mapping[str, Any]) -> Session:
+        return Session(self.catalog.update_session(session.id, data), session.room)
+
+    def start(self, session: Session) -> Session:
+        if session.row["state"] == "scheduled":
+            return Session(self.catalog.set_session_state(session.id, "live"), session.room)
+        return session
+
+    async def end(self, session: Session) -> Session:
         """Disconnect everyone; the tokens stop working, the record stays."""
-        if session.ended_at is not None:
-            return
-        session.ended_at = self._wall_clock()
+        if session.row["state"] != "ended":
+            session = Session(self.catalog.set_session_state(session.id, "ended"),
+                              session.room)
         self._tokens.remove(session.publish_token)
         self._tokens.remove(session.view_token)
-        await session.room.close()
+        room = self._rooms.pop(session.id, None)
+        if room is not None:
+            await room.close()
+        return session
 
     async def close(self) -> None:
-        for session in self.all():
-            await self.end(session)
+        """Shutting down: close every room (the sessions stay as they are)."""
+        rooms = list(self._rooms.values())
+        self._rooms.clear()
+        for room in rooms:
+            await room.close()

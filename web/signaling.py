@@ -18,12 +18,14 @@ from streaming.room import RoomClosed
 from web.bodies import read_limited
 from web.errors import (
     BadRequest,
+    Forbidden,
     Gone,
     NotAcceptable,
     NotFound,
     Unprocessable,
     UnsupportedMediaType,
 )
+from web.invitations import check_invitation, is_invitation_token
 from web.keys import CONFIG, SESSIONS, TOKENS
 from web.sessions import Session
 from web.tokens import Role, bearer_token
@@ -54,8 +56,9 @@ def _role(request: web.Request) -> Role:
     return Role.PUBLISH if request.path.startswith("/whip/") else Role.VIEW
 
 
-def _authorized_session(request: web.Request) -> Session:
-    """The live session named in the path, if the bearer token may use it."""
+def _authorized_session(request: web.Request) -> tuple[Session, str | None]:
+    """The live session named in the path, if the bearer token may use it,
+    and the invitation the token came from (for a room's viewer)."""
     token = bearer_token(request)
     session_id = request.match_info["session_id"]
     session = request.app[SESSIONS].get(session_id)
@@ -64,8 +67,13 @@ def _authorized_session(request: web.Request) -> Session:
         raise NotFound("no such session")
     if session.ended_at is not None:
         raise Gone("this session has ended")
+    if is_invitation_token(token):
+        if _role(request) is not Role.VIEW:
+            raise Forbidden("an invitation link can only view")
+        invitation = check_invitation(request.app, token, session_id)
+        return session, str(invitation["id"])
     request.app[TOKENS].require(token, _role(request), session_id)
-    return session
+    return session, None
 
 
 async def _read_body(request: web.Request, content_type: str) -> str:
@@ -79,14 +87,14 @@ async def _read_body(request: web.Request, content_type: str) -> str:
 
 
 async def create_resource(request: web.Request) -> web.Response:
-    session = _authorized_session(request)
+    session, invitation_id = _authorized_session(request)
     offer = await _read_body(request, SDP)
     room = session.room
     try:
         if _role(request) is Role.PUBLISH:
             resource_id, answer = await room.publish(offer)
         else:
-            resource_id, answer = await room.view(offer)
+            resource_id, answer = await room.view(offer, tag=invitation_id)
     except MalformedOffer as exc:
         raise BadRequest(str(exc)) from exc
     except MissingMedia as exc:
@@ -110,11 +118,13 @@ async def create_resource(request: web.Request) -> web.Response:
 
 
 def _resource(request: web.Request) -> tuple[Session, Peer]:
-    session = _authorized_session(request)
+    session, invitation_id = _authorized_session(request)
     peer = session.room.resource(request.match_info["resource_id"])
     kind = Role.PUBLISH if session.room.publisher is peer else Role.VIEW
     if peer is None or kind is not _role(request):
         raise NotFound("no such resource (it may have ended)")
+    if invitation_id is not None and getattr(peer, "tag", None) != invitation_id:
+        raise Forbidden("this resource belongs to another room")
     return session, peer
 
 

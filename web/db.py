@@ -1,0 +1,143 @@
+"""The catalog database: one SQLite file in the data folder, migrated forward.
+
+SQLite calls are short and local, so they run on the event loop; the
+connection is in WAL mode so a reader never waits for a writer. Migrations are
+numbered SQL scripts applied in order inside one transaction each, recorded in
+``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: Sequence[str] = (
+    # 1: the schedule (units, courses, sites, sessions, invitations) and admins
+    """
+    CREATE TABLE units (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE courses (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER REFERENCES units(id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        lecturer TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sites (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        org_path TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        UNIQUE (org_path, name)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        course_id INTEGER REFERENCES courses(id) ON DELETE SET NULL,
+        batch TEXT NOT NULL DEFAULT '',
+        scheduled_start REAL,
+        scheduled_end REAL,
+        video_codec TEXT NOT NULL,
+        publish_token TEXT NOT NULL,
+        view_token TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'scheduled'
+            CHECK (state IN ('scheduled', 'live', 'ended')),
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL
+    );
+    CREATE TABLE invitations (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        expires_at REAL NOT NULL,
+        revoked_at REAL,
+        headcount INTEGER,
+        headcount_at REAL,
+        created_at REAL NOT NULL,
+        UNIQUE (session_id, site_id)
+    );
+    CREATE INDEX invitations_by_session ON invitations (session_id);
+    CREATE TABLE admins (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE login_sessions (
+        id_digest BLOB PRIMARY KEY,
+        admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
+)
+
+
+class Database:
+    """A thin wrapper: rows as dicts, transactions as context managers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+
+    @property
+    def version(self) -> int:
+        row = self._conn.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def migrate(self) -> int:
+        """Apply every migration not applied yet; returns the new version."""
+        for number, script in enumerate(MIGRATIONS, start=1):
+            if number <= self.version:
+                continue
+            with self.transaction():
+                for statement in _statements(script):
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {number}")
+        return self.version
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing: a failed form submit writes nothing."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run a write; returns the last row id (for INSERT) or the row count."""
+        cursor = self._conn.execute(sql, params)
+        return cursor.lastrowid if sql.lstrip().upper().startswith("INSERT") and \
+            cursor.lastrowid is not None else cursor.rowcount
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        row = self._conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (none of ours has ';' inside a string)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
