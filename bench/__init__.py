@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.relay`` compares the relay with stock aiortc."""
