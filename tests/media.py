@@ -239,57 +239,36 @@ def in_order(indices: list[int]) -> bool:
     return all(b > a for a, b in itertools.pairwise(indices))
 
 
-def make_lossy(pc: RTCPeerConnection, rate: float, seed: int = 7) -> list[int]:
-    """Drop ``rate`` of the RTP packets (not RTCP) that ``pc`` sends.
+def make_lossy(pc: RTCPeerConnection, rate: float, seed: int = 7,
+               direction: str = "send") -> list[int]:
+    """Drop ``rate`` of the RTP packets (not RTCP) that ``pc`` sends or receives.
 
-    Wraps each DTLS transport's send path before SRTP protection, so the
-    loss hits media and retransmissions alike, as a lossy uplink would.
-    Returns a one-element list counting dropped packets.
+    ``send`` wraps each DTLS transport's send path before SRTP protection, so
+    the loss hits media and retransmissions alike, as a lossy uplink would;
+    ``receive`` drops after SRTP on the way in, as a lossy downlink would (the
+    receiver then NACKs). Returns a one-element list counting dropped packets.
     """
     import random
 
     rng = random.Random(seed)
     dropped = [0]
+    method = "_send_rtp" if direction == "send" else "_handle_rtp_data"
     wrapped: set[int] = set()
     for transceiver in pc.getTransceivers():
-        transport = transceiver.sender.transport
+        side = transceiver.sender if direction == "send" else transceiver.receiver
+        transport = side.transport
         if id(transport) in wrapped:
             continue
         wrapped.add(id(transport))
-        original = transport._send_rtp
+        original = getattr(transport, method)
 
-        async def send_rtp(data: bytes, original: Callable = original) -> None:  # type: ignore[type-arg]
+        async def lossy(data: bytes, original: Callable = original,  # type: ignore[type-arg]
+                        **kwargs: int) -> None:
             is_rtcp = len(data) > 1 and 192 <= data[1] <= 223
             if not is_rtcp and rng.random() < rate:
                 dropped[0] += 1
                 return
-            await original(data)
+            await original(data, **kwargs)
 
-        transport._send_rtp = send_rtp
-    return dropped
-
-
-def make_lossy_receiver(pc: RTCPeerConnection, rate: float, seed: int = 11) -> list[int]:
-    """Drop ``rate`` of the RTP packets ``pc`` receives (after SRTP), as a
-    lossy downlink would; the receiver then NACKs them."""
-    import random
-
-    rng = random.Random(seed)
-    dropped = [0]
-    wrapped: set[int] = set()
-    for transceiver in pc.getTransceivers():
-        transport = transceiver.receiver.transport
-        if id(transport) in wrapped:
-            continue
-        wrapped.add(id(transport))
-        original = transport._handle_rtp_data
-
-        async def handle(data: bytes, arrival_time_ms: int,
-                         original: Callable = original) -> None:  # type: ignore[type-arg]
-            if rng.random() < rate:
-                dropped[0] += 1
-                return
-            await original(data, arrival_time_ms)
-
-        transport._handle_rtp_data = handle
+        setattr(transport, method, lossy)
     return dropped

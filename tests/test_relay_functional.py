@@ -11,7 +11,6 @@ from tests.conftest import Service
 from tests.media import (
     in_order,
     make_lossy,
-    make_lossy_receiver,
     start_publisher,
     start_viewer,
 )
@@ -160,7 +159,7 @@ async def test_two_percent_loss_on_a_viewers_downlink_is_repaired_by_retransmiss
                                       session["publish_token"], width=640, height=480)
     viewer = await start_viewer(service.http, service.base, session["id"], session["view_token"])
     try:
-        dropped = make_lossy_receiver(viewer.pc, 0.02)
+        dropped = make_lossy(viewer.pc, 0.02, seed=11, direction="receive")
         await viewer.wait_for_frames(300, timeout=30)
         assert dropped[0] >= 10, "the lossy wrapper dropped too little to prove anything"
         assert in_order(viewer.indices)
