@@ -1,4 +1,4 @@
-"""Admin JSON API under /api/v1/ (bearer admin token)."""
+"""Admin JSON API under /api/v1/ (bearer admin token or login cookie)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from web.bodies import read_limited
 from web.catalog import Invalid, Missing
 from web.errors import AppError, BadRequest, NotFound, Unprocessable, UnsupportedMediaType
 from web.invitations import disconnect_invitation, invitation_url
-from web.keys import CATALOG, CONFIG, SESSIONS, SIGNER, TOKENS
+from web.keys import CATALOG, CONFIG, SESSIONS, SIGNER
+from web.login import authenticate_admin
 from web.openapi import OPENAPI
 from web.sessions import Session
-from web.tokens import Role, bearer_token
 
 MAX_JSON_BYTES = 16 * 1024
 MAX_CSV_BYTES = 1024 * 1024
@@ -60,7 +60,8 @@ def routes() -> list[web.RouteDef]:
 
 
 def require_admin(request: web.Request) -> None:
-    request.app[TOKENS].require(bearer_token(request), Role.ADMIN, None)
+    """The bearer admin token, or a login cookie (plus X-CSRF-Token when unsafe)."""
+    authenticate_admin(request)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -82,10 +83,12 @@ def base_url(request: web.Request) -> str:
 
 
 def _int_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["row_id"])
-    except ValueError as exc:
-        raise NotFound("no such item") from exc
+    raw = request.match_info["row_id"]
+    # Plain ASCII digits only: int() also takes "+1", " 1", "１" and "1_0", and an
+    # id too large for SQLite's 64-bit integers would fail inside the query.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound("no such item")
+    return int(raw)
 
 
 def _crud(kind: str, action: str) -> Handler:
@@ -251,14 +254,15 @@ async def create_invitation(request: web.Request) -> web.Response:
         raise Unprocessable("this session has ended")
     data = await read_json(request)
     catalog = request.app[CATALOG]
-    previous = catalog.db.one("SELECT id FROM invitations WHERE session_id = ? AND site_id = ?",
-                              (session.id, data.get("site_id")))
+    # The site's current link, found by the validated site id (never by raw input).
+    current = {item["site_id"]: item["id"] for item in catalog.invitations(session.id)}
     try:
         row = catalog.create_invitation(session.id, data)
     except Invalid as exc:
         raise InvalidFields(exc.errors) from exc
+    previous = current.get(row["site_id"])
     if previous is not None:
-        await disconnect_invitation(request.app, session.id, previous["id"])
+        await disconnect_invitation(request.app, session.id, previous)
     return web.json_response(_describe_invitation(request, row), status=201)
 
 

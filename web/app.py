@@ -10,13 +10,24 @@ from aiohttp import web
 
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import api, signaling
+from web import api, login, signaling
+from web.accounts import Accounts, LoginLimiter
 from web.catalog import Catalog
 from web.config import Config
 from web.db import Database
 from web.errors import AppError, error_middleware
 from web.invitations import check_invitation
-from web.keys import ADMIN_TOKEN, CATALOG, CONFIG, PEER_SETTINGS, SESSIONS, SIGNER, TOKENS
+from web.keys import (
+    ACCOUNTS,
+    ADMIN_TOKEN,
+    CATALOG,
+    CONFIG,
+    LOGIN_LIMITER,
+    PEER_SETTINGS,
+    SESSIONS,
+    SIGNER,
+    TOKENS,
+)
 from web.sessions import SessionRegistry
 from web.signing import Signer, load_or_create_secret
 from web.tokens import Grant, Role, TokenIndex, new_token
@@ -37,10 +48,12 @@ def create_app(config: Config) -> web.Application:
     tokens.add(admin_token, Grant(Role.ADMIN, None))
     app[ADMIN_TOKEN] = admin_token
     app[TOKENS] = tokens
+    app[LOGIN_LIMITER] = LoginLimiter()
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
     app.add_routes(api.routes())
     app.add_routes(signaling.routes())
+    app.add_routes(login.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz),
                     web.get("/join/{token}", join)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
@@ -57,6 +70,8 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
     db = Database(config.data_dir / DATABASE_FILE)
     db.migrate()
     app[CATALOG] = Catalog(db)
+    app[ACCOUNTS] = Accounts(db)
+    app[ACCOUNTS].ensure_admin(config.admin_password)
     app[SIGNER] = Signer(load_or_create_secret(config.data_dir))
     app[SESSIONS] = SessionRegistry(app[CATALOG], app[TOKENS], app[PEER_SETTINGS])
     try:

@@ -77,12 +77,17 @@ class Fields:
                 self.values[name] = None
             return
         value = self.data[name]
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
+        # An id is an integer or its text (from a form); not 1.5, true or [1].
+        if isinstance(value, bool) or not isinstance(value, int | str):
             self.errors[name] = "error.not_a_number"
             return
-        if isinstance(value, bool) or not exists(number):
+        try:
+            number = int(value)
+        except ValueError:
+            self.errors[name] = "error.not_a_number"
+            return
+        # Beyond SQLite's 64-bit integers no row exists (and the query would fail).
+        if not 0 < number < 2**63 or not exists(number):
             self.errors[name] = "error.unknown_reference"
         else:
             self.values[name] = number
@@ -240,12 +245,17 @@ class Catalog:
         every bad row; nothing is written then.
         """
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-        if not reader.fieldnames or "name" not in [f.strip() for f in reader.fieldnames]:
+        try:
+            fieldnames = reader.fieldnames
+            records = list(reader)
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+            raise Invalid({"file": "error.csv_malformed"}) from exc
+        if not fieldnames or "name" not in [f.strip() for f in fieldnames]:
             raise Invalid({"file": "error.csv_header"})
         rows: list[dict[str, Any]] = []
         errors: dict[str, str] = {}
         seen: set[tuple[str, str]] = set()
-        for number, raw in enumerate(reader, start=1):
+        for number, raw in enumerate(records, start=1):
             record = {(k or "").strip(): (v or "") for k, v in raw.items()}
             try:
                 values = self._site_fields(record, partial=False)

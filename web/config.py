@@ -24,6 +24,9 @@ class Config:
     turn_username: str | None = None
     turn_password: str | None = None
     admin_token: str | None = None
+    # The first account's password (env ZHIXING_ADMIN_PASSWORD only; never a flag,
+    # so it stays out of the process list). Used only when no account exists yet.
+    admin_password: str | None = None
     log_level: str = "info"
     # A peer that has not connected by then (or whose ICE consent lapsed,
     # which aioice detects after about 30 s of silence) is closed and forgotten.
@@ -113,5 +116,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         turn_username=args.turn_username,
         turn_password=args.turn_password,
         admin_token=_env("ADMIN_TOKEN"),
+        admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from streaming.peers import PeerSettings
+from web.accounts import Accounts, LoginLimiter
 from web.catalog import Catalog
 from web.config import Config
 from web.sessions import SessionRegistry
@@ -18,3 +19,5 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 PEER_SETTINGS = web.AppKey("peer_settings", PeerSettings)
 CATALOG = web.AppKey("catalog", Catalog)
 SIGNER = web.AppKey("signer", Signer)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)

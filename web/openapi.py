@@ -53,12 +53,88 @@ _resource_path_params = [_session_path_param,
                          {"name": "resource_id", "in": "path", "required": True,
                           "schema": {"type": "string"}}]
 
+_row_path_param = {"name": "row_id", "in": "path", "required": True,
+                   "schema": {"type": "integer", "minimum": 1}}
+_invitation_path_param = {"name": "invitation_id", "in": "path", "required": True,
+                          "schema": {"type": "string"}}
+
+
+def _schema(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": _json(_schema(schema))}
+
+
+def _listed(key: str, schema: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": _schema(schema)}}}
+
+
+def _crud(kind: str, singular: str, schema: str, summary: str,
+          fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The five routes of a catalog table: list, create, get, change, delete."""
+    return {
+        f"/api/v1/{kind}": {
+            "post": {
+                "summary": f"Create a {singular} ({summary})",
+                "security": _bearer,
+                "requestBody": _json_body(f"{schema}Input"),
+                "responses": {
+                    "201": {"description": f"created; Location names the new {singular}",
+                            "content": _json(_schema(schema))},
+                    "400": _error, "401": _error, "403": _error, "413": _error,
+                    "415": _error, "422": _error},
+            },
+            "get": {"summary": f"List {kind}", "security": _bearer,
+                    "responses": {"200": {"description": f"{{{kind}: [{schema}]}}",
+                                          "content": _json(_listed(kind, schema))},
+                                  "401": _error, "403": _error}},
+        },
+        f"/api/v1/{kind}/{{row_id}}": {
+            "parameters": [_row_path_param],
+            "get": {"summary": f"A {singular}", "security": _bearer,
+                    "responses": {"200": {"description": schema,
+                                          "content": _json(_schema(schema))},
+                                  "401": _error, "403": _error, "404": _error}},
+            "patch": {
+                "summary": f"Change a {singular} (absent fields stay as they are)",
+                "security": _bearer,
+                "requestBody": {"required": True, "content": _json(
+                    {"type": "object", "properties": fields,
+                     "description": "any of the fields; absent ones are left alone"})},
+                "responses": {"200": {"description": f"the changed {singular}",
+                                      "content": _json(_schema(schema))},
+                              "400": _error, "401": _error, "403": _error, "404": _error,
+                              "413": _error, "415": _error, "422": _error},
+            },
+            "delete": {"summary": f"Delete a {singular}", "security": _bearer,
+                       "responses": {"204": {"description": "deleted"}, "401": _error,
+                                     "403": _error, "404": _error}},
+        },
+    }
+
+
+_name = {"type": "string", "minLength": 1, "maxLength": 200}
+_text = {"type": "string", "maxLength": 2000}
+_time = {"type": ["number", "null"], "description": "unix time in seconds (2000 … 2100)"}
+_unit_fields = {"name": _name, "description": _text}
+_course_fields = {"title": _name, "lecturer": {"type": "string", "maxLength": 200},
+                  "unit_id": {"type": ["integer", "null"]}}
+_site_fields = {"name": _name,
+                "org_path": {**_text, "description": "levels separated by '/'"}}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Zhixing Classroom API", "version": "1"},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "responses": {"Error": {"description": "error with a short text",
+        "responses": {"Error": {"description": "error with a short text (for 422: every "
+                                               "bad field and its message key)",
                                 "content": {"application/json": {"schema": {
                                     "type": "object",
                                     "properties": {"error": {"type": "string"}}}}}}},
@@ -68,15 +144,100 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "string"},
                     "title": {"type": "string"},
+                    "course_id": {"type": ["integer", "null"]},
+                    "course_title": {"type": ["string", "null"]},
+                    "lecturer": {"type": ["string", "null"]},
+                    "unit_name": {"type": ["string", "null"]},
+                    "batch": {"type": "string"},
+                    "scheduled_start": _time,
+                    "scheduled_end": _time,
                     "video_codec": {"type": "string", "enum": ["H264", "VP8"]},
                     "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
                     "created_at": {"type": "number"},
+                    "started_at": {"type": ["number", "null"]},
                     "ended_at": {"type": ["number", "null"]},
                     "publish_token": {"type": "string"},
                     "view_token": {"type": "string"},
                     "whip_url": {"type": "string"},
                     "whep_url": {"type": "string"},
-                    "stats": {"type": ["object", "null"]},
+                    "stats": {"type": ["object", "null"],
+                              "description": "live statistics (GET of one session only)"},
+                },
+            },
+            "SessionInput": {
+                "type": "object", "required": ["title"],
+                "properties": {
+                    "title": _name,
+                    "course_id": {"type": ["integer", "null"]},
+                    "batch": {"type": "string", "maxLength": 50},
+                    "scheduled_start": _time,
+                    "scheduled_end": {**_time, "description": "after scheduled_start"},
+                    "video_codec": {"type": "string", "enum": ["H264", "VP8"],
+                                    "default": "H264"},
+                },
+            },
+            "SessionChange": {
+                "type": "object",
+                "description": "any of the fields; video_codec is fixed once created (422)",
+                "properties": {
+                    "title": _name,
+                    "course_id": {"type": ["integer", "null"]},
+                    "batch": {"type": "string", "maxLength": 50},
+                    "scheduled_start": _time,
+                    "scheduled_end": _time,
+                },
+            },
+            "Unit": {
+                "type": "object", "description": "专题: a theme that groups courses",
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                               "description": {"type": "string"},
+                               "created_at": {"type": "number"}},
+            },
+            "UnitInput": {"type": "object", "required": ["name"], "properties": _unit_fields},
+            "Course": {
+                "type": "object", "description": "课程: a course, optionally in a unit",
+                "properties": {"id": {"type": "integer"}, "title": {"type": "string"},
+                               "lecturer": {"type": "string"},
+                               "unit_id": {"type": ["integer", "null"]},
+                               "unit_name": {"type": ["string", "null"]},
+                               "created_at": {"type": "number"}},
+            },
+            "CourseInput": {"type": "object", "required": ["title"],
+                            "properties": _course_fields},
+            "Site": {
+                "type": "object",
+                "description": "分课堂: a sub-classroom; name and org_path are unique together",
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                               "org_path": {"type": "string",
+                                            "description": "normalized: '北仑区 / 新碶街道'"},
+                               "created_at": {"type": "number"}},
+            },
+            "SiteInput": {"type": "object", "required": ["name"], "properties": _site_fields},
+            "Invitation": {
+                "type": "object",
+                "description": "a site's link to a session: signed, expiring, revocable",
+                "properties": {
+                    "id": {"type": "string"},
+                    "session_id": {"type": "string"},
+                    "site_id": {"type": "integer"},
+                    "site_name": {"type": "string"},
+                    "org_path": {"type": "string"},
+                    "expires_at": {"type": "number"},
+                    "revoked_at": {"type": ["number", "null"]},
+                    "headcount": {"type": ["integer", "null"]},
+                    "token": {"type": "string",
+                              "description": "bearer token for WHEP of this session only"},
+                    "url": {"type": "string", "description": "the /join/{token} link"},
+                    "connected": {"type": "boolean",
+                                  "description": "a viewer is connected with it (lists only)"},
+                },
+            },
+            "InvitationInput": {
+                "type": "object", "required": ["site_id"],
+                "properties": {
+                    "site_id": {"type": "integer"},
+                    "expires_at": {**_time, "description": "in the future; default 30 days "
+                                                           "after the scheduled end"},
                 },
             },
         },
@@ -87,22 +248,34 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/rtc-config": {"get": {
             "summary": "ICE servers for pages (the deployment's own STUN/TURN)",
             "responses": {"200": {"description": "{iceServers: [...]}"}}}},
+        "/api/v1/me": {"get": {
+            "summary": "Who is calling. Like every admin operation it also accepts the "
+                       "login cookie zhixing_session (from POST /login) instead of the "
+                       "bearer token; with the cookie, POST/PATCH/PUT/DELETE need "
+                       "X-CSRF-Token",
+            "security": _bearer,
+            "responses": {"200": {"description": "the caller; csrf_token (to send as "
+                                                 "X-CSRF-Token with POST/PATCH/PUT/DELETE) "
+                                                 "only for a cookie login", "content":
+                                  _json({"type": "object",
+                                         "required": ["username", "csrf_token"],
+                                         "properties": {
+                                             "username": {"type": ["string", "null"]},
+                                             "csrf_token": {"type": ["string", "null"]}}})},
+                          "401": _error, "403": _error}}},
         "/api/v1/sessions": {
             "post": {
                 "summary": "Create a session",
                 "security": _bearer,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["title"],
-                    "properties": {"title": {"type": "string", "maxLength": 200},
-                                   "video_codec": {"type": "string", "enum": ["H264", "VP8"],
-                                                   "default": "H264"}}}}}},
+                "requestBody": _json_body("SessionInput"),
                 "responses": {"201": {"description": "created", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}},
                     "400": _error, "401": _error, "403": _error, "413": _error,
                     "415": _error, "422": _error},
             },
             "get": {"summary": "List sessions", "security": _bearer,
-                    "responses": {"200": {"description": "{sessions: [Session]}"},
+                    "responses": {"200": {"description": "{sessions: [Session]}",
+                                          "content": _json(_listed("sessions", "Session"))},
                                   "401": _error, "403": _error}},
         },
         "/api/v1/sessions/{session_id}": {
@@ -112,9 +285,77 @@ OPENAPI: dict[str, Any] = {
                         "application/json": {"schema": {
                             "$ref": "#/components/schemas/Session"}}}},
                         "401": _error, "403": _error, "404": _error}},
+            "patch": {
+                "summary": "Change a session's title, course, batch or schedule",
+                "security": _bearer,
+                "requestBody": _json_body("SessionChange"),
+                "responses": {"200": {"description": "the changed session",
+                                      "content": _json(_schema("Session"))},
+                              "400": _error, "401": _error, "403": _error, "404": _error,
+                              "413": _error, "415": _error, "422": _error},
+            },
             "delete": {"summary": "End a session and disconnect everyone", "security": _bearer,
                        "responses": {"204": {"description": "ended"}, "401": _error,
                                      "403": _error, "404": _error}},
+        },
+        "/api/v1/sessions/{session_id}/start": {
+            "parameters": [_session_path_param],
+            "post": {"summary": "Mark a scheduled session live", "security": _bearer,
+                     "responses": {"200": {"description": "the session",
+                                           "content": _json(_schema("Session"))},
+                                   "401": _error, "403": _error, "404": _error,
+                                   "422": _error}},
+        },
+        "/api/v1/sessions/{session_id}/invitations": {
+            "parameters": [_session_path_param],
+            "post": {
+                "summary": "Invite a site: a new link (replaces the site's previous one, "
+                           "whose viewers are disconnected)",
+                "security": _bearer,
+                "requestBody": _json_body("InvitationInput"),
+                "responses": {"201": {"description": "the invitation with its link",
+                                      "content": _json(_schema("Invitation"))},
+                              "400": _error, "401": _error, "403": _error, "404": _error,
+                              "413": _error, "415": _error,
+                              "422": {**_error, "description": "bad fields, or the session "
+                                                               "has ended"}},
+            },
+            "get": {"summary": "The session's invitations, with who is connected",
+                    "security": _bearer,
+                    "responses": {"200": {"description": "{invitations: [Invitation]}",
+                                          "content": _json(_listed("invitations",
+                                                                   "Invitation"))},
+                                  "401": _error, "403": _error, "404": _error}},
+        },
+        "/api/v1/invitations/{invitation_id}": {
+            "parameters": [_invitation_path_param],
+            "delete": {"summary": "Revoke an invitation and disconnect its viewers",
+                       "security": _bearer,
+                       "responses": {"204": {"description": "revoked"}, "401": _error,
+                                     "403": _error, "404": _error}},
+        },
+        **_crud("units", "unit", "Unit", "专题", _unit_fields),
+        **_crud("courses", "course", "Course", "课程", _course_fields),
+        **_crud("sites", "site", "Site", "分课堂", _site_fields),
+        "/api/v1/sites/import": {
+            "post": {
+                "summary": "Import sites from CSV (UTF-8, BOM allowed, header name,org_path): "
+                           "every row or none",
+                "security": _bearer,
+                "requestBody": {"required": True, "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "201": {"description": "imported", "content": _json({
+                        "type": "object",
+                        "properties": {"imported": {"type": "integer"},
+                                       "sites": {"type": "array",
+                                                 "items": _schema("Site")}}})},
+                    "400": {**_error, "description": "not UTF-8"}, "401": _error,
+                    "403": _error, "413": _error, "415": _error,
+                    "422": {**_error, "description": "bad rows (each named 'row N') or "
+                                                     "no header or no rows"}},
+            },
         },
         "/whip/{session_id}": {"parameters": [_session_path_param],
                                **_sdp_endpoint("whip", "Publish (WHIP, RFC 9725)")},
