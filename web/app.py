@@ -10,7 +10,7 @@ from aiohttp import web
 
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import api, login, signaling
+from web import api, i18n, login, signaling
 from web.accounts import Accounts, LoginLimiter
 from web.catalog import Catalog
 from web.config import Config
@@ -53,6 +53,7 @@ def create_app(config: Config) -> web.Application:
                                       connect_timeout=config.connect_timeout)
     app.add_routes(api.routes())
     app.add_routes(signaling.routes())
+    app.add_routes(i18n.routes())
     app.add_routes(login.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz),
                     web.get("/join/{token}", join)])

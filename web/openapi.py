@@ -245,6 +245,11 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/api/v1/openapi.json": {"get": {"summary": "This document",
                                          "responses": {"200": {"description": "OpenAPI"}}}},
+        "/i18n/{lang}.json": {"get": {
+            "summary": "The message catalog of a language (zh-CN, en) used by the pages",
+            "parameters": [{"name": "lang", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["zh-CN", "en"]}}],
+            "responses": {"200": {"description": "{key: text}"}, "404": _error}}},
         "/api/v1/rtc-config": {"get": {
             "summary": "ICE servers for pages (the deployment's own STUN/TURN)",
             "responses": {"200": {"description": "{iceServers: [...]}"}}}},
