@@ -96,12 +96,19 @@ def assert_api_error(reply: Reply, status: int, *mentions: str) -> str:
 
 
 def assert_bilingual_page(reply: Reply, status: int) -> None:
-    """A plain page for a person: says what is wrong in Chinese and in English."""
+    """A page for a person, in Chinese unless ?lang=en: says what is wrong."""
     assert reply.status == status, (reply.status, reply.text)
-    assert reply.headers["Content-Type"].startswith("text/"), reply.headers
+    assert reply.headers["Content-Type"].startswith("text/html"), reply.headers
     assert CJK.search(reply.text), reply.text
-    assert "Invitation link" in reply.text, reply.text
     assert "Traceback" not in reply.text
+
+
+async def english_page(service: Service, join: str, status: int) -> str:
+    """The same page with ?lang=en: what is wrong, in English."""
+    reply = await call(service, "GET", f"{join}?lang=en", token=None, allow_redirects=False)
+    assert reply.status == status, (reply.status, reply.text)
+    assert "invitation link" in reply.text, reply.text
+    return reply.text
 
 
 def created(reply: Reply) -> dict[str, Any]:
@@ -427,9 +434,14 @@ ADMIN_ROUTES: list[tuple[str, str, Callable[[World], Any]]] = [
      lambda w: {"site_id": w.other_site["id"]}),
     ("GET", "/api/v1/sessions/{session}/invitations", lambda w: None),
     ("DELETE", "/api/v1/invitations/{invitation}", lambda w: None),
+    ("GET", "/api/v1/invitations/{invitation}/qr.svg", lambda w: None),
     ("GET", "/api/v1/me", lambda w: None),
 ]
 PUBLIC_API_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/rtc-config")}
+# The session's publish token or the admin token (tests/test_presenter_page.py).
+PRESENTER_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/presence")}
+# The room's invitation token (tests/test_room_page.py).
+ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount")}
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}
 
@@ -453,7 +465,7 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
              for method, path, _ in ADMIN_ROUTES}
     assert len(table) == len(ADMIN_ROUTES)
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
-    assert table == api_routes - PUBLIC_API_ROUTES
+    assert table == api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,
@@ -922,7 +934,7 @@ async def test_an_invitation_stops_working_when_it_expires(
                                      "expires_at": expires_at}))
     assert invitation["expires_at"] == expires_at
     join = f"/join/{invitation['token']}"
-    assert (await call(service, "GET", join, token=None, allow_redirects=False)).status == 302
+    assert (await call(service, "GET", join, token=None, allow_redirects=False)).status == 200
     status, text = await offer_status(service, "whep", world.session["id"], invitation["token"])
     assert status == 201, text
     assert time.time() < expires_at, "the checks above took too long to prove anything"
@@ -931,7 +943,7 @@ async def test_an_invitation_stops_working_when_it_expires(
     assert status == 410 and "expired" in text, (status, text)
     reply = await call(service, "GET", join, token=None, allow_redirects=False)
     assert_bilingual_page(reply, 410)
-    assert "expired" in reply.text
+    assert "expired" in await english_page(service, join, 410)
     # The other site's link is not affected.
     assert (await offer_status(service, "whep", world.session["id"],
                                world.invitation["token"]))[0] == 201
@@ -944,15 +956,13 @@ async def test_an_invitation_stops_working_when_it_expires(
 async def test_a_join_link_opens_the_room_page(service: Service, world: World) -> None:
     token = world.invitation["token"]
     reply = await call(service, "GET", f"/join/{token}", token=None, allow_redirects=False)
-    assert reply.status == 302, reply.text
-    location = reply.headers["Location"]
-    assert location == f"/static/view.html#session={world.session['id']}&token={token}"
-    page = await call(service, "GET", location.split("#")[0], token=None)
-    assert page.status == 200 and "<video" in page.text
+    assert reply.status == 200, reply.text
+    assert "Location" not in reply.headers
+    assert "<video" in reply.text and 'src="/static/room.js"' in reply.text
     # The URL the API hands out is that link.
     async with service.http.get(world.invitation["url"], allow_redirects=False) as response:
-        assert response.status == 302
-        assert response.headers["Location"] == location
+        assert response.status == 200
+        assert await response.text() == reply.text
 
 
 async def test_a_revoked_or_replaced_link_gets_a_410_page(
@@ -963,19 +973,19 @@ async def test_a_revoked_or_replaced_link_gets_a_410_page(
         == 204
     reply = await call(service, "GET", f"/join/{token}", token=None, allow_redirects=False)
     assert_bilingual_page(reply, 410)
-    assert "revoked" in reply.text
+    assert "revoked" in await english_page(service, f"/join/{token}", 410)
 
     # A site invited again: its old link is withdrawn (expiry: see the test above).
     other = created(await call(service, "POST",
                                f"{API}/sessions/{world.session['id']}/invitations",
                                {"site_id": world.other_site["id"]}))
     join = f"/join/{other['token']}"
-    assert (await call(service, "GET", join, token=None, allow_redirects=False)).status == 302
+    assert (await call(service, "GET", join, token=None, allow_redirects=False)).status == 200
     created(await call(service, "POST", f"{API}/sessions/{world.session['id']}/invitations",
                        {"site_id": world.other_site["id"]}))
     reply = await call(service, "GET", join, token=None, allow_redirects=False)
     assert_bilingual_page(reply, 410)
-    assert "withdrawn" in reply.text
+    assert "withdrawn" in await english_page(service, join, 410)
 
 
 @pytest.mark.parametrize(
@@ -1063,7 +1073,7 @@ async def test_everything_survives_a_restart(tmp_path: Path) -> None:
             assert status == 201, (kind, text)
         reply = await call(second, "GET", f"/join/{world.invitation['token']}", token=None,
                            allow_redirects=False)
-        assert reply.status == 302
+        assert reply.status == 200
         # An ended session stays ended, its tokens with it.
         assert (await offer_status(second, "whep", ended["id"], ended["view_token"]))[0] == 410
         assert (await offer_status(second, "whip", ended["id"], ended["publish_token"]))[0] \
@@ -1079,7 +1089,8 @@ async def test_everything_survives_a_restart(tmp_path: Path) -> None:
 
 
 PAGE_ROUTES = {("GET", "/"), ("GET", "/healthz"), ("GET", "/join/{token}"),
-               ("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
+               ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
+               ("GET", "/present/{session_id}"), ("GET", "/admin")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

@@ -84,3 +84,10 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
         assert db.all("SELECT * FROM units") == []
     finally:
         db.close()
+
+
+def test_the_access_log_never_shows_an_invitation_token() -> None:
+    from web.access_log import redact
+
+    assert redact("/join/eyJpIjoiYSJ9.c2ln") == "/join/…"
+    assert redact("/api/v1/sessions/abc") == "/api/v1/sessions/abc"

@@ -160,6 +160,7 @@ def describe(request: web.Request, session: Session) -> dict[str, Any]:
         "view_token": session.view_token,
         "whip_url": f"{base}/whip/{session.id}",
         "whep_url": f"{base}/whep/{session.id}",
+        "presenter_url": f"{base}/present/{session.id}#token={session.publish_token}",
     }
 
 

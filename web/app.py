@@ -10,13 +10,12 @@ from aiohttp import web
 
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import api, i18n, login, signaling
+from web import api, console_page, i18n, login, presenter_page, room_page, signaling
 from web.accounts import Accounts, LoginLimiter
 from web.catalog import Catalog
 from web.config import Config
 from web.db import Database
-from web.errors import AppError, error_middleware
-from web.invitations import check_invitation
+from web.errors import error_middleware
 from web.keys import (
     ACCOUNTS,
     ADMIN_TOKEN,
@@ -55,8 +54,10 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(signaling.routes())
     app.add_routes(i18n.routes())
     app.add_routes(login.routes())
-    app.add_routes([web.get("/", index), web.get("/healthz", healthz),
-                    web.get("/join/{token}", join)])
+    app.add_routes(console_page.routes())
+    app.add_routes(room_page.routes())
+    app.add_routes(presenter_page.routes())
+    app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app.cleanup_ctx.append(_media_context)
     return app
@@ -83,23 +84,9 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def index(request: web.Request) -> web.FileResponse:
+    if console_page.logged_in(request):
+        raise web.HTTPSeeOther("/admin")
     return web.FileResponse(STATIC_DIR / "index.html")
-
-
-async def join(request: web.Request) -> web.Response:
-    """A sub-classroom's link: checked, then the room page.
-
-    A link that is not ours, expired or revoked gets a plain page saying so
-    (the full bilingual room page comes with the pages).
-    """
-    token = request.match_info["token"]
-    try:
-        row = check_invitation(request.app, token, None)
-    except AppError as exc:
-        return web.Response(status=403 if exc.status == 401 else exc.status,
-                            text=f"邀请链接无效：{exc.message}\nInvitation link not valid: "
-                                 f"{exc.message}\n")
-    raise web.HTTPFound(f"/static/view.html#session={row['session_id']}&token={token}")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from web.access_log import AccessLogger
 from web.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, UnknownUser
 from web.app import DATABASE_FILE, create_app
 from web.config import _env, add_serve_arguments, config_from_args
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             accounts.generated_password = None
 
     web.run_app(app, host=config.host, port=config.port, print=announce,
-                handle_signals=True)
+                handle_signals=True, access_log_class=AccessLogger)
     return 0
 
 

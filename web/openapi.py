@@ -160,6 +160,9 @@ OPENAPI: dict[str, Any] = {
                     "view_token": {"type": "string"},
                     "whip_url": {"type": "string"},
                     "whep_url": {"type": "string"},
+                    "presenter_url": {"type": "string",
+                                      "description": "the presenter page (主课堂), publish "
+                                                     "token in the fragment"},
                     "stats": {"type": ["object", "null"],
                               "description": "live statistics (GET of one session only)"},
                 },
@@ -332,6 +335,39 @@ OPENAPI: dict[str, Any] = {
                                                                    "Invitation"))},
                                   "401": _error, "403": _error, "404": _error}},
         },
+        # presenter page (web/presenter_page.py)
+        "/api/v1/sessions/{session_id}/presence": {
+            "parameters": [_session_path_param],
+            "get": {
+                "summary": "Who is in: the publisher, connected viewers and every invited "
+                           "site (connected ones have a viewer with its link). The "
+                           "session's publish token or the admin token",
+                "security": _bearer,
+                "responses": {"200": {"description": "presence", "content": _json({
+                    "type": "object",
+                    "required": ["state", "publisher_connected", "viewer_count", "sites"],
+                    "properties": {
+                        "title": {"type": "string"},
+                        "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
+                        "publisher_connected": {"type": "boolean"},
+                        "viewer_count": {"type": "integer",
+                                         "description": "connected viewers, with or "
+                                                        "without an invitation"},
+                        "sites": {"type": "array", "items": {
+                            "type": "object",
+                            "properties": {
+                                "invitation_id": {"type": "string"},
+                                "site_name": {"type": "string"},
+                                "org_path": {"type": "string"},
+                                "connected": {"type": "boolean"},
+                                "connected_viewers": {"type": "integer"},
+                                "headcount": {"type": ["integer", "null"]}}}}}})},
+                    "401": _error,
+                    "403": {**_error, "description": "a view token, an invitation link or "
+                                                     "another session's publish token"},
+                    "404": _error},
+            },
+        },
         "/api/v1/invitations/{invitation_id}": {
             "parameters": [_invitation_path_param],
             "delete": {"summary": "Revoke an invitation and disconnect its viewers",
@@ -339,6 +375,17 @@ OPENAPI: dict[str, Any] = {
                        "responses": {"204": {"description": "revoked"}, "401": _error,
                                      "403": _error, "404": _error}},
         },
+        # -- admin console (web/console_page.py)
+        "/api/v1/invitations/{invitation_id}/qr.svg": {
+            "parameters": [_invitation_path_param],
+            "get": {"summary": "The invitation link as a QR code (SVG, drawn by the server)",
+                    "security": _bearer,
+                    "responses": {"200": {"description": "the QR code",
+                                          "content": {"image/svg+xml": {
+                                              "schema": {"type": "string"}}}},
+                                  "401": _error, "403": _error, "404": _error}},
+        },
+        # -- end admin console
         **_crud("units", "unit", "Unit", "专题", _unit_fields),
         **_crud("courses", "course", "Course", "课程", _course_fields),
         **_crud("sites", "site", "Site", "分课堂", _site_fields),
@@ -362,6 +409,38 @@ OPENAPI: dict[str, Any] = {
                                                      "no header or no rows"}},
             },
         },
+        # --- the room page (分课堂): bearer = the room's invitation token ---
+        "/api/v1/room": {"get": {
+            "summary": "The room of the invitation token: its session, site and headcount "
+                       "(for the room page)",
+            "security": _bearer,
+            "responses": {"200": {"description": "the room", "content": _json({
+                "type": "object",
+                "properties": {
+                    "session_id": {"type": "string"},
+                    "title": {"type": "string"},
+                    "course_title": {"type": ["string", "null"]},
+                    "lecturer": {"type": ["string", "null"]},
+                    "site_name": {"type": "string"},
+                    "org_path": {"type": "string"},
+                    "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
+                    "scheduled_start": _time,
+                    "scheduled_end": _time,
+                    "publisher_connected": {"type": "boolean"},
+                    "headcount": {"type": ["integer", "null"]},
+                }})},
+                "401": _error, "403": _error, "410": _error}}},
+        "/api/v1/room/headcount": {"post": {
+            "summary": "Report how many people are in the room (到场人数), with the room's "
+                       "invitation token",
+            "security": _bearer,
+            "requestBody": {"required": True, "content": _json({
+                "type": "object", "required": ["count"],
+                "properties": {"count": {"type": "integer", "minimum": 0,
+                                         "maximum": 500}}})},
+            "responses": {"204": {"description": "stored"}, "400": _error, "401": _error,
+                          "403": _error, "410": _error, "413": _error, "415": _error,
+                          "422": _error}}},
         "/whip/{session_id}": {"parameters": [_session_path_param],
                                **_sdp_endpoint("whip", "Publish (WHIP, RFC 9725)")},
         "/whip/{session_id}/{resource_id}": {"parameters": _resource_path_params,

@@ -44,6 +44,16 @@ async function negotiate(pc, url, token) {
   return new URL(response.headers.get("Location"), response.url).toString();
 }
 
+// A failed attempt must not leave a connection behind (pages retry).
+async function negotiateOrClose(pc, url, token) {
+  try {
+    return await negotiate(pc, url, token);
+  } catch (error) {
+    pc.close();
+    throw error;
+  }
+}
+
 async function endResource(resourceUrl, token) {
   if (!resourceUrl) return;
   try {
@@ -59,7 +69,7 @@ export async function publish(url, token, stream, iceServers = []) {
   for (const track of stream.getTracks()) {
     pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   }
-  const resourceUrl = await negotiate(pc, url, token);
+  const resourceUrl = await negotiateOrClose(pc, url, token);
   return {
     pc,
     async stop() {
@@ -76,7 +86,7 @@ export async function view(url, token, iceServers = []) {
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addEventListener("track", (event) => stream.addTrack(event.track));
-  const resourceUrl = await negotiate(pc, url, token);
+  const resourceUrl = await negotiateOrClose(pc, url, token);
   return {
     pc,
     stream,

@@ -1,0 +1,141 @@
+"""The sub-classroom's room page (分课堂) and its small JSON API.
+
+``GET /join/{token}`` serves the page itself (the token goes to the script
+in a data attribute, never into visible text or a log line); a link that is
+not ours gets a 403 page, an expired, revoked or replaced one a 410 page,
+both in the chosen language. The page authenticates to ``/api/v1/room`` and
+``/whep/{session_id}`` with the invitation token as bearer.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from web import i18n
+from web.api import read_json
+from web.errors import AppError, Forbidden, NotAuthorized, Unprocessable
+from web.invitations import check_invitation, is_invitation_token
+from web.keys import CATALOG, SESSIONS, TOKENS
+from web.tokens import bearer_token
+
+STATIC_DIR = Path(__file__).parent / "static"
+ROOM_TEMPLATE = STATIC_DIR / "room.html"
+TOKEN_MARK = "{{token}}"
+LANG_MARK = "{{lang}}"
+MAX_HEADCOUNT = 500
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff"}
+
+
+def _reason_key(exc: AppError) -> str:
+    """The catalog key that says, to a person, why the link does not work."""
+    if exc.status == 410:
+        for word, key in (("expired", "room.error.expired"), ("revoked", "room.error.revoked"),
+                          ("withdrawn", "room.error.replaced")):
+            if word in exc.message:
+                return key
+        return "room.error.gone"
+    return "room.error.invalid"
+
+
+def _error_page(request: web.Request, exc: AppError) -> web.Response:
+    language = i18n.language_of(request)
+    status = 410 if exc.status == 410 else 403
+
+    def text(key: str) -> str:
+        return html.escape(i18n.catalog(language).get(key, key))
+
+    other = "en" if language == "zh-CN" else "zh-CN"
+    body = f"""<!doctype html>
+<html lang="{language}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{text("room.error.title")}</title>
+<link rel="stylesheet" href="/static/room.css">
+</head>
+<body class="notice-page">
+<main class="notice">
+<h1>{text("room.error.title")}</h1>
+<p class="reason">{text(_reason_key(exc))}</p>
+<p>{text("room.error.ask")}</p>
+<p class="lang"><a href="?lang={other}" hreflang="{other}">{text("room.lang.other")}</a></p>
+</main>
+</body>
+</html>
+"""
+    return web.Response(status=status, text=body, content_type="text/html",
+                        charset="utf-8", headers=PAGE_HEADERS)
+
+
+async def join(request: web.Request) -> web.Response:
+    """A sub-classroom's link: checked, then the room page."""
+    token = request.match_info["token"]
+    try:
+        check_invitation(request.app, token, None)
+    except AppError as exc:
+        return _error_page(request, exc)
+    language = i18n.language_of(request)
+    page = ROOM_TEMPLATE.read_text(encoding="utf-8")
+    page = page.replace(LANG_MARK, language).replace(TOKEN_MARK, html.escape(token, quote=True))
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
+def _invitation(request: web.Request) -> dict[str, Any]:
+    """The invitation row of the bearer token (401, or 403 for another kind of token)."""
+    token = bearer_token(request)
+    if not is_invitation_token(token):
+        if request.app[TOKENS].lookup(token) is not None:
+            raise Forbidden("only a room's invitation token is accepted here")
+        raise NotAuthorized("invalid token")
+    return check_invitation(request.app, token, None)
+
+
+async def room(request: web.Request) -> web.Response:
+    invitation = _invitation(request)
+    session_id = str(invitation["session_id"])
+    site = request.app[CATALOG].invitation(str(invitation["id"]))
+    session = request.app[SESSIONS].get(session_id)
+    if session is None:  # the invitation row cascades with its session
+        raise Forbidden("no such session")
+    row = session.row
+    publisher = session.room.publisher
+    connected = (session.state != "ended" and publisher is not None
+                 and publisher.connection_state == "connected")
+    return web.json_response({
+        "session_id": session_id,
+        "title": row["title"],
+        "course_title": row["course_title"],
+        "lecturer": row["lecturer"],
+        "site_name": site["site_name"],
+        "org_path": site["org_path"],
+        "state": session.state,
+        "scheduled_start": row["scheduled_start"],
+        "scheduled_end": row["scheduled_end"],
+        "publisher_connected": connected,
+        "headcount": site["headcount"],
+    }, headers={"Cache-Control": "no-store"})
+
+
+async def headcount(request: web.Request) -> web.Response:
+    invitation = _invitation(request)
+    data = await read_json(request)
+    count = data.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_HEADCOUNT:
+        raise Unprocessable(f"count must be a whole number from 0 to {MAX_HEADCOUNT}")
+    request.app[CATALOG].report_headcount(str(invitation["id"]), count)
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/join/{token}", join),
+        web.get("/api/v1/room", room),
+        web.post("/api/v1/room/headcount", headcount),
+    ]

@@ -1,0 +1,443 @@
+// The admin console (管理后台): sessions, invitations, units, courses, sites.
+// Talks to /api/v1/ with the login cookie; every unsafe call sends X-CSRF-Token.
+import { init, t, apply, language, switchLanguage } from "/static/i18n.js";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null };
+window.zhixingConsole = state;
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, text) { super(text); this.status = status; }
+}
+
+async function api(method, path, body, contentType = "application/json") {
+  const headers = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = state.csrf;
+  let data;
+  if (body !== undefined) {
+    headers["Content-Type"] = contentType;
+    data = contentType === "application/json" ? JSON.stringify(body) : body;
+  }
+  const response = await fetch(`/api/v1${path}`, { method, headers, body: data });
+  if (response.status === 401) { location.href = "/login"; throw new ApiError(401, ""); }
+  if (response.status === 204) return null;
+  const reply = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, reply.error || String(response.status));
+  return reply;
+}
+
+// "invalid fields: title (error.required), row 2 (error.duplicate_site)" → {field: key}
+function fieldErrors(text) {
+  const found = {};
+  const body = text.replace(/^invalid fields: /, "");
+  for (const match of body.matchAll(/(?:^|, )([^,(]+?) \((error\.[a-z_]+)\)/g)) found[match[1]] = match[2];
+  return found;
+}
+
+function clearErrors(form) {
+  for (const node of form.querySelectorAll(".field-error, .form-error")) node.textContent = "";
+}
+
+function showErrors(form, error) {
+  const fields = error.status === 422 ? fieldErrors(error.message) : {};
+  let placed = false;
+  for (const [name, key] of Object.entries(fields)) {
+    const slot = form.querySelector(`.field-error[data-field="${CSS.escape(name)}"]`);
+    if (slot) { slot.textContent = t(key); placed = true; }
+  }
+  if (!placed) $(".form-error", form).textContent = t("console.error", { message: error.message });
+}
+
+function notify(text) {
+  const notice = $("#notice");
+  notice.textContent = text;
+  notice.hidden = false;
+  clearTimeout(notify.timer);
+  notify.timer = setTimeout(() => { notice.hidden = true; }, 4000);
+}
+
+const locale = () => (language() === "en" ? "en-GB" : "zh-CN");
+const formatTime = (seconds) => seconds == null ? "" : new Date(seconds * 1000).toLocaleString(locale(), {
+  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+const toLocalInput = (seconds) => {
+  if (seconds == null) return "";
+  const d = new Date(seconds * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+};
+const fromLocalInput = (value) => (value ? Math.round(new Date(value).getTime() / 1000) : null);
+const batchText = (batch) => ({ "第一批": t("console.batch.first"), "第二批": t("console.batch.second") })[batch] ?? (batch || "");
+
+// ---------------------------------------------------------------- tabs
+function showTab(name) {
+  for (const button of document.querySelectorAll("#tabs [data-tab]")) {
+    const on = button.dataset.tab === name;
+    button.setAttribute("aria-selected", String(on));
+    $(`#panel-${button.dataset.tab}`).hidden = !on;
+  }
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `${location.pathname}${location.search}#${name}`);
+}
+
+// ------------------------------------------------- units, courses, sites
+const EDITORS = {
+  units: {
+    singular: "unit",
+    fields: [{ name: "name", required: true }, { name: "description", textarea: true, optional: true }],
+    columns: [(row) => row.name, (row) => row.description],
+  },
+  courses: {
+    singular: "course",
+    fields: [{ name: "title", required: true }, { name: "lecturer", optional: true },
+             { name: "unit_id", ref: "units", label: (row) => row.name }],
+    columns: [(row) => row.title, (row) => row.lecturer, (row) => row.unit_name || ""],
+  },
+  sites: {
+    singular: "site",
+    fields: [{ name: "name", required: true }, { name: "org_path", optional: true }],
+    columns: [(row) => row.name, (row) => row.org_path],
+  },
+};
+
+function buildEditor(kind) {
+  const spec = EDITORS[kind];
+  const root = kind === "sites" ? $("#sites-editor") : $(`#panel-${kind}`);
+  const heads = spec.fields.map((f) => el("th", { dataset: { i18n: `console.${kind}.${f.name}` } }));
+  root.append(
+    el("h2", { dataset: { i18n: `console.tab.${kind}` } }),
+    el("table", { id: `${kind}-table`, className: "list" },
+      el("thead", {}, el("tr", {}, ...heads, el("th", { dataset: { i18n: "console.actions" } }))),
+      el("tbody")),
+    el("p", { className: "empty", id: `${kind}-empty`, hidden: true, dataset: { i18n: "console.empty" } }));
+  const form = el("form", { id: `${kind}-form`, className: "editor", noValidate: true });
+  form.append(el("h3", { id: `${kind}-form-heading` }));
+  for (const field of spec.fields) {
+    let input;
+    if (field.ref) input = el("select", { name: field.name });
+    else if (field.textarea) input = el("textarea", { name: field.name, rows: 2 });
+    else input = el("input", { name: field.name, maxLength: 200 });
+    form.append(el("label", {}, el("span", { dataset: { i18n: `console.${kind}.${field.name}` } }), input,
+      el("span", { className: "field-error", dataset: { field: field.name } })));
+  }
+  form.append(el("p", { className: "form-error", role: "alert" }),
+    el("p", { className: "buttons" },
+      el("button", { type: "submit", dataset: { i18n: "console.save" } }),
+      el("button", { type: "button", className: "cancel", hidden: true, dataset: { i18n: "console.cancel" },
+        onclick: () => resetEditor(kind) })));
+  form.addEventListener("submit", (event) => { event.preventDefault(); saveRow(kind); });
+  root.append(form);
+  apply(root);
+  resetEditor(kind);
+}
+
+function resetEditor(kind) {
+  const form = $(`#${kind}-form`);
+  form.reset();
+  delete form.dataset.editing;
+  clearErrors(form);
+  $(`#${kind}-form-heading`).textContent = t(`console.${kind}.new`);
+  $(".cancel", form).hidden = true;
+}
+
+function fillSelect(select, rows, label, allowNone = true) {
+  const current = select.value;
+  select.replaceChildren();
+  if (allowNone) select.append(el("option", { value: "", textContent: t("console.none") }));
+  for (const row of rows) select.append(el("option", { value: String(row.id), textContent: label(row) }));
+  select.value = current;
+}
+
+function renderEditor(kind) {
+  const spec = EDITORS[kind];
+  const rows = state[kind];
+  const body = $(`#${kind}-table tbody`);
+  body.replaceChildren(...rows.map((row) => el("tr", { dataset: { id: String(row.id) } },
+    ...spec.columns.map((column) => el("td", { textContent: column(row) ?? "" })),
+    el("td", { className: "actions" },
+      el("button", { type: "button", textContent: t("console.edit"), onclick: () => editRow(kind, row) }),
+      el("button", { type: "button", className: "danger", textContent: t("console.delete"),
+        onclick: () => deleteRow(kind, row) })))));
+  $(`#${kind}-empty`).hidden = rows.length > 0;
+  for (const field of spec.fields.filter((f) => f.ref)) {
+    fillSelect($(`#${kind}-form [name="${field.name}"]`), state[field.ref], field.label);
+  }
+}
+
+function editRow(kind, row) {
+  const form = $(`#${kind}-form`);
+  clearErrors(form);
+  form.dataset.editing = String(row.id);
+  for (const field of EDITORS[kind].fields) form.elements[field.name].value = row[field.name] ?? "";
+  $(`#${kind}-form-heading`).textContent = t(`console.${kind}.editing`);
+  $(".cancel", form).hidden = false;
+  form.scrollIntoView({ block: "nearest" });
+}
+
+async function saveRow(kind) {
+  const form = $(`#${kind}-form`);
+  clearErrors(form);
+  const data = {};
+  for (const field of EDITORS[kind].fields) {
+    const value = form.elements[field.name].value;
+    if (field.ref) data[field.name] = value ? Number(value) : null;
+    else if (value.trim() || !field.optional || form.dataset.editing) data[field.name] = value;
+  }
+  try {
+    if (form.dataset.editing) await api("PATCH", `/${kind}/${form.dataset.editing}`, data);
+    else await api("POST", `/${kind}`, data);
+  } catch (error) { showErrors(form, error); return; }
+  notify(t("console.saved"));
+  resetEditor(kind);
+  await refresh();
+}
+
+async function deleteRow(kind, row) {
+  const name = row.name ?? row.title;
+  if (!confirm(t("console.confirm.delete", { name }))) return;
+  try { await api("DELETE", `/${kind}/${row.id}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  notify(t("console.deleted"));
+  await refresh();
+}
+
+// ---------------------------------------------------------------- sessions
+function renderSessions() {
+  const body = $("#sessions-table tbody");
+  body.replaceChildren(...state.sessions.map((s) => {
+    const actions = el("td", { className: "actions" },
+      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
+    if (s.state !== "ended") {
+      actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
+      if (s.state === "scheduled") {
+        actions.append(el("button", { type: "button", className: "start", textContent: t("console.sessions.start_now"),
+          onclick: () => startSession(s) }));
+      }
+      actions.append(el("button", { type: "button", className: "danger", textContent: t("console.sessions.end_now"),
+        onclick: () => endSession(s) }));
+    }
+    const when = [formatTime(s.scheduled_start), formatTime(s.scheduled_end)].filter(Boolean).join(" – ");
+    return el("tr", { dataset: { id: s.id }, className: state.detail === s.id ? "selected" : "" },
+      el("td", { textContent: s.title }),
+      el("td", { textContent: s.course_title || "" }),
+      el("td", { textContent: batchText(s.batch) }),
+      el("td", { textContent: when }),
+      el("td", {}, el("span", { className: `state state-${s.state}`, textContent: t(`console.state.${s.state}`) })),
+      actions);
+  }));
+  $("#sessions-empty").hidden = state.sessions.length > 0;
+  fillSelect($("#sessions-form [name=course_id]"), state.courses, (c) => c.title);
+}
+
+function resetSessionForm() {
+  const form = $("#sessions-form");
+  form.reset();
+  delete form.dataset.editing;
+  clearErrors(form);
+  form.elements.video_codec.disabled = false;
+  $("#sessions-form-heading").textContent = t("console.sessions.new");
+  $(".cancel", form).hidden = true;
+}
+
+function editSession(s) {
+  const form = $("#sessions-form");
+  clearErrors(form);
+  form.dataset.editing = s.id;
+  form.elements.title.value = s.title;
+  form.elements.course_id.value = s.course_id == null ? "" : String(s.course_id);
+  form.elements.batch.value = s.batch || "";
+  form.elements.scheduled_start.value = toLocalInput(s.scheduled_start);
+  form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
+  form.elements.video_codec.value = s.video_codec;
+  form.elements.video_codec.disabled = true;
+  $("#sessions-form-heading").textContent = t("console.sessions.editing");
+  $(".cancel", form).hidden = false;
+  form.scrollIntoView({ block: "nearest" });
+}
+
+async function saveSession(event) {
+  event.preventDefault();
+  const form = $("#sessions-form");
+  clearErrors(form);
+  const f = form.elements;
+  const data = {
+    title: f.title.value,
+    course_id: f.course_id.value ? Number(f.course_id.value) : null,
+    batch: f.batch.value,
+    scheduled_start: fromLocalInput(f.scheduled_start.value),
+    scheduled_end: fromLocalInput(f.scheduled_end.value),
+  };
+  let saved;
+  try {
+    if (form.dataset.editing) saved = await api("PATCH", `/sessions/${form.dataset.editing}`, data);
+    else saved = await api("POST", "/sessions", { ...data, video_codec: f.video_codec.value });
+  } catch (error) { showErrors(form, error); return; }
+  notify(t("console.saved"));
+  resetSessionForm();
+  state.detail = saved.id;
+  await refresh();
+}
+
+async function startSession(s) {
+  if (!confirm(t("console.confirm.start", { name: s.title }))) return;
+  try { await api("POST", `/sessions/${s.id}/start`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
+}
+
+async function endSession(s) {
+  if (!confirm(t("console.confirm.end", { name: s.title }))) return;
+  try { await api("DELETE", `/sessions/${s.id}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
+}
+
+// ------------------------------------------------------------- invitations
+async function openDetail(id) {
+  state.detail = id;
+  renderSessions();
+  await renderDetail();
+  $("#session-detail").scrollIntoView({ block: "nearest" });
+}
+
+async function copyLink(input) {
+  try { await navigator.clipboard.writeText(input.value); } catch {
+    input.select();
+    document.execCommand("copy");
+  }
+  notify(t("console.invitations.copied"));
+}
+
+function invitationStatus(item) {
+  if (item.revoked_at != null) return ["revoked", t("console.invitations.revoked")];
+  if (item.expires_at * 1000 <= Date.now()) return ["expired", t("console.invitations.expired")];
+  if (item.connected) return ["connected", t("console.invitations.connected")];
+  return ["waiting", t("console.invitations.not_connected")];
+}
+
+async function renderDetail() {
+  const session = state.sessions.find((s) => s.id === state.detail);
+  $("#session-detail").hidden = !session;
+  if (!session) return;
+  $("#detail-title").textContent = session.title;
+  const { invitations } = await api("GET", `/sessions/${session.id}/invitations`);
+  const invited = new Set(invitations.filter((i) => i.revoked_at == null).map((i) => i.site_id));
+  $("#invite-sites .checks").replaceChildren(...state.sites.map((site) => el("label", { className: "check" },
+    el("input", { type: "checkbox", value: String(site.id) }),
+    ` ${site.name}`, site.org_path ? el("small", { textContent: ` ${site.org_path}` }) : null,
+    invited.has(site.id) ? el("small", { className: "invited", textContent: ` · ${t("console.invitations.already")}` }) : null)));
+  $("#invite-none").hidden = state.sites.length > 0;
+  $("#invite-button").disabled = session.state === "ended" || state.sites.length === 0;
+  $("#invitations tbody").replaceChildren(...invitations.map((item) => {
+    const link = el("input", { readOnly: true, value: item.url, className: "link" });
+    const [kind, label] = invitationStatus(item);
+    const actions = el("td", { className: "actions" },
+      el("button", { type: "button", className: "copy", textContent: t("console.invitations.copy"), onclick: () => copyLink(link) }));
+    if (item.revoked_at == null) {
+      actions.append(el("button", { type: "button", className: "danger", textContent: t("console.invitations.revoke"),
+        onclick: () => revoke(item) }));
+    }
+    return el("tr", { dataset: { id: item.id } },
+      el("td", {}, item.site_name, item.org_path ? el("small", { textContent: ` ${item.org_path}` }) : null),
+      el("td", {}, link),
+      el("td", {}, el("img", { className: "qr", alt: t("console.invitations.qr_alt", { name: item.site_name }),
+        src: `/api/v1/invitations/${encodeURIComponent(item.id)}/qr.svg`, width: 116, height: 116 })),
+      el("td", {}, el("span", { className: `status status-${kind}`, textContent: label })),
+      actions);
+  }));
+  $("#invitations-empty").hidden = invitations.length > 0;
+}
+
+async function invite() {
+  const boxes = [...document.querySelectorAll("#invite-sites input:checked")];
+  $("#invite-error").textContent = "";
+  if (!boxes.length) { $("#invite-error").textContent = t("console.invitations.pick_some"); return; }
+  for (const box of boxes) {
+    try { await api("POST", `/sessions/${state.detail}/invitations`, { site_id: Number(box.value) }); } catch (error) {
+      $("#invite-error").textContent = t("console.error", { message: error.message });
+      break;
+    }
+  }
+  await renderDetail();
+}
+
+async function revoke(item) {
+  if (!confirm(t("console.confirm.revoke", { name: item.site_name }))) return;
+  try { await api("DELETE", `/invitations/${encodeURIComponent(item.id)}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await renderDetail();
+}
+
+// ----------------------------------------------------------------- import
+async function importSites(event) {
+  event.preventDefault();
+  const form = $("#sites-import");
+  clearErrors(form);
+  const list = $(".row-errors", form);
+  list.replaceChildren();
+  const file = form.elements.file.files[0];
+  const text = file ? await file.text() : form.elements.text.value;
+  if (!text.trim()) { $(".form-error", form).textContent = t("error.csv_empty"); return; }
+  let reply;
+  try { reply = await api("POST", "/sites/import", text, "text/csv"); } catch (error) {
+    const fields = error.status === 422 ? fieldErrors(error.message) : {};
+    if (!Object.keys(fields).length) { $(".form-error", form).textContent = t("console.error", { message: error.message }); return; }
+    $(".form-error", form).textContent = t("console.import.failed");
+    for (const [where, key] of Object.entries(fields)) {
+      const row = where.match(/^row (\d+)$/);
+      const place = row ? t("console.import.row", { n: row[1] }) : t("console.import.file");
+      list.append(el("li", { textContent: `${place}：${t(key)}` }));
+    }
+    return;
+  }
+  form.reset();
+  notify(t("console.import.done", { count: reply.imported }));
+  await refresh();
+}
+
+// ----------------------------------------------------------------- start
+async function refresh() {
+  const [units, courses, sites, sessions] = await Promise.all(
+    ["units", "courses", "sites", "sessions"].map((kind) => api("GET", `/${kind}`)));
+  Object.assign(state, { units: units.units, courses: courses.courses, sites: sites.sites, sessions: sessions.sessions });
+  for (const kind of Object.keys(EDITORS)) renderEditor(kind);
+  renderSessions();
+  await renderDetail();
+}
+
+async function main() {
+  const lang = await init();
+  const me = await fetch("/api/v1/me");
+  if (!me.ok) { location.href = "/login"; return; }
+  const who = await me.json();
+  state.csrf = who.csrf_token;
+  $("#who").textContent = t("console.logged_in", { name: who.username ?? "" });
+  $("#lang-switch").onclick = () => switchLanguage(lang === "en" ? "zh-CN" : "en");
+  for (const button of document.querySelectorAll("#tabs [data-tab]")) button.onclick = () => showTab(button.dataset.tab);
+  for (const kind of Object.keys(EDITORS)) buildEditor(kind);
+  $("#sessions-form").addEventListener("submit", saveSession);
+  $("#sessions-form .cancel").onclick = resetSessionForm;
+  $("#invite-button").onclick = invite;
+  $("#sites-import").addEventListener("submit", importSites);
+  resetSessionForm();
+  const tab = location.hash.slice(1);
+  showTab(["sessions", "units", "courses", "sites"].includes(tab) ? tab : "sessions");
+  await refresh();
+  document.body.dataset.ready = "true";
+}
+
+main();

@@ -1,0 +1,493 @@
+// The presenter page (主课堂): camera or screen + microphone, sent over WHIP;
+// the invited sub-classrooms (分课堂) and whether they are in.
+// The publish token comes in the URL fragment (#token=...), never in a request for the page.
+import { init, t } from "/static/i18n.js";
+import { loadIceServers, publish } from "/static/whip-client.js";
+
+const PRESETS = {
+  "720p": { width: 1280, height: 720, maxBitrate: 2_500_000 },
+  "480p": { width: 854, height: 480, maxBitrate: 1_000_000 },
+  "360p": { width: 640, height: 360, maxBitrate: 500_000 },
+};
+const RETRY_DELAYS = [1, 2, 5, 10]; // seconds; the last one repeats
+const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often heals by itself
+const PRESENCE_INTERVAL_MS = 2000;
+
+const $ = (id) => document.getElementById(id);
+const sessionId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+
+// What the test harness and a curious operator can read.
+const zhixing = { state: "idle", error: null, pc: null, presence: null, attempts: 0 };
+window.zhixing = zhixing;
+
+let stream = null; // the local MediaStream (preview and what is sent)
+let current = null; // {pc, stop()} of the running publish
+let wanted = false; // the operator pressed 开始直播 and not yet 结束直播
+let opening = null; // the openMedia() in progress
+let retryTimer = null;
+let disconnectedTimer = null;
+let attempt = 0;
+let iceServers = null;
+let status = { key: "presenter.state.idle", values: {}, state: "idle" };
+let error = null; // {key, values}
+let lastPresence = null;
+let presenceError = null;
+
+// ---------------------------------------------------------------- texts
+
+function setStatus(state, key, values = {}) {
+  status = { state, key, values };
+  zhixing.state = state;
+  renderStatus();
+}
+
+function renderStatus() {
+  const el = $("status");
+  el.dataset.state = status.state;
+  el.textContent = t(status.key, status.values);
+}
+
+function showError(key, values = {}) {
+  error = key ? { key, values } : null;
+  zhixing.error = key ? t(key, values) : null;
+  renderError();
+}
+
+function renderError() {
+  const el = $("error");
+  el.hidden = !error;
+  el.textContent = error ? t(error.key, error.values) : "";
+}
+
+function renderAll() {
+  renderStatus();
+  renderError();
+  renderSites();
+  fillDevices(lastDevices);
+}
+
+async function setLanguage(lang) {
+  document.cookie = `zhixing_lang=${lang}; path=/; max-age=31536000; SameSite=Lax`;
+  const url = new URL(location.href);
+  if (url.searchParams.has("lang")) {
+    url.searchParams.delete("lang");
+    history.replaceState(null, "", url.toString());
+  }
+  // No reload: a broadcast in progress goes on.
+  const now = await init();
+  $("lang").dataset.lang = now;
+  renderAll();
+}
+
+// ---------------------------------------------------------------- devices
+
+let lastDevices = [];
+
+function fillSelect(select, devices, kind) {
+  const chosen = select.value;
+  select.replaceChildren();
+  const mine = devices.filter((d) => d.kind === kind);
+  if (!mine.length || mine.every((d) => !d.deviceId)) {
+    select.append(new Option(t("presenter.device.default"), ""));
+    return;
+  }
+  mine.forEach((d, i) => {
+    select.append(new Option(d.label || t("presenter.device.unnamed", { n: i + 1 }), d.deviceId));
+  });
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+}
+
+function fillDevices(devices) {
+  lastDevices = devices;
+  fillSelect($("camera"), devices, "videoinput");
+  fillSelect($("microphone"), devices, "audioinput");
+}
+
+async function refreshDevices() {
+  try {
+    fillDevices(await navigator.mediaDevices.enumerateDevices());
+  } catch (e) {
+    fillDevices([]);
+  }
+}
+
+function selectedTrack(stream) {
+  // Keep the selects on the devices actually opened.
+  for (const track of stream.getTracks()) {
+    const id = track.getSettings().deviceId;
+    const select = track.kind === "audio" ? $("microphone") : $("camera");
+    if (id && track.kind === "audio" && [...select.options].some((o) => o.value === id)) {
+      select.value = id;
+    }
+    if (id && track.kind === "video" && $("source").value === "camera"
+        && [...select.options].some((o) => o.value === id)) {
+      select.value = id;
+    }
+  }
+}
+
+function mediaErrorKey(e) {
+  switch (e && e.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return ["presenter.error.permission", {}];
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return ["presenter.error.no_device", {}];
+    case "NotReadableError":
+    case "AbortError":
+      return ["presenter.error.device_busy", {}];
+    default:
+      return ["presenter.error.media", { error: (e && e.message) || String(e) }];
+  }
+}
+
+function videoConstraints() {
+  const preset = PRESETS[$("preset").value];
+  const video = { width: { ideal: preset.width }, height: { ideal: preset.height },
+                  frameRate: { ideal: 25 } };
+  const camera = $("camera").value;
+  if (camera) video.deviceId = { exact: camera };
+  return video;
+}
+
+function audioConstraints() {
+  const microphone = $("microphone").value;
+  const audio = { echoCancellation: true, noiseSuppression: true };
+  if (microphone) audio.deviceId = { exact: microphone };
+  return audio;
+}
+
+async function openScreen() {
+  const preset = PRESETS[$("preset").value];
+  const screen = await navigator.mediaDevices.getDisplayMedia({
+    video: { width: { ideal: preset.width }, height: { ideal: preset.height },
+             frameRate: { ideal: 15 } },
+    audio: false,
+  });
+  const track = screen.getVideoTracks()[0];
+  track.contentHint = "detail";
+  // The operator stops sharing in the browser's own bar: back to the camera.
+  track.addEventListener("ended", () => {
+    if ($("source").value === "screen" && stream && stream.getVideoTracks()[0] === track) {
+      $("source").value = "camera";
+      media().catch(() => {});
+    }
+  });
+  return track;
+}
+
+// Open the chosen camera (or screen) and microphone; the preview shows them and,
+// when live, the senders switch to them without a new negotiation.
+async function openMedia() {
+  let video;
+  let audio;
+  try {
+    if ($("source").value === "screen") {
+      try {
+        video = await openScreen();
+      } catch (e) {
+        $("source").value = "camera";
+        showError("presenter.error.screen", { error: e.message || e.name || String(e) });
+        return openMedia();
+      }
+      const mic = await navigator.mediaDevices.getUserMedia({ audio: audioConstraints() });
+      audio = mic.getAudioTracks()[0];
+    } else {
+      const both = await navigator.mediaDevices.getUserMedia({
+        video: videoConstraints(), audio: audioConstraints() });
+      video = both.getVideoTracks()[0];
+      audio = both.getAudioTracks()[0];
+    }
+  } catch (e) {
+    if (video) video.stop();
+    const [key, values] = mediaErrorKey(e);
+    showError(key, values);
+    throw e;
+  }
+  const old = stream;
+  stream = new MediaStream([video, audio].filter(Boolean));
+  $("preview").srcObject = stream;
+  if (error && error.key.startsWith("presenter.error.") && error.key !== "presenter.error.screen"
+      && error.key !== "presenter.error.rejected") {
+    showError(null);
+  }
+  await refreshDevices();
+  selectedTrack(stream);
+  if (current) {
+    for (const sender of current.pc.getSenders()) {
+      const track = sender.track || null;
+      const kind = track ? track.kind : null;
+      const next = kind === "audio" ? audio : kind === "video" ? video : null;
+      if (next) await sender.replaceTrack(next);
+    }
+    await applyBitrate(current.pc);
+  }
+  if (old) for (const track of old.getTracks()) track.stop();
+  return stream;
+}
+
+// One opening at a time (the first preview and 开始直播 may overlap).
+function media() {
+  const run = (opening || Promise.resolve()).catch(() => {}).then(openMedia);
+  opening = run.finally(() => {
+    if (opening === pending) opening = null;
+  });
+  const pending = opening;
+  return run;
+}
+
+// A new preset: the same devices at another size, and the new bitrate.
+async function changePreset() {
+  const video = stream && stream.getVideoTracks()[0];
+  if (!video) return media();
+  const preset = PRESETS[$("preset").value];
+  try {
+    await video.applyConstraints({ width: { ideal: preset.width },
+                                   height: { ideal: preset.height } });
+  } catch (e) {
+    return media();
+  }
+  if (current) await applyBitrate(current.pc);
+  return stream;
+}
+
+async function applyBitrate(pc) {
+  const preset = PRESETS[$("preset").value];
+  for (const sender of pc.getSenders()) {
+    if (!sender.track || sender.track.kind !== "video") continue;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || !parameters.encodings.length) parameters.encodings = [{}];
+    for (const encoding of parameters.encodings) encoding.maxBitrate = preset.maxBitrate;
+    try {
+      await sender.setParameters(parameters);
+    } catch (e) {
+      console.warn("setParameters", e);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- publishing
+
+function serverText(e) {
+  // whip-client throws "status: body"; our server's body is {"error": "..."}.
+  const text = String((e && e.message) || e);
+  const body = text.replace(/^\d{3}: /, "");
+  try {
+    const parsed = JSON.parse(body);
+    if (parsed && typeof parsed.error === "string") return parsed.error;
+  } catch (_) {
+    // plain text
+  }
+  return body;
+}
+
+function clearTimers() {
+  clearTimeout(retryTimer);
+  clearTimeout(disconnectedTimer);
+  retryTimer = null;
+  disconnectedTimer = null;
+}
+
+function dropCurrent() {
+  if (!current) return;
+  const old = current;
+  current = null;
+  zhixing.pc = null;
+  // The network may be down: no DELETE here; the next WHIP POST replaces the old
+  // publisher on the server anyway.
+  old.pc.close();
+}
+
+function scheduleRetry() {
+  if (!wanted || retryTimer) return;
+  dropCurrent();
+  const seconds = RETRY_DELAYS[Math.min(attempt, RETRY_DELAYS.length - 1)];
+  attempt += 1;
+  zhixing.attempts = attempt;
+  showError("presenter.error.network");
+  setStatus("reconnecting", "presenter.state.reconnecting", { seconds, attempt });
+  retryTimer = setTimeout(() => {
+    retryTimer = null;
+    connect();
+  }, seconds * 1000);
+}
+
+function watch(pc) {
+  pc.addEventListener("connectionstatechange", () => {
+    if (!current || current.pc !== pc) return;
+    const state = pc.connectionState;
+    if (state === "connected") {
+      clearTimeout(disconnectedTimer);
+      disconnectedTimer = null;
+      attempt = 0;
+      if (error && error.key === "presenter.error.network") showError(null);
+      setStatus("live", "presenter.state.live");
+    } else if (state === "failed" || state === "closed") {
+      scheduleRetry();
+    } else if (state === "disconnected" && !disconnectedTimer) {
+      disconnectedTimer = setTimeout(() => {
+        disconnectedTimer = null;
+        if (current && current.pc === pc && pc.connectionState !== "connected") scheduleRetry();
+      }, DISCONNECTED_GRACE_MS);
+    }
+  });
+}
+
+async function connect() {
+  if (!wanted) return;
+  setStatus("connecting", "presenter.state.connecting");
+  try {
+    if (opening) await opening;
+    if (!stream) await media();
+  } catch (e) {
+    // Camera or microphone: openMedia has said what is wrong.
+    wanted = false;
+    setStatus("failed", "presenter.state.failed");
+    updateButtons();
+    return;
+  }
+  let result;
+  try {
+    if (iceServers === null) iceServers = await loadIceServers();
+    result = await publish(`/whip/${encodeURIComponent(sessionId)}`, token, stream, iceServers);
+  } catch (e) {
+    if (!wanted) return;
+    if (e && typeof e.status === "number" && e.status < 500) {
+      // The server said no (bad or revoked token, ended session): retrying won't help.
+      wanted = false;
+      showError("presenter.error.rejected", { error: serverText(e) });
+      setStatus("failed", "presenter.state.failed");
+      updateButtons();
+      return;
+    }
+    console.warn("publish", e);
+    scheduleRetry(); // the network, or the server is restarting
+    return;
+  }
+  if (!wanted) {
+    result.stop();
+    return;
+  }
+  current = result;
+  zhixing.pc = result.pc;
+  watch(result.pc);
+  await applyBitrate(result.pc);
+  if (result.pc.connectionState === "connected") setStatus("live", "presenter.state.live");
+}
+
+function updateButtons() {
+  $("start").disabled = wanted;
+  $("stop").disabled = !wanted;
+}
+
+async function start() {
+  if (wanted) return;
+  wanted = true;
+  attempt = 0;
+  showError(null);
+  updateButtons();
+  await connect();
+}
+
+async function stop() {
+  wanted = false;
+  clearTimers();
+  updateButtons();
+  const old = current;
+  current = null;
+  zhixing.pc = null;
+  if (old) await old.stop();
+  setStatus("stopped", "presenter.state.stopped");
+}
+
+// ---------------------------------------------------------------- presence
+
+function renderSites() {
+  const list = $("sites");
+  const presence = lastPresence;
+  const errorEl = $("sites-error");
+  errorEl.hidden = !presenceError;
+  errorEl.textContent = presenceError
+    ? t("presenter.sites.unavailable", { error: presenceError }) : "";
+  if (!presence) return;
+  const sites = [...presence.sites].sort((a, b) =>
+    (b.connected - a.connected) || a.org_path.localeCompare(b.org_path, "zh-CN")
+    || a.site_name.localeCompare(b.site_name, "zh-CN"));
+  const connected = sites.filter((s) => s.connected).length;
+  $("site-count").textContent = t("presenter.sites.count",
+                                  { connected, invited: sites.length });
+  $("viewer-count").textContent = t("presenter.sites.viewers", { count: presence.viewer_count });
+  const items = sites.map((site) => {
+    const li = document.createElement("li");
+    li.dataset.invitation = site.invitation_id;
+    li.dataset.connected = String(site.connected);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = site.site_name;
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    const parts = [t(site.connected ? "presenter.sites.connected" : "presenter.sites.offline")];
+    if (site.headcount !== null && site.headcount !== undefined) {
+      parts.push(t("presenter.sites.headcount", { count: site.headcount }));
+    }
+    badge.textContent = parts.join(" · ");
+    const path = document.createElement("span");
+    path.className = "path";
+    path.textContent = site.org_path;
+    li.append(name, badge, path);
+    return li;
+  });
+  if (!items.length) {
+    const li = document.createElement("li");
+    li.className = "none";
+    li.textContent = t("presenter.sites.none");
+    items.push(li);
+  }
+  list.replaceChildren(...items);
+}
+
+async function pollPresence() {
+  try {
+    const response = await fetch(`/api/v1/sessions/${encodeURIComponent(sessionId)}/presence`, {
+      headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      presenceError = body.error || String(response.status);
+    } else {
+      presenceError = null;
+      lastPresence = body;
+      zhixing.presence = body;
+      if (body.title) $("session-title").textContent = body.title;
+    }
+  } catch (e) {
+    presenceError = e.message || String(e);
+  }
+  renderSites();
+  setTimeout(pollPresence, PRESENCE_INTERVAL_MS);
+}
+
+// ---------------------------------------------------------------- start-up
+
+const lang = await init();
+$("lang").dataset.lang = lang;
+$("lang").addEventListener("click", () =>
+  setLanguage($("lang").dataset.lang === "zh-CN" ? "en" : "zh-CN"));
+renderAll();
+if (!token) {
+  showError("presenter.no_token");
+  $("start").disabled = true;
+} else {
+  $("start").addEventListener("click", start);
+  $("stop").addEventListener("click", stop);
+  for (const id of ["source", "camera", "microphone"]) {
+    $(id).addEventListener("change", () => media().catch(() => {}));
+  }
+  $("preset").addEventListener("change", () => changePreset().catch(() => {}));
+  navigator.mediaDevices?.addEventListener?.("devicechange", refreshDevices);
+  pollPresence();
+  // Preview at once (this also asks for the permission the device names need).
+  if (navigator.mediaDevices) media().catch(() => {});
+  else showError("presenter.error.permission");
+}
