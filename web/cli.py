@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def announce(_: object) -> None:
         print(f"Zhixing Classroom 知行课堂 is running on {config.host}:{config.port}", flush=True)
-        print(f"  Admin (管理):  {base}/#token={token}", flush=True)
+        print(f"  Console (管理后台): {base}/admin  (log in at {base}/login)", flush=True)
         print(f"  Admin API:    {base}/api/v1/  (Authorization: Bearer {token})", flush=True)
         if not config.admin_token:
             print("  (admin token generated for this run; set ZHIXING_ADMIN_TOKEN to fix it)",
