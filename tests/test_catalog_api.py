@@ -1161,3 +1161,31 @@ async def test_the_openapi_document_is_served(service: Service) -> None:
     reply = await call(service, "GET", f"{API}/openapi.json", token=None)
     assert reply.status == 200
     assert reply.json() == json.loads(json.dumps(OPENAPI))
+
+
+@pytest.mark.webrtc
+async def test_deleting_a_site_disconnects_the_room_watching_through_it(
+    service: Service, world: World
+) -> None:
+    session = world.session
+    publisher = await start_publisher(service.http, service.base, session["id"],
+                                      session["publish_token"])
+    viewer = None
+    try:
+        viewer = await start_viewer(service.http, service.base, session["id"],
+                                    world.invitation["token"])
+        await viewer.wait_for_frames(10, timeout=15)
+        reply = await call(service, "DELETE", f"{API}/sites/{world.invitation['site_id']}")
+        assert reply.status == 204, reply.text
+        await wait_closed(viewer.pc)
+
+        async def nobody() -> bool:
+            return await viewer_count(service, session["id"]) == 0
+
+        await wait_until(nobody, 5, "the viewer count drops to 0")
+        status, _ = await offer_status(service, "whep", session["id"], world.invitation["token"])
+        assert status == 410
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await publisher.close()

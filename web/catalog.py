@@ -234,9 +234,14 @@ class Catalog:
         self._update("sites", site_id, values)
         return self.site(site_id)
 
-    def delete_site(self, site_id: int) -> None:
+    def delete_site(self, site_id: int) -> list[dict[str, Any]]:
+        """Delete a site and its invitations; returns the invitations removed
+        (so rooms still connected through them can be disconnected)."""
         self.site(site_id)
+        removed = self.db.all("SELECT id, session_id FROM invitations WHERE site_id = ?",
+                              (site_id,))
         self.db.execute("DELETE FROM sites WHERE id = ?", (site_id,))
+        return removed
 
     def import_sites(self, text: str) -> list[dict[str, Any]]:
         """CSV with a header row: name,org_path. All rows or none.
