@@ -384,6 +384,7 @@ class ViewerWriter:
         sendto = self._sendto
         address = self._address
         sequence = self._sequence
+        octets = self._octets
         last = len(payloads) - 1
         try:
             for index, payload in enumerate(payloads):
@@ -392,7 +393,7 @@ class ViewerWriter:
                 data = protect(pack(first_byte, marker | payload_type, sequence, timestamp, ssrc)
                                + extensions + payload)
                 sendto(data, address)
-                self._octets += len(payload)
+                octets += len(payload)
                 sequence = (sequence + 1) & 0xFFFF
         except BlockingIOError:
             # The kernel's socket buffer is full: this viewer cannot keep up.
@@ -401,8 +402,10 @@ class ViewerWriter:
             logger.debug("send to viewer failed: %s", exc)
             return True
         finally:
+            # Locals on the per-packet path; the counters are written once a frame.
             self._packets += (sequence - self._sequence) & 0xFFFF
             self._sequence = sequence
+            self._octets = octets
             # What the sender's RTCP task puts in its sender reports.
             sender = self._sender
             setattr(sender, _SENDER_NTP, int((now + _NTP_UNIX_OFFSET) * (1 << 32)))

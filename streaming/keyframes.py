@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 H264_NAL_IDR = 5
-H264_NAL_SPS = 7
-H264_NAL_PPS = 8
 
 
 def is_vp8_keyframe(data: bytes) -> bool:

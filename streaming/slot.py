@@ -164,7 +164,6 @@ class Slot:
                                keyframe_interval)
         self.audio = SlotTrack(self, "audio", "opus", packetizers("opus"), clock,
                                keyframe_interval)
-        self.source_changes = 0
 
     @property
     def source(self) -> FrameSource | None:
@@ -176,7 +175,6 @@ class Slot:
     def attach(self, source: FrameSource) -> None:
         """Make ``source`` the one that fills this slot (replacing any other)."""
         self._source = source
-        self.source_changes += 1
         for track in (self.video, self.audio):
             track.switch_source()
         self.video.keyframes.request()

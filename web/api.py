@@ -110,12 +110,11 @@ def _crud(kind: str, action: str) -> Handler:
             if action == "update":
                 data = await read_json(request)
                 return web.json_response(getattr(catalog, f"update_{singular}")(row_id, data))
-            removed = getattr(catalog, f"delete_{singular}")(row_id)
-            if kind == "sites":
-                # A deleted site's links stop working: so do its connections.
-                for invitation in removed:
-                    await disconnect_invitation(request.app, invitation["session_id"],
-                                                invitation["id"])
+            # Every delete returns the invitations it took with it: links that
+            # stop working take their connected rooms with them.
+            for invitation in getattr(catalog, f"delete_{singular}")(row_id):
+                await disconnect_invitation(request.app, invitation["session_id"],
+                                            invitation["id"])
             return web.Response(status=204)
         except Invalid as exc:
             raise InvalidFields(exc.errors) from exc

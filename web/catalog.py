@@ -157,9 +157,11 @@ class Catalog:
         self._update("units", unit_id, fields.check())
         return self.unit(unit_id)
 
-    def delete_unit(self, unit_id: int) -> None:
+    def delete_unit(self, unit_id: int) -> list[dict[str, Any]]:
+        """Delete a unit (its courses stay, unassigned); no invitation goes."""
         self.unit(unit_id)
         self.db.execute("DELETE FROM units WHERE id = ?", (unit_id,))
+        return []
 
     # -------------------------------------------------------------- courses
     def _course_fields(self, data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
@@ -191,9 +193,11 @@ class Catalog:
         self._update("courses", course_id, self._course_fields(data, partial=True))
         return self.course(course_id)
 
-    def delete_course(self, course_id: int) -> None:
+    def delete_course(self, course_id: int) -> list[dict[str, Any]]:
+        """Delete a course (its sessions stay, unassigned); no invitation goes."""
         self.course(course_id)
         self.db.execute("DELETE FROM courses WHERE id = ?", (course_id,))
+        return []
 
     # ---------------------------------------------------------------- sites
     def _site_fields(self, data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
