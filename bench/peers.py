@@ -79,14 +79,16 @@ class CountingViewer:
         self._pli: asyncio.Task[None] | None = None
         video = self.pc.addTransceiver("video", direction="recvonly")
         audio = self.pc.addTransceiver("audio", direction="recvonly")
-        self._video_tap = ReceiverTap(video.receiver, self._on_video, self._on_damage,
+        self._video_tap = ReceiverTap(video.receiver, 90_000, self._on_video, self._on_damage,
                                       audio_prefetch=-1)
-        ReceiverTap(audio.receiver, self._on_audio, lambda: None, audio_prefetch=-1)
+        ReceiverTap(audio.receiver, 48_000, self._on_audio, lambda: None, audio_prefetch=-1)
 
-    def _on_video(self, codec: str, data: bytes, timestamp: int) -> None:
+    def _on_video(self, codec: str, data: bytes, timestamp: int,
+                  capture_time: float | None) -> None:
         self.video_frames += 1
 
-    def _on_audio(self, codec: str, data: bytes, timestamp: int) -> None:
+    def _on_audio(self, codec: str, data: bytes, timestamp: int,
+                  capture_time: float | None) -> None:
         self.audio_frames += 1
 
     @property

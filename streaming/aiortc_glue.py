@@ -33,6 +33,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtp import RtcpSrPacket
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
@@ -46,6 +47,7 @@ PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_RTX = "_RTCRtpReceiver__rtx_ssrc"
+_RECEIVER_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 _SENDER_RTP_STARTED = "_RTCRtpSender__rtp_started"
 _SENDER_RTP_EXITED = "_RTCRtpSender__rtp_exited"
@@ -54,7 +56,8 @@ _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_OCTETS = "_RTCRtpSender__octet_count"
 _SENDER_PACKETS = "_RTCRtpSender__packet_count"
 
-FrameCallback = Callable[[str, bytes, int], None]
+# (codec name, frame bytes, timestamp, capture time on the sender's clock or None)
+FrameCallback = Callable[[str, bytes, int, float | None], None]
 
 
 class InternalsChanged(RuntimeError):
@@ -75,6 +78,7 @@ async def check_internals() -> None:
     for owner, name in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
         (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpSender, "_send_keyframe"),
         (RTCRtpSender, "_retransmit"),
         (RTCRtpSender, "_run_rtp"),
@@ -109,6 +113,7 @@ async def check_internals() -> None:
         (transceiver.receiver, _RECEIVER_QUEUE),
         (transceiver.receiver, _RECEIVER_JITTER),
         (transceiver.receiver, _RECEIVER_RTX),
+        (transceiver.receiver, _RECEIVER_MAPPER),
         (transceiver.sender, _SENDER_ENCODER),
         (transceiver.sender, _SENDER_RTP_STARTED),
         (transceiver.sender, _SENDER_RTP_EXITED),
@@ -129,6 +134,9 @@ async def check_internals() -> None:
     jitter = getattr(transceiver.receiver, _RECEIVER_JITTER, None)
     if jitter is not None and not hasattr(jitter, "_prefetch"):
         problems.append("JitterBuffer has no attribute _prefetch")
+    mapper = getattr(transceiver.receiver, _RECEIVER_MAPPER, None)
+    if mapper is not None and not hasattr(mapper, "_origin"):
+        problems.append("TimestampMapper has no attribute _origin")
     await pc.close()
     if problems:
         raise InternalsChanged(
@@ -520,6 +528,43 @@ def attach_sender(
 # taking frames out of a receiver
 
 
+class _SenderClock:
+    """The sender's wall clock for one receiver, from its RTCP sender reports.
+
+    A sender report pairs an NTP time with an RTP timestamp; a frame's
+    capture time is that NTP time plus the distance of its RTP timestamp.
+    The receiver hands frames on with timestamps rebased to its first packet
+    (``TimestampMapper``); its origin gives the RTP timestamp back.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
+        self._receiver = receiver
+        self._clock_rate = clock_rate
+        self._report: tuple[float, int] | None = None  # (NTP seconds, RTP timestamp)
+        self._mapper = getattr(receiver, _RECEIVER_MAPPER)
+        handle = receiver._handle_rtcp_packet
+
+        async def handle_rtcp_packet(packet: Any) -> None:
+            if isinstance(packet, RtcpSrPacket) and \
+                    packet.ssrc not in getattr(receiver, _RECEIVER_RTX):
+                info = packet.sender_info
+                self._report = (info.ntp_timestamp / (1 << 32), info.rtp_timestamp)
+            await handle(packet)
+
+        receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+    def capture_time(self, timestamp: int) -> float | None:
+        report = self._report
+        origin: int | None = self._mapper._origin
+        if report is None or origin is None:
+            return None
+        ntp, rtp = report
+        delta = (timestamp + origin - rtp) & 0xFFFFFFFF
+        if delta >= 1 << 31:
+            delta -= 1 << 32
+        return float(ntp + delta / self._clock_rate)
+
+
 class _FrameTap:
     """Replaces a receiver's decoder queue: frames go to us, not to a decoder.
 
@@ -529,8 +574,9 @@ class _FrameTap:
     exits at once, so a publisher costs no thread.
     """
 
-    def __init__(self, on_frame: FrameCallback) -> None:
+    def __init__(self, on_frame: FrameCallback, sender_clock: _SenderClock) -> None:
         self._on_frame = on_frame
+        self._sender_clock = sender_clock
         self.closed = False
 
     def put(self, item: Any) -> None:
@@ -538,7 +584,9 @@ class _FrameTap:
             self.closed = True
             return
         codec, jitter_frame = item
-        self._on_frame(codec.name, jitter_frame.data, jitter_frame.timestamp)
+        timestamp = jitter_frame.timestamp
+        self._on_frame(codec.name, jitter_frame.data, timestamp,
+                       self._sender_clock.capture_time(timestamp))
 
     def get(self) -> None:
         return None
@@ -550,12 +598,13 @@ class ReceiverTap:
     def __init__(
         self,
         receiver: RTCRtpReceiver,
+        clock_rate: int,
         on_frame: FrameCallback,
         on_damage: Callable[[], None],
         audio_prefetch: int = 0,
     ) -> None:
         self._receiver = receiver
-        setattr(receiver, _RECEIVER_QUEUE, _FrameTap(on_frame))
+        setattr(receiver, _RECEIVER_QUEUE, _FrameTap(on_frame, _SenderClock(receiver, clock_rate)))
         if audio_prefetch >= 0:
             jitter = getattr(receiver, _RECEIVER_JITTER)
             if not jitter._is_video:

@@ -34,11 +34,17 @@ class EncodedFrame:
     clock_rate: int
     keyframe: bool
     payloads: list[bytes] | None = field(default=None, repr=False)
+    # When the frame was captured, in seconds on the sender's wall clock (the
+    # NTP time of its RTCP sender reports); None until the source knows it.
+    # Audio and video of one publisher share that clock: the recorder aligns
+    # the two tracks with it.
+    capture_time: float | None = None
 
     def restamped(self, timestamp: int) -> EncodedFrame:
         """A copy on another timeline (the data bytes are shared, not copied)."""
         return EncodedFrame(
-            self.kind, self.codec, self.data, timestamp, self.clock_rate, self.keyframe
+            self.kind, self.codec, self.data, timestamp, self.clock_rate, self.keyframe,
+            None, self.capture_time,
         )
 
     def to_packet(self) -> av.Packet:  # type: ignore[type-arg]

@@ -245,15 +245,16 @@ class Publisher(Peer):
         clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         slot = self.slot
 
-        def on_frame(codec: str, data: bytes, timestamp: int) -> None:
+        def on_frame(codec: str, data: bytes, timestamp: int,
+                     capture_time: float | None) -> None:
             slot.push(self, EncodedFrame(kind, codec, data, timestamp, clock_rate,
-                                         is_keyframe(codec, data)))
+                                         is_keyframe(codec, data), None, capture_time))
 
         def on_damage() -> None:
             if slot.source is self:
                 slot.video.mark_damaged()
 
-        tap = aiortc_glue.ReceiverTap(receiver, on_frame, on_damage,
+        tap = aiortc_glue.ReceiverTap(receiver, clock_rate, on_frame, on_damage,
                                       audio_prefetch=self._settings.audio_prefetch)
         if kind == "video":
             self._video_tap = tap

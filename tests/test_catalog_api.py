@@ -442,6 +442,16 @@ PUBLIC_API_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/rtc-confi
 PRESENTER_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/presence")}
 # The room's invitation token (tests/test_room_page.py).
 ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount")}
+# The archive's routes: admin-only and reader routes (tests/test_archive_api.py).
+ARCHIVE_API_ROUTES = {
+    ("POST", "/api/v1/sessions/{session_id}/recording"),
+    ("GET", "/api/v1/sessions/{session_id}/recording"),
+    ("DELETE", "/api/v1/sessions/{session_id}/recording"),
+    ("GET", "/api/v1/archive"), ("GET", "/api/v1/archive/{item_id}"),
+    ("PATCH", "/api/v1/archive/{item_id}"), ("DELETE", "/api/v1/archive/{item_id}"),
+    ("POST", "/api/v1/library-links"), ("GET", "/api/v1/library-links"),
+    ("DELETE", "/api/v1/library-links/{link_id}"),
+}
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}
 
@@ -465,7 +475,8 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
              for method, path, _ in ADMIN_ROUTES}
     assert len(table) == len(ADMIN_ROUTES)
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
-    assert table == api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
+    assert table == (api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
+                     - ARCHIVE_API_ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,
@@ -1090,7 +1101,9 @@ async def test_everything_survives_a_restart(tmp_path: Path) -> None:
 
 PAGE_ROUTES = {("GET", "/"), ("GET", "/healthz"), ("GET", "/join/{token}"),
                ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
-               ("GET", "/present/{session_id}"), ("GET", "/admin")}
+               ("GET", "/present/{session_id}"), ("GET", "/admin"),
+               ("GET", "/library/k/{token}"), ("GET", "/library"),
+               ("GET", "/library/watch/{item_id}")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

@@ -1,7 +1,8 @@
-"""The access log, with invitation tokens taken out of logged paths.
+"""The access log, with link tokens taken out of logged paths.
 
-A room's link carries its token in the path (``/join/<token>``); a log
-line must not hand it to whoever reads the logs.
+A room's link carries its token in the path (``/join/<token>``), and so does
+a library link (``/library/k/<token>``); a log line must not hand them to
+whoever reads the logs.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import re
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-_SECRET_PATH = re.compile(r"^/join/[^/]+")
+_SECRET_PATH = re.compile(r"^/(join|library/k)/[^/]+")
 
 
 def redact(path: str) -> str:
-    return _SECRET_PATH.sub("/join/…", path)
+    return _SECRET_PATH.sub(r"/\1/…", path)
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -12,7 +12,7 @@ from web.bodies import read_limited
 from web.catalog import Invalid, Missing
 from web.errors import AppError, BadRequest, NotFound, Unprocessable, UnsupportedMediaType
 from web.invitations import disconnect_invitation, invitation_url
-from web.keys import CATALOG, CONFIG, SESSIONS, SIGNER
+from web.keys import ARCHIVE, CATALOG, CONFIG, SESSIONS, SIGNER
 from web.login import authenticate_admin
 from web.openapi import OPENAPI
 from web.sessions import Session
@@ -165,6 +165,7 @@ def describe(request: web.Request, session: Session) -> dict[str, Any]:
         "whip_url": f"{base}/whip/{session.id}",
         "whep_url": f"{base}/whep/{session.id}",
         "presenter_url": f"{base}/present/{session.id}#token={session.publish_token}",
+        "recording": request.app[ARCHIVE].recording_of(session.id),
     }
 
 
@@ -232,6 +233,9 @@ async def start_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = _session(request)
+    archive = request.app[ARCHIVE]
+    if archive.recording_of(session.id) is not None:
+        archive.stop_recording(session.id)  # the lecture is over: finish its recording
     await request.app[SESSIONS].end(session)
     return web.Response(status=204)
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from recordings.manager import Recordings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import api, console_page, i18n, login, presenter_page, room_page, signaling
+from web import api, archive_api, console_page, i18n, login, presenter_page, room_page, signaling
 from web.accounts import Accounts, LoginLimiter
+from web.archive import Archive, LibraryLinks
 from web.catalog import Catalog
 from web.config import Config
 from web.db import Database
@@ -19,8 +21,10 @@ from web.errors import error_middleware
 from web.keys import (
     ACCOUNTS,
     ADMIN_TOKEN,
+    ARCHIVE,
     CATALOG,
     CONFIG,
+    LIBRARY_LINKS,
     LOGIN_LIMITER,
     PEER_SETTINGS,
     SESSIONS,
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 1024 * 1024
 DATABASE_FILE = "zhixing.sqlite3"
+ARCHIVE_DIR = "archive"
 
 
 def create_app(config: Config) -> web.Application:
@@ -51,6 +56,7 @@ def create_app(config: Config) -> web.Application:
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
     app.add_routes(api.routes())
+    app.add_routes(archive_api.routes())
     app.add_routes(signaling.routes())
     app.add_routes(i18n.routes())
     app.add_routes(login.routes())
@@ -76,9 +82,21 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
     app[ACCOUNTS].ensure_admin(config.admin_password)
     app[SIGNER] = Signer(load_or_create_secret(config.data_dir))
     app[SESSIONS] = SessionRegistry(app[CATALOG], app[TOKENS], app[PEER_SETTINGS])
+    archive: Archive | None = None
+
+    def on_recorder_event(item_id: str, kind: str, detail: str) -> None:
+        if archive is not None:
+            archive.on_recorder_event(item_id, kind, detail)
+
+    recordings = Recordings(config.data_dir / ARCHIVE_DIR, on_recorder_event,
+                            min_free_bytes=config.min_free_bytes)
+    archive = app[ARCHIVE] = Archive(db, recordings)
+    app[LIBRARY_LINKS] = LibraryLinks(db)
+    await archive.recover()
     try:
         yield
     finally:
+        await archive.close()
         await app[SESSIONS].close()
         db.close()
 

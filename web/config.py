@@ -31,6 +31,8 @@ class Config:
     # A peer that has not connected by then (or whose ICE consent lapsed,
     # which aioice detects after about 30 s of silence) is closed and forgotten.
     connect_timeout: float = 30.0
+    # A recording stops (item failed: disk full) when less than this is free.
+    min_free_bytes: int = 64 * 1024 * 1024
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -94,6 +96,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--turn-password", default=env("TURN_PASSWORD"),
         help="TURN password (env ZHIXING_TURN_PASSWORD)")
     parser.add_argument(
+        "--min-free-mb", type=int, default=int(env("MIN_FREE_MB") or 64), metavar="MB",
+        help="stop a recording cleanly (item marked failed: disk full) when the data "
+             "folder's disk has less than this many MiB free (env ZHIXING_MIN_FREE_MB; "
+             "default 64)")
+    parser.add_argument(
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
@@ -118,4 +125,5 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_token=_env("ADMIN_TOKEN"),
         admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,
+        min_free_bytes=max(0, args.min_free_mb) * 1024 * 1024,
     )

@@ -78,6 +78,43 @@ MIGRATIONS: Sequence[str] = (
         expires_at REAL NOT NULL
     );
     """,
+    # 2: the lecture archive (课程录像) and library links for cadres
+    """
+    CREATE TABLE archive_items (
+        id TEXT PRIMARY KEY,
+        session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+        course_id INTEGER REFERENCES courses(id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        lecturer TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        recorded_at REAL NOT NULL,
+        origin TEXT NOT NULL DEFAULT 'recording' CHECK (origin IN ('recording', 'import')),
+        state TEXT NOT NULL DEFAULT 'recording'
+            CHECK (state IN ('recording', 'finishing', 'ready', 'failed')),
+        failure TEXT,
+        progress REAL NOT NULL DEFAULT 0,
+        duration REAL,
+        size INTEGER,
+        video_codec TEXT,
+        audio_codec TEXT,
+        width INTEGER,
+        height INTEGER,
+        media_file TEXT,
+        has_poster INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX archive_by_course ON archive_items (course_id);
+    CREATE INDEX archive_by_session ON archive_items (session_id);
+    CREATE TABLE library_links (
+        id TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        token_digest BLOB NOT NULL UNIQUE,
+        expires_at REAL,
+        revoked_at REAL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from streaming.peers import PeerSettings
 from web.accounts import Accounts, LoginLimiter
+from web.archive import Archive, LibraryLinks
 from web.catalog import Catalog
 from web.config import Config
 from web.sessions import SessionRegistry
@@ -21,3 +22,5 @@ CATALOG = web.AppKey("catalog", Catalog)
 SIGNER = web.AppKey("signer", Signer)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+ARCHIVE = web.AppKey("archive", Archive)
+LIBRARY_LINKS = web.AppKey("library_links", LibraryLinks)

@@ -451,3 +451,177 @@ OPENAPI: dict[str, Any] = {
                                              **_resource_endpoint("WHEP")},
     },
 }
+
+
+# ---------------------------------------------------------------------- archive
+
+_item_path_param = {"name": "item_id", "in": "path", "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
+_reader: list[dict[str, list[str]]] = [{"bearer": []}, {"libraryCookie": []}]
+
+OPENAPI["components"]["securitySchemes"]["libraryCookie"] = {
+    "type": "apiKey", "in": "cookie", "name": "zhixing_library",
+    "description": "set by opening a library link /library/k/{token}; the token also "
+                   "works as a bearer token"}
+OPENAPI["components"]["schemas"].update({
+    "ArchiveItem": {
+        "type": "object",
+        "description": "课程录像: one lecture, recorded from a session or imported",
+        "properties": {
+            "id": {"type": "string"},
+            "session_id": {"type": ["string", "null"]},
+            "course_id": {"type": ["integer", "null"]},
+            "course_title": {"type": ["string", "null"]},
+            "unit_id": {"type": ["integer", "null"]},
+            "unit_name": {"type": ["string", "null"]},
+            "title": {"type": "string"},
+            "lecturer": {"type": "string"},
+            "description": {"type": "string"},
+            "recorded_at": {"type": "number"},
+            "origin": {"type": "string", "enum": ["recording", "import"]},
+            "state": {"type": "string", "enum": ["recording", "finishing", "ready", "failed"]},
+            "failure": {"type": ["string", "null"], "description": "why it failed"},
+            "progress": {"type": "number", "description": "finishing progress, 0 to 1"},
+            "duration": {"type": ["number", "null"], "description": "seconds"},
+            "size": {"type": ["integer", "null"], "description": "bytes of the media file"},
+            "video_codec": {"type": ["string", "null"]},
+            "audio_codec": {"type": ["string", "null"]},
+            "width": {"type": ["integer", "null"]},
+            "height": {"type": ["integer", "null"]},
+            "media_url": {"type": ["string", "null"],
+                          "description": "the lecture file (HTTP Range), once ready"},
+            "poster_url": {"type": ["string", "null"]},
+            "mime_type": {"type": ["string", "null"]},
+            "created_at": {"type": "number"},
+        },
+    },
+    "ArchiveItemChange": {
+        "type": "object",
+        "properties": {
+            "title": _name,
+            "lecturer": _name,
+            "description": {"type": "string", "maxLength": 2000},
+            "course_id": {"type": ["integer", "null"]},
+            "recorded_at": _time,
+        },
+    },
+    "Recording": {
+        "type": "object",
+        "description": "a running recording",
+        "properties": {
+            "item_id": {"type": "string"},
+            "started_at": {"type": "number"},
+            "duration": {"type": "number", "description": "seconds recorded so far"},
+            "bytes": {"type": "integer"},
+            "segments": {"type": "integer",
+                         "description": "a new one per publisher reconnect or size change"},
+            "restarts": {"type": "integer", "description": "writer failures recovered"},
+            "notices": {"type": "array", "items": {"type": "object", "properties": {
+                "at": {"type": "number"}, "kind": {"type": "string"},
+                "message": {"type": "string"}}}},
+        },
+    },
+    "LibraryLink": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "label": {"type": "string"},
+            "expires_at": {"type": ["number", "null"]},
+            "revoked_at": {"type": ["number", "null"]},
+            "created_at": {"type": "number"},
+            "token": {"type": "string", "description": "only when created"},
+            "url": {"type": "string", "description": "only when created"},
+        },
+    },
+})
+OPENAPI["components"]["schemas"]["Session"]["properties"]["recording"] = {
+    "oneOf": [_schema("Recording"), {"type": "null"}]}
+OPENAPI["paths"].update({
+    "/api/v1/sessions/{session_id}/recording": {
+        "parameters": [_session_path_param],
+        "post": {"summary": "Start recording the session into a new archive item",
+                 "security": _bearer,
+                 "responses": {"201": {"description": "the new item (state recording)",
+                                       "content": _json(_schema("ArchiveItem"))},
+                               "401": _error, "403": _error, "404": _error,
+                               "409": {"description": "already recording, or the session "
+                                                      "has ended"}}},
+        "get": {"summary": "The running recording", "security": _bearer,
+                "responses": {"200": {"description": "running",
+                                      "content": _json(_schema("Recording"))},
+                              "401": _error, "403": _error,
+                              "404": {"description": "no such session, or not recording"}}},
+        "delete": {"summary": "Stop recording; the item is finished in the background",
+                   "security": _bearer,
+                   "responses": {"200": {"description": "the item (state finishing)",
+                                         "content": _json(_schema("ArchiveItem"))},
+                                 "401": _error, "403": _error, "404": _error,
+                                 "409": {"description": "not recording"}}},
+    },
+    "/api/v1/archive": {"get": {
+        "summary": "List archive items (readers see ready items only)",
+        "security": _reader,
+        "parameters": [
+            {"name": "state", "in": "query", "schema": {
+                "type": "string", "enum": ["recording", "finishing", "ready", "failed"]}},
+            {"name": "unit_id", "in": "query", "schema": {"type": "integer"}},
+            {"name": "course_id", "in": "query", "schema": {"type": "integer"}},
+            {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100},
+             "description": "search in title, lecturer and course"}],
+        "responses": {"200": {"description": "{items: [ArchiveItem]}",
+                              "content": _json(_listed("items", "ArchiveItem"))},
+                      "401": _error, "403": _error, "422": _error}}},
+    "/api/v1/archive/{item_id}": {
+        "parameters": [_item_path_param],
+        "get": {"summary": "One archive item", "security": _reader,
+                "responses": {"200": {"description": "the item",
+                                      "content": _json(_schema("ArchiveItem"))},
+                              "401": _error, "403": _error, "404": _error}},
+        "patch": {"summary": "Edit an item's metadata", "security": _bearer,
+                  "requestBody": _json_body("ArchiveItemChange"),
+                  "responses": {"200": {"description": "the changed item",
+                                        "content": _json(_schema("ArchiveItem"))},
+                                "400": _error, "401": _error, "403": _error, "404": _error,
+                                "413": _error, "415": _error, "422": _error}},
+        "delete": {"summary": "Delete an item and its files", "security": _bearer,
+                   "responses": {"204": {"description": "deleted"}, "401": _error,
+                                 "403": _error, "404": _error,
+                                 "409": {"description": "still recording or finishing"}}},
+    },
+    "/archive/{item_id}/media": {
+        "parameters": [_item_path_param],
+        "get": {"summary": "The lecture file (MP4 or WebM); supports Range",
+                "security": _reader,
+                "responses": {"200": {"description": "the whole file"},
+                              "206": {"description": "the requested range"},
+                              "401": _error, "403": _error, "404": _error,
+                              "416": {"description": "range out of bounds"}}},
+    },
+    "/archive/{item_id}/poster.jpg": {
+        "parameters": [_item_path_param],
+        "get": {"summary": "The poster picture", "security": _reader,
+                "responses": {"200": {"description": "JPEG"}, "401": _error, "403": _error,
+                              "404": _error}},
+    },
+    "/api/v1/library-links": {
+        "post": {"summary": "A new library link for cadres", "security": _bearer,
+                 "requestBody": {"required": True, "content": _json({
+                     "type": "object", "required": ["label"],
+                     "properties": {"label": _name, "expires_at": _time}})},
+                 "responses": {"201": {"description": "the link, with its token and URL",
+                                       "content": _json(_schema("LibraryLink"))},
+                               "400": _error, "401": _error, "403": _error, "413": _error,
+                               "415": _error, "422": _error}},
+        "get": {"summary": "Library links", "security": _bearer,
+                "responses": {"200": {"description": "{links: [LibraryLink]} (no tokens)",
+                                      "content": _json(_listed("links", "LibraryLink"))},
+                              "401": _error, "403": _error}},
+    },
+    "/api/v1/library-links/{link_id}": {
+        "parameters": [{"name": "link_id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "delete": {"summary": "Revoke a library link", "security": _bearer,
+                   "responses": {"204": {"description": "revoked"}, "401": _error,
+                                 "403": _error, "404": _error}},
+    },
+})

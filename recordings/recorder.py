@@ -1,0 +1,390 @@
+"""The recorder: a sink of a slot that muxes its frames into the archive as they come.
+
+Nothing is decoded or encoded: the same encoded frames a viewer gets are
+muxed into Matroska files (one *segment* per source and picture size) under
+the item's ``parts/`` folder. Matroska is written cluster by cluster (at most
+``CLUSTER_MS`` each) straight to an unbuffered file, so a killed process loses
+at most the cluster being built; a truncated Matroska file still demuxes up to
+its last whole cluster. Finishing (``recordings.finish``) later joins the
+segments into one seekable file.
+
+Timeline. A recording has one clock in milliseconds, starting at its first
+keyframe. A segment starts at a video keyframe; its video keeps the source's
+own frame spacing; its audio is placed against the video by the sender's
+wall clock (the NTP time of the publisher's RTCP sender reports, carried in
+``EncodedFrame.capture_time``) or, until the sender has reported, by arrival
+time. When the sender's reports turn up after a segment was aligned by
+arrival, the exact correction is written next to the segment
+(``seg-0001.json``) and applied by finishing. A segment that follows a gap
+(publisher reconnect) starts where wall time says, so the archive keeps the
+lecture's real length, and every track's timestamps only ever go up.
+
+Supervision. A writer that fails (an I/O error, a muxer error) is closed and a
+new segment starts at the next keyframe; more than ``MAX_RESTARTS`` failures
+in ``RESTART_WINDOW`` seconds, or a full disk, stop the recording for good
+with the reason. The owner hears of every such event through ``on_event``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+
+from streaming.frames import EncodedFrame, MediaKind
+from streaming.keyframes import frame_size
+from streaming.slot import Slot
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_MS = 1000
+MAX_RESTARTS = 3
+RESTART_WINDOW = 60.0
+MIN_FREE_BYTES = 64 * 1024 * 1024  # stop before the disk is completely full
+FREE_CHECK_INTERVAL = 5.0
+SEGMENT_PATTERN = "seg-{:04d}.mkv"
+MS = Fraction(1, 1000)
+
+EventCallback = Callable[[str, str], None]
+
+
+class RecordingStopped(Exception):
+    """The recording ended for good (disk full, too many writer failures)."""
+
+
+@dataclass
+class RecorderStats:
+    segments: int = 0
+    restarts: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+    bytes: int = 0
+    duration: float = 0.0  # seconds of media written so far
+    failure: str | None = None
+    restart_times: list[float] = field(default_factory=list)
+
+
+class SegmentWriter:
+    """One Matroska file: a video track and an Opus track, millisecond timestamps."""
+
+    def __init__(self, path: Path, video_codec: str, size: tuple[int, int]) -> None:
+        self.path = path
+        self._file: BinaryIO = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in close()
+        try:
+            self._container: Any = av.open(
+                self._file, "w", format="matroska",
+                options={"cluster_time_limit": str(CLUSTER_MS), "flush_packets": "1"},
+            )
+            video: Any = self._container.add_stream(video_codec.lower())
+            video.width, video.height = size
+            video.time_base = MS
+            audio: Any = self._container.add_stream("opus", rate=48_000)
+            audio.layout = "stereo"
+            audio.time_base = MS
+        except BaseException:
+            self._file.close()
+            raise
+        self._streams = {"video": video, "audio": audio}
+        self._last: dict[str, int] = {"video": -1, "audio": -1}
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def write(self, kind: MediaKind, data: bytes, pts_ms: int, keyframe: bool) -> None:
+        """Mux one frame; timestamps are forced strictly increasing per track."""
+        pts_ms = max(pts_ms, self._last[kind] + 1)
+        self._last[kind] = pts_ms
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts_ms
+        packet.time_base = MS
+        packet.is_keyframe = keyframe
+        packet.stream = self._streams[kind]
+        self._container.mux(packet)
+
+    def last_ms(self, kind: MediaKind) -> int:
+        return self._last[kind]
+
+    def close(self) -> None:
+        """Write the trailer (cues, duration); safe to call twice and after a failure."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._container.close()
+        finally:
+            self._file.close()
+
+
+class _TrackSink:
+    """The FrameSink the recorder subscribes to one slot track."""
+
+    def __init__(self, recorder: Recorder, kind: MediaKind) -> None:
+        self._recorder = recorder
+        self._kind = kind
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        self._recorder.take(self._kind, frame)
+
+
+class Recorder:
+    """Records one slot into ``directory/parts`` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        slot: Slot,
+        on_event: EventCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        free_space: Callable[[Path], int] | None = None,
+        min_free_bytes: int = MIN_FREE_BYTES,
+    ) -> None:
+        self.directory = directory
+        self.parts = directory / "parts"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._slot = slot
+        self._codec = slot.video.codec
+        self._on_event = on_event or (lambda kind, detail: None)
+        self._clock = clock
+        self._free_space = free_space or (lambda path: shutil.disk_usage(path).free)
+        self._min_free = min_free_bytes
+        self.stats = RecorderStats()
+        self._sinks = {"video": _TrackSink(self, "video"), "audio": _TrackSink(self, "audio")}
+        self._writer: SegmentWriter | None = None
+        self._last_ms: int | None = None  # the last timestamp of closed segments
+        self._source: object | None = None  # the slot source of the current segment
+        self._size: tuple[int, int] | None = None
+        self._started_at: float | None = None  # our clock at the recording's 0 ms
+        self._segment_start = 0.0  # seconds on the recording clock
+        self._video_origin = 0  # slot timestamp of the segment's first keyframe
+        # Per source: min(arrival - media time) per track, and the video
+        # track's sender clock offset (capture time - media time).
+        self._observed_source: object | None = None
+        self._arrival: dict[str, float] = {}
+        self._video_sender: float | None = None
+        self._audio_offset: float | None = None  # arrival mode: seconds to add
+        self._audio_by_sender = False
+        self._corrected = False
+        self._next_free_check = 0.0
+        self.running = False
+
+    # ---------------------------------------------------------------- control
+
+    def start(self) -> None:
+        """Subscribe to the slot; writing starts at the next keyframe (asked for now)."""
+        self.running = True
+        self._slot.video.subscribe(self._sinks["video"])
+        self._slot.audio.subscribe(self._sinks["audio"], request_keyframe=False)
+
+    def stop(self) -> None:
+        """Unsubscribe and close the current segment properly."""
+        if not self.running:
+            return
+        self.running = False
+        self._slot.video.unsubscribe(self._sinks["video"])
+        self._slot.audio.unsubscribe(self._sinks["audio"])
+        self._close_writer()
+
+    def sync_to_disk(self) -> int | None:
+        """A duplicate of the current segment's descriptor, for an fsync off
+        the event loop (the caller closes it), or None."""
+        writer = self._writer
+        if writer is None or writer.closed:
+            return None
+        return os.dup(writer.fileno())
+
+    # ---------------------------------------------------------------- frames
+
+    def take(self, kind: MediaKind, frame: EncodedFrame) -> None:
+        if not self.running:
+            return
+        now = self._clock()
+        self._observe(kind, frame, now)
+        try:
+            if kind == "video":
+                self._take_video(frame, now)
+            elif self._writer is not None:
+                self._take_audio(frame)
+        except RecordingStopped:
+            pass
+        except Exception as exc:  # the writer failed: supervise
+            with contextlib.suppress(RecordingStopped):
+                self._writer_failed(exc)
+
+    def _observe(self, kind: MediaKind, frame: EncodedFrame, now: float) -> None:
+        source = self._slot.source
+        if source is not self._observed_source:
+            # A new source has timestamps and a sender clock of its own.
+            self._observed_source = source
+            self._arrival.clear()
+            self._video_sender = None
+        media = frame.timestamp / frame.clock_rate
+        arrival = now - media
+        if arrival < self._arrival.get(kind, arrival + 1):
+            self._arrival[kind] = arrival
+        if kind == "video" and frame.capture_time is not None:
+            self._video_sender = frame.capture_time - media
+
+    def _take_video(self, frame: EncodedFrame, now: float) -> None:
+        source = self._slot.source
+        if self._writer is not None and frame.keyframe:
+            size = frame_size(self._codec, frame.data)
+            if source is not self._source or (size is not None and size != self._size):
+                self._close_writer()  # a new source or picture size: a new segment
+        elif self._writer is not None and source is not self._source:
+            self._close_writer()
+            self._slot.video.request_keyframe()
+        if self._writer is None:
+            if not frame.keyframe:
+                return
+            self._open_segment(frame, now, source)
+        writer = self._writer
+        assert writer is not None
+        seconds = self._segment_start + (frame.timestamp - self._video_origin) / frame.clock_rate
+        self._write(writer, frame, seconds)
+
+    def _take_audio(self, frame: EncodedFrame) -> None:
+        writer = self._writer
+        assert writer is not None
+        video_origin = self._video_origin / 90_000
+        if self._audio_offset is None and not self._audio_by_sender:
+            if frame.capture_time is not None and self._video_sender is not None:
+                self._audio_by_sender = True
+            elif "video" in self._arrival and "audio" in self._arrival:
+                self._audio_offset = (self._segment_start - video_origin
+                                      + self._arrival["audio"] - self._arrival["video"])
+            else:
+                return
+        media = frame.timestamp / frame.clock_rate
+        if self._audio_by_sender and frame.capture_time is not None and \
+                self._video_sender is not None:
+            # Both tracks on the sender's clock: follows the sender's reports,
+            # so an audio clock that drifts from the video clock stays in sync.
+            seconds = (self._segment_start - video_origin
+                       + frame.capture_time - self._video_sender)
+        else:
+            if self._audio_offset is None:
+                return
+            seconds = media + self._audio_offset
+            if not self._corrected and frame.capture_time is not None and \
+                    self._video_sender is not None:
+                exact = (self._segment_start - video_origin
+                         + frame.capture_time - self._video_sender)
+                self._record_correction(writer, exact - seconds)
+        if seconds < self._segment_start:
+            return  # from before the segment's first picture
+        self._write(writer, frame, seconds)
+
+    def _write(self, writer: SegmentWriter, frame: EncodedFrame, seconds: float) -> None:
+        pts = round(seconds * 1000)
+        writer.write(frame.kind, frame.data, pts, frame.keyframe)
+        stats = self.stats
+        stats.bytes += len(frame.data)
+        if frame.kind == "video":
+            stats.video_frames += 1
+        else:
+            stats.audio_frames += 1
+        if seconds > stats.duration:
+            stats.duration = seconds
+        if self._clock() >= self._next_free_check:
+            self._check_free_space()
+
+    def _record_correction(self, writer: SegmentWriter, shift: float) -> None:
+        """The sender has reported since this segment's audio was placed by
+        arrival: note the exact correction next to it, for finishing to apply."""
+        self._corrected = True
+        sidecar = writer.path.with_suffix(".json")
+        tmp = sidecar.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"audio_shift": round(shift, 4)}))
+        os.replace(tmp, sidecar)
+        logger.info("recording %s: %s audio is %+.0f ms off by the sender's reports",
+                    self.directory.name, writer.path.name, shift * 1000)
+
+    # ---------------------------------------------------------------- segments
+
+    def _open_segment(self, frame: EncodedFrame, now: float, source: object | None) -> None:
+        self._check_free_space()
+        size = frame_size(self._codec, frame.data) or self._size or (640, 360)
+        index = self.stats.segments + 1
+        path = self.parts / SEGMENT_PATTERN.format(index)
+        writer = SegmentWriter(path, self._codec, size)
+        self.stats.segments = index
+        if self._started_at is None:
+            self._started_at = now
+            start_ms = 0
+        else:
+            # After a gap the segment starts where wall time says, never
+            # before what was already written.
+            start_ms = round((now - self._started_at) * 1000)
+        if self._last_ms is not None:
+            start_ms = max(start_ms, self._last_ms + 1)
+        self._writer = writer
+        self._source = source
+        self._size = size
+        self._segment_start = start_ms / 1000
+        self._video_origin = frame.timestamp
+        self._audio_offset = None
+        self._audio_by_sender = False
+        self._corrected = False
+        logger.info("recording %s: segment %d at %d ms (%dx%d)", self.directory.name, index,
+                    start_ms, *size)
+        self._on_event("segment", path.name)
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        self._source = None
+        if writer is None:
+            return
+        self._last_ms = max(writer.last_ms("video"), writer.last_ms("audio"), self._last_ms or 0)
+        try:
+            writer.close()
+        except Exception as exc:
+            logger.warning("recording %s: closing %s failed: %s", self.directory.name,
+                           writer.path.name, exc)
+
+    # ---------------------------------------------------------------- supervision
+
+    def _check_free_space(self) -> None:
+        self._next_free_check = self._clock() + FREE_CHECK_INTERVAL
+        try:
+            free = self._free_space(self.parts)
+        except OSError:
+            return
+        if free < self._min_free:
+            self._fail(f"disk full: {free // (1024 * 1024)} MiB left in the data folder")
+
+    def _writer_failed(self, exc: Exception) -> None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._fail(f"disk full: {exc}")
+            return
+        self._close_writer()
+        now = self._clock()
+        stats = self.stats
+        stats.restart_times = [t for t in stats.restart_times if now - t < RESTART_WINDOW]
+        stats.restart_times.append(now)
+        stats.restarts += 1
+        logger.warning("recording %s: writer failed (%s), restarting", self.directory.name, exc)
+        if len(stats.restart_times) > MAX_RESTARTS:
+            self._fail(f"the writer failed {len(stats.restart_times)} times within "
+                       f"{RESTART_WINDOW:.0f} s; last error: {exc}")
+            return
+        self._on_event("restart", str(exc))
+        self._slot.video.request_keyframe()
+
+    def _fail(self, reason: str) -> None:
+        self.stats.failure = reason
+        logger.error("recording %s stopped: %s", self.directory.name, reason)
+        self.stop()
+        self._on_event("failed", reason)
+        raise RecordingStopped(reason)
