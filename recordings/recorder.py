@@ -233,7 +233,9 @@ class Recorder:
         arrival = now - media
         if arrival < self._arrival.get(kind, arrival + 1):
             self._arrival[kind] = arrival
-        if kind == "video" and frame.capture_time is not None:
+        if kind == "video" and frame.capture_time is not None and self._video_sender is None:
+            # Fixed per source: the video clock of a WebRTC sender is its wall
+            # clock, so one anchor serves; audio follows its own reports.
             self._video_sender = frame.capture_time - media
 
     def _take_video(self, frame: EncodedFrame, now: float) -> None:
