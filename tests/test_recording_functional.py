@@ -83,3 +83,40 @@ async def test_a_recorded_session_becomes_a_playable_archive_item(
     assert media.suffix == (".mp4" if codec == "H264" else ".webm")
     assert ready["poster_url"] and ready["media_url"]
     assert finished_in < 10
+
+
+async def test_a_publisher_reconnect_continues_the_same_item(service: Service) -> None:
+    session = await service.create_session(video_codec="H264")
+    path = f"/api/v1/sessions/{session['id']}/recording"
+    first = await start_publisher(service.http, service.base, session["id"],
+                                  session["publish_token"])
+    second = None
+    try:
+        status, item = await api(service, "POST", path)
+        assert status == 201
+        started = time.monotonic()
+        await asyncio.sleep(3)
+        await first.close()  # the classroom PC drops off ...
+        await asyncio.sleep(1)
+        # ... and comes back with another picture size.
+        second = await start_publisher(service.http, service.base, session["id"],
+                                       session["publish_token"], start=5000, width=480,
+                                       height=360)
+        await asyncio.sleep(3)
+        status, live = await api(service, "GET", path)
+        assert status == 200 and live["segments"] == 2, live
+        status, _ = await api(service, "DELETE", path)
+        elapsed = time.monotonic() - started
+        assert status == 200
+    finally:
+        await first.close()
+        if second is not None:
+            await second.close()
+    ready = await wait_state(service, item["id"], ("ready", "failed"))
+    assert ready["state"] == "ready", ready
+    listed = (await api(service, "GET", "/api/v1/archive"))[1]["items"]
+    assert [i["id"] for i in listed] == [item["id"]]  # one item for the lecture
+    media = service.app[ARCHIVE].media_path(item["id"])
+    assert decode_errors(media) == ""
+    # The gap keeps its wall-clock length: the item is as long as the lecture.
+    assert elapsed - 1.5 < ready["duration"] <= elapsed + 0.2, (ready["duration"], elapsed)
