@@ -130,6 +130,8 @@ class SegmentWriter:
 class _TrackSink:
     """The FrameSink the recorder subscribes to one slot track."""
 
+    wants_payloads = False  # muxes whole frames: the slot need not packetize for it
+
     def __init__(self, recorder: Recorder, kind: MediaKind) -> None:
         self._recorder = recorder
         self._kind = kind

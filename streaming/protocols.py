@@ -21,7 +21,12 @@ class FrameSource(Protocol):
 
 
 class FrameSink(Protocol):
-    """Something that takes a slot track's frames."""
+    """Something that takes a slot track's frames.
+
+    A sink that does not send RTP (a recorder) may say so with a class
+    attribute ``wants_payloads = False``: frames then reach it without
+    ``payloads`` unless another sink needs them.
+    """
 
     def deliver(self, frame: EncodedFrame) -> None:
         """Take one frame. Called on the event loop for every frame of the

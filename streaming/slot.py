@@ -88,6 +88,7 @@ class SlotTrack:
         self._packetize = packetizer
         self._rebaser = TimestampRebaser(self.clock_rate, clock)
         self._sinks: list[FrameSink] = []
+        self._packetized_for = 0  # sinks that send RTP (not a recorder)
         # Video only: after damage (a jitter-buffer reset at the source) or a
         # source switch, frames are useless to everyone until the next keyframe.
         self._needs_keyframe = kind == "video"
@@ -104,12 +105,14 @@ class SlotTrack:
         unless the sink will ask itself once it can take frames."""
         if sink not in self._sinks:
             self._sinks.append(sink)
+            self._packetized_for += getattr(sink, "wants_payloads", True)
         if request_keyframe:
             self.request_keyframe()
 
     def unsubscribe(self, sink: FrameSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
+            self._packetized_for -= getattr(sink, "wants_payloads", True)
 
     def request_keyframe(self) -> None:
         if self.kind == "video":
@@ -138,13 +141,15 @@ class SlotTrack:
         out = frame.restamped(self._rebaser.map(frame.timestamp))
         if not self._sinks:
             return
-        out.payloads = self._packetize(out)
+        if self._packetized_for:
+            out.payloads = self._packetize(out)
         for sink in self._sinks:
             sink.deliver(out)
 
     def close(self) -> None:
         self.keyframes.close()
         self._sinks.clear()
+        self._packetized_for = 0
 
 
 class Slot:

@@ -315,3 +315,35 @@ async def test_nothing_recorded_is_a_clear_failure(tmp_path: Path) -> None:
     (tmp_path / "item" / "parts" / "seg-0001.mkv").write_bytes(b"not a matroska file")
     with pytest.raises(FinishError, match="nothing was recorded"):
         finish(tmp_path / "item")
+
+
+async def test_the_slot_packetizes_only_when_a_sink_sends_rtp(tmp_path: Path) -> None:
+    clock = Clock()
+    slot, source = make_slot("H264", clock)
+    frames, _ = stream("H264", 1.0)
+    seen: list[EncodedFrame] = []
+
+    class Viewer:
+        def deliver(self, frame: EncodedFrame) -> None:
+            seen.append(frame)
+
+    class Recording:
+        wants_payloads = False
+
+        def deliver(self, frame: EncodedFrame) -> None:
+            seen.append(frame)
+
+    recording = Recording()
+    slot.video.subscribe(recording, request_keyframe=False)
+    feed(slot, source, clock, frames[:10])
+    assert seen and all(frame.payloads is None for frame in seen)
+    seen.clear()
+    viewer = Viewer()
+    slot.video.subscribe(viewer, request_keyframe=False)
+    feed(slot, source, clock, frames[10:20])
+    assert seen and all(frame.payloads for frame in seen if frame.kind == "video")
+    seen.clear()
+    slot.video.unsubscribe(viewer)
+    feed(slot, source, clock, frames[20:30])
+    assert seen and all(frame.payloads is None for frame in seen)
+    slot.close()
