@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
 import shutil
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,19 +77,37 @@ class RecorderStats:
     restart_times: list[float] = field(default_factory=list)
 
 
+def _video_template(codec: str, keyframe: bytes, size: tuple[int, int]) -> Any:
+    """An input container whose video stream describes ``keyframe``.
+
+    Its stream is the template of the segment's video track, so the track
+    header carries the sender's own parameters (H.264: its SPS/PPS as avcC)
+    and PyAV does not open an encoder (which would put an encoder's own
+    parameter sets in the file, and cost an encoder start per segment).
+    """
+    if codec.upper() == "H264":
+        return av.open(io.BytesIO(keyframe), format="h264")
+    # VP8: a one-frame IVF file.
+    width, height = size
+    header = struct.pack("<4sHH4sHHIIII", b"DKIF", 0, 32, b"VP80", width, height, 30, 1, 1, 0)
+    frame = struct.pack("<IQ", len(keyframe), 0) + keyframe
+    return av.open(io.BytesIO(header + frame), format="ivf")
+
+
 class SegmentWriter:
     """One Matroska file: a video track and an Opus track, millisecond timestamps."""
 
-    def __init__(self, path: Path, video_codec: str, size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, video_codec: str, keyframe: bytes,
+                 size: tuple[int, int]) -> None:
         self.path = path
+        template = _video_template(video_codec, keyframe, size)
         self._file: BinaryIO = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in close()
         try:
             self._container: Any = av.open(
                 self._file, "w", format="matroska",
                 options={"cluster_time_limit": str(CLUSTER_MS), "flush_packets": "1"},
             )
-            video: Any = self._container.add_stream(video_codec.lower())
-            video.width, video.height = size
+            video: Any = self._container.add_stream_from_template(template.streams.video[0])
             video.time_base = MS
             audio: Any = self._container.add_stream("opus", rate=48_000)
             audio.layout = "stereo"
@@ -95,6 +115,8 @@ class SegmentWriter:
         except BaseException:
             self._file.close()
             raise
+        finally:
+            template.close()
         self._streams = {"video": video, "audio": audio}
         self._last: dict[str, int] = {"video": -1, "audio": -1}
         self.closed = False
@@ -322,7 +344,7 @@ class Recorder:
         size = frame_size(self._codec, frame.data) or self._size or (640, 360)
         index = self.stats.segments + 1
         path = self.parts / SEGMENT_PATTERN.format(index)
-        writer = SegmentWriter(path, self._codec, size)
+        writer = SegmentWriter(path, self._codec, frame.data, size)
         self.stats.segments = index
         if self._started_at is None:
             self._started_at = now

@@ -131,6 +131,11 @@ async def test_recording_a_stream_gives_a_clean_file_in_sync(tmp_path: Path, cod
     probe = ffprobe(media)
     assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
     assert {s["codec_name"] for s in probe["streams"]} == {codec.lower(), "opus"}
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (320, 240)
+    if codec == "H264":
+        # The track header carries the sender's parameter sets, not an encoder's.
+        assert "Baseline" in video["profile"], video["profile"]
     # The video starts at the first keyframe, 0.3 s after audio began: 7.7 s.
     assert abs(float(probe["format"]["duration"]) - 7.7) < 0.2, probe["format"]
     assert abs(result.duration - float(probe["format"]["duration"])) < 0.05
