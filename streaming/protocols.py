@@ -14,7 +14,12 @@ from streaming.frames import EncodedFrame
 
 
 class FrameSource(Protocol):
-    """Something that fills a slot with frames (it calls ``Slot.push``)."""
+    """Something that fills a slot with frames (it calls ``Slot.push``).
+
+    A source that cannot produce a keyframe on request (a file) says so with
+    a class attribute ``keyframes_on_demand = False``: the slot then keeps
+    the frames since the last keyframe for viewers who join.
+    """
 
     def request_keyframe(self) -> None:
         """Ask for a keyframe soon. Called at most once per throttle interval."""

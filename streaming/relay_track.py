@@ -57,9 +57,11 @@ class RelayTrack(MediaStreamTrack):
             self._slot_track.subscribe(self, request_keyframe=False)
 
     def writer_ready(self) -> None:
-        """The viewer is connected: frames reach it from the next keyframe on."""
+        """The viewer is connected: frames reach it from the next keyframe on
+        (or at once from the slot's cache, for a source that cannot make one)."""
         self._gated = True
-        self._slot_track.request_keyframe()
+        if not self._slot_track.catch_up(self):
+            self._slot_track.request_keyframe()
 
     # FrameSink
     def deliver(self, frame: EncodedFrame) -> None:

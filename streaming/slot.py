@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 Packetizer = Callable[[EncodedFrame], list[bytes]]
 
 RATE_WINDOW = 2.0  # seconds over which ingress bitrate and frame rate are reported
+MAX_GOP_FRAMES = 900  # frames kept for joiners (30 s at 30 fps)
 
 
 class TrackStats:
@@ -89,6 +90,9 @@ class SlotTrack:
         self._rebaser = TimestampRebaser(self.clock_rate, clock)
         self._sinks: list[FrameSink] = []
         self._packetized_for = 0  # sinks that send RTP (not a recorder)
+        # For a source that cannot make keyframes (a file): the frames since
+        # the last keyframe, packetized, for a viewer that joins (catch_up).
+        self._gop: list[EncodedFrame] | None = None
         # Video only: after damage (a jitter-buffer reset at the source) or a
         # source switch, frames are useless to everyone until the next keyframe.
         self._needs_keyframe = kind == "video"
@@ -124,10 +128,21 @@ class SlotTrack:
             self._needs_keyframe = True
             self.keyframes.request()
 
-    def switch_source(self) -> None:
+    def switch_source(self, keyframes_on_demand: bool = True) -> None:
         self._rebaser.switch_source()
         if self.kind == "video":
             self._needs_keyframe = True
+            self._gop = None if keyframes_on_demand else []
+
+    def catch_up(self, sink: FrameSink) -> bool:
+        """Give ``sink`` the frames since the last keyframe at once, if the
+        source cannot make a keyframe now; False if there is nothing to give
+        (then a keyframe has to be asked for)."""
+        if not self._gop:
+            return False
+        for frame in self._gop:
+            sink.deliver(frame)
+        return True
 
     def push(self, frame: EncodedFrame) -> None:
         """Called for each frame of the current source, on its own timeline."""
@@ -139,9 +154,18 @@ class SlotTrack:
         elif self._needs_keyframe:
             return
         out = frame.restamped(self._rebaser.map(frame.timestamp))
+        gop = self._gop
+        if gop is not None:
+            if frame.keyframe:
+                gop.clear()
+            if len(gop) < MAX_GOP_FRAMES:
+                out.payloads = self._packetize(out)
+                gop.append(out)
+            else:
+                gop.clear()  # an unusually long GOP: joiners wait for a keyframe
         if not self._sinks:
             return
-        if self._packetized_for:
+        if self._packetized_for and out.payloads is None:
             out.payloads = self._packetize(out)
         for sink in self._sinks:
             sink.deliver(out)
@@ -150,6 +174,7 @@ class SlotTrack:
         self.keyframes.close()
         self._sinks.clear()
         self._packetized_for = 0
+        self._gop = None
 
 
 class Slot:
@@ -180,8 +205,9 @@ class Slot:
     def attach(self, source: FrameSource) -> None:
         """Make ``source`` the one that fills this slot (replacing any other)."""
         self._source = source
+        on_demand = getattr(source, "keyframes_on_demand", True)
         for track in (self.video, self.audio):
-            track.switch_source()
+            track.switch_source(on_demand)
         self.video.keyframes.request()
 
     def detach(self, source: FrameSource) -> None:

@@ -37,7 +37,8 @@ def _video_encoder(codec: str, width: int, height: int) -> Any:
                            "x264-params": f"keyint={FPS}:min-keyint={FPS}:scenecut=0"}
     else:
         encoder = av.CodecContext.create("libvpx", "w")
-        encoder.options = {"deadline": "realtime", "cpu-used": "8", "kf-max-dist": str(FPS),
+        encoder.options = {"deadline": "realtime", "cpu-used": "8", "threads": "2",
+                           "kf-max-dist": str(FPS),
                            "kf-min-dist": str(FPS), "lag-in-frames": "0"}
     encoder.width, encoder.height = width, height
     encoder.pix_fmt = "yuv420p"
@@ -156,3 +157,51 @@ def measure_av_offsets(path: str) -> tuple[list[float], list[float]]:
                     beeps.append(at)
                 quiet_until = at + 0.3
     return flashes, beeps
+
+
+def make_lecture(path: str, seconds: float, codec: str = "H264", *, fps: int = FPS,
+                 gop_seconds: float = 2.0, width: int = 320, height: int = 240,
+                 audio: str | None = "opus") -> None:
+    """A lecture file like the archive holds: barcoded frames (their index,
+    readable by ``tests.media.read_barcode``) and a tone; MP4 for H.264
+    (index first), WebM for VP8. No B-frames, keyframes every ``gop_seconds``."""
+    from tests.media import barcode_frame
+
+    options = {"movflags": "+faststart"} if codec == "H264" else {}
+    with av.open(path, "w", format="mp4" if codec == "H264" else "webm",
+                 options=options) as out:
+        video: Any = out.add_stream("libx264" if codec == "H264" else "libvpx", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        gop = max(1, round(gop_seconds * fps))
+        if codec == "H264":
+            video.options = {"preset": "ultrafast", "profile": "baseline", "bf": "0",
+                             "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        else:
+            video.options = {"deadline": "realtime", "cpu-used": "8", "threads": "2",
+                             "kf-max-dist": str(gop),
+                             "kf-min-dist": str(gop), "lag-in-frames": "0"}
+        video.bit_rate = 300_000
+        sound: Any = None
+        if audio is not None:
+            sound = out.add_stream("libopus" if audio == "opus" else audio, rate=SAMPLE_RATE)
+            sound.layout = "mono"
+        frames = round(seconds * fps)
+        for index in range(frames):
+            picture = barcode_frame(index, width, height)
+            picture.pts = index
+            picture.time_base = Fraction(1, fps)
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        if sound is not None:
+            total = int(seconds * SAMPLE_RATE)
+            step = 960
+            t = np.arange(total) / SAMPLE_RATE
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+            for offset in range(0, total - step + 1, step):
+                chunk = av.AudioFrame.from_ndarray(samples[offset:offset + step].reshape(1, -1),
+                                                   format="s16", layout="mono")
+                chunk.sample_rate = SAMPLE_RATE
+                chunk.pts = offset
+                chunk.time_base = Fraction(1, SAMPLE_RATE)
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))

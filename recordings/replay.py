@@ -1,0 +1,313 @@
+"""Replay: an archived lecture as a live source of a slot.
+
+``ArchiveSource`` demuxes a lecture file with PyAV (in a worker thread, a
+second of media at a time) and pushes its packets, undecoded, into a slot at
+the pace of their timestamps: each frame is due at ``start + (t - t0)`` on a
+monotonic clock, so the replay neither bursts nor drifts (sleeping frame to
+frame would add up every late wake-up). H.264 from MP4 goes through PyAV's
+``h264_mp4toannexb`` bitstream filter, which puts the parameter sets in front
+of every keyframe as a live sender would.
+
+A file cannot make a keyframe when a viewer joins. The source says so
+(``keyframes_on_demand = False``) and the slot keeps the frames since the
+last keyframe, which a joining viewer gets at once (see
+``SlotTrack.catch_up``), so nobody waits for the file's next keyframe.
+
+``check_replayable`` tells, before a session is scheduled, whether an item
+can be sent to WebRTC viewers at all (codec, audio, B-frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+from av.bitstream import BitStreamFilterContext
+
+from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, MediaKind
+from streaming.slot import Slot
+
+logger = logging.getLogger(__name__)
+
+READ_AHEAD = 1.0  # seconds of media read per batch
+LOW_WATER = 1.0  # read the next batch when less than this is buffered
+MAX_LATE = 2.0  # a replay this far behind (a stalled disk) re-anchors instead of bursting
+CODECS = {"h264": "H264", "vp8": "VP8"}
+
+
+class ReplayError(Exception):
+    """The file cannot be replayed (or stopped being readable); the text says why."""
+
+
+@dataclass(slots=True)
+class MediaFrame:
+    kind: MediaKind
+    data: bytes
+    time: float  # seconds on the file's timeline
+    keyframe: bool
+
+
+@dataclass
+class ReplayInfo:
+    video_codec: str  # "H264" / "VP8"
+    has_audio: bool
+    duration: float
+
+
+def check_replayable(path: Path) -> ReplayInfo:
+    """What a replay of ``path`` would send, or ReplayError naming the obstacle."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ReplayError("the file has no video")
+            video = container.streams.video[0]
+            name = video.codec_context.name
+            if name not in CODECS:
+                raise ReplayError(f"video codec {name} cannot be sent to rooms (H.264 or VP8)")
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if audio is not None and audio.codec_context.name != "opus":
+                raise ReplayError(f"audio codec {audio.codec_context.name} cannot be sent to "
+                                  "rooms (Opus only)")
+            # WebRTC carries no reordered frames: pts must equal dts.
+            for count, packet in enumerate(container.demux(video)):
+                if packet.pts is not None and packet.dts is not None and \
+                        packet.pts != packet.dts:
+                    raise ReplayError("the video has B-frames, which WebRTC cannot carry")
+                if count >= 300:
+                    break
+            duration = (container.duration or 0) / av.time_base
+            return ReplayInfo(CODECS[name], audio is not None, duration)
+    except av.error.FFmpegError as exc:
+        raise ReplayError(f"unreadable media file: {exc}") from exc
+
+
+class MediaReader:
+    """Frames of one media file, a batch at a time (blocking: use a thread)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._container: Any = av.open(str(path))
+        except av.error.FFmpegError as exc:
+            raise ReplayError(f"unreadable media file: {exc}") from exc
+        self._video = self._container.streams.video[0]
+        self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
+        codec = self._video.codec_context.name
+        self.video_codec = CODECS.get(codec, codec)
+        self.duration = (self._container.duration or 0) / av.time_base
+        extradata = self._video.codec_context.extradata or b""
+        self._annexb: Any = None
+        if codec == "h264" and extradata[:1] == b"\x01":
+            self._annexb = BitStreamFilterContext("h264_mp4toannexb", self._video)
+        streams = [self._video] + ([self._audio] if self._audio is not None else [])
+        self._packets: Iterator[Any] = self._container.demux(streams)
+        self.finished = False
+
+    def _frames(self, packet: Any) -> Iterator[MediaFrame]:
+        if packet.dts is None or packet.size == 0:
+            return
+        if packet.stream is self._video:
+            packets = self._annexb.filter(packet) if self._annexb is not None else [packet]
+            for out in packets:
+                yield MediaFrame("video", bytes(out), float(out.pts * out.time_base),
+                                 bool(out.is_keyframe))
+        else:
+            yield MediaFrame("audio", bytes(packet), float(packet.pts * packet.time_base), True)
+
+    def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]:
+        """The next frames, spanning about ``seconds``; [] at the end."""
+        batch: list[MediaFrame] = []
+        try:
+            for packet in self._packets:
+                batch.extend(self._frames(packet))
+                if batch and batch[-1].time - batch[0].time >= seconds:
+                    return batch
+        except (av.error.FFmpegError, EOFError) as exc:
+            if isinstance(exc, EOFError) or "End of file" in str(exc):
+                self.finished = True
+                return batch
+            raise ReplayError(f"the file is damaged: {exc}") from exc
+        self.finished = True
+        return batch
+
+    def seek(self, seconds: float) -> None:
+        """Go to the keyframe at or before ``seconds``."""
+        self._container.seek(max(0, int(seconds * av.time_base)), backward=True)
+        if self._annexb is not None:
+            self._annexb.flush()
+        streams = [self._video] + ([self._audio] if self._audio is not None else [])
+        self._packets = self._container.demux(streams)
+        self.finished = False
+
+    def close(self) -> None:
+        self._container.close()
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ArchiveSource:
+    """Fills a slot from a media file in real time; one per replay."""
+
+    keyframes_on_demand = False  # FrameSource: a file cannot make a keyframe now
+
+    def __init__(
+        self,
+        slot: Slot,
+        path: Path,
+        *,
+        on_end: Callable[[], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        run_blocking: Callable[..., Awaitable[Any]] | None = None,
+    ) -> None:
+        self.slot = slot
+        self.path = path
+        self._on_end = on_end or (lambda: None)
+        self._on_error = on_error or (lambda reason: None)
+        self._clock = clock
+        self._sleep = sleep
+        self._run_blocking = run_blocking or self._in_thread
+        self._reader: MediaReader | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._buffer: deque[MediaFrame] = deque()
+        self.state = "idle"  # idle, playing, paused, ended, failed, stopped
+        self.error: str | None = None
+        self.position = 0.0  # media seconds of the last frame pushed
+        self.duration = 0.0
+        self.frames_pushed = 0
+
+    @staticmethod
+    async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+    # FrameSource
+    def request_keyframe(self) -> None:
+        """A file has its keyframes where they are; the slot's cache covers joins."""
+
+    # ---------------------------------------------------------------- control
+
+    async def start(self, position: float = 0.0) -> None:
+        """Open the file and start pushing from ``position`` (seconds)."""
+        try:
+            self._reader = await self._run_blocking(MediaReader, self.path)
+        except ReplayError as exc:
+            self._fail(str(exc))
+            return
+        self.duration = self._reader.duration
+        await self._begin(position)
+
+    async def _begin(self, position: float) -> None:
+        reader = self._reader
+        assert reader is not None
+        self._buffer.clear()
+        if position > 0:
+            await self._run_blocking(reader.seek, position)
+        self.slot.attach(self)  # a new stretch: re-based timeline, starts at a keyframe
+        self.state = "playing"
+        self._task = asyncio.create_task(self._run())
+
+    async def pause(self) -> None:
+        if self.state != "playing":
+            return
+        await self._halt()
+        self.state = "paused"
+
+    async def resume(self) -> None:
+        if self.state == "paused":
+            await self._begin(self.position)
+
+    async def seek(self, position: float) -> None:
+        """Continue from ``position`` (the keyframe at or before it)."""
+        if self.state not in ("playing", "paused"):
+            return
+        await self._halt()
+        await self._begin(max(0.0, min(position, self.duration)))
+
+    async def stop(self) -> None:
+        await self._halt()
+        if self.state in ("playing", "paused", "idle"):
+            self.state = "stopped"
+        self.slot.detach(self)
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await self._run_blocking(reader.close)
+
+    async def _halt(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ---------------------------------------------------------------- pacing
+
+    async def _run(self) -> None:
+        reader = self._reader
+        assert reader is not None
+        anchor_wall: float | None = None
+        anchor_media = 0.0
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None and not reader.finished and self._buffered() < LOW_WATER:
+                    pending = asyncio.ensure_future(self._run_blocking(reader.read))
+                if not self._buffer:
+                    if pending is None:
+                        break  # the end of the file
+                    self._buffer.extend(await pending)
+                    pending = None
+                    continue
+                if pending is not None and pending.done():
+                    self._buffer.extend(pending.result())
+                    pending = None
+                frame = self._buffer.popleft()
+                now = self._clock()
+                if anchor_wall is None:
+                    anchor_wall, anchor_media = now, frame.time
+                due = anchor_wall + (frame.time - anchor_media)
+                if due - now < -MAX_LATE:
+                    # Far behind (the disk stalled): go on from here rather
+                    # than sending seconds of frames at once.
+                    anchor_wall, anchor_media = now, frame.time
+                elif due > now:
+                    await self._sleep(due - now)
+                self._push(frame)
+        except ReplayError as exc:
+            self._fail(str(exc))
+            return
+        finally:
+            if pending is not None:
+                pending.cancel()
+        self.state = "ended"
+        self.slot.detach(self)
+        self._on_end()
+
+    def _buffered(self) -> float:
+        if len(self._buffer) < 2:
+            return 0.0
+        return self._buffer[-1].time - self._buffer[0].time
+
+    def _push(self, frame: MediaFrame) -> None:
+        video = frame.kind == "video"
+        rate = VIDEO_CLOCK_RATE if video else AUDIO_CLOCK_RATE
+        codec = self.slot.video.codec if video else "opus"
+        self.slot.push(self, EncodedFrame(frame.kind, codec, frame.data,
+                                          round(frame.time * rate), rate, frame.keyframe))
+        self.position = frame.time
+        self.frames_pushed += 1
+
+    def _fail(self, reason: str) -> None:
+        logger.error("replay of %s stopped: %s", self.path.name, reason)
+        self.state = "failed"
+        self.error = reason
+        self.slot.detach(self)
+        self._on_error(reason)
