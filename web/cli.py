@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from aiohttp import web
 
+from recordings.importer import ImportFailed, NotImportable, import_file, probe
+from recordings.manager import Recordings
 from web.access_log import AccessLogger
 from web.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, UnknownUser
-from web.app import DATABASE_FILE, create_app
+from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
+from web.archive import Archive
+from web.catalog import MAX_NAME, Catalog, Missing
 from web.config import _env, add_serve_arguments, config_from_args
 from web.db import Database
 from web.keys import ACCOUNTS, ADMIN_TOKEN
+
+# Times the catalog accepts (web.catalog.Fields.timestamp): 2000 … 2100.
+EARLIEST, LATEST = 946684800.0, 4102444800.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +62,49 @@ def build_parser() -> argparse.ArgumentParser:
     set_password.add_argument(
         "--data", default=_env("DATA") or "data", metavar="DIR",
         help="data folder, as for serve (env ZHIXING_DATA; default ./data)")
+    archive = commands.add_parser("archive", help="manage the lecture archive (课程录像)")
+    archive_commands = archive.add_subparsers(dest="archive_command", required=True,
+                                              metavar="ACTION")
+    import_files = archive_commands.add_parser(
+        "import", help="import lecture videos as archive items",
+        description="Import existing lecture videos (e.g. a course disc's files) into the "
+                    "archive, one item per file, ready to play in the library. H.264 video "
+                    "with AAC or Opus audio and VP8 video with Opus or Vorbis audio are "
+                    "copied as they are (into MP4 or WebM); other files are refused unless "
+                    "--transcode is given. Safe to run while the service runs on the same "
+                    "data folder. Prints each new item's id and title.")
+    import_files.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                              help="a video file to import")
+    import_files.add_argument(
+        "--data", default=_env("DATA") or "data", metavar="DIR",
+        help="data folder, as for serve (env ZHIXING_DATA; default ./data)")
+    import_files.add_argument("--course", type=int, metavar="ID",
+                              help="the course (课程) the items belong to, by id")
+    import_files.add_argument("--title", metavar="T",
+                              help="the items' title (default: the file's name without "
+                                   "its extension)")
+    import_files.add_argument("--lecturer", metavar="L",
+                              help="the lecturer (default: the course's lecturer)")
+    import_files.add_argument("--recorded-at", type=_date, metavar="YYYY-MM-DD",
+                              help="the day the lecture was given (default: the file's "
+                                   "modification date)")
+    import_files.add_argument("--transcode", action="store_true",
+                              help="convert what the library cannot play as it is to "
+                                   "H.264/AAC in MP4 (slow: about as long as the video "
+                                   "or longer)")
     return parser
+
+
+def _date(text: str) -> float:
+    """A day (YYYY-MM-DD) as the timestamp of its local midnight."""
+    try:
+        day = datetime.datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    stamp = day.timestamp()
+    if not EARLIEST <= stamp < LATEST:
+        raise argparse.ArgumentTypeError(f"not a date between 2000 and 2100: {text!r}")
+    return stamp
 
 
 def _read_password() -> str:
@@ -91,10 +144,163 @@ def set_password(data_dir: Path, username: str) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- archive import
+
+
+class ProgressBar:
+    """An import's progress on stderr.
+
+    On a terminal, a bar redrawn in place; otherwise (a log, a pipe) a line
+    at most every ``interval`` seconds, and one at the end.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.label = label if len(label) <= 40 else label[:39] + "…"
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self._clock = clock
+        self._shown = -1  # percent
+        self._shown_at = clock()
+
+    def __call__(self, share: float) -> None:
+        percent = max(0, min(100, int(share * 100)))
+        if percent <= self._shown:
+            return
+        if self.tty:
+            filled = round(percent * self.WIDTH / 100)
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}]"
+                              f" {percent:3d}%")
+            self.stream.flush()
+        elif percent == 100 or self._clock() - self._shown_at >= self.interval:
+            print(f"{self.label}: {percent}%", file=self.stream, flush=True)
+            self._shown_at = self._clock()
+        else:
+            return
+        self._shown = percent
+
+    def close(self) -> None:
+        """End the bar's line (the import finished, failed or was interrupted)."""
+        if self.tty and self._shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _default_title(path: Path) -> str:
+    # A name that is not UTF-8 (an old disc's) keeps what can be read of it.
+    title = (path.stem or path.name).encode("utf-8", "replace").decode("utf-8").strip()
+    return title[:MAX_NAME] or "lecture"
+
+
+def _modified(path: Path) -> float:
+    """The file's modification time, if the catalog can take it; else now."""
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return time.time()
+    return stamp if EARLIEST <= stamp < LATEST else time.time()
+
+
+def _discard(archive: Archive, item_id: str) -> None:
+    """Take back an item whose import failed: its row and whatever reached its folder.
+
+    (``Archive.delete_item`` refuses an item still 'finishing', which an
+    import is until it ends.)
+    """
+    archive.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
+    shutil.rmtree(archive.recordings.item_dir(item_id), ignore_errors=True)
+
+
+def _import_one(archive: Archive, path: Path, *, course: dict[str, Any] | None,
+                title: str | None, lecturer: str | None, recorded_at: float | None,
+                transcode: bool) -> dict[str, Any]:
+    # Refusals come before the item exists: a refused file leaves nothing.
+    probe(path, transcode)
+    item = archive.create_item(
+        title=title or _default_title(path),
+        recorded_at=recorded_at if recorded_at is not None else _modified(path),
+        origin="import", course_id=course["id"] if course else None,
+        lecturer=lecturer if lecturer is not None else str(course["lecturer"] if course else ""),
+        state="finishing")
+    bar = ProgressBar(path.name)
+    try:
+        result = import_file(path, archive.recordings.item_dir(item["id"]),
+                             transcode=transcode, progress=bar)
+    except BaseException:
+        _discard(archive, item["id"])
+        raise
+    finally:
+        bar.close()
+    archive.record_result(item["id"], result)
+    return archive.item(item["id"])
+
+
+def import_files(data_dir: Path, files: Sequence[Path], *, course_id: int | None = None,
+                 title: str | None = None, lecturer: str | None = None,
+                 recorded_at: float | None = None, transcode: bool = False) -> int:
+    """``zhixing archive import``: 0 when every file was imported, 1 otherwise."""
+    if title is not None:
+        title = title.strip()
+        if not title or len(title) > MAX_NAME:
+            print(f"zhixing: --title must have 1 to {MAX_NAME} characters", file=sys.stderr)
+            return 1
+    if lecturer is not None:
+        lecturer = lecturer.strip()
+        if len(lecturer) > MAX_NAME:
+            print(f"zhixing: --lecturer must have at most {MAX_NAME} characters",
+                  file=sys.stderr)
+            return 1
+    database = data_dir / DATABASE_FILE
+    if not database.exists():
+        print(f"zhixing: no database in {data_dir} (start the service once first, "
+              "or give --data)", file=sys.stderr)
+        return 1
+    db = Database(database)
+    try:
+        db.migrate()
+        course = None
+        if course_id is not None:
+            try:
+                course = Catalog(db).course(course_id)
+            except Missing:
+                print(f"zhixing: no course with id {course_id} (the console's 课程 list "
+                      "shows the ids)", file=sys.stderr)
+                return 1
+        archive = Archive(db, Recordings(data_dir / ARCHIVE_DIR))
+        failed = 0
+        for path in files:
+            try:
+                item = _import_one(archive, path, course=course, title=title,
+                                   lecturer=lecturer, recorded_at=recorded_at,
+                                   transcode=transcode)
+            except ImportFailed as exc:
+                failed += 1
+                hint = ("; give --transcode to convert it to H.264/AAC"
+                        if isinstance(exc, NotImportable) and exc.transcodable else "")
+                print(f"zhixing: {path}: not imported: {exc}{hint}", file=sys.stderr)
+                continue
+            except KeyboardInterrupt:
+                print(f"zhixing: interrupted; {path} was not imported", file=sys.stderr)
+                return 130
+            print(f"{item['id']}\t{item['title']}", flush=True)
+    finally:
+        db.close()
+    if failed:
+        print(f"zhixing: {failed} of {len(files)} files not imported", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "admin":
         return set_password(Path(args.data), args.username)
+    if args.command == "archive":
+        return import_files(Path(args.data), args.files, course_id=args.course,
+                            title=args.title, lecturer=args.lecturer,
+                            recorded_at=args.recorded_at, transcode=args.transcode)
     config = config_from_args(args)
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()),
