@@ -1,9 +1,12 @@
-// The admin console (管理后台): sessions, invitations, units, courses, sites.
+// The admin console (管理后台): sessions (and their recording), invitations,
+// units, courses, sites, the lecture archive and library links.
 // Talks to /api/v1/ with the login cookie; every unsafe call sends X-CSRF-Token.
 import { init, t, apply, language, switchLanguage } from "/static/i18n.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
-const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null };
+const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null,
+                archive: [], links: [] };
+const LIVE_POLL_MS = 2000; // while a session is recorded or an item finished
 window.zhixingConsole = state;
 
 function el(tag, props = {}, ...children) {
@@ -234,6 +237,7 @@ function renderSessions() {
       el("td", { textContent: batchText(s.batch) }),
       el("td", { textContent: when }),
       el("td", {}, el("span", { className: `state state-${s.state}`, textContent: t(`console.state.${s.state}`) })),
+      fillRecordingCell(el("td", { className: "recording" }), s),
       actions);
   }));
   $("#sessions-empty").hidden = state.sessions.length > 0;
@@ -303,6 +307,263 @@ async function endSession(s) {
     notify(t("console.error", { message: error.message })); return;
   }
   await refresh();
+}
+
+// --------------------------------------------------------------- recording
+const formatClock = (seconds) => {
+  const total = Math.max(0, Math.floor(seconds || 0));
+  const pad = (n) => String(n).padStart(2, "0");
+  const h = Math.floor(total / 3600);
+  return `${h ? `${h}:` : ""}${pad(Math.floor((total % 3600) / 60))}:${pad(total % 60)}`;
+};
+const formatBytes = (bytes) => {
+  if (bytes == null) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${unit && value < 100 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+};
+
+// The recording cell of a session row: its button keeps its identity across
+// polls, so a click is never lost to a re-render.
+function fillRecordingCell(cell, s) {
+  const recording = s.recording;
+  let button = $("button.record", cell);
+  if (s.state === "ended" && !recording) {
+    cell.replaceChildren(el("span", { className: "muted", textContent: "—" }));
+    return cell;
+  }
+  if (!button) {
+    button = el("button", { type: "button", className: "record", onclick: () => toggleRecording(cell.closest("tr").dataset.id) });
+    cell.replaceChildren(button, el("div", { className: "recording-info" }));
+  }
+  button.textContent = t(recording ? "console.recording.stop" : "console.recording.start");
+  button.classList.toggle("danger", Boolean(recording));
+  const info = $(".recording-info", cell);
+  if (!recording) { info.replaceChildren(); return cell; }
+  info.replaceChildren(
+    el("span", { className: "state state-recording", textContent: `● ${t("console.recording.live")}` }),
+    " ",
+    el("span", { className: "stats", textContent: t("console.recording.stats", {
+      duration: formatClock(recording.duration), size: formatBytes(recording.bytes),
+      segments: recording.segments, restarts: recording.restarts }) }),
+    ...recording.notices.slice(-3).reverse().map((notice) => el("small", {
+      className: `notice notice-${notice.kind}`, title: notice.message,
+      textContent: `${new Date(notice.at * 1000).toLocaleTimeString(locale())} ${t(`console.recording.notice.${notice.kind}`)}` })));
+  return cell;
+}
+
+async function toggleRecording(id) {
+  const s = state.sessions.find((row) => row.id === id);
+  if (!s) return;
+  try {
+    if (s.recording) {
+      if (!confirm(t("console.confirm.stop_recording", { name: s.title }))) return;
+      await api("DELETE", `/sessions/${s.id}/recording`);
+      notify(t("console.recording.stopped"));
+    } else {
+      await api("POST", `/sessions/${s.id}/recording`);
+      notify(t("console.recording.started"));
+    }
+  } catch (error) {
+    notify(t("console.error", { message: error.message }));
+  }
+  await refresh();
+}
+
+// ----------------------------------------------------------------- archive
+const ARCHIVE_COLUMNS = ["title", "course", "recorded_at", "state", "duration", "size", "actions"];
+
+function archiveRow(id) {
+  return el("tr", { dataset: { id } }, ...ARCHIVE_COLUMNS.map((name) => el("td", { className: `col-${name}` })));
+}
+
+function archiveState(item, live) {
+  const pill = el("span", { className: `state item-${item.state}`, textContent: t(`console.archive.state.${item.state}`) });
+  if (item.state === "finishing") {
+    const share = Math.max(0, Math.min(1, item.progress || 0));
+    return [pill, el("progress", { max: 1, value: share }),
+      el("small", { textContent: t("console.archive.progress", { percent: Math.round(share * 100) }) })];
+  }
+  if (item.state === "failed") return [pill, el("small", { className: "failure", textContent: item.failure || "" })];
+  if (item.state === "recording" && live) return [pill, el("small", { textContent: formatClock(live.duration) })];
+  return [pill];
+}
+
+function archiveActions(item) {
+  const busy = item.state === "recording" || item.state === "finishing";
+  const actions = [];
+  if (item.state === "ready") {
+    actions.push(el("a", { className: "button play", href: `/library/watch/${encodeURIComponent(item.id)}`,
+      target: "_blank", rel: "noopener", textContent: t("console.archive.play") }));
+  }
+  actions.push(
+    el("button", { type: "button", className: "edit", textContent: t("console.edit"), onclick: () => editItem(item.id) }),
+    el("button", { type: "button", className: "danger delete", textContent: t("console.delete"), disabled: busy,
+      title: busy ? t("console.archive.cannot_delete") : "", onclick: () => deleteItem(item.id) }));
+  return actions;
+}
+
+function fillArchiveRow(row, item, live) {
+  const cell = (name) => $(`.col-${name}`, row);
+  cell("title").replaceChildren(item.title || "—", item.lecturer ? el("small", { textContent: ` ${item.lecturer}` }) : "");
+  cell("course").textContent = [item.unit_name, item.course_title].filter(Boolean).join(" · ");
+  cell("recorded_at").textContent = formatTime(item.recorded_at);
+  cell("state").replaceChildren(...archiveState(item, live));
+  cell("duration").textContent = item.state === "ready" ? formatClock(item.duration) : live ? formatClock(live.duration) : "";
+  cell("size").textContent = item.state === "ready" ? formatBytes(item.size) : live ? formatBytes(live.bytes) : "";
+  // The buttons are rebuilt only when what they can do changes.
+  if (row.dataset.state !== item.state) {
+    cell("actions").replaceChildren(...archiveActions(item));
+    row.dataset.state = item.state;
+  }
+}
+
+function renderArchive() {
+  const body = $("#archive-table tbody");
+  const live = new Map(state.sessions.filter((s) => s.recording).map((s) => [s.recording.item_id, s.recording]));
+  const existing = new Map([...body.children].map((row) => [row.dataset.id, row]));
+  const rows = state.archive.map((item) => {
+    const row = existing.get(item.id) || archiveRow(item.id);
+    fillArchiveRow(row, item, live.get(item.id));
+    return row;
+  });
+  if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) body.replaceChildren(...rows);
+  $("#archive-empty").hidden = rows.length > 0;
+  fillSelect($("#archive-form [name=course_id]"), state.courses, (c) => c.title);
+}
+
+function editItem(id) {
+  const item = state.archive.find((row) => row.id === id);
+  if (!item) return;
+  const form = $("#archive-form");
+  clearErrors(form);
+  form.dataset.editing = id;
+  form.elements.title.value = item.title || "";
+  form.elements.lecturer.value = item.lecturer || "";
+  form.elements.description.value = item.description || "";
+  form.elements.course_id.value = item.course_id == null ? "" : String(item.course_id);
+  form.hidden = false;
+  form.elements.title.focus();
+  form.scrollIntoView({ block: "nearest" });
+}
+
+function closeItemEditor() {
+  const form = $("#archive-form");
+  form.reset();
+  delete form.dataset.editing;
+  clearErrors(form);
+  form.hidden = true;
+}
+
+async function saveItem(event) {
+  event.preventDefault();
+  const form = $("#archive-form");
+  clearErrors(form);
+  const f = form.elements;
+  const data = { title: f.title.value, lecturer: f.lecturer.value, description: f.description.value,
+    course_id: f.course_id.value ? Number(f.course_id.value) : null };
+  try { await api("PATCH", `/archive/${encodeURIComponent(form.dataset.editing)}`, data); } catch (error) {
+    showErrors(form, error); return;
+  }
+  notify(t("console.saved"));
+  closeItemEditor();
+  await refresh();
+}
+
+async function deleteItem(id) {
+  const item = state.archive.find((row) => row.id === id);
+  if (!item || !confirm(t("console.confirm.delete_item", { name: item.title || id }))) return;
+  try { await api("DELETE", `/archive/${encodeURIComponent(id)}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  if ($("#archive-form").dataset.editing === id) closeItemEditor();
+  notify(t("console.deleted"));
+  await refresh();
+}
+
+// ------------------------------------------------------------ library links
+function linkStatus(link) {
+  if (link.revoked_at != null) return "revoked";
+  if (link.expires_at != null && link.expires_at * 1000 <= Date.now()) return "expired";
+  return "active";
+}
+
+function renderLinks() {
+  $("#links-table tbody").replaceChildren(...state.links.map((link) => {
+    const status = linkStatus(link);
+    const actions = el("td", { className: "actions" });
+    if (status === "active") {
+      actions.append(el("button", { type: "button", className: "danger", textContent: t("console.links.revoke"),
+        onclick: () => revokeLink(link) }));
+    }
+    return el("tr", { dataset: { id: link.id } },
+      el("td", { textContent: link.label }),
+      el("td", { textContent: formatTime(link.created_at) }),
+      el("td", { textContent: link.expires_at == null ? t("console.links.never") : formatTime(link.expires_at) }),
+      el("td", {}, el("span", { className: `status status-${status}`, textContent: t(`console.links.${status}`) })),
+      actions);
+  }));
+  $("#links-empty").hidden = state.links.length > 0;
+}
+
+async function createLink(event) {
+  event.preventDefault();
+  const form = $("#links-form");
+  clearErrors(form);
+  const data = { label: form.elements.label.value };
+  const expires = fromLocalInput(form.elements.expires_at.value);
+  if (expires != null) data.expires_at = expires;
+  let link;
+  try { link = await api("POST", "/library-links", data); } catch (error) { showErrors(form, error); return; }
+  form.reset();
+  // The token is shown once: only its digest is kept on the server.
+  $("#new-link-label").textContent = link.label;
+  $("#new-link-url").value = link.url;
+  $("#new-link").hidden = false;
+  await refresh();
+}
+
+async function revokeLink(link) {
+  if (!confirm(t("console.confirm.revoke_link", { name: link.label }))) return;
+  try { await api("DELETE", `/library-links/${encodeURIComponent(link.id)}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
+}
+
+// ---------------------------------------------------------- live updates
+const somethingLive = () => state.sessions.some((s) => s.recording)
+  || state.archive.some((item) => item.state === "recording" || item.state === "finishing");
+
+function schedulePoll() {
+  clearTimeout(schedulePoll.timer);
+  if (somethingLive()) schedulePoll.timer = setTimeout(pollLive, LIVE_POLL_MS);
+}
+
+// Recording stats and finishing progress, without rebuilding what a click may be on.
+async function pollLive() {
+  let sessions, archive;
+  try {
+    [sessions, archive] = await Promise.all([api("GET", "/sessions"), api("GET", "/archive")]);
+  } catch {
+    schedulePoll();
+    return;
+  }
+  const shape = (list) => list.map((s) => `${s.id}:${s.state}`).join(",");
+  const reshaped = shape(sessions.sessions) !== shape(state.sessions);
+  Object.assign(state, { sessions: sessions.sessions, archive: archive.items });
+  if (reshaped) renderSessions();
+  else {
+    for (const row of document.querySelectorAll("#sessions-table tbody tr")) {
+      const s = state.sessions.find((item) => item.id === row.dataset.id);
+      const cell = $("td.recording", row);
+      if (s && cell) fillRecordingCell(cell, s);
+    }
+  }
+  renderArchive();
+  schedulePoll();
 }
 
 // ------------------------------------------------------------- invitations
@@ -411,11 +672,15 @@ async function importSites(event) {
 
 // ----------------------------------------------------------------- start
 async function refresh() {
-  const [units, courses, sites, sessions] = await Promise.all(
-    ["units", "courses", "sites", "sessions"].map((kind) => api("GET", `/${kind}`)));
-  Object.assign(state, { units: units.units, courses: courses.courses, sites: sites.sites, sessions: sessions.sessions });
+  const [units, courses, sites, sessions, archive, links] = await Promise.all(
+    ["units", "courses", "sites", "sessions", "archive", "library-links"].map((kind) => api("GET", `/${kind}`)));
+  Object.assign(state, { units: units.units, courses: courses.courses, sites: sites.sites, sessions: sessions.sessions,
+    archive: archive.items, links: links.links });
   for (const kind of Object.keys(EDITORS)) renderEditor(kind);
   renderSessions();
+  renderArchive();
+  renderLinks();
+  schedulePoll();
   await renderDetail();
 }
 
@@ -433,9 +698,13 @@ async function main() {
   $("#sessions-form .cancel").onclick = resetSessionForm;
   $("#invite-button").onclick = invite;
   $("#sites-import").addEventListener("submit", importSites);
+  $("#archive-form").addEventListener("submit", saveItem);
+  $("#archive-form .cancel").onclick = closeItemEditor;
+  $("#links-form").addEventListener("submit", createLink);
+  $("#new-link-copy").onclick = () => copyLink($("#new-link-url"));
   resetSessionForm();
   const tab = location.hash.slice(1);
-  showTab(["sessions", "units", "courses", "sites"].includes(tab) ? tab : "sessions");
+  showTab(["sessions", "units", "courses", "sites", "archive", "links"].includes(tab) ? tab : "sessions");
   await refresh();
   document.body.dataset.ready = "true";
 }
