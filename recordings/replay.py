@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,11 +95,19 @@ def check_replayable(path: Path) -> ReplayInfo:
 class MediaReader:
     """Frames of one media file, a batch at a time (blocking: use a thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | io.RawIOBase) -> None:
+        self._file = path if isinstance(path, io.RawIOBase) else None
+        container: Any
         try:
-            self._container: Any = av.open(str(path))
-        except av.error.FFmpegError as exc:
+            if self._file is not None:
+                container = av.open(self._file, format="matroska")
+            else:
+                container = av.open(str(path))
+        except (av.error.FFmpegError, OSError) as exc:
+            if self._file is not None:
+                self._file.close()
             raise ReplayError(f"unreadable media file: {exc}") from exc
+        self._container = container
         self._video = self._container.streams.video[0]
         self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
         codec = self._video.codec_context.name
@@ -148,6 +159,111 @@ class MediaReader:
 
     def close(self) -> None:
         self._container.close()
+        if self._file is not None:
+            self._file.close()
+
+
+class _Tail(io.RawIOBase):
+    """A file still being written: a read at its end waits for more, until
+    the writer is done with it (or the reader is closed)."""
+
+    def __init__(self, path: Path, complete: Callable[[], bool], closed: threading.Event,
+                 poll: float = 0.05) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._complete = complete
+        self._closed = closed
+        self._poll = poll
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            count = self._file.readinto(buffer)
+            if count:
+                return count
+            # Check "complete" before reading once more: what was written
+            # before the writer finished is then surely seen.
+            done = self._complete()
+            count = self._file.readinto(buffer)
+            if count or done or self._closed.is_set():
+                return count or 0
+            self._closed.wait(self._poll)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class RecordingReader:
+    """Frames of a recording while it is being made (timeshift, 时移).
+
+    Reads the item's Matroska segments in order, following the last one as it
+    grows; a segment is complete once a later one exists or the recording has
+    stopped. Timestamps are the recording's own clock (continuous across
+    segments). Blocking like ``MediaReader``: use a thread.
+    """
+
+    def __init__(self, parts: Path, recording: Callable[[], bool]) -> None:
+        self._parts = parts
+        self._recording = recording
+        self._closed = threading.Event()
+        self._index = 0
+        self._container: Any = None
+        self._reader: MediaReader | None = None
+        self.video_codec = ""
+        self.duration = 0.0
+        self.finished = False
+        if not self._open_next():
+            raise ReplayError("nothing has been recorded yet")
+
+    def _segment(self, index: int) -> Path:
+        return self._parts / f"seg-{index:04d}.mkv"
+
+    def _open_next(self) -> bool:
+        index = self._index + 1
+        path = self._segment(index)
+        if not path.exists():
+            return False
+        following = self._segment(index + 1)
+
+        def complete() -> bool:
+            return following.exists() or not self._recording()
+
+        tail = _Tail(path, complete, self._closed)
+        try:
+            self._reader = MediaReader(tail)
+        except ReplayError:
+            tail.close()
+            raise
+        self._index = index
+        self.video_codec = self._reader.video_codec
+        return True
+
+    def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]:
+        while self._reader is not None and not self._closed.is_set():
+            batch = self._reader.read(seconds)
+            if batch:
+                return batch
+            self._reader.close()
+            self._reader = None
+            if not self._open_next():
+                break
+        self.finished = True
+        return []
+
+    def seek(self, seconds: float) -> None:
+        raise ReplayError("a recording in progress is watched from its beginning")
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -168,15 +284,20 @@ class ArchiveSource:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         run_blocking: Callable[..., Awaitable[Any]] | None = None,
+        open_reader: Callable[[], MediaReader | RecordingReader] | None = None,
     ) -> None:
         self.slot = slot
         self.path = path
+        self._open_reader = open_reader or (lambda: MediaReader(path))
         self._on_end = on_end or (lambda: None)
         self._on_error = on_error or (lambda reason: None)
         self._clock = clock
         self._sleep = sleep
+        # One worker thread per source: reads, seeks and the close run one
+        # after another, never two at once on the same demuxer.
+        self._executor: ThreadPoolExecutor | None = None
         self._run_blocking = run_blocking or self._in_thread
-        self._reader: MediaReader | None = None
+        self._reader: MediaReader | RecordingReader | None = None
         self._task: asyncio.Task[None] | None = None
         self._buffer: deque[MediaFrame] = deque()
         self.state = "idle"  # idle, playing, paused, ended, failed, stopped
@@ -185,9 +306,14 @@ class ArchiveSource:
         self.duration = 0.0
         self.frames_pushed = 0
 
-    @staticmethod
-    async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+    @property
+    def on_air(self) -> bool:
+        return self.state == "playing"
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="replay")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     # FrameSource
     def request_keyframe(self) -> None:
@@ -198,7 +324,7 @@ class ArchiveSource:
     async def start(self, position: float = 0.0) -> None:
         """Open the file and start pushing from ``position`` (seconds)."""
         try:
-            self._reader = await self._run_blocking(MediaReader, self.path)
+            self._reader = await self._run_blocking(self._open_reader)
         except ReplayError as exc:
             self._fail(str(exc))
             return
@@ -239,7 +365,12 @@ class ArchiveSource:
         self.slot.detach(self)
         if self._reader is not None:
             reader, self._reader = self._reader, None
+            if isinstance(reader, RecordingReader):
+                reader.close()  # wakes a read that waits for the recording to grow
             await self._run_blocking(reader.close)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False)
 
     async def _halt(self) -> None:
         task, self._task = self._task, None

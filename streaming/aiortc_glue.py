@@ -282,6 +282,8 @@ class ViewerWriter:
         self._rtx_payload_type: int | None = None
         self._sequence = random.getrandbits(16)
         self._origin = random.getrandbits(32)
+        self._last_timestamp = 0
+        self._last_sent_at: float | None = None
         self._rtx_sequence = random.getrandbits(16)
         self._octets = 0
         self._packets = 0
@@ -296,6 +298,16 @@ class ViewerWriter:
         self._first_byte = 0x80
         # seq % _HISTORY -> (seq, timestamp, marker, extension block, payload)
         self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * _HISTORY
+
+    def rebase(self, timestamp: int, clock_rate: int) -> None:
+        """The next frame (``timestamp``) comes from another timeline (the
+        viewer switched between live and timeshift): continue this viewer's
+        RTP timestamps from the last one sent, advanced by the wall time
+        since, so its jitter buffer sees one steady timeline."""
+        if self._last_sent_at is None:
+            return
+        elapsed = max(1, round((time.time() - self._last_sent_at) * clock_rate))
+        self._origin = (self._last_timestamp + elapsed - timestamp) & 0xFFFFFFFF
 
     def configure(self, parameters: RTCRtpSendParameters) -> None:
         for extension in parameters.headerExtensions:
@@ -378,6 +390,8 @@ class ViewerWriter:
             return True
         now = time.time()
         timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
+        self._last_timestamp = timestamp
+        self._last_sent_at = now
         if self._abs_send_time_id is None:
             extensions = self._ext_prefix
         else:

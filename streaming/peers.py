@@ -341,6 +341,20 @@ class Viewer(Peer):
             out.track.start()
         return answer
 
+    def switch_slot(self, slot_name: str, slot: Slot) -> None:
+        """Feed this viewer's ``slot_name`` transceivers from ``slot`` instead
+        (timeshift for one room); no renegotiation, one steady timeline."""
+        for out in self.outgoing:
+            if out.slot_name == slot_name:
+                out.track.switch(slot.track(out.track.kind))  # type: ignore[arg-type]
+
+    def watching(self, slot_name: str) -> Slot | None:
+        """The slot this viewer's ``slot_name`` video now comes from."""
+        for out in self.outgoing:
+            if out.slot_name == slot_name and out.kind == "video":
+                return out.track.slot_track.slot
+        return None
+
     def _release(self) -> None:
         for out in self.outgoing:
             out.track.stop()

@@ -25,6 +25,9 @@ class FrameWriter(Protocol):
     def send(self, frame: EncodedFrame) -> bool:
         """Send a frame now; False when the viewer is backed up (dropped)."""
 
+    def rebase(self, timestamp: int, clock_rate: int) -> None:
+        """The next frame comes from another timeline: keep the output steady."""
+
 
 class RelayTrack(MediaStreamTrack):
     """The ``MediaStreamTrack`` given to a viewer's sender.
@@ -44,6 +47,7 @@ class RelayTrack(MediaStreamTrack):
         self.frames_delivered = 0
         self.overflows = 0
         self.keyframe_requests = 0
+        self._rebase_next = False  # switched to another slot track: re-base the next frame
 
     def bind(self, writer: FrameWriter) -> None:
         self._writer = writer
@@ -55,6 +59,25 @@ class RelayTrack(MediaStreamTrack):
             # The keyframe is asked for once the viewer is connected
             # (writer_ready): one asked for now would arrive too early.
             self._slot_track.subscribe(self, request_keyframe=False)
+
+    @property
+    def slot_track(self) -> SlotTrack:
+        return self._slot_track
+
+    def switch(self, slot_track: SlotTrack) -> None:
+        """Take frames from another slot track (live ↔ timeshift for this
+        viewer only), from its next keyframe, on this viewer's one timeline."""
+        if slot_track is self._slot_track:
+            return
+        if self._started:
+            self._slot_track.unsubscribe(self)
+        self._slot_track = slot_track
+        self._gated = self.kind == "video"
+        self._rebase_next = True
+        if self._started:
+            slot_track.subscribe(self, request_keyframe=False)
+            if self.kind == "video" and not slot_track.catch_up(self):
+                slot_track.request_keyframe()
 
     def writer_ready(self) -> None:
         """The viewer is connected: frames reach it from the next keyframe on
@@ -72,6 +95,9 @@ class RelayTrack(MediaStreamTrack):
             self._gated = False
         elif writer is None:
             return
+        if self._rebase_next:
+            self._rebase_next = False
+            writer.rebase(frame.timestamp, frame.clock_rate)
         if writer.send(frame):
             self.frames_delivered += 1
         else:

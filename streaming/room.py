@@ -56,6 +56,17 @@ class Room:
     def program(self) -> Slot:
         return self.slots["program"]
 
+    @property
+    def program_on_air(self) -> bool:
+        """Whether the program slot is being filled now: a connected
+        publisher, or another source (a replay) that says it is on air."""
+        source = self.program.source
+        if source is None or self.closed:
+            return False
+        if isinstance(source, Publisher):
+            return source.connection_state == "connected"
+        return bool(getattr(source, "on_air", True))
+
     async def publish(self, offer: str) -> tuple[str, str]:
         """Answer a publisher's offer; returns (resource id, answer SDP)."""
         self._check_open()

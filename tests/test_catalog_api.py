@@ -441,7 +441,8 @@ PUBLIC_API_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/rtc-confi
 # The session's publish token or the admin token (tests/test_presenter_page.py).
 PRESENTER_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/presence")}
 # The room's invitation token (tests/test_room_page.py).
-ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount")}
+ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount"),
+                   ("POST", "/api/v1/room/timeshift")}
 # The archive's routes: admin-only and reader routes (tests/test_archive_api.py).
 ARCHIVE_API_ROUTES = {
     ("POST", "/api/v1/sessions/{session_id}/recording"),
@@ -451,6 +452,8 @@ ARCHIVE_API_ROUTES = {
     ("PATCH", "/api/v1/archive/{item_id}"), ("DELETE", "/api/v1/archive/{item_id}"),
     ("POST", "/api/v1/library-links"), ("GET", "/api/v1/library-links"),
     ("DELETE", "/api/v1/library-links/{link_id}"),
+    # tests/test_replay_sessions.py
+    ("POST", "/api/v1/sessions/{session_id}/replay"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

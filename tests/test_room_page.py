@@ -146,6 +146,9 @@ async def test_the_room_api_describes_the_room(service: Service, world: World) -
         "scheduled_start": world.session["scheduled_start"],
         "scheduled_end": world.session["scheduled_end"],
         "publisher_connected": False,
+        "program_failed": False,
+        "replay": False,
+        "timeshift_available": False,
         "headcount": None,
     }
 

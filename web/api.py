@@ -8,11 +8,19 @@ from typing import Any
 
 from aiohttp import web
 
+from web.archive import StateConflict
 from web.bodies import read_limited
 from web.catalog import Invalid, Missing
-from web.errors import AppError, BadRequest, NotFound, Unprocessable, UnsupportedMediaType
+from web.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from web.invitations import disconnect_invitation, invitation_url
-from web.keys import ARCHIVE, CATALOG, CONFIG, SESSIONS, SIGNER
+from web.keys import ARCHIVE, CATALOG, CONFIG, REPLAYS, SESSIONS, SIGNER
 from web.login import authenticate_admin
 from web.openapi import OPENAPI
 from web.sessions import Session
@@ -43,6 +51,7 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/v1/sessions/{session_id}", update_session),
         web.delete("/api/v1/sessions/{session_id}", delete_session),
         web.post("/api/v1/sessions/{session_id}/start", start_session),
+        web.post("/api/v1/sessions/{session_id}/replay", control_replay),
         web.post("/api/v1/sessions/{session_id}/invitations", create_invitation),
         web.get("/api/v1/sessions/{session_id}/invitations", list_invitations),
         web.delete("/api/v1/invitations/{invitation_id}", revoke_invitation),
@@ -166,6 +175,7 @@ def describe(request: web.Request, session: Session) -> dict[str, Any]:
         "whep_url": f"{base}/whep/{session.id}",
         "presenter_url": f"{base}/present/{session.id}#token={session.publish_token}",
         "recording": request.app[ARCHIVE].recording_of(session.id),
+        "replay": request.app[REPLAYS].describe(session.id),
     }
 
 
@@ -181,10 +191,12 @@ async def rtc_config(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     require_admin(request)
     data = await read_json(request)
+    replays = request.app[REPLAYS]
     try:
-        session = request.app[SESSIONS].create(data)
+        session = request.app[SESSIONS].create(replays.prepare(data))
     except Invalid as exc:
         raise InvalidFields(exc.errors) from exc
+    replays.schedule(session.id)
     return web.json_response(describe(request, session), status=201,
                              headers={"Location": f"/api/v1/sessions/{session.id}"})
 
@@ -219,6 +231,7 @@ async def update_session(request: web.Request) -> web.Response:
         session = request.app[SESSIONS].update(session, data)
     except Invalid as exc:
         raise InvalidFields(exc.errors) from exc
+    request.app[REPLAYS].schedule(session.id)  # the start time may have moved
     return web.json_response(describe(request, session))
 
 
@@ -230,12 +243,36 @@ async def start_session(request: web.Request) -> web.Response:
     return web.json_response(describe(request, request.app[SESSIONS].start(session)))
 
 
+REPLAY_ACTIONS = ("start", "pause", "resume", "seek")
+
+
+async def control_replay(request: web.Request) -> web.Response:
+    """Start now, pause, resume or seek a replay session's program."""
+    require_admin(request)
+    session = _session(request)
+    data = await read_json(request)
+    action = data.get("action")
+    if action not in REPLAY_ACTIONS:
+        raise InvalidFields({"action": "error.bad_choice"})
+    position = data.get("position")
+    if action == "seek" and (isinstance(position, bool) or not isinstance(position, int | float)
+                             or not 0 <= position < 24 * 3600):
+        raise InvalidFields({"position": "error.not_a_number"})
+    try:
+        replay = await request.app[REPLAYS].control(
+            session, action, float(position) if action == "seek" and position is not None else None)
+    except StateConflict as exc:
+        raise Conflict(str(exc)) from exc
+    return web.json_response(replay)
+
+
 async def delete_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = _session(request)
     archive = request.app[ARCHIVE]
     if archive.recording_of(session.id) is not None:
         archive.stop_recording(session.id)  # the lecture is over: finish its recording
+    await request.app[REPLAYS].stop(session.id)
     await request.app[SESSIONS].end(session)
     return web.Response(status=204)
 

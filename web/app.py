@@ -11,7 +11,17 @@ from aiohttp import web
 from recordings.manager import Recordings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import api, archive_api, console_page, i18n, login, presenter_page, room_page, signaling
+from web import (
+    api,
+    archive_api,
+    console_page,
+    i18n,
+    library_page,
+    login,
+    presenter_page,
+    room_page,
+    signaling,
+)
 from web.accounts import Accounts, LoginLimiter
 from web.archive import Archive, LibraryLinks
 from web.catalog import Catalog
@@ -27,12 +37,16 @@ from web.keys import (
     LIBRARY_LINKS,
     LOGIN_LIMITER,
     PEER_SETTINGS,
+    REPLAYS,
     SESSIONS,
     SIGNER,
+    TIMESHIFTS,
     TOKENS,
 )
+from web.replays import Replays
 from web.sessions import SessionRegistry
 from web.signing import Signer, load_or_create_secret
+from web.timeshift import Timeshifts
 from web.tokens import Grant, Role, TokenIndex, new_token
 
 logger = logging.getLogger(__name__)
@@ -63,6 +77,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(console_page.routes())
     app.add_routes(room_page.routes())
     app.add_routes(presenter_page.routes())
+    app.add_routes(library_page.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app.cleanup_ctx.append(_media_context)
@@ -93,9 +108,14 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
     archive = app[ARCHIVE] = Archive(db, recordings)
     app[LIBRARY_LINKS] = LibraryLinks(db)
     await archive.recover()
+    replays = app[REPLAYS] = Replays(db, archive, app[SESSIONS])
+    await replays.restore()
+    app[TIMESHIFTS] = Timeshifts(archive)
     try:
         yield
     finally:
+        await app[TIMESHIFTS].close()
+        await replays.close()
         await archive.close()
         await app[SESSIONS].close()
         db.close()

@@ -171,6 +171,9 @@ class Archive:
         item = self.item(item_id)
         if item["state"] in ("recording", "finishing"):
             raise StateConflict(f"the item is {item['state']}; stop the recording and wait")
+        if self.db.one("SELECT 1 FROM sessions WHERE replay_item_id = ? AND state != 'ended'",
+                       (item_id,)) is not None:
+            raise StateConflict("a session that has not ended replays this item")
         directory = self.recordings.item_dir(item_id)
         self.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
         shutil.rmtree(directory, ignore_errors=True)
@@ -294,8 +297,9 @@ class Archive:
 
     async def recover(self) -> None:
         """At start-up: finish the items a crash or shutdown left unfinished."""
-        for row in self.db.all("SELECT id FROM archive_items "
-                               "WHERE state IN ('recording', 'finishing')"):
+        # Imports are finished by the import command itself (perhaps running now).
+        for row in self.db.all("SELECT id FROM archive_items WHERE origin = 'recording' "
+                               "AND state IN ('recording', 'finishing')"):
             logger.info("item %s was left unfinished: finishing it now", row["id"])
             self._begin_finishing(row["id"])
 

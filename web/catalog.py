@@ -300,8 +300,11 @@ class Catalog:
         fields.timestamp("scheduled_end")
         if not partial:
             fields.choice("video_codec", VIDEO_CODECS, default="H264")
-        elif "video_codec" in data:
-            fields.errors["video_codec"] = "error.codec_fixed"
+            fields.text("replay_item_id", max_length=16)
+        else:
+            for fixed in ("video_codec", "replay_item_id"):
+                if fixed in data:
+                    fields.errors[fixed] = "error.fixed_once_created"
         values = fields.check()
         start, end = values.get("scheduled_start"), values.get("scheduled_end")
         if start is not None and end is not None and end <= start:
@@ -312,13 +315,15 @@ class Catalog:
                        view_token: str) -> dict[str, Any]:
         values = self._session_fields(data, partial=False)
         session_id = secrets.token_urlsafe(8)
+        replay = values.get("replay_item_id") or None
         self.db.execute(
             "INSERT INTO sessions (id, title, course_id, batch, scheduled_start, scheduled_end,"
-            " video_codec, publish_token, view_token, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " video_codec, publish_token, view_token, created_at, replay_item_id, replay_state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, values["title"], values.get("course_id"), values.get("batch", ""),
              values.get("scheduled_start"), values.get("scheduled_end"),
-             values["video_codec"], publish_token, view_token, self._clock()))
+             values["video_codec"], publish_token, view_token, self._clock(), replay,
+             "waiting" if replay else None))
         return self.session(session_id)
 
     def session(self, session_id: str) -> dict[str, Any]:

@@ -115,6 +115,16 @@ MIGRATIONS: Sequence[str] = (
         created_at REAL NOT NULL
     );
     """,
+    # 3: sessions that replay an archive item (重播) instead of a live publisher
+    """
+    ALTER TABLE sessions ADD COLUMN replay_item_id TEXT
+        REFERENCES archive_items(id) ON DELETE SET NULL;
+    ALTER TABLE sessions ADD COLUMN replay_state TEXT
+        CHECK (replay_state IN ('waiting', 'playing', 'paused', 'ended', 'failed'));
+    ALTER TABLE sessions ADD COLUMN replay_position REAL NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN replay_error TEXT;
+    CREATE INDEX sessions_by_replay_item ON sessions (replay_item_id);
+    """,
 )
 
 

@@ -9,8 +9,10 @@ from web.accounts import Accounts, LoginLimiter
 from web.archive import Archive, LibraryLinks
 from web.catalog import Catalog
 from web.config import Config
+from web.replays import Replays
 from web.sessions import SessionRegistry
 from web.signing import Signer
+from web.timeshift import Timeshifts
 from web.tokens import TokenIndex
 
 CONFIG = web.AppKey("config", Config)
@@ -24,3 +26,5 @@ ACCOUNTS = web.AppKey("accounts", Accounts)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 ARCHIVE = web.AppKey("archive", Archive)
 LIBRARY_LINKS = web.AppKey("library_links", LibraryLinks)
+REPLAYS = web.AppKey("replays", Replays)
+TIMESHIFTS = web.AppKey("timeshifts", Timeshifts)

@@ -426,7 +426,15 @@ OPENAPI: dict[str, Any] = {
                     "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
                     "scheduled_start": _time,
                     "scheduled_end": _time,
-                    "publisher_connected": {"type": "boolean"},
+                    "publisher_connected": {"type": "boolean",
+                                            "description": "the program is on air (a live "
+                                                           "publisher or a replay playing)"},
+                    "program_failed": {"type": "boolean",
+                                       "description": "a replay could not be played"},
+                    "replay": {"type": "boolean", "description": "a replay session"},
+                    "timeshift_available": {"type": "boolean",
+                                            "description": "on air and being recorded: the "
+                                                           "room may watch from the start"},
                     "headcount": {"type": ["integer", "null"]},
                 }})},
                 "401": _error, "403": _error, "410": _error}}},
@@ -625,3 +633,68 @@ OPENAPI["paths"].update({
                                  "403": _error, "404": _error}},
     },
 })
+
+
+# ---------------------------------------------------------------------- replay (重播)
+
+OPENAPI["components"]["schemas"]["Replay"] = {
+    "type": "object",
+    "description": "the program of a replay session: an archive item played as if live",
+    "properties": {
+        "item_id": {"type": ["string", "null"]},
+        "item_title": {"type": ["string", "null"]},
+        "state": {"type": "string", "enum": ["waiting", "playing", "paused", "ended", "failed"]},
+        "position": {"type": "number", "description": "seconds into the lecture"},
+        "duration": {"type": ["number", "null"]},
+        "error": {"type": ["string", "null"], "description": "why it failed"},
+        "starts_at": {"type": ["number", "null"],
+                      "description": "the scheduled start, while waiting"},
+    },
+}
+OPENAPI["components"]["schemas"]["Session"]["properties"]["replay"] = {
+    "oneOf": [_schema("Replay"), {"type": "null"}], "description": "null for a live session"}
+OPENAPI["components"]["schemas"]["SessionInput"]["properties"]["replay_item_id"] = {
+    "type": ["string", "null"],
+    "description": "replay this archive item (重播) instead of a live publisher: it must be "
+                   "ready and sendable (H.264 or VP8 without B-frames, Opus audio), else 422; "
+                   "the session takes its codec, title and course; it starts by itself at "
+                   "scheduled_start, or with the replay action start"}
+OPENAPI["paths"]["/api/v1/sessions/{session_id}/replay"] = {
+    "parameters": [_session_path_param],
+    "post": {
+        "summary": "Control a replay session: start now, pause, resume, seek",
+        "security": _bearer,
+        "requestBody": {"required": True, "content": _json({
+            "type": "object", "required": ["action"],
+            "properties": {
+                "action": {"type": "string", "enum": ["start", "pause", "resume", "seek"]},
+                "position": {"type": "number", "minimum": 0,
+                             "description": "seconds (seek): playback goes on from the "
+                                            "keyframe at or before it"}}})},
+        "responses": {"200": {"description": "the replay", "content": _json(_schema("Replay"))},
+                      "400": _error, "401": _error, "403": _error, "404": _error,
+                      "409": {"description": "not a replay session, or not in a state for "
+                                             "this action"},
+                      "413": _error, "415": _error, "422": _error}},
+}
+
+OPENAPI["paths"]["/api/v1/room/timeshift"] = {"post": {
+    "summary": "Timeshift (时移): this room's viewer watches the lecture from its beginning "
+               "(served from the recording in progress), or goes back to live; with the "
+               "room's invitation token",
+    "security": _bearer,
+    "requestBody": {"required": True, "content": _json({
+        "type": "object", "required": ["mode", "resource"],
+        "properties": {"mode": {"type": "string", "enum": ["start", "live"]},
+                       "resource": {"type": "string",
+                                    "description": "the id of this room's WHEP resource "
+                                                   "(the last part of its Location)"}}})},
+    "responses": {"200": {"description": "the viewer's mode", "content": _json({
+        "type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["live", "timeshift"]},
+            "position": {"type": ["number", "null"],
+                         "description": "seconds into the lecture (timeshift)"}}})},
+        "400": _error, "401": _error, "403": _error,
+        "404": {"description": "no such viewer of this room"},
+        "409": {"description": "the session is not being recorded"},
+        "410": _error, "413": _error, "415": _error, "422": _error}}}

@@ -17,9 +17,18 @@ from aiohttp import web
 
 from web import i18n
 from web.api import read_json
-from web.errors import AppError, Forbidden, NotAuthorized, Unprocessable
+from web.archive import StateConflict
+from web.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotAuthorized,
+    NotFound,
+    Unprocessable,
+)
 from web.invitations import check_invitation, is_invitation_token
-from web.keys import CATALOG, SESSIONS, TOKENS
+from web.keys import CATALOG, REPLAYS, SESSIONS, TIMESHIFTS, TOKENS
 from web.tokens import bearer_token
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -105,9 +114,8 @@ async def room(request: web.Request) -> web.Response:
     if session is None:  # the invitation row cascades with its session
         raise Forbidden("no such session")
     row = session.row
-    publisher = session.room.publisher
-    connected = (session.state != "ended" and publisher is not None
-                 and publisher.connection_state == "connected")
+    connected = session.state != "ended" and session.room.program_on_air
+    replay = request.app[REPLAYS].describe(session_id)
     return web.json_response({
         "session_id": session_id,
         "title": row["title"],
@@ -119,6 +127,12 @@ async def room(request: web.Request) -> web.Response:
         "scheduled_start": row["scheduled_start"],
         "scheduled_end": row["scheduled_end"],
         "publisher_connected": connected,
+        # A replay session whose file could not be played: the room shows an
+        # error screen (the admin console has the reason).
+        "program_failed": replay is not None and replay["state"] == "failed",
+        "replay": replay is not None,
+        # The lecture is being recorded: a late room may watch it from the start.
+        "timeshift_available": connected and request.app[TIMESHIFTS].available(session_id),
         "headcount": site["headcount"],
     }, headers={"Cache-Control": "no-store"})
 
@@ -133,9 +147,38 @@ async def headcount(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def timeshift(request: web.Request) -> web.Response:
+    """This room's own viewer: watch from the beginning (时移) or go back to live."""
+    invitation = _invitation(request)
+    data = await read_json(request)
+    mode = data.get("mode")
+    if mode not in ("start", "live"):
+        raise Unprocessable("mode must be 'start' or 'live'")
+    resource = data.get("resource")
+    if not isinstance(resource, str) or not 0 < len(resource) <= 64:
+        raise Unprocessable("resource must name this room's WHEP resource")
+    session = request.app[SESSIONS].get(str(invitation["session_id"]))
+    if session is None or session.state == "ended":
+        raise Gone("this session has ended")
+    viewer = session.room.viewers.get(resource)
+    # Another room's viewer is as unknown as a made-up one.
+    if viewer is None or viewer.tag != invitation["id"]:
+        raise NotFound("no such viewer of this room")
+    timeshifts = request.app[TIMESHIFTS]
+    try:
+        if mode == "start":
+            state = await timeshifts.start(session, viewer)
+        else:
+            state = await timeshifts.live(viewer)
+    except StateConflict as exc:
+        raise Conflict(str(exc)) from exc
+    return web.json_response(state, headers={"Cache-Control": "no-store"})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/join/{token}", join),
         web.get("/api/v1/room", room),
         web.post("/api/v1/room/headcount", headcount),
+        web.post("/api/v1/room/timeshift", timeshift),
     ]

@@ -50,11 +50,11 @@ class Session:
 
     @property
     def state(self) -> str:
-        """scheduled / live / ended, as stored; live while a publisher is on."""
+        """scheduled / live / ended, as stored; live while the program is on
+        air (a connected publisher, or a replay playing)."""
         if self.row["state"] == "ended":
             return "ended"
-        publisher = self.room.publisher
-        if publisher is not None and publisher.connection_state == "connected":
+        if self.room.program_on_air:
             return "live"
         return str(self.row["state"])
 

@@ -18,6 +18,7 @@ from streaming.room import RoomClosed
 from web.bodies import read_limited
 from web.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     Gone,
     NotAcceptable,
@@ -26,7 +27,7 @@ from web.errors import (
     UnsupportedMediaType,
 )
 from web.invitations import check_invitation, is_invitation_token
-from web.keys import CONFIG, SESSIONS, TOKENS
+from web.keys import CONFIG, REPLAYS, SESSIONS, TOKENS
 from web.sessions import Session
 from web.tokens import Role, bearer_token
 
@@ -90,6 +91,8 @@ async def create_resource(request: web.Request) -> web.Response:
     session, invitation_id = _authorized_session(request)
     offer = await _read_body(request, SDP)
     room = session.room
+    if _role(request) is Role.PUBLISH and request.app[REPLAYS].is_replay(session.id):
+        raise Conflict("this session replays an archived lecture: it takes no publisher")
     try:
         if _role(request) is Role.PUBLISH:
             resource_id, answer = await room.publish(offer)

@@ -16,7 +16,8 @@ const video = $("program");
 const stage = $("stage");
 
 // For tests and for a person at the console: never holds the token.
-const state = { state: "connecting", error: null, pc: null, room: null, quality: null };
+const state = { state: "connecting", error: null, pc: null, room: null, quality: null,
+                timeshift: "live" };
 window.zhixing = state;
 
 let viewer = null;
@@ -40,7 +41,7 @@ function setStatus(key, values = {}) {
 }
 
 function show(screen) {
-  for (const id of ["waiting", "ended", "gone"]) $(id).hidden = id !== screen;
+  for (const id of ["waiting", "ended", "gone", "failed"]) $(id).hidden = id !== screen;
 }
 
 function formatTime(seconds) {
@@ -67,13 +68,48 @@ function showRoom(room) {
   if (room.headcount != null && input.value === "" && document.activeElement !== input) {
     input.value = String(room.headcount);
   }
+  showTimeshift();
   if (room.state === "ended") {
     finish("ended");
+  } else if (room.program_failed) {
+    show("failed");
   } else if (room.publisher_connected) {
     show(null);
   } else {
     $("waiting-time").textContent = formatTime(room.scheduled_start);
     show("waiting");
+  }
+}
+
+// ------------------------------------------------------------- timeshift
+
+// A room that joined late may watch from the beginning (时移) while the
+// lecture is recorded, then go back to live. Only this room's picture changes.
+function showTimeshift() {
+  const room = state.room;
+  const shifted = state.timeshift === "timeshift";
+  const offered = shifted || !!(room && room.timeshift_available && viewer);
+  $("timeshift").hidden = !offered || finished;
+  $("timeshift-start").hidden = shifted;
+  $("timeshift-live").hidden = !shifted;
+  $("timeshift-badge").hidden = !shifted;
+}
+
+async function setTimeshift(mode) {
+  if (!viewer || !viewer.resourceUrl) return;
+  const resource = viewer.resourceUrl.split("/").pop();
+  for (const id of ["timeshift-start", "timeshift-live"]) $(id).disabled = true;
+  try {
+    const response = await api("/api/v1/room/timeshift", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ mode, resource }),
+    });
+    if (response.ok) state.timeshift = (await response.json()).mode;
+  } catch (e) {
+    // Unreachable for now: the button stays as it was.
+  } finally {
+    for (const id of ["timeshift-start", "timeshift-live"]) $(id).disabled = false;
+    showTimeshift();
   }
 }
 
@@ -146,6 +182,8 @@ async function connect() {
   viewer = current;
   state.pc = current.pc;
   state.error = null;
+  state.timeshift = "live"; // a new connection starts live
+  showTimeshift();
   video.srcObject = current.stream;
   play();
   current.pc.addEventListener("connectionstatechange", () => onConnectionState(current));
@@ -304,6 +342,8 @@ async function main() {
     video.play().then(() => { $("unmute").hidden = true; }, () => {});
   });
   $("headcount").addEventListener("submit", reportHeadcount);
+  $("timeshift-start").addEventListener("click", () => setTimeshift("start"));
+  $("timeshift-live").addEventListener("click", () => setTimeshift("live"));
   video.addEventListener("playing", () => { if (!video.muted) $("unmute").hidden = true; });
 
   await poll();

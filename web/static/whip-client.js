@@ -79,7 +79,8 @@ export async function publish(url, token, stream, iceServers = []) {
   };
 }
 
-// View a session's program (and later stage) slots; resolves to {pc, stream, stop()}.
+// View a session's program (and later stage) slots; resolves to
+// {pc, stream, resourceUrl, stop()}.
 export async function view(url, token, iceServers = []) {
   const pc = new RTCPeerConnection({ iceServers });
   const stream = new MediaStream();
@@ -90,6 +91,7 @@ export async function view(url, token, iceServers = []) {
   return {
     pc,
     stream,
+    resourceUrl,
     async stop() {
       pc.close();
       await endResource(resourceUrl, token);
