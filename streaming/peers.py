@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,9 @@ class Peer:
         self._on_closed = on_closed
         self._closed = False
         self._watchdog: asyncio.Task[None] | None = None
+        # Called once, when the connection first reaches "connected".
+        self.on_connected: Callable[[Peer], None] | None = None
+        self.connected_at: float | None = None  # time.time() of that moment
         self.pc.on("connectionstatechange", self._state_changed)
 
     @property
@@ -177,6 +181,10 @@ class Peer:
     async def _state_changed(self) -> None:
         state = self.pc.connectionState
         logger.debug("%s connection %s", self, state)
+        if state == "connected" and self.connected_at is None and not self._closed:
+            self.connected_at = time.time()
+            if self.on_connected is not None:
+                self.on_connected(self)
         if state in ("failed", "closed"):
             await self.close()
 

@@ -49,6 +49,9 @@ class Room:
         }
         self.publisher: Publisher | None = None
         self.viewers: dict[str, Viewer] = {}
+        # Listeners of viewers' lifecycles: (viewer, "connected" | "closed").
+        # "closed" comes for every viewer that was answered, connected or not.
+        self.viewer_listeners: list[Callable[[Viewer, str], None]] = []
         self.publishers_accepted = 0
         self.closed = False
 
@@ -96,6 +99,7 @@ class Room:
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
                         self._forget)
         viewer.tag = tag
+        viewer.on_connected = self._viewer_connected
         try:
             answer = await viewer.answer(offer)
         except BaseException:
@@ -144,11 +148,22 @@ class Room:
         if self.closed:
             raise RoomClosed(self.room_id)
 
+    def _viewer_connected(self, peer: Peer) -> None:
+        if isinstance(peer, Viewer) and peer.resource_id in self.viewers:
+            self._tell(peer, "connected")
+
+    def _tell(self, viewer: Viewer, event: str) -> None:
+        for listener in list(self.viewer_listeners):
+            try:
+                listener(viewer, event)
+            except Exception:
+                logger.exception("viewer listener failed on %s %s", viewer, event)
+
     async def _forget(self, peer: Peer) -> None:
         if peer is self.publisher:
             self.publisher = None
-        elif isinstance(peer, Viewer):
-            self.viewers.pop(peer.resource_id, None)
+        elif isinstance(peer, Viewer) and self.viewers.pop(peer.resource_id, None) is not None:
+            self._tell(peer, "closed")
 
 
 def _new_id() -> str:

@@ -81,3 +81,39 @@ async def test_a_viewer_that_vanishes_is_forgotten(
     finally:
         await viewer.close()
         await publisher.close()
+
+
+async def test_rooms_tell_listeners_when_viewers_connect_and_leave(service: Service) -> None:
+    from streaming.peers import Viewer
+    from web.keys import SESSIONS
+
+    session = await service.create_session(video_codec="VP8")
+    live = service.app[SESSIONS].get(session["id"])
+    assert live is not None
+    events: list[tuple[str, str | None]] = []
+
+    def listener(viewer: Viewer, event: str) -> None:
+        events.append((event, viewer.resource_id))
+
+    live.room.viewer_listeners.append(listener)
+    publisher = await start_publisher(service.http, service.base, session["id"],
+                                      session["publish_token"])
+    viewer = await start_viewer(service.http, service.base, session["id"],
+                                session["view_token"])
+    try:
+        await viewer.wait_for_frames(5, timeout=10)
+        assert [event for event, _ in events] == ["connected"]
+        assert viewer.location is not None
+        async with service.http.delete(
+                service.base + viewer.location,
+                headers={"Authorization": f"Bearer {session['view_token']}"}) as response:
+            assert response.status == 200
+    finally:
+        await viewer.close()
+        await publisher.close()
+    resource = events[0][1]
+    deadline = asyncio.get_running_loop().time() + 10
+    while ("closed", resource) not in events:
+        assert asyncio.get_running_loop().time() < deadline, events
+        await asyncio.sleep(0.2)
+    assert [event for event, _ in events] == ["connected", "closed"]
