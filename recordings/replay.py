@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,50 @@ READ_AHEAD = 1.0  # seconds of media read per batch
 LOW_WATER = 1.0  # read the next batch when less than this is buffered
 MAX_LATE = 2.0  # a replay this far behind (a stalled disk) re-anchors instead of bursting
 CODECS = {"h264": "H264", "vp8": "VP8"}
+# Audio an imported lecture may have: converted to Opus as it is replayed (one
+# audio stream per replay, at the source, never per viewer).
+CONVERTIBLE = ("aac", "mp3", "mp3float", "vorbis")
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+
+
+class _ToOpus:
+    """Decodes a file's audio and encodes it as 20 ms Opus frames."""
+
+    def __init__(self, stream: Any) -> None:
+        self._decoder: Any = av.CodecContext.create(stream.codec_context.name, "r")
+        self._decoder.extradata = stream.codec_context.extradata
+        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=48_000)
+        self._fifo = av.AudioFifo()
+        self._encoder: Any = av.CodecContext.create("libopus", "w")
+        self._encoder.sample_rate = 48_000
+        self._encoder.layout = "stereo"
+        self._encoder.format = "s16"
+        self._encoder.bit_rate = 64_000
+        self._encoder.time_base = Fraction(1, 48_000)
+        self._start: float | None = None  # media seconds of the first sample
+        self._samples = 0  # samples encoded since then
+
+    def convert(self, packet: Any) -> Iterator[MediaFrame]:
+        for decoded in self._decoder.decode(packet):
+            if self._start is None and decoded.pts is not None:
+                self._start = float(decoded.pts * decoded.time_base)
+            for chunk in self._resampler.resample(decoded):
+                chunk.pts = None
+                self._fifo.write(chunk)
+        while self._fifo.samples >= OPUS_FRAME:
+            frame: Any = self._fifo.read(OPUS_FRAME)
+            frame.pts = self._samples
+            frame.sample_rate = 48_000
+            self._samples += OPUS_FRAME
+            for out in self._encoder.encode(frame):
+                yield MediaFrame("audio", bytes(out),
+                                 (self._start or 0.0) + float(out.pts) / 48_000, True)
+
+    def reset(self) -> None:
+        """After a seek: start the timeline again from the next decoded frame."""
+        self._decoder.flush_buffers()
+        self._fifo = av.AudioFifo()
+        self._start = None
 
 
 class ReplayError(Exception):
@@ -76,9 +121,9 @@ def check_replayable(path: Path) -> ReplayInfo:
             if name not in CODECS:
                 raise ReplayError(f"video codec {name} cannot be sent to rooms (H.264 or VP8)")
             audio = container.streams.audio[0] if container.streams.audio else None
-            if audio is not None and audio.codec_context.name != "opus":
+            if audio is not None and audio.codec_context.name not in ("opus", *CONVERTIBLE):
                 raise ReplayError(f"audio codec {audio.codec_context.name} cannot be sent to "
-                                  "rooms (Opus only)")
+                                  "rooms (Opus, or AAC/MP3/Vorbis converted to Opus)")
             # WebRTC carries no reordered frames: pts must equal dts.
             for count, packet in enumerate(container.demux(video)):
                 if packet.pts is not None and packet.dts is not None and \
@@ -117,6 +162,9 @@ class MediaReader:
         self._annexb: Any = None
         if codec == "h264" and extradata[:1] == b"\x01":
             self._annexb = BitStreamFilterContext("h264_mp4toannexb", self._video)
+        self._to_opus: _ToOpus | None = None
+        if self._audio is not None and self._audio.codec_context.name in CONVERTIBLE:
+            self._to_opus = _ToOpus(self._audio)
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         self._packets: Iterator[Any] = self._container.demux(streams)
         self.finished = False
@@ -129,6 +177,8 @@ class MediaReader:
             for out in packets:
                 yield MediaFrame("video", bytes(out), float(out.pts * out.time_base),
                                  bool(out.is_keyframe))
+        elif self._to_opus is not None:
+            yield from self._to_opus.convert(packet)
         else:
             yield MediaFrame("audio", bytes(packet), float(packet.pts * packet.time_base), True)
 
@@ -153,6 +203,8 @@ class MediaReader:
         self._container.seek(max(0, int(seconds * av.time_base)), backward=True)
         if self._annexb is not None:
             self._annexb.flush()
+        if self._to_opus is not None:
+            self._to_opus.reset()
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         self._packets = self._container.demux(streams)
         self.finished = False

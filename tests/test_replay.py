@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,15 +154,28 @@ def test_a_live_source_gets_no_cache() -> None:
     slot.close()
 
 
-async def test_items_that_cannot_be_sent_to_rooms_are_refused(tmp_path: Path) -> None:
+def ffmpeg_lecture(path: Path, codec_args: list[str]) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x120:rate=25:duration=2", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=2", *codec_args, str(path)], check=True)
+
+
+def test_items_that_cannot_be_sent_to_rooms_are_refused(tmp_path: Path) -> None:
     good = tmp_path / "good.webm"
     make_lecture(str(good), 2.0, "VP8")
     info = check_replayable(good)
     assert (info.video_codec, info.has_audio) == ("VP8", True)
     aac = tmp_path / "aac.mp4"
     make_lecture(str(aac), 1.0, audio="aac")
-    with pytest.raises(ReplayError, match="aac"):
-        check_replayable(aac)
+    assert check_replayable(aac).has_audio  # converted to Opus as it plays
+    for name, args, reason in (
+            ("mpeg4.mp4", ["-c:v", "mpeg4", "-c:a", "aac"], "mpeg4"),
+            ("bframes.mp4", ["-c:v", "libx264", "-bf", "2", "-c:a", "aac"], "B-frames"),
+            ("pcm.mkv", ["-c:v", "libx264", "-bf", "0", "-c:a", "pcm_s16le"], "pcm")):
+        path = tmp_path / name
+        ffmpeg_lecture(path, args)
+        with pytest.raises(ReplayError, match=reason):
+            check_replayable(path)
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00" * 1000)
     with pytest.raises(ReplayError, match="unreadable"):

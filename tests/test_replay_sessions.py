@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,7 +50,11 @@ def lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     make_lecture(str(made["h264"]), 20.0)
     make_lecture(str(made["minute"]), 60.0, width=160, height=120)
     make_lecture(str(made["vp8"]), 6.0, "VP8")
-    make_lecture(str(made["aac"]), 2.0, audio="aac")
+    make_lecture(str(made["aac"]), 6.0, audio="aac")
+    made["mpeg4"] = folder / "mpeg4.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x120:rate=25:duration=2", "-c:v", "mpeg4",
+                    str(made["mpeg4"])], check=True)
     make_lecture(str(made["short"]), 4.0)
     return made
 
@@ -106,14 +111,14 @@ async def test_items_that_cannot_be_replayed_are_refused_when_scheduling(
         service: Service, lectures: dict[str, Path]) -> None:
     archive = service.app[ARCHIVE]
     recording = archive.create_item(title="录制中", recorded_at=1_760_000_000.0)
-    aac = add_item(service, lectures["aac"])
+    mpeg4 = add_item(service, lectures["mpeg4"])
     h264 = add_item(service, lectures["short"])
     cases = [
         ({"replay_item_id": "0123456789abcdef"}, "replay_item_id", "error.replay_unknown_item"),
         ({"replay_item_id": "../../etc"}, "replay_item_id", "error.replay_unknown_item"),
         ({"replay_item_id": 5}, "replay_item_id", "error.not_text"),
         ({"replay_item_id": recording["id"]}, "replay_item_id", "error.replay_not_ready"),
-        ({"replay_item_id": aac["id"]}, "replay_item_id", "error.replay_unplayable"),
+        ({"replay_item_id": mpeg4["id"]}, "replay_item_id", "error.replay_unplayable"),
         ({"replay_item_id": h264["id"], "video_codec": "VP8"}, "video_codec",
          "error.replay_codec_mismatch"),
     ]
@@ -124,7 +129,7 @@ async def test_items_that_cannot_be_replayed_are_refused_when_scheduling(
     assert (await call(service, "GET", f"{API}/sessions"))[1]["sessions"] == []
     session = await replay_session(service, h264)
     status, reply = await call(service, "PATCH", f"{API}/sessions/{session['id']}",
-                               {"replay_item_id": aac["id"]})
+                               {"replay_item_id": mpeg4["id"]})
     assert status == 422 and "error.fixed_once_created" in reply["error"]
     # The item cannot be deleted while a session will replay it.
     assert (await call(service, "DELETE", f"{API}/archive/{h264['id']}"))[0] == 409
@@ -165,7 +170,7 @@ async def test_replay_control_checks_state_and_input(service: Service,
 # playing
 
 
-@pytest.mark.parametrize("codec", ["h264", "vp8"])
+@pytest.mark.parametrize("codec", ["h264", "vp8", "aac"])
 async def test_viewers_of_a_replay_decode_the_lecture_in_order(
         service: Service, lectures: dict[str, Path], codec: str) -> None:
     session = await replay_session(service, add_item(service, lectures[codec]))
