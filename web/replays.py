@@ -257,6 +257,8 @@ class Replays:
         if source is not None:
             await source.stop()
             self._set(session_id, replay_state="ended", replay_position=source.position)
+        elif self.is_replay(session_id):
+            self._set(session_id, replay_state="ended")  # ended before it started
 
     async def close(self) -> None:
         """Shutting down: stop every replay but keep its state, so the next

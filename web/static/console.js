@@ -6,7 +6,9 @@ import { init, t, apply, language, switchLanguage } from "/static/i18n.js";
 const $ = (selector, root = document) => root.querySelector(selector);
 const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null,
                 archive: [], links: [] };
-const LIVE_POLL_MS = 2000; // while a session is recorded or an item finished
+const LIVE_POLL_MS = 2000; // while a session is recorded, a replay runs or an item finished
+const MAX_TIMER_MS = 3600 * 1000; // a far replay start is looked at again hourly (setTimeout caps at 24.8 days)
+const REPLAY_FILTER_FROM = 8; // ready items from which the replay picker offers a filter
 window.zhixingConsole = state;
 
 function el(tag, props = {}, ...children) {
@@ -223,7 +225,8 @@ function renderSessions() {
       el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
     if (s.state !== "ended") {
       actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
-      if (s.state === "scheduled") {
+      // A replay starts with its program (立即开始 in its state cell), never as a bare live session.
+      if (s.state === "scheduled" && !s.replay) {
         actions.append(el("button", { type: "button", className: "start", textContent: t("console.sessions.start_now"),
           onclick: () => startSession(s) }));
       }
@@ -236,7 +239,7 @@ function renderSessions() {
       el("td", { textContent: s.course_title || "" }),
       el("td", { textContent: batchText(s.batch) }),
       el("td", { textContent: when }),
-      el("td", {}, el("span", { className: `state state-${s.state}`, textContent: t(`console.state.${s.state}`) })),
+      fillStateCell(el("td", { className: "col-state" }), s),
       fillRecordingCell(el("td", { className: "recording" }), s),
       actions);
   }));
@@ -250,6 +253,11 @@ function resetSessionForm() {
   delete form.dataset.editing;
   clearErrors(form);
   form.elements.video_codec.disabled = false;
+  $("fieldset.source", form).disabled = false;
+  form.elements.replay_item_id.disabled = false;
+  delete form.elements.replay_item_id.dataset.shape; // drop an option editSession added
+  fillReplayPicker();
+  showSource();
   $("#sessions-form-heading").textContent = t("console.sessions.new");
   $(".cancel", form).hidden = true;
 }
@@ -265,6 +273,20 @@ function editSession(s) {
   form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
   form.elements.video_codec.value = s.video_codec;
   form.elements.video_codec.disabled = true;
+  // The program's source is fixed once created: shown, not editable.
+  form.elements.source.value = s.replay ? "replay" : "live";
+  $("fieldset.source", form).disabled = true;
+  const picker = form.elements.replay_item_id;
+  if (s.replay) {
+    if (![...picker.options].some((option) => option.value === s.replay.item_id)) {
+      picker.append(el("option", { value: s.replay.item_id, textContent: s.replay.item_title || s.replay.item_id }));
+      picker.dataset.shape = "editing";
+    }
+    picker.value = s.replay.item_id;
+  }
+  picker.disabled = true;
+  $(".replay-filter", form).hidden = true;
+  showSource();
   $("#sessions-form-heading").textContent = t("console.sessions.editing");
   $(".cancel", form).hidden = false;
   form.scrollIntoView({ block: "nearest" });
@@ -282,9 +304,17 @@ async function saveSession(event) {
     scheduled_start: fromLocalInput(f.scheduled_start.value),
     scheduled_end: fromLocalInput(f.scheduled_end.value),
   };
+  // A replay takes its codec (and, when left empty, its title and course) from the item.
+  const replay = !form.dataset.editing && f.source.value === "replay";
+  if (replay && !f.replay_item_id.value) {
+    $('.field-error[data-field="replay_item_id"]', form).textContent = t("console.sessions.replay_pick_item");
+    f.replay_item_id.focus();
+    return;
+  }
   let saved;
   try {
     if (form.dataset.editing) saved = await api("PATCH", `/sessions/${form.dataset.editing}`, data);
+    else if (replay) saved = await api("POST", "/sessions", { ...data, replay_item_id: f.replay_item_id.value });
     else saved = await api("POST", "/sessions", { ...data, video_codec: f.video_codec.value });
   } catch (error) { showErrors(form, error); return; }
   notify(t("console.saved"));
@@ -372,6 +402,179 @@ async function toggleRecording(id) {
   await refresh();
 }
 
+// ------------------------------------------------------------ replay (重播)
+const readyItems = () => state.archive.filter((item) => item.state === "ready");
+const replayLabel = (item) => [item.title || "—", item.lecturer, formatClock(item.duration)].filter(Boolean).join(" · ");
+
+// The form's program source: a live publisher, or an archive item replayed.
+function showSource() {
+  const form = $("#sessions-form");
+  const replay = form.elements.source.value === "replay";
+  $(".replay-pick", form).hidden = !replay;
+  $("label.codec", form).hidden = replay;
+  $(".replay-start-hint", form).hidden = !replay;
+  const item = replay && readyItems().find((row) => row.id === form.elements.replay_item_id.value);
+  form.elements.title.placeholder = item ? item.title : "";
+}
+
+// Ready items, narrowed by the filter; the chosen one always stays listed.
+// Rebuilt only when the list changes, so a poll never closes an open picker.
+function fillReplayPicker() {
+  const form = $("#sessions-form");
+  if (form.dataset.editing) return;
+  const select = form.elements.replay_item_id;
+  const filter = form.elements.replay_filter;
+  const items = readyItems();
+  const long = items.length >= REPLAY_FILTER_FROM;
+  $(".replay-filter", form).hidden = !long;
+  if (!long) filter.value = "";
+  $(".replay-none", form).hidden = items.length > 0;
+  const words = filter.value.trim().toLowerCase();
+  const current = select.value;
+  const shown = items.filter((item) => item.id === current || !words
+    || [item.title, item.lecturer, item.course_title].some((text) => (text || "").toLowerCase().includes(words)));
+  const first = t(shown.length || !words ? "console.sessions.replay_pick" : "console.sessions.replay_no_match");
+  const shape = JSON.stringify([first, ...shown.map((item) => [item.id, replayLabel(item)])]);
+  if (select.dataset.shape === shape) return;
+  select.dataset.shape = shape;
+  select.replaceChildren(el("option", { value: "", textContent: first }),
+    ...shown.map((item) => el("option", { value: item.id, textContent: replayLabel(item) })));
+  select.value = current;
+  showSource();
+}
+
+// "12:30", "1:02:03" (a full-width colon too) → seconds; anything else → null.
+function parseClock(text) {
+  const match = text.trim().replaceAll("：", ":").match(/^(?:(\d{1,2}):([0-5]\d)|(\d{1,3})):([0-5]\d)$/);
+  if (!match) return null;
+  const [, hours, minutes, bareMinutes, seconds] = match;
+  return hours != null ? Number(hours) * 3600 + Number(minutes) * 60 + Number(seconds)
+    : Number(bareMinutes) * 60 + Number(seconds);
+}
+
+// A session ended by hand before its replay started keeps "waiting" in its row.
+const replayState = (s) => (s.state === "ended" && ["waiting", "playing", "paused"].includes(s.replay.state)
+  ? "ended" : s.replay.state);
+const replayRunning = (s) => s.replay && s.state !== "ended" && ["playing", "paused"].includes(s.replay.state);
+
+// The state cell of a session row; a replay's controls keep their identity
+// across polls (like the recording button), so focus and typing survive.
+function fillStateCell(cell, s) {
+  if (!s.replay) {
+    cell.replaceChildren(el("span", { className: `state state-${s.state}`, textContent: t(`console.state.${s.state}`) }));
+    return cell;
+  }
+  let box = $(".replay", cell);
+  if (!box) {
+    box = replayBox(s.id);
+    cell.replaceChildren(box);
+  }
+  fillReplay(box, s);
+  return cell;
+}
+
+function replayBox(id) {
+  const error = el("span", { className: "field-error seek-error", id: `seek-error-${id}`, role: "alert" });
+  const input = el("input", { className: "seek-to", name: "position", autocomplete: "off",
+    placeholder: t("console.replay.seek_placeholder"), "aria-label": t("console.replay.seek_label"),
+    "aria-describedby": error.id });
+  const seek = el("form", { className: "replay-seek", noValidate: true,
+    onsubmit: (event) => { event.preventDefault(); seekReplay(id, input, error); } },
+  input, el("button", { type: "submit", className: "replay-seek-go", textContent: t("console.replay.seek") }), error);
+  return el("div", { className: "replay" },
+    el("p", { className: "replay-head" },
+      el("span", { className: "state badge-replay", textContent: t("console.replay.badge") }),
+      el("span", { className: "replay-item" })),
+    el("p", { className: "replay-status" },
+      el("span", { className: "state replay-state" }), el("small", { className: "replay-detail" })),
+    el("p", { className: "replay-progress" },
+      el("progress", { "aria-label": t("console.replay.progress") }), el("span", { className: "replay-clock" })),
+    el("div", { className: "replay-controls" },
+      el("button", { type: "button", className: "replay-start", textContent: t("console.replay.start"),
+        onclick: () => replayAction(id, "start") }),
+      el("button", { type: "button", className: "replay-toggle",
+        onclick: (event) => replayAction(id, event.currentTarget.dataset.action) }),
+      seek));
+}
+
+function fillReplay(box, s) {
+  const replay = s.replay;
+  const now = replayState(s);
+  $(".replay-item", box).textContent = replay.item_title || "—";
+  const pill = $(".replay-state", box);
+  pill.className = `state replay-state replay-${now}`;
+  pill.textContent = t(`console.replay.state.${now}`);
+  const detail = $(".replay-detail", box);
+  detail.classList.toggle("failure", now === "failed");
+  if (now === "waiting") {
+    detail.textContent = replay.starts_at == null ? t("console.replay.manual")
+      : t("console.replay.starts_at", { time: formatTime(replay.starts_at) });
+  } else detail.textContent = now === "failed" ? replay.error || "" : "";
+  const duration = replay.duration || 0;
+  const bar = $("progress", box);
+  bar.max = duration || 1;
+  bar.value = Math.min(replay.position || 0, duration);
+  $(".replay-clock", box).textContent = `${formatClock(replay.position)} / ${duration ? formatClock(duration) : "--:--"}`;
+  // Controls are hidden, not rebuilt; one that disappears under the keyboard
+  // (立即开始 once playing) hands the focus to the next one.
+  const focused = box.contains(document.activeElement) ? document.activeElement : null;
+  const canStart = now === "waiting" || now === "failed";
+  const running = now === "playing" || now === "paused";
+  $(".replay-start", box).hidden = !canStart;
+  const toggle = $(".replay-toggle", box);
+  toggle.hidden = !running;
+  toggle.dataset.action = now === "paused" ? "resume" : "pause";
+  toggle.textContent = t(`console.replay.${toggle.dataset.action}`);
+  $(".replay-seek", box).hidden = !running;
+  $(".replay-controls", box).hidden = !canStart && !running;
+  if (focused && focused.closest("[hidden]")) {
+    [...box.querySelectorAll(".replay-controls button")].find((button) => !button.closest("[hidden]"))?.focus();
+  }
+}
+
+// The cells of a row that change while a session runs, updated in place.
+function fillSessionRow(row, s) {
+  const stateCell = $("td.col-state", row);
+  if (stateCell) fillStateCell(stateCell, s);
+  const recording = $("td.recording", row);
+  if (recording) fillRecordingCell(recording, s);
+}
+
+async function replayAction(id, action, position) {
+  const s = state.sessions.find((row) => row.id === id);
+  if (!s) return false;
+  if (action === "start" && !confirm(t("console.confirm.start_replay", { name: s.title }))) return false;
+  const path = `/sessions/${encodeURIComponent(id)}`;
+  try {
+    s.replay = await api("POST", `${path}/replay`, position == null ? { action } : { action, position });
+    if (action === "start") Object.assign(s, await api("GET", path)); // scheduled → live
+  } catch (error) {
+    notify(t("console.error", { message: error.message }));
+    await refresh();
+    return false;
+  }
+  const row = document.querySelector(`#sessions-table tbody tr[data-id="${CSS.escape(id)}"]`);
+  if (row) fillSessionRow(row, s);
+  schedulePoll();
+  return true;
+}
+
+async function seekReplay(id, input, error) {
+  const s = state.sessions.find((row) => row.id === id);
+  const position = parseClock(input.value);
+  const limit = s?.replay?.duration || 24 * 3600;
+  let problem = "";
+  if (position == null) problem = t("console.replay.bad_time");
+  else if (position >= limit) problem = t("console.replay.beyond_end", { duration: formatClock(limit) });
+  error.textContent = problem;
+  input.setAttribute("aria-invalid", String(Boolean(problem)));
+  if (problem) { input.focus(); return; }
+  if (await replayAction(id, "seek", position)) {
+    input.value = "";
+    notify(t("console.replay.seeked", { position: formatClock(position) }));
+  }
+}
+
 // ----------------------------------------------------------------- archive
 const ARCHIVE_COLUMNS = ["title", "course", "recorded_at", "state", "duration", "size", "actions"];
 
@@ -432,6 +635,7 @@ function renderArchive() {
   if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) body.replaceChildren(...rows);
   $("#archive-empty").hidden = rows.length > 0;
   fillSelect($("#archive-form [name=course_id]"), state.courses, (c) => c.title);
+  fillReplayPicker();
 }
 
 function editItem(id) {
@@ -534,12 +738,22 @@ async function revokeLink(link) {
 }
 
 // ---------------------------------------------------------- live updates
-const somethingLive = () => state.sessions.some((s) => s.recording)
+const somethingLive = () => state.sessions.some((s) => s.recording || replayRunning(s))
   || state.archive.some((item) => item.state === "recording" || item.state === "finishing");
+
+// A waiting replay starts by itself: look again just after its start time.
+function nextReplayStart() {
+  const starts = state.sessions.filter((s) => s.state !== "ended" && s.replay?.state === "waiting"
+    && s.replay.starts_at != null).map((s) => s.replay.starts_at * 1000);
+  return starts.length ? Math.min(...starts) : null;
+}
 
 function schedulePoll() {
   clearTimeout(schedulePoll.timer);
-  if (somethingLive()) schedulePoll.timer = setTimeout(pollLive, LIVE_POLL_MS);
+  let delay = somethingLive() ? LIVE_POLL_MS : null;
+  const start = nextReplayStart();
+  if (start != null) delay = Math.min(delay ?? MAX_TIMER_MS, Math.max(start - Date.now() + 500, LIVE_POLL_MS));
+  if (delay != null) schedulePoll.timer = setTimeout(pollLive, delay);
 }
 
 // Recording stats and finishing progress, without rebuilding what a click may be on.
@@ -558,8 +772,7 @@ async function pollLive() {
   else {
     for (const row of document.querySelectorAll("#sessions-table tbody tr")) {
       const s = state.sessions.find((item) => item.id === row.dataset.id);
-      const cell = $("td.recording", row);
-      if (s && cell) fillRecordingCell(cell, s);
+      if (s) fillSessionRow(row, s);
     }
   }
   renderArchive();
@@ -696,6 +909,13 @@ async function main() {
   for (const kind of Object.keys(EDITORS)) buildEditor(kind);
   $("#sessions-form").addEventListener("submit", saveSession);
   $("#sessions-form .cancel").onclick = resetSessionForm;
+  const sessionForm = $("#sessions-form");
+  for (const radio of sessionForm.elements.source) radio.addEventListener("change", showSource);
+  sessionForm.elements.replay_item_id.addEventListener("change", showSource);
+  sessionForm.elements.replay_filter.addEventListener("input", fillReplayPicker);
+  sessionForm.elements.replay_filter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") event.preventDefault(); // filtering, not saving
+  });
   $("#invite-button").onclick = invite;
   $("#sites-import").addEventListener("submit", importSites);
   $("#archive-form").addEventListener("submit", saveItem);
