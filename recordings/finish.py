@@ -37,6 +37,7 @@ MEDIA_NAMES = {"h264": "lecture.mp4", "vp8": "lecture.webm"}
 POSTER_NAME = "poster.jpg"
 POSTER_WIDTH = 640
 POSTER_AT = 0.1  # share of the duration the poster is taken from (at most 60 s in)
+MS_TIME_BASE = Fraction(1, 1000)  # Matroska's
 OUTPUT_TIME_BASES = {"video": Fraction(1, 90_000), "audio": Fraction(1, 48_000)}
 
 Progress = Callable[[float], None]
@@ -122,39 +123,50 @@ def finish(item_dir: Path, progress: Progress | None = None) -> FinishResult:
         for path in segments:
             shift = _audio_shift(path)
             with av.open(str(path)) as source:
-                mapping: dict[int, str] = {}
+                # Per input stream: (kind, output stream, numerator, denominator,
+                # offset) so that output ticks = (dts * num + offset) // den in
+                # integers (no Fraction arithmetic per packet).
+                routes: dict[int, tuple[str, Any, int, int, int]] = {}
                 for stream in source.streams:
-                    if stream.type not in ("video", "audio") or stream.type in mapping.values():
+                    kind = str(stream.type)
+                    if kind not in ("video", "audio") or \
+                            any(route[0] == kind for route in routes.values()):
                         continue
-                    if stream.type not in out_streams:
+                    if kind not in out_streams:
                         template = output.add_stream_from_template(stream)
-                        template.time_base = OUTPUT_TIME_BASES[stream.type]
-                        out_streams[stream.type] = template
-                        last[stream.type] = -1
-                    mapping[stream.index] = stream.type
+                        template.time_base = OUTPUT_TIME_BASES[kind]
+                        out_streams[kind] = template
+                        last[kind] = -1
+                    ratio = Fraction(stream.time_base or MS_TIME_BASE) / OUTPUT_TIME_BASES[kind]
+                    shift_ticks = round(shift / OUTPUT_TIME_BASES[kind]) if kind == "audio" else 0
+                    # round(dts * ratio) + shift, as floor((2·dts·n + d) / 2d) + shift
+                    routes[stream.index] = (kind, out_streams[kind], 2 * ratio.numerator,
+                                            2 * ratio.denominator,
+                                            ratio.denominator + 2 * ratio.denominator * shift_ticks)
                 reported = time.monotonic()
                 try:
                     for packet in source.demux():
-                        kind = mapping.get(packet.stream.index)
-                        if kind is None or packet.dts is None or packet.size == 0:
+                        route = routes.get(packet.stream_index)
+                        dts = packet.dts
+                        if route is None or dts is None or packet.size == 0:
                             continue
-                        seconds = float(packet.dts * packet.time_base)
-                        if kind == "audio":
-                            seconds += shift
-                        ticks = round(seconds / OUTPUT_TIME_BASES[kind])
+                        kind, out_stream, numerator, denominator, offset = route
+                        ticks = (dts * numerator + offset) // denominator
                         if ticks < 0:
                             continue
-                        ticks = max(ticks, last[kind] + 1)
+                        previous = last[kind]
+                        if ticks <= previous:
+                            ticks = previous + 1
                         last[kind] = ticks
-                        packet.stream = out_streams[kind]
+                        packet.stream = out_stream
                         packet.time_base = OUTPUT_TIME_BASES[kind]
                         packet.pts = packet.dts = ticks
                         packet.duration = 0
                         output.mux(packet)
-                        if packet.pos is not None and packet.pos > 0 and \
-                                time.monotonic() - reported > 0.5:
+                        position = packet.pos
+                        if position and position > 0 and time.monotonic() - reported > 0.5:
                             reported = time.monotonic()
-                            report(0.9 * (done_before + packet.pos) / total)
+                            report(0.9 * (done_before + position) / total)
                 except (av.error.FFmpegError, EOFError) as exc:
                     # A segment cut short by a crash ends with a partial cluster.
                     logger.info("%s: read up to the damage (%s)", path.name, exc)

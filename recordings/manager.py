@@ -86,6 +86,7 @@ class Recordings:
         while self.active:
             await asyncio.sleep(SYNC_INTERVAL)
             for recorder in list(self.active.values()):
+                recorder.flush()
                 fd = recorder.sync_to_disk()
                 if fd is None:
                     continue

@@ -51,6 +51,7 @@ from streaming.slot import Slot
 logger = logging.getLogger(__name__)
 
 CLUSTER_MS = 1000
+BATCH_MS = 500  # frames are muxed this many milliseconds at a time
 MAX_RESTARTS = 3
 RESTART_WINDOW = 60.0
 MIN_FREE_BYTES = 64 * 1024 * 1024  # stop before the disk is completely full
@@ -119,21 +120,39 @@ class SegmentWriter:
             template.close()
         self._streams = {"video": video, "audio": audio}
         self._last: dict[str, int] = {"video": -1, "audio": -1}
+        self._pending: list[tuple[MediaKind, bytes, int, bool]] = []
         self.closed = False
 
     def fileno(self) -> int:
         return self._file.fileno()
 
     def write(self, kind: MediaKind, data: bytes, pts_ms: int, keyframe: bool) -> None:
-        """Mux one frame; timestamps are forced strictly increasing per track."""
+        """Take one frame; timestamps are forced strictly increasing per track.
+
+        Frames are muxed in batches of ``BATCH_MS``: one call into the muxer
+        per half second instead of one per frame (the muxer holds the
+        cluster being built in memory anyway, so a crash loses no more).
+        """
         pts_ms = max(pts_ms, self._last[kind] + 1)
         self._last[kind] = pts_ms
-        packet = av.Packet(data)
-        packet.pts = packet.dts = pts_ms
-        packet.time_base = MS
-        packet.is_keyframe = keyframe
-        packet.stream = self._streams[kind]
-        self._container.mux(packet)
+        pending = self._pending
+        pending.append((kind, data, pts_ms, keyframe))
+        if pts_ms - pending[0][2] >= BATCH_MS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Mux what was taken so far."""
+        pending, self._pending = self._pending, []
+        streams = self._streams
+        packets = []
+        for kind, data, pts_ms, keyframe in pending:
+            packet = av.Packet(data)
+            packet.pts = packet.dts = pts_ms
+            packet.time_base = MS
+            packet.is_keyframe = keyframe
+            packet.stream = streams[kind]
+            packets.append(packet)
+        self._container.mux(packets)
 
     def last_ms(self, kind: MediaKind) -> int:
         return self._last[kind]
@@ -144,7 +163,10 @@ class SegmentWriter:
             return
         self.closed = True
         try:
-            self._container.close()
+            try:
+                self.flush()
+            finally:
+                self._container.close()
         finally:
             self._file.close()
 
@@ -219,6 +241,17 @@ class Recorder:
         self._slot.video.unsubscribe(self._sinks["video"])
         self._slot.audio.unsubscribe(self._sinks["audio"])
         self._close_writer()
+
+    def flush(self) -> None:
+        """Mux the frames taken so far (the source may have gone quiet)."""
+        writer = self._writer
+        if writer is None or writer.closed:
+            return
+        try:
+            writer.flush()
+        except Exception as exc:
+            with contextlib.suppress(RecordingStopped):
+                self._writer_failed(exc)
 
     def sync_to_disk(self) -> int | None:
         """A duplicate of the current segment's descriptor, for an fsync off
