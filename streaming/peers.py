@@ -390,5 +390,8 @@ class Viewer(Peer):
                         entry["rtt"] = stat.roundTripTime
                         entry["packets_lost"] = stat.packetsLost
                         entry["fraction_lost"] = stat.fractionLost
+                        # Interarrival jitter, reported in RTP timestamp units.
+                        entry["jitter"] = stat.jitter / (
+                            VIDEO_CLOCK_RATE if out.kind == "video" else AUDIO_CLOCK_RATE)
             report[f"{out.slot_name}_{out.kind}"] = entry
         return report

@@ -455,6 +455,18 @@ ARCHIVE_API_ROUTES = {
     # tests/test_replay_sessions.py
     ("POST", "/api/v1/sessions/{session_id}/replay"),
 }
+# The room wall's WebSocket: admin token or login cookie with this server's Origin
+# (tests/test_wall_metrics.py).
+WALL_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/wall/ws")}
+# Attendance and its reports: admin only, with query parameters (tests/test_attendance.py).
+ATTENDANCE_API_ROUTES = {
+    ("GET", "/api/v1/sessions/{session_id}/attendance"),
+    ("GET", "/api/v1/sessions/{session_id}/attendance/chart.svg"),
+    ("GET", "/api/v1/reports/units/{unit_id}"),
+    ("GET", "/api/v1/reports/units/{unit_id}/chart.svg"),
+    ("GET", "/api/v1/reports/districts"),
+    ("GET", "/api/v1/reports/districts/chart.svg"),
+}
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}
 
@@ -479,7 +491,7 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
     assert len(table) == len(ADMIN_ROUTES)
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
     assert table == (api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
-                     - ARCHIVE_API_ROUTES)
+                     - ARCHIVE_API_ROUTES - WALL_API_ROUTES - ATTENDANCE_API_ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,
@@ -1106,7 +1118,8 @@ PAGE_ROUTES = {("GET", "/"), ("GET", "/healthz"), ("GET", "/join/{token}"),
                ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
                ("GET", "/present/{session_id}"), ("GET", "/admin"),
                ("GET", "/library/k/{token}"), ("GET", "/library"),
-               ("GET", "/library/watch/{item_id}")}
+               ("GET", "/library/watch/{item_id}"), ("GET", "/admin/wall/{session_id}"),
+               ("GET", "/admin/reports")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

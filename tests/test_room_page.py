@@ -149,6 +149,7 @@ async def test_the_room_api_describes_the_room(service: Service, world: World) -
         "program_failed": False,
         "replay": False,
         "timeshift_available": False,
+        "max_headcount": 500,
         "headcount": None,
     }
 

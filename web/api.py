@@ -164,6 +164,7 @@ def describe(request: web.Request, session: Session) -> dict[str, Any]:
         "batch": row["batch"],
         "scheduled_start": row["scheduled_start"],
         "scheduled_end": row["scheduled_end"],
+        "attendance_threshold": row["attendance_threshold"],
         "video_codec": session.video_codec,
         "state": session.state,
         "created_at": row["created_at"],

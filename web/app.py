@@ -18,12 +18,16 @@ from web import (
     i18n,
     library_page,
     login,
+    metrics_api,
     presenter_page,
+    reports_api,
     room_page,
     signaling,
+    wall_page,
 )
 from web.accounts import Accounts, LoginLimiter
 from web.archive import Archive, LibraryLinks
+from web.attendance_log import AttendanceLog
 from web.catalog import Catalog
 from web.config import Config
 from web.db import Database
@@ -32,6 +36,7 @@ from web.keys import (
     ACCOUNTS,
     ADMIN_TOKEN,
     ARCHIVE,
+    ATTENDANCE,
     CATALOG,
     CONFIG,
     LIBRARY_LINKS,
@@ -78,9 +83,16 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(room_page.routes())
     app.add_routes(presenter_page.routes())
     app.add_routes(library_page.routes())
+    app.add_routes(metrics_api.routes())
+    app.add_routes(wall_page.routes())
+    app.add_routes(reports_api.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     app.cleanup_ctx.append(_media_context)
+    # After the media: they watch the session registry's rooms.
+    app.cleanup_ctx.append(metrics_api.context)
+    app.cleanup_ctx.append(wall_page.context)
+    app.on_shutdown.append(wall_page.shutdown)
     return app
 
 
@@ -97,6 +109,11 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
     app[ACCOUNTS].ensure_admin(config.admin_password)
     app[SIGNER] = Signer(load_or_create_secret(config.data_dir))
     app[SESSIONS] = SessionRegistry(app[CATALOG], app[TOKENS], app[PEER_SETTINGS])
+    # Attendance first ends what a crash left open, then hears every room.
+    attendance = app[ATTENDANCE] = AttendanceLog(db)
+    attendance.recover()
+    app[SESSIONS].room_listeners.append(attendance.watch)
+    attendance.start()
     archive: Archive | None = None
 
     def on_recorder_event(item_id: str, kind: str, detail: str) -> None:
@@ -118,6 +135,7 @@ async def _media_context(app: web.Application) -> AsyncIterator[None]:
         await replays.close()
         await archive.close()
         await app[SESSIONS].close()
+        await attendance.close()  # after the rooms: their viewers' leaving is written
         db.close()
 
 

@@ -107,6 +107,18 @@ class Fields:
             return
         self.values[name] = float(value)
 
+    def whole_number(self, name: str, low: int, high: int) -> None:
+        """An integer from ``low`` to ``high`` (absent: left to the default)."""
+        if name not in self.data:
+            return
+        value = self.data[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.errors[name] = "error.not_a_whole_number"
+        elif not low <= value <= high:
+            self.errors[name] = "error.out_of_range"
+        else:
+            self.values[name] = value
+
     def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> None:
         if name not in self.data:
             if default is not None and not self.partial:
@@ -298,6 +310,8 @@ class Catalog:
         fields.reference("course_id", self._exists("courses"))
         fields.timestamp("scheduled_start")
         fields.timestamp("scheduled_end")
+        # A room attended if connected for at least this percent of the session.
+        fields.whole_number("attendance_threshold", 1, 100)
         if not partial:
             fields.choice("video_codec", VIDEO_CODECS, default="H264")
             fields.text("replay_item_id", max_length=16)
@@ -318,12 +332,12 @@ class Catalog:
         replay = values.get("replay_item_id") or None
         self.db.execute(
             "INSERT INTO sessions (id, title, course_id, batch, scheduled_start, scheduled_end,"
-            " video_codec, publish_token, view_token, created_at, replay_item_id, replay_state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " video_codec, publish_token, view_token, created_at, replay_item_id, replay_state,"
+            " attendance_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, values["title"], values.get("course_id"), values.get("batch", ""),
              values.get("scheduled_start"), values.get("scheduled_end"),
              values["video_codec"], publish_token, view_token, self._clock(), replay,
-             "waiting" if replay else None))
+             "waiting" if replay else None, values.get("attendance_threshold", 80)))
         return self.session(session_id)
 
     def session(self, session_id: str) -> dict[str, Any]:

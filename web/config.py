@@ -33,6 +33,12 @@ class Config:
     connect_timeout: float = 30.0
     # A recording stops (item failed: disk full) when less than this is free.
     min_free_bytes: int = 64 * 1024 * 1024
+    # The largest headcount (到场人数) a room may report.
+    max_headcount: int = 500
+    # /metrics on the main port also takes this bearer token (besides the admin token).
+    metrics_token: str | None = None
+    # (host, port) of a separate listener serving /metrics without authentication.
+    metrics_listen: tuple[str, int] | None = None
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -101,9 +107,44 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "folder's disk has less than this many MiB free (env ZHIXING_MIN_FREE_MB; "
              "default 64)")
     parser.add_argument(
+        # The variable is read in config_from_args: --help must not print the token.
+        "--metrics-token", metavar="TOKEN",
+        help="a bearer token that may read /metrics on the main port (Prometheus "
+             "'authorization: credentials'); the admin token works too "
+             "(env ZHIXING_METRICS_TOKEN, preferred: a flag shows in the process list; "
+             "default: admin token only). See docs/metrics.md")
+    parser.add_argument(
+        "--metrics-listen", type=listen_address, default=env("METRICS_LISTEN"),
+        metavar="HOST:PORT",
+        help="also serve /metrics WITHOUT authentication on this address, e.g. "
+             "127.0.0.1:9108 for a Prometheus on the same machine; bind it to loopback or "
+             "a monitoring network only (env ZHIXING_METRICS_LISTEN; default: off)")
+    parser.add_argument(
+        "--max-headcount", type=_headcount_limit, default=env("MAX_HEADCOUNT") or "500",
+        metavar="N",
+        help="the largest number of people a sub-classroom may report as present "
+             "(env ZHIXING_MAX_HEADCOUNT; default 500)")
+    parser.add_argument(
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+
+
+def listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
+    """'127.0.0.1:9108', '[::1]:9108' or ':9108' (loopback) as (host, port)."""
+    if isinstance(text, tuple):
+        return text
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    return host, int(port)
+
+
+def _headcount_limit(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1 to 100000: {text!r}")
+    return int(text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -126,4 +167,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,
         min_free_bytes=max(0, args.min_free_mb) * 1024 * 1024,
+        max_headcount=args.max_headcount,
+        metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
+        metrics_listen=listen_address(args.metrics_listen) if args.metrics_listen else None,
     )

@@ -125,6 +125,39 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE sessions ADD COLUMN replay_error TEXT;
     CREATE INDEX sessions_by_replay_item ON sessions (replay_item_id);
     """,
+    # 4: attendance (出勤): each site's connections to a session, its headcount
+    # reports (corrections stay visible), the per-session threshold, and the
+    # last moment the server was known alive (open intervals end there after a
+    # crash). Keyed by site, not invitation: a site invited anew keeps its time.
+    """
+    ALTER TABLE sessions ADD COLUMN attendance_threshold INTEGER NOT NULL DEFAULT 80;
+    CREATE TABLE attendance_intervals (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        invitation_id TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        connected_at REAL NOT NULL,
+        disconnected_at REAL,
+        ended_by TEXT CHECK (ended_by IN ('left', 'restart'))
+    );
+    CREATE INDEX attendance_by_session ON attendance_intervals
+        (session_id, site_id, connected_at);
+    CREATE INDEX attendance_by_resource ON attendance_intervals (resource_id);
+    CREATE TABLE headcount_reports (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        site_id INTEGER NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+        invitation_id TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        reported_at REAL NOT NULL
+    );
+    CREATE INDEX headcounts_by_site ON headcount_reports (session_id, site_id, reported_at);
+    CREATE TABLE server_alive (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        alive_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -178,6 +211,15 @@ class Database:
 
     def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    def reader(self) -> sqlite3.Connection:
+        """A new read-only connection for a long read (a streamed export) that
+        may run in a worker thread; WAL lets it read while this one writes.
+        The caller closes it."""
+        conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        return conn
 
     def close(self) -> None:
         self._conn.close()

@@ -7,13 +7,16 @@ from aiohttp import web
 from streaming.peers import PeerSettings
 from web.accounts import Accounts, LoginLimiter
 from web.archive import Archive, LibraryLinks
+from web.attendance_log import AttendanceLog
 from web.catalog import Catalog
 from web.config import Config
+from web.metrics import RelayMetrics
 from web.replays import Replays
 from web.sessions import SessionRegistry
 from web.signing import Signer
 from web.timeshift import Timeshifts
 from web.tokens import TokenIndex
+from web.wall import WallHub
 
 CONFIG = web.AppKey("config", Config)
 TOKENS = web.AppKey("tokens", TokenIndex)
@@ -28,3 +31,6 @@ ARCHIVE = web.AppKey("archive", Archive)
 LIBRARY_LINKS = web.AppKey("library_links", LibraryLinks)
 REPLAYS = web.AppKey("replays", Replays)
 TIMESHIFTS = web.AppKey("timeshifts", Timeshifts)
+ATTENDANCE = web.AppKey("attendance", AttendanceLog)
+METRICS = web.AppKey("metrics", RelayMetrics)
+WALL = web.AppKey("wall", WallHub)

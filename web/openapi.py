@@ -432,6 +432,8 @@ OPENAPI: dict[str, Any] = {
                     "program_failed": {"type": "boolean",
                                        "description": "a replay could not be played"},
                     "replay": {"type": "boolean", "description": "a replay session"},
+                    "max_headcount": {"type": "integer",
+                                      "description": "the largest headcount accepted"},
                     "timeshift_available": {"type": "boolean",
                                             "description": "on air and being recorded: the "
                                                            "room may watch from the start"},
@@ -698,3 +700,246 @@ OPENAPI["paths"]["/api/v1/room/timeshift"] = {"post": {
         "404": {"description": "no such viewer of this room"},
         "409": {"description": "the session is not being recorded"},
         "410": _error, "413": _error, "415": _error, "422": _error}}}
+
+
+# ---------------------------------------------------------------------- attendance (出勤)
+
+_threshold = {"type": "integer", "minimum": 1, "maximum": 100, "default": 80,
+              "description": "a room attended if connected at least this percent of the "
+                             "session (its scheduled window, else its actual start to end)"}
+for _schema_name in ("Session", "SessionInput", "SessionChange"):
+    OPENAPI["components"]["schemas"][_schema_name]["properties"][
+        "attendance_threshold"] = _threshold
+OPENAPI["paths"]["/api/v1/room/headcount"]["post"]["requestBody"]["content"][
+    "application/json"]["schema"]["properties"]["count"]["description"] = \
+    "at most --max-headcount (default 500); a new report corrects the last one"
+
+_format_param = {"name": "format", "in": "query",
+                 "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+                 "description": "csv: a streamed download, UTF-8 with BOM (opens in Excel), "
+                                "named in Content-Disposition filename*"}
+_utc_offset_param = {"name": "utc_offset", "in": "query",
+                     "schema": {"type": "integer", "minimum": -720, "maximum": 840},
+                     "description": "minutes east of UTC for dates and clock times "
+                                    "(480 in China); default: the server's time zone"}
+_unit_path_param = {"name": "unit_id", "in": "path", "required": True,
+                    "schema": {"type": "integer", "minimum": 1}}
+_district_params = [
+    {"name": "prefix", "in": "query", "schema": {"type": "string", "maxLength": 200},
+     "description": "org path prefix matched on whole parts ('北仑区' matches "
+                    "'北仑区 / 新碶街道', not '北仑区二'); empty: every site"},
+    {"name": "from", "in": "query", "required": True,
+     "schema": {"type": "string", "format": "date"}, "description": "first day"},
+    {"name": "to", "in": "query", "required": True,
+     "schema": {"type": "string", "format": "date"},
+     "description": "last day (included); from ≤ to, less than a year after from"},
+    _utc_offset_param]
+_totals: dict[str, Any] = {"type": "object", "properties": {
+    name: {"type": "integer"} for name in (
+        "sessions", "sites", "rooms_invited", "rooms_connected", "rooms_attended",
+        "person_times", "attended_without_headcount")},
+    "description": "rooms_* count (session, site) pairs; person_times (人次) sums the "
+                   "latest headcounts of attended rooms"}
+_group = {"type": "object", "properties": {"name": {"type": "string"}, **_totals["properties"]}}
+_svg_response = {"200": {"description": "SVG image (drawn on the server)",
+                         "content": {"image/svg+xml": {"schema": {"type": "string"}}}},
+                 "401": _error, "403": _error}
+
+OPENAPI["components"]["schemas"]["SiteAttendance"] = {
+    "type": "object",
+    "description": "one invited site's attendance: intervals as the server saw its WHEP "
+                   "connections (ended_by 'restart': cut at the server's last sign of life)",
+    "properties": {
+        "invitation_id": {"type": "string"},
+        "site_id": {"type": "integer"},
+        "site_name": {"type": "string"},
+        "org_path": {"type": "string"},
+        "revoked": {"type": "boolean"},
+        "intervals": {"type": "array", "items": {"type": "object", "properties": {
+            "connected_at": {"type": "number"},
+            "disconnected_at": {"type": ["number", "null"], "description": "null: connected"},
+            "ended_by": {"type": ["string", "null"], "enum": ["left", "restart", None]}}}},
+        "connected": {"type": "boolean", "description": "connected now"},
+        "connected_seconds": {"type": "number",
+                              "description": "union of the intervals inside the window "
+                                             "(overlapping reconnects count once)"},
+        "share": {"type": ["number", "null"], "description": "of the window, 0 … 1"},
+        "attended": {"type": "boolean"},
+        "reconnects": {"type": "integer"},
+        "headcount": {"type": ["integer", "null"], "description": "the latest report"},
+        "headcount_reported_at": {"type": ["number", "null"]},
+        "headcount_history": {"type": "array", "items": {"type": "object", "properties": {
+            "count": {"type": "integer"}, "reported_at": {"type": "number"}}}},
+        "person_times": {"type": "integer", "description": "headcount if attended, else 0"},
+    },
+}
+OPENAPI["components"]["schemas"]["SessionAttendance"] = {
+    "type": "object",
+    "properties": {
+        "session_id": {"type": "string"},
+        "title": {"type": "string"},
+        "threshold": {"type": "integer"},
+        "now": {"type": "number"},
+        "window": {"type": ["object", "null"], "properties": {
+            "start": {"type": "number"}, "end": {"type": "number"},
+            "duration": {"type": "number"}, "scheduled": {"type": "boolean"}}},
+        "invitations": {"type": "array", "items": _schema("SiteAttendance")},
+        "totals": _totals,
+        "timeline": {"type": "array", "items": {"type": "array"},
+                     "description": "[time, rooms connected from then on]"},
+    },
+}
+OPENAPI["paths"].update({
+    "/api/v1/sessions/{session_id}/attendance": {
+        "parameters": [_session_path_param],
+        "get": {"summary": "A session's attendance (出勤) per invited site, with totals; "
+                           "?format=csv downloads it",
+                "security": _bearer, "parameters": [_format_param, _utc_offset_param],
+                "responses": {"200": {"description": "attendance (JSON), or CSV",
+                                      "content": {**_json(_schema("SessionAttendance")),
+                                                  "text/csv": {"schema": {"type": "string"}}}},
+                              "401": _error, "403": _error, "404": _error, "422": _error}},
+    },
+    "/api/v1/sessions/{session_id}/attendance/chart.svg": {
+        "parameters": [_session_path_param],
+        "get": {"summary": "Timeline of rooms connected over the session", "security": _bearer,
+                "parameters": [_utc_offset_param],
+                "responses": {**_svg_response, "404": _error, "422": _error}},
+    },
+    "/api/v1/reports/units/{unit_id}": {
+        "parameters": [_unit_path_param],
+        "get": {"summary": "A unit's (专题) attendance across its sessions, and per district "
+                           "(first part of the org path); ?format=csv: one row per session",
+                "security": _bearer, "parameters": [_format_param, _utc_offset_param],
+                "responses": {"200": {"description": "report", "content": {
+                    **_json({"type": "object", "properties": {
+                        "unit": {"type": "object"},
+                        "sessions": {"type": "array", "items": {"type": "object"}},
+                        "districts": {"type": "array", "items": _group},
+                        "totals": _totals}}),
+                    "text/csv": {"schema": {"type": "string"}}}},
+                    "401": _error, "403": _error, "404": _error, "422": _error}},
+    },
+    "/api/v1/reports/units/{unit_id}/chart.svg": {
+        "parameters": [_unit_path_param],
+        "get": {"summary": "Person-times per district of a unit (bar chart)",
+                "security": _bearer, "responses": {**_svg_response, "404": _error}},
+    },
+    "/api/v1/reports/districts": {
+        "get": {"summary": "Attendance per district: sites under an org path prefix, sessions "
+                           "in a date range, summed per the path part below the prefix; "
+                           "?format=csv: one row per (session, site), streamed",
+                "security": _bearer, "parameters": [*_district_params, _format_param],
+                "responses": {"200": {"description": "report", "content": {
+                    **_json({"type": "object", "properties": {
+                        "prefix": {"type": "string"}, "from": {"type": "string"},
+                        "to": {"type": "string"},
+                        "groups": {"type": "array", "items": _group},
+                        "totals": _totals}}),
+                    "text/csv": {"schema": {"type": "string"}}}},
+                    "401": _error, "403": _error,
+                    "422": {**_error, "description": "bad dates (from > to, a year or more "
+                                                     "apart), prefix or format"}}},
+    },
+    "/api/v1/reports/districts/chart.svg": {
+        "get": {"summary": "Person-times per district (bar chart) for the same query",
+                "security": _bearer, "parameters": _district_params,
+                "responses": {**_svg_response, "422": _error}},
+    },
+})
+
+
+# ---------------------------------------------------------------------- room wall, metrics
+
+_quality = {
+    "type": ["object", "null"],
+    "description": "how the site's viewer receives (null when not connected): from its "
+                   "RTCP receiver reports and the bytes sent to it",
+    "properties": {
+        "bitrate": {"type": ["number", "null"],
+                    "description": "bits/s sent, between two snapshots (null at first)"},
+        "fraction_lost": {"type": ["number", "null"],
+                          "description": "0 to 1, video, over the last report's interval"},
+        "packets_lost": {"type": "integer", "description": "cumulative, all tracks"},
+        "rtt": {"type": ["number", "null"], "description": "seconds"},
+        "jitter": {"type": ["number", "null"], "description": "seconds, video"},
+        "frames_sent": {"type": "integer", "description": "video frames"},
+        "nacks": {"type": "integer"},
+        "keyframe_requests": {"type": "integer"},
+        "overflows": {"type": "integer"},
+    },
+}
+OPENAPI["components"]["schemas"]["WallSnapshot"] = {
+    "type": "object",
+    "description": "监控墙: a session and every invited site, problems first",
+    "properties": {
+        "type": {"type": "string", "enum": ["snapshot"]},
+        "at": {"type": "number", "description": "server time of the snapshot"},
+        "session": {"type": "object", "properties": {
+            "id": {"type": "string"}, "title": {"type": "string"},
+            "state": {"type": "string", "enum": ["scheduled", "live", "ended"]},
+            "scheduled_start": {"type": ["number", "null"]},
+            "scheduled_end": {"type": ["number", "null"]},
+            "started_at": {"type": ["number", "null"]},
+            "on_air": {"type": "boolean"},
+            "publisher_connected": {"type": "boolean"},
+            "replay": {"type": ["string", "null"], "description": "a replay's state"},
+            "recording": {"type": "boolean"},
+            "ingress": {"type": "object", "description": "video and audio: frames, bytes, "
+                                                         "keyframes, fps, bitrate (bits/s)"}}},
+        "summary": {"type": "object", "properties": {
+            "invited": {"type": "integer"}, "connected": {"type": "integer"},
+            "problems": {"type": "integer", "description": "sites at level 2 or more"},
+            "late": {"type": "integer"},
+            "headcount": {"type": "integer", "description": "reported by connected sites"},
+            "viewers": {"type": "integer", "description": "connected viewers"},
+            "other_viewers": {"type": "integer",
+                              "description": "connected viewers without an invitation "
+                                             "(the session's view token)"}}},
+        "sites": {"type": "array", "items": {"type": "object", "properties": {
+            "invitation_id": {"type": "string"}, "site_id": {"type": "integer"},
+            "name": {"type": "string"}, "org_path": {"type": "string"},
+            "connected": {"type": "boolean"},
+            "viewers": {"type": "integer", "description": "connections of this link"},
+            "connected_since": {"type": ["number", "null"]},
+            "disconnected_since": {"type": ["number", "null"]},
+            "reconnects": {"type": "integer",
+                           "description": "connects after the first, since the server "
+                                          "started"},
+            "headcount": {"type": ["integer", "null"]},
+            "headcount_at": {"type": ["number", "null"]},
+            "quality": _quality,
+            "problem": {"type": "object", "properties": {
+                "level": {"type": "integer", "minimum": 0, "maximum": 3,
+                          "description": "3 late; 2 dropped, loss > 5 %, RTT > 400 ms, "
+                                         "no media while on air; 1 not connected yet; 0 ok"},
+                "reason": {"type": ["string", "null"], "enum": [
+                    "late", "dropped", "loss", "rtt", "no_media", "offline", None]},
+                "reasons": {"type": "array", "items": {"type": "string"}}}}}}},
+    },
+}
+OPENAPI["paths"]["/api/v1/sessions/{session_id}/wall/ws"] = {
+    "parameters": [_session_path_param],
+    "get": {
+        "summary": "The room wall's WebSocket: a WallSnapshot (JSON text message) at once "
+                   "and every 2 s; closed with code 4000 when the session ends, 1001 when "
+                   "the server stops. Admin only: the bearer admin token, or the login "
+                   "cookie with this server's Origin. Without an Upgrade header: one "
+                   "snapshot as JSON",
+        "security": _bearer,
+        "responses": {"101": {"description": "WebSocket upgrade"},
+                      "200": {"description": "one snapshot (no Upgrade header)",
+                              "content": _json(_schema("WallSnapshot"))},
+                      "401": _error, "403": _error, "404": _error}},
+}
+OPENAPI["components"]["securitySchemes"]["metricsToken"] = {
+    "type": "http", "scheme": "bearer",
+    "description": "the --metrics-token (ZHIXING_METRICS_TOKEN), for /metrics only"}
+OPENAPI["paths"]["/metrics"] = {"get": {
+    "summary": "Prometheus metrics (text format 0.0.4; names in docs/metrics.md). With the "
+               "bearer admin token or metrics token; --metrics-listen also serves it without "
+               "authentication on a separate address",
+    "security": [{"bearer": []}, {"metricsToken": []}],
+    "responses": {"200": {"description": "the metrics", "content": {
+        "text/plain": {"schema": {"type": "string"}}}},
+        "401": _error, "403": _error}}}

@@ -28,14 +28,13 @@ from web.errors import (
     Unprocessable,
 )
 from web.invitations import check_invitation, is_invitation_token
-from web.keys import CATALOG, REPLAYS, SESSIONS, TIMESHIFTS, TOKENS
+from web.keys import ATTENDANCE, CATALOG, CONFIG, REPLAYS, SESSIONS, TIMESHIFTS, TOKENS
 from web.tokens import bearer_token
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROOM_TEMPLATE = STATIC_DIR / "room.html"
 TOKEN_MARK = "{{token}}"
 LANG_MARK = "{{lang}}"
-MAX_HEADCOUNT = 500
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                 "X-Content-Type-Options": "nosniff"}
 
@@ -133,17 +132,21 @@ async def room(request: web.Request) -> web.Response:
         "replay": replay is not None,
         # The lecture is being recorded: a late room may watch it from the start.
         "timeshift_available": connected and request.app[TIMESHIFTS].available(session_id),
+        "max_headcount": request.app[CONFIG].max_headcount,
         "headcount": site["headcount"],
     }, headers={"Cache-Control": "no-store"})
 
 
 async def headcount(request: web.Request) -> web.Response:
+    """The room's own report (its token names the invitation): kept with its
+    time in the attendance log; a correction adds a report, the latest counts."""
     invitation = _invitation(request)
     data = await read_json(request)
     count = data.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_HEADCOUNT:
-        raise Unprocessable(f"count must be a whole number from 0 to {MAX_HEADCOUNT}")
-    request.app[CATALOG].report_headcount(str(invitation["id"]), count)
+    limit = request.app[CONFIG].max_headcount  # --max-headcount
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= limit:
+        raise Unprocessable(f"count must be a whole number from 0 to {limit}")
+    request.app[ATTENDANCE].report_headcount(invitation, count)
     return web.Response(status=204)
 
 

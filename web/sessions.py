@@ -8,7 +8,7 @@ start-up, so links keep working across a restart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,9 @@ class SessionRegistry:
         self._tokens = tokens
         self._peer_settings = peer_settings
         self._rooms: dict[str, Room] = {}
+        # Called with every new live room, before anyone can join it (the room
+        # wall and the metrics listen to its viewers from the start).
+        self.room_listeners: list[Callable[[Room], None]] = []
         for row in catalog.db.all("SELECT id, publish_token, view_token FROM sessions "
                                   "WHERE state != 'ended'"):
             self._index(row)
@@ -81,7 +84,13 @@ class SessionRegistry:
                 room.closed = True  # nobody can join an ended session
             else:
                 self._rooms[row["id"]] = room
+                for listener in list(self.room_listeners):
+                    listener(room)
         return room
+
+    def rooms(self) -> list[Room]:
+        """The live rooms (of sessions not ended that were looked at since start-up)."""
+        return list(self._rooms.values())
 
     def create(self, data: Mapping[str, Any]) -> Session:
         """Validate and store a new session (raises ``catalog.Invalid``)."""

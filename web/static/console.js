@@ -222,7 +222,11 @@ function renderSessions() {
   const body = $("#sessions-table tbody");
   body.replaceChildren(...state.sessions.map((s) => {
     const actions = el("td", { className: "actions" },
-      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
+      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }),
+      el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
+        textContent: t("console.sessions.wall") }),
+      el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
+        textContent: t("console.sessions.attendance") }));
     if (s.state !== "ended") {
       actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
       // A replay starts with its program (立即开始 in its state cell), never as a bare live session.

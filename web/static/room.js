@@ -8,7 +8,7 @@ const POLL_MS = 4000;
 const STATS_MS = 2000;
 const BACKOFF_S = [1, 2, 5, 10];
 const DISCONNECTED_GRACE_MS = 5000; // "disconnected" often heals by itself
-const MAX_HEADCOUNT = 500;
+const DEFAULT_MAX_HEADCOUNT = 500; // the server's limit comes with the room (max_headcount)
 
 const token = document.body.dataset.token || "";
 const $ = (id) => document.getElementById(id);
@@ -65,6 +65,7 @@ function showRoom(room) {
   $("lecturer").textContent = room.lecturer ? t("room.lecturer", { name: room.lecturer }) : "";
   document.title = `${room.site_name || t("room.site")} · ${t("room.title")}`;
   const input = $("headcount-count");
+  if (room.max_headcount) input.max = String(room.max_headcount);
   if (room.headcount != null && input.value === "" && document.activeElement !== input) {
     input.value = String(room.headcount);
   }
@@ -309,7 +310,8 @@ async function reportHeadcount(event) {
   const raw = input.value.trim();
   const count = Number(raw);
   note.classList.remove("error");
-  if (!/^\d+$/.test(raw) || count > MAX_HEADCOUNT) {
+  const limit = (state.room && state.room.max_headcount) || DEFAULT_MAX_HEADCOUNT;
+  if (!/^\d+$/.test(raw) || count > limit) {
     note.textContent = t("room.headcount.invalid");
     note.classList.add("error");
     return;

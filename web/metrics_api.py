@@ -1,0 +1,91 @@
+"""``/metrics`` over HTTP: who may read it, and the separate listener.
+
+On the main port, with the bearer admin token or the metrics token
+(``--metrics-token``). Optionally also without authentication on a separate
+listener (``--metrics-listen``), meant for loopback or a monitoring network,
+for a Prometheus that scrapes from the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from web.keys import ARCHIVE, CATALOG, CONFIG, METRICS, SESSIONS, TOKENS
+from web.metrics import RelayMetrics
+from web.tokens import Role, bearer_token
+
+logger = logging.getLogger(__name__)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/metrics", metrics)]
+
+
+def _authorize(request: web.Request) -> None:
+    """The bearer metrics token (if configured) or the admin token; else 401/403."""
+    token = bearer_token(request)
+    expected = request.app[CONFIG].metrics_token
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return
+    request.app[TOKENS].require(token, Role.ADMIN, None)
+
+
+async def _exposition(metrics: RelayMetrics) -> web.Response:
+    return web.Response(body=await metrics.exposition(),
+                        headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4,
+                                 "Cache-Control": "no-store"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    _authorize(request)
+    return await _exposition(request.app[METRICS])
+
+
+async def _unauthenticated(request: web.Request) -> web.Response:
+    return await _exposition(request.app[METRICS])
+
+
+async def context(app: web.Application) -> AsyncIterator[None]:
+    """Watch every room, probe the event loop, serve the separate listener."""
+    relay = app[METRICS] = RelayMetrics()
+    sessions = app[SESSIONS]
+    archive = app[ARCHIVE]
+    db = app[CATALOG].db
+    relay.recordings_running = lambda: len(archive.recordings.active)
+    relay.recording = lambda session_id: archive.recording_of(session_id) is not None
+
+    def replays_playing() -> int:
+        row = db.one("SELECT COUNT(*) AS n FROM sessions "
+                     "WHERE replay_state = 'playing' AND state != 'ended'")
+        return int(row["n"]) if row is not None else 0
+
+    relay.replays_playing = replays_playing
+    for room in sessions.rooms():
+        relay.watch(room)
+    sessions.room_listeners.append(relay.watch)
+    relay.start()
+    runner: web.AppRunner | None = None
+    listen = app[CONFIG].metrics_listen
+    try:
+        if listen is not None:
+            side = web.Application()
+            side[METRICS] = relay
+            side.add_routes([web.get("/metrics", _unauthenticated)])
+            runner = web.AppRunner(side, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, listen[0], listen[1]).start()
+            relay.listen_addresses = list(runner.addresses)
+            logger.info("metrics without authentication on %s", relay.listen_addresses)
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sessions.room_listeners.remove(relay.watch)
+        if runner is not None:
+            await runner.cleanup()
+        await relay.close()
