@@ -1,5 +1,6 @@
 # Two commands for a fresh Debian machine with Python 3.11:
-#   make run    install and start the service on its embedded defaults
+#   make run    install (Python packages; Debian's CJK fonts for the charts)
+#               and start the service on its embedded defaults
 #   make test   install test needs (Chromium, ffmpeg) and run the whole suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,6 +9,7 @@ BIN := $(VENV)/bin
 .PHONY: run test lint install install-test system-test-deps bench clean
 
 run: install
+	scripts/install-system-deps --runtime
 	$(BIN)/zhixing serve
 
 test: install-test
