@@ -357,6 +357,7 @@ class ArchiveSource:
         self.position = 0.0  # media seconds of the last frame pushed
         self.duration = 0.0
         self.frames_pushed = 0
+        self.stalls = 0  # times the replay fell too far behind and re-anchored
 
     @property
     def on_air(self) -> bool:
@@ -460,6 +461,9 @@ class ArchiveSource:
                 if due - now < -MAX_LATE:
                     # Far behind (the disk stalled): go on from here rather
                     # than sending seconds of frames at once.
+                    logger.warning("replay of %s fell %.1f s behind: going on from here",
+                                   self.path.name, now - due)
+                    self.stalls += 1
                     anchor_wall, anchor_media = now, frame.time
                 elif due > now:
                     await self._sleep(due - now)

@@ -169,6 +169,10 @@ class Database:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a
+        # commit on the event loop never waits for the disk (a crash of the
+        # process loses nothing; a power cut may lose the last commits).
+        self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.execute("PRAGMA busy_timeout = 5000")
 
