@@ -167,9 +167,10 @@ async def run(args: argparse.Namespace) -> None:
                                                       session["view_token"]))
                 started = {}
                 for gop, (session, _) in replays.items():
+                    before = time.time()
                     await api(http, server, "POST", f"/api/v1/sessions/{session['id']}/replay",
                               {"action": "start"})
-                    started[gop] = time.monotonic()
+                    started[gop] = (before + time.time()) / 2
                 await asyncio.sleep(3)
                 gap = (0.5, max(1.0, (args.seconds - 10) / args.joins - 0.5))
                 log(f"{args.joins} late joiners per session, one every {gap[0]}..{gap[1]:.1f} s")
@@ -179,15 +180,16 @@ async def run(args: argparse.Namespace) -> None:
                       for _, endpoint in replays.values()))
                 ends = {}
                 for gop, (session, _) in replays.items():
+                    # The session's own end time (the server ends it with the file).
                     while True:
                         body = await api(http, server, "GET",
                                          f"/api/v1/sessions/{session['id']}")
-                        if body["state"] == "ended":
-                            ends[gop] = time.monotonic() - started[gop]
+                        if body["state"] == "ended" and body["ended_at"] is not None:
+                            ends[gop] = float(body["ended_at"]) - started[gop]
                             break
-                        if time.monotonic() - started[gop] > args.seconds + 30:
+                        if time.time() - started[gop] > args.seconds + 30:
                             break
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.2)
                 durations = {gop: (await api(http, server, "GET",
                                              f"/api/v1/archive/{item}"))["duration"]
                              for gop, item in items.items()}
@@ -195,6 +197,7 @@ async def run(args: argparse.Namespace) -> None:
                 if source is not None:
                     await source.close()
                 await server.stop()
+                notable = server.notable_log_lines(8)
     print(f"Replay benchmark: VP8 {WIDTH}x{HEIGHT}@{FPS} ~1 Mbps + Opus, one zhixing serve on "
           "core 0, decoding aiortc viewers on core 1.")
     print("Late joiner: ms from the WHEP offer to the first decoded frame")
@@ -202,11 +205,15 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{'live (PLI to publisher)':<24} {summary(live_joins)}")
     for gop, joins in zip(replays, replay_joins, strict=True):
         print(f"{f'replay, GOP {gop:.0f} s':<24} {summary(joins)}")
-    print("Replay pacing: session end against the file's duration (polled every 50 ms)")
+    print("Replay pacing: the session's end (its ended_at) against the file's duration")
     for gop in replays:
         if gop in ends:
             print(f"  GOP {gop:.0f} s: {durations[gop]:.3f} s file, session ended after "
                   f"{ends[gop]:.3f} s ({ends[gop] - durations[gop]:+.3f} s)")
+    if notable:
+        print("The server's last warnings:")
+        for line in notable:
+            print(f"  {line}")
     target = [v for joins in replay_joins for v in joins if v is not None]
     if target:
         median = statistics.median(target)

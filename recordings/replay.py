@@ -162,6 +162,7 @@ class MediaReader:
         self._annexb: Any = None
         if codec == "h264" and extradata[:1] == b"\x01":
             self._annexb = BitStreamFilterContext("h264_mp4toannexb", self._video)
+        self.kinds = {"video", "audio"} if self._audio is not None else {"video"}
         self._to_opus: _ToOpus | None = None
         if self._audio is not None and self._audio.codec_context.name in CONVERTIBLE:
             self._to_opus = _ToOpus(self._audio)
@@ -270,6 +271,7 @@ class RecordingReader:
         self.video_codec = ""
         self.duration = 0.0
         self.finished = False
+        self.kinds: set[str] = {"video"}
         if not self._open_next():
             raise ReplayError("nothing has been recorded yet")
 
@@ -294,6 +296,7 @@ class RecordingReader:
             raise
         self._index = index
         self.video_codec = self._reader.video_codec
+        self.kinds = self._reader.kinds
         return True
 
     def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]:
@@ -351,7 +354,6 @@ class ArchiveSource:
         self._run_blocking = run_blocking or self._in_thread
         self._reader: MediaReader | RecordingReader | None = None
         self._task: asyncio.Task[None] | None = None
-        self._buffer: deque[MediaFrame] = deque()
         self.state = "idle"  # idle, playing, paused, ended, failed, stopped
         self.error: str | None = None
         self.position = 0.0  # media seconds of the last frame pushed
@@ -387,7 +389,6 @@ class ArchiveSource:
     async def _begin(self, position: float) -> None:
         reader = self._reader
         assert reader is not None
-        self._buffer.clear()
         if position > 0:
             await self._run_blocking(reader.seek, position)
         self.slot.attach(self)  # a new stretch: re-based timeline, starts at a keyframe
@@ -435,32 +436,52 @@ class ArchiveSource:
     # ---------------------------------------------------------------- pacing
 
     async def _run(self) -> None:
+        """Push frames at their times, in time order across the tracks.
+
+        A file's tracks need not be finely interleaved (muxers allow seconds
+        of skew): frames are queued per track and the earliest head goes
+        next, reading on until every track has a frame queued.
+        """
         reader = self._reader
         assert reader is not None
+        queues: dict[str, deque[MediaFrame]] = {kind: deque() for kind in reader.kinds}
         anchor_wall: float | None = None
         anchor_media = 0.0
         pending: asyncio.Future[Any] | None = None
+
+        def take(batch: list[MediaFrame]) -> None:
+            for item in batch:
+                queues.setdefault(item.kind, deque()).append(item)
+
+        def ready() -> bool:
+            return reader.finished or all(queues.values())
+
+        def ahead() -> float:
+            heads = [queue for queue in queues.values() if queue]
+            if not heads:
+                return 0.0
+            return min(queue[-1].time - queue[0].time for queue in heads)
+
         try:
             while True:
-                if pending is None and not reader.finished and self._buffered() < LOW_WATER:
+                if pending is None and not reader.finished and \
+                        (not ready() or ahead() < LOW_WATER):
                     pending = asyncio.ensure_future(self._run_blocking(reader.read))
-                if not self._buffer:
-                    if pending is None:
-                        break  # the end of the file
-                    self._buffer.extend(await pending)
+                if pending is not None and (not ready() or pending.done()):
+                    take(await pending)
                     pending = None
                     continue
-                if pending is not None and pending.done():
-                    self._buffer.extend(pending.result())
-                    pending = None
-                frame = self._buffer.popleft()
+                waiting = [queue for queue in queues.values() if queue]
+                if not waiting:
+                    break  # the end of the file
+                frame = min(waiting, key=lambda queue: queue[0].time).popleft()
                 now = self._clock()
                 if anchor_wall is None:
                     anchor_wall, anchor_media = now, frame.time
                 due = anchor_wall + (frame.time - anchor_media)
                 if due - now < -MAX_LATE:
-                    # Far behind (the disk stalled): go on from here rather
-                    # than sending seconds of frames at once.
+                    # Far behind (the disk or the machine stalled): go on
+                    # from here rather than sending seconds of frames at once.
                     logger.warning("replay of %s fell %.1f s behind: going on from here",
                                    self.path.name, now - due)
                     self.stalls += 1
@@ -477,11 +498,6 @@ class ArchiveSource:
         self.state = "ended"
         self.slot.detach(self)
         self._on_end()
-
-    def _buffered(self) -> float:
-        if len(self._buffer) < 2:
-            return 0.0
-        return self._buffer[-1].time - self._buffer[0].time
 
     def _push(self, frame: MediaFrame) -> None:
         video = frame.kind == "video"
