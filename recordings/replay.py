@@ -314,6 +314,11 @@ class RecordingReader:
     def seek(self, seconds: float) -> None:
         raise ReplayError("a recording in progress is watched from its beginning")
 
+    def wake(self) -> None:
+        """Make a read that waits for the recording to grow return now (any
+        thread; the reader itself is closed by ``close`` in its own thread)."""
+        self._closed.set()
+
     def close(self) -> None:
         self._closed.set()
         if self._reader is not None:
@@ -420,7 +425,9 @@ class ArchiveSource:
         if self._reader is not None:
             reader, self._reader = self._reader, None
             if isinstance(reader, RecordingReader):
-                reader.close()  # wakes a read that waits for the recording to grow
+                reader.wake()  # a read waiting for the recording to grow returns
+            # Closed in the reader's thread, after any read still in flight:
+            # a demuxer closed under a running read crashes the process.
             await self._run_blocking(reader.close)
         if self._executor is not None:
             executor, self._executor = self._executor, None
