@@ -128,6 +128,26 @@ def parse_offer(sdp: str) -> aiortc_sdp.SessionDescription:
     return description
 
 
+def limit_bandwidth(sdp: str, kind: MediaKind, kbps: int) -> str:
+    """``sdp`` with ``b=AS``/``b=TIAS`` lines capping every ``kind`` section.
+
+    In an answer, these ask the offerer's encoder to send no more (browsers
+    follow them); the lines go after the section's c= line (RFC 8866 order).
+    """
+    lines = sdp.splitlines()
+    out: list[str] = []
+    section: str | None = None
+    for line in lines:
+        if line.startswith("m="):
+            section = line[2:].split(" ", 1)[0]
+        if section == kind and line.startswith("b="):
+            continue  # ours replace any the answer had
+        out.append(line)
+        if section == kind and line.startswith("c="):
+            out += [f"b=AS:{kbps}", f"b=TIAS:{kbps * 1000}"]
+    return "\r\n".join(out) + "\r\n"
+
+
 class Peer:
     """Common lifecycle of the publisher and the viewers."""
 
@@ -211,17 +231,33 @@ class Peer:
 
 
 class Publisher(Peer):
-    """A WHIP publisher: fills one slot with its audio and video."""
+    """A WHIP publisher: fills a slot with its audio and video.
+
+    The program publisher fills the program slot from its answer on. A
+    room's uplink starts with no slot at all (its frames are dropped as they
+    come out of the jitter buffer, before anything else is done with them)
+    and moves to the stage slot and back with :meth:`move_to`.
+    """
 
     def __init__(
         self,
         resource_id: str,
-        slot: Slot,
+        slot: Slot | None,
         settings: PeerSettings,
         on_closed: Callable[[Peer], Awaitable[None]],
+        video_codec: str | None = None,
     ) -> None:
         super().__init__(resource_id, settings, on_closed)
+        if video_codec is None:
+            if slot is None:
+                raise ValueError("a publisher without a slot needs its video codec")
+            video_codec = slot.video.codec
+        self.video_codec = video_codec
         self.slot = slot
+        self.tag: str | None = None  # the invitation of a room's uplink
+        # While muted, frames are dropped whatever the slot.
+        self.muted = False
+        self._answered = False
         self._video_tap: aiortc_glue.ReceiverTap | None = None
         self._pli_task: asyncio.Task[None] | None = None
 
@@ -237,11 +273,27 @@ class Publisher(Peer):
             if kind not in kinds:
                 continue
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences(codec_preferences(kind, self.slot.video.codec))
+            transceiver.setCodecPreferences(codec_preferences(kind, self.video_codec))
         answer = await self._negotiate(offer)
         # Only a publisher whose offer was answered replaces the current one.
-        self.slot.attach(self)
+        self._answered = True
+        if self.slot is not None:
+            self.slot.attach(self)
         return answer
+
+    def move_to(self, slot: Slot | None) -> None:
+        """Fill ``slot`` from now on (None: no slot, frames dropped).
+
+        The old slot is emptied; the new one switches source, which re-bases
+        its timestamps and asks this publisher for a keyframe.
+        """
+        if slot is self.slot:
+            return
+        if self.slot is not None:
+            self.slot.detach(self)
+        self.slot = slot
+        if slot is not None and self._answered and not self._closed:
+            slot.attach(self)
 
     def _prepare(self) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -251,15 +303,18 @@ class Publisher(Peer):
         receiver: RTCRtpReceiver = transceiver.receiver
         kind: MediaKind = "video" if transceiver.kind == "video" else "audio"
         clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
-        slot = self.slot
 
         def on_frame(codec: str, data: bytes, timestamp: int,
                      capture_time: float | None) -> None:
+            slot = self.slot
+            if slot is None or self.muted:
+                return  # an uplink off stage, or muted: drop before any work
             slot.push(self, EncodedFrame(kind, codec, data, timestamp, clock_rate,
                                          is_keyframe(codec, data), None, capture_time))
 
         def on_damage() -> None:
-            if slot.source is self:
+            slot = self.slot
+            if slot is not None and slot.source is self:
                 slot.video.mark_damaged()
 
         tap = aiortc_glue.ReceiverTap(receiver, clock_rate, on_frame, on_damage,
@@ -275,7 +330,8 @@ class Publisher(Peer):
             self._pli_task = asyncio.create_task(self._video_tap.request_keyframe())
 
     def _release(self) -> None:
-        self.slot.detach(self)
+        if self.slot is not None:
+            self.slot.detach(self)
         if self._pli_task is not None:
             self._pli_task.cancel()
 

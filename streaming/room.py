@@ -11,23 +11,43 @@ from typing import Any
 
 from streaming import aiortc_glue
 from streaming.keyframe_requests import DEFAULT_INTERVAL
-from streaming.peers import SUPPORTED_VIDEO_CODECS, Peer, PeerSettings, Publisher, Viewer
+from streaming.peers import (
+    SUPPORTED_VIDEO_CODECS,
+    Peer,
+    PeerSettings,
+    Publisher,
+    Viewer,
+    limit_bandwidth,
+)
 from streaming.slot import Slot
 
 logger = logging.getLogger(__name__)
 
 SLOT_NAMES = ("program", "stage")
+# A room's uplink is for a question, not a lecture: its video is capped
+# (the page also asks its camera for 360p).
+UPLINK_VIDEO_KBPS = 500
 
 
 class RoomClosed(Exception):
     """The room has ended; nobody can join it any more."""
 
 
+class StageError(Exception):
+    """The stage cannot take that room now; the message is safe to show."""
+
+
 class Room:
-    """Holds one publisher (at most) and any number of viewers.
+    """Holds one publisher (at most), the rooms' uplinks and any number of viewers.
 
     A second publisher replaces the first (a classroom PC coming back after a
     network drop): the slot switches source, viewers keep their connections.
+
+    An uplink is a sub-classroom's own camera and microphone, one per
+    invitation (a new one replaces the old). It fills no slot, and costs no
+    more than receiving it, until it is put on stage; at most one uplink is
+    on stage. The stage follows the invitation: an uplink that replaces the
+    one on stage takes the stage over; an uplink that goes away empties it.
     """
 
     def __init__(
@@ -53,7 +73,18 @@ class Room:
         # "closed" comes for every viewer that was answered, connected or not.
         self.viewer_listeners: list[Callable[[Viewer, str], None]] = []
         self.publishers_accepted = 0
+        self.uplinks: dict[str, Publisher] = {}  # invitation id -> its uplink
+        self.uplink_video_kbps = UPLINK_VIDEO_KBPS
+        self.muted: set[str] = set()  # invitations whose uplink is muted
+        self.on_stage: str | None = None  # the invitation whose uplink fills the stage
+        # Called (with no arguments) when uplinks, mutes or the stage change,
+        # and when the room closes.
+        self.media_listeners: list[Callable[[], None]] = []
         self.closed = False
+
+    @property
+    def stage(self) -> Slot:
+        return self.slots["stage"]
 
     @property
     def program(self) -> Slot:
@@ -90,6 +121,95 @@ class Room:
             await previous.close()
         return publisher.resource_id, answer
 
+    async def publish_uplink(self, invitation_id: str, offer: str) -> tuple[str, str]:
+        """Answer a room's uplink offer; returns (resource id, answer SDP).
+
+        The uplink never fills the program slot: only :meth:`put_on_stage`
+        gives it a slot at all.
+        """
+        self._check_open()
+        uplink = Publisher(_new_id(), None, self.settings, self._forget,
+                           video_codec=self.video_codec)
+        uplink.tag = invitation_id
+        uplink.muted = invitation_id in self.muted
+        uplink.on_connected = lambda _peer: self._changed()
+        try:
+            answer = await uplink.answer(offer)
+        except BaseException:
+            await uplink.close()
+            raise
+        if self.closed:
+            await uplink.close()
+            raise RoomClosed(self.room_id)
+        previous = self.uplinks.get(invitation_id)
+        self.uplinks[invitation_id] = uplink
+        if self.on_stage == invitation_id:
+            uplink.move_to(self.stage)  # the room came back: it keeps the stage
+        if previous is not None:
+            logger.info("room %s: uplink %s of %s replaces %s", self.room_id, uplink,
+                        invitation_id, previous)
+            previous.move_to(None)
+            await previous.close()
+        self._changed()
+        return uplink.resource_id, limit_bandwidth(answer, "video", self.uplink_video_kbps)
+
+    def put_on_stage(self, invitation_id: str | None) -> None:
+        """Fill the stage with that invitation's uplink (None: empty it).
+
+        Switching from one room to another is this one call: the stage slot
+        switches source (timestamps re-based, a keyframe asked of the new
+        room); viewers renegotiate nothing.
+        """
+        if invitation_id is None:
+            self.clear_stage()
+            return
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is None:
+            raise StageError("this room sends no picture (no uplink)")
+        if invitation_id in self.muted:
+            raise StageError("this room's uplink is muted")
+        if self.on_stage == invitation_id:
+            return
+        current = self.uplinks.get(self.on_stage) if self.on_stage is not None else None
+        if current is not None:
+            current.move_to(None)
+        self.on_stage = invitation_id
+        uplink.move_to(self.stage)
+        logger.info("room %s: %s on stage", self.room_id, invitation_id)
+        self._changed()
+
+    def clear_stage(self) -> None:
+        """Empty the stage: viewers' stage transceivers get nothing."""
+        if self.on_stage is None:
+            return
+        current = self.uplinks.get(self.on_stage)
+        self.on_stage = None
+        if current is not None:
+            current.move_to(None)
+        self._changed()
+
+    def mute_uplink(self, invitation_id: str, muted: bool) -> None:
+        """Drop (or pass again) an invitation's uplink frames, now and for any
+        uplink it sends later. A muted room leaves the stage."""
+        if muted:
+            self.muted.add(invitation_id)
+            if self.on_stage == invitation_id:
+                self.clear_stage()
+        else:
+            self.muted.discard(invitation_id)
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is not None:
+            uplink.muted = muted
+        self._changed()
+
+    async def close_uplink(self, invitation_id: str) -> bool:
+        """Disconnect an invitation's uplink (a revoked link); whether there was one."""
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is None:
+            return False
+        await uplink.close()
+        return True
+
     async def view(self, offer: str, tag: str | None = None) -> tuple[str, str]:
         """Answer a viewer's offer; returns (resource id, answer SDP).
 
@@ -114,17 +234,27 @@ class Room:
     def resource(self, resource_id: str) -> Peer | None:
         if self.publisher is not None and self.publisher.resource_id == resource_id:
             return self.publisher
+        for uplink in self.uplinks.values():
+            if uplink.resource_id == resource_id:
+                return uplink
         return self.viewers.get(resource_id)
+
+    def is_publisher(self, peer: Peer | None) -> bool:
+        """Whether ``peer`` sends to us (the program publisher or an uplink)."""
+        return peer is not None and (
+            peer is self.publisher or any(peer is u for u in self.uplinks.values()))
 
     async def close(self) -> None:
         """End the room: every peer is disconnected."""
         self.closed = True
         peers: list[Peer] = list(self.viewers.values())
+        peers += self.uplinks.values()
         if self.publisher is not None:
             peers.append(self.publisher)
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         for slot in self.slots.values():
             slot.close()
+        self._changed()
 
     async def stats(self) -> dict[str, Any]:
         publisher = self.publisher
@@ -144,6 +274,13 @@ class Room:
             "viewers": [await viewer.stats() for viewer in viewers],
         }
 
+    def _changed(self) -> None:
+        for listener in list(self.media_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("media listener of room %s failed", self.room_id)
+
     def _check_open(self) -> None:
         if self.closed:
             raise RoomClosed(self.room_id)
@@ -162,6 +299,12 @@ class Room:
     async def _forget(self, peer: Peer) -> None:
         if peer is self.publisher:
             self.publisher = None
+        elif isinstance(peer, Publisher) and peer.tag is not None:
+            if self.uplinks.get(peer.tag) is peer:
+                del self.uplinks[peer.tag]
+                if self.on_stage == peer.tag:
+                    self.on_stage = None  # the room went away: so does the stage
+                self._changed()
         elif isinstance(peer, Viewer) and self.viewers.pop(peer.resource_id, None) is not None:
             self._tell(peer, "closed")
 

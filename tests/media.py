@@ -33,7 +33,8 @@ def barcode_frame(index: int, width: int, height: int) -> av.VideoFrame:
     a moving gradient below (so the encoder has real motion to code)."""
     y = np.empty((height, width), dtype=np.uint8)
     xs = np.arange(width, dtype=np.uint16)
-    y[:, :] = ((xs + index * 4) % 200 + 28).astype(np.uint8)[None, :]
+    # (index * 4) % 200 first: a large index must not overflow the uint16 sum.
+    y[:, :] = ((xs + (index * 4) % 200) % 200 + 28).astype(np.uint8)[None, :]
     for bit in range(BITS):
         value = 235 if (index >> bit) & 1 else 16
         y[0:BLOCK * 2, bit * BLOCK:(bit + 1) * BLOCK] = value

@@ -458,6 +458,9 @@ ARCHIVE_API_ROUTES = {
 # The room wall's WebSocket: admin token or login cookie with this server's Origin
 # (tests/test_wall_metrics.py).
 WALL_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/wall/ws")}
+# The room-events WebSocket (研讨): invitation, publish or admin token, or the login
+# cookie with this server's Origin (tests/test_discussion.py).
+DISCUSSION_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/events/ws")}
 # Attendance and its reports: admin only, with query parameters (tests/test_attendance.py).
 ATTENDANCE_API_ROUTES = {
     ("GET", "/api/v1/sessions/{session_id}/attendance"),
@@ -491,7 +494,8 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
     assert len(table) == len(ADMIN_ROUTES)
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
     assert table == (api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
-                     - ARCHIVE_API_ROUTES - WALL_API_ROUTES - ATTENDANCE_API_ROUTES)
+                     - ARCHIVE_API_ROUTES - WALL_API_ROUTES - ATTENDANCE_API_ROUTES
+                     - DISCUSSION_API_ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,
@@ -911,7 +915,6 @@ async def test_tokens_that_are_not_for_this_use(service: Service, world: World) 
         ("whep", session["id"], "." + signature, 401),
         ("whep", session["id"], forged, 401),
         ("whep", second["id"], token, 403),  # session A's link on session B
-        ("whip", session["id"], token, 403),  # a link only views
         ("whip", second["id"], token, 403),
         ("whep", "no-such-session", token, 404),
     ]
@@ -922,8 +925,11 @@ async def test_tokens_that_are_not_for_this_use(service: Service, world: World) 
         for session_id in (session["id"], second["id"]):
             assert await viewer_count(service, session_id) == 0
             assert (await service.session(session_id))["stats"]["publishers_accepted"] == 0
-    # The genuine token still views.
+    # The genuine token still views, and publishes its room's uplink only
+    # (tests/test_discussion.py): never the program.
     assert (await offer_status(service, "whep", session["id"], token))[0] == 201
+    assert (await offer_status(service, "whip", session["id"], token))[0] == 201
+    assert (await service.session(session["id"]))["stats"]["publishers_accepted"] == 0
 
 
 @pytest.mark.webrtc

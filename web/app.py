@@ -15,6 +15,7 @@ from web import (
     api,
     archive_api,
     console_page,
+    discussion_ws,
     i18n,
     library_page,
     login,
@@ -85,6 +86,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(library_page.routes())
     app.add_routes(metrics_api.routes())
     app.add_routes(wall_page.routes())
+    app.add_routes(discussion_ws.routes())
     app.add_routes(reports_api.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
@@ -92,7 +94,9 @@ def create_app(config: Config) -> web.Application:
     # After the media: they watch the session registry's rooms.
     app.cleanup_ctx.append(metrics_api.context)
     app.cleanup_ctx.append(wall_page.context)
+    app.cleanup_ctx.append(discussion_ws.context)
     app.on_shutdown.append(wall_page.shutdown)
+    app.on_shutdown.append(discussion_ws.shutdown)
     return app
 
 

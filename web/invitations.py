@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from web.errors import Forbidden, Gone, NotAuthorized
-from web.keys import CATALOG, SESSIONS, SIGNER
+from web.keys import CATALOG, DISCUSSIONS, SESSIONS, SIGNER
 from web.signing import BadSignature
 
 
@@ -52,11 +52,16 @@ def check_invitation(app: web.Application, token: str, session_id: str | None,
 
 async def disconnect_invitation(app: web.Application, session_id: str,
                                 invitation_id: str) -> int:
-    """Close every viewer that joined with this invitation; returns how many."""
+    """Close every viewer that joined with this invitation, and its uplink;
+    returns how many viewers."""
     session = app[SESSIONS].get(session_id)
     if session is None:
         return 0
     viewers = [v for v in session.room.viewers.values() if v.tag == invitation_id]
     for viewer in viewers:
         await viewer.close()
+    await session.room.close_uplink(invitation_id)
+    discussion = app[DISCUSSIONS].get(session_id) if DISCUSSIONS in app else None
+    if discussion is not None:
+        discussion.forget_room(invitation_id)
     return len(viewers)

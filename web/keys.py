@@ -10,6 +10,7 @@ from web.archive import Archive, LibraryLinks
 from web.attendance_log import AttendanceLog
 from web.catalog import Catalog
 from web.config import Config
+from web.discussion import Discussions
 from web.metrics import RelayMetrics
 from web.replays import Replays
 from web.sessions import SessionRegistry
@@ -34,3 +35,4 @@ TIMESHIFTS = web.AppKey("timeshifts", Timeshifts)
 ATTENDANCE = web.AppKey("attendance", AttendanceLog)
 METRICS = web.AppKey("metrics", RelayMetrics)
 WALL = web.AppKey("wall", WallHub)
+DISCUSSIONS = web.AppKey("discussions", Discussions)

@@ -452,7 +452,13 @@ OPENAPI: dict[str, Any] = {
                           "403": _error, "410": _error, "413": _error, "415": _error,
                           "422": _error}}},
         "/whip/{session_id}": {"parameters": [_session_path_param],
-                               **_sdp_endpoint("whip", "Publish (WHIP, RFC 9725)")},
+                               **_sdp_endpoint(
+                                   "whip", "Publish (WHIP, RFC 9725). The session's "
+                                   "publish token publishes the program; a room's "
+                                   "invitation token publishes only that room's uplink "
+                                   "(its camera and microphone for questions, one per "
+                                   "invitation, a new one replacing the old), which "
+                                   "reaches nobody until it is put on stage")},
         "/whip/{session_id}/{resource_id}": {"parameters": _resource_path_params,
                                              **_resource_endpoint("WHIP")},
         "/whep/{session_id}": {"parameters": [_session_path_param],
@@ -943,3 +949,74 @@ OPENAPI["paths"]["/metrics"] = {"get": {
     "responses": {"200": {"description": "the metrics", "content": {
         "text/plain": {"schema": {"type": "string"}}}},
         "401": _error, "403": _error}}}
+
+
+# ---------------------------------------------------------------------- discussion (研讨)
+
+_hand = {"type": "object", "properties": {
+    "invitation_id": {"type": "string"}, "name": {"type": "string"},
+    "raised_at": {"type": "number"}}}
+_question = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "invitation_id": {"type": "string"},
+    "name": {"type": "string"},
+    "text": {"type": "string", "description": "plain text as typed (stripped), never HTML"},
+    "asked_at": {"type": "number"},
+    "status": {"type": "string", "enum": ["open", "answered", "dismissed"]},
+    "answer": {"type": ["string", "null"]}, "answered_at": {"type": ["number", "null"]}}}
+_uplink = {"type": "object", "properties": {
+    "invitation_id": {"type": "string"}, "name": {"type": "string"},
+    "present": {"type": "boolean", "description": "an uplink is published"},
+    "connected": {"type": "boolean"}, "muted": {"type": "boolean"},
+    "on_stage": {"type": "boolean"}}}
+OPENAPI["components"]["schemas"]["DiscussionState"] = {
+    "type": "object",
+    "description": "研讨 as one participant may see it. The presenter and admins see every "
+                   "hand (in the order raised), question and uplink; a room sees the same "
+                   "shape holding only its own hand, questions (with answers) and uplink, "
+                   "plus who is on stage and whether questions are locked",
+    "properties": {
+        "session_id": {"type": "string"},
+        "you": {"type": "object", "properties": {
+            "role": {"type": "string", "enum": ["room", "presenter", "admin"]},
+            "invitation_id": {"type": ["string", "null"]},
+            "name": {"type": ["string", "null"]}}},
+        "locked": {"type": "boolean", "description": "questions are closed"},
+        "stage": {"type": ["object", "null"], "properties": {
+            "invitation_id": {"type": "string"}, "name": {"type": "string"}}},
+        "hands": {"type": "array", "items": _hand},
+        "questions": {"type": "array", "items": _question},
+        "uplinks": {"type": "array", "items": _uplink},
+    },
+}
+OPENAPI["paths"]["/api/v1/sessions/{session_id}/events/ws"] = {
+    "parameters": [_session_path_param],
+    "get": {
+        "summary": "The room-events WebSocket (研讨: hands, questions, the stage). "
+                   "Authentication: a room's invitation token, the session's publish token "
+                   "(presenter) or the admin token, sent by a browser as a subprotocol "
+                   "(new WebSocket(url, ['zhixing.events.v1', 'bearer.' + token]); the server "
+                   "answers zhixing.events.v1) or by a script as Authorization: Bearer; or "
+                   "the admin login cookie with this server's Origin. The view token is "
+                   "refused (403). Server → client JSON texts: {type: 'state', state} on "
+                   "connect; {type: 'event', event, state} when the recipient's view "
+                   "changed; {type: 'ack' | 'error', ref, request, code, message} for each "
+                   "client message (ref = the client's id). Client → server, room: "
+                   "{type: 'hand', raised: bool} (6 a minute), {type: 'question', text} "
+                   "(≤ 500 characters, 3 a minute, refused while locked); presenter and "
+                   "admin: {type: 'answer', question_id, text} (≤ 1000), {type: 'dismiss', "
+                   "question_id}, {type: 'stage', invitation_id | null}, {type: 'mute', "
+                   "invitation_id, muted}, {type: 'lower_all_hands'}, {type: "
+                   "'lock_questions', locked}. Error codes: bad_json, bad_message, "
+                   "unknown_type, forbidden, empty, too_long, too_large, rate_limited, "
+                   "locked, not_found, unavailable, full; after 20 errors the socket closes "
+                   "(1008). Closed with 4000 when the session ends, 4003 when the room's "
+                   "invitation is revoked, 1001 when the server stops. Without an Upgrade "
+                   "header: the caller's state once, as JSON",
+        "security": _bearer,
+        "responses": {"101": {"description": "WebSocket upgrade"},
+                      "200": {"description": "the caller's view (no Upgrade header)",
+                              "content": _json({"type": "object", "properties": {
+                                  "type": {"type": "string", "enum": ["state"]},
+                                  "state": _schema("DiscussionState")}})},
+                      "401": _error, "403": _error, "404": _error, "410": _error}},
+}

@@ -6,6 +6,12 @@ candidates). ``PATCH`` on the resource adds trickled candidates; an ICE
 restart is answered ``422`` (aiortc cannot restart ICE: the client makes a new
 resource instead, which for a publisher replaces the old one and for a viewer
 is a new join). ``DELETE`` ends it.
+
+Who may do what: the session's publish token publishes the program; its
+view token views. A room's invitation token views, and publishes only that
+room's *uplink* (its own camera and microphone for questions): never the
+program, whatever it offers. An uplink reaches nobody until the presenter
+puts the room on stage (``web/discussion.py``).
 """
 
 from __future__ import annotations
@@ -69,8 +75,7 @@ def _authorized_session(request: web.Request) -> tuple[Session, str | None]:
     if session.ended_at is not None:
         raise Gone("this session has ended")
     if is_invitation_token(token):
-        if _role(request) is not Role.VIEW:
-            raise Forbidden("an invitation link can only view")
+        # WHEP: the room's viewer; WHIP: the room's uplink, never the program.
         invitation = check_invitation(request.app, token, session_id)
         return session, str(invitation["id"])
     request.app[TOKENS].require(token, _role(request), session_id)
@@ -91,10 +96,15 @@ async def create_resource(request: web.Request) -> web.Response:
     session, invitation_id = _authorized_session(request)
     offer = await _read_body(request, SDP)
     room = session.room
-    if _role(request) is Role.PUBLISH and request.app[REPLAYS].is_replay(session.id):
+    uplink = _role(request) is Role.PUBLISH and invitation_id is not None
+    if _role(request) is Role.PUBLISH and not uplink \
+            and request.app[REPLAYS].is_replay(session.id):
         raise Conflict("this session replays an archived lecture: it takes no publisher")
     try:
-        if _role(request) is Role.PUBLISH:
+        if uplink:
+            assert invitation_id is not None
+            resource_id, answer = await room.publish_uplink(invitation_id, offer)
+        elif _role(request) is Role.PUBLISH:
             resource_id, answer = await room.publish(offer)
         else:
             resource_id, answer = await room.view(offer, tag=invitation_id)
@@ -123,7 +133,7 @@ async def create_resource(request: web.Request) -> web.Response:
 def _resource(request: web.Request) -> tuple[Session, Peer]:
     session, invitation_id = _authorized_session(request)
     peer = session.room.resource(request.match_info["resource_id"])
-    kind = Role.PUBLISH if session.room.publisher is peer else Role.VIEW
+    kind = Role.PUBLISH if session.room.is_publisher(peer) else Role.VIEW
     if peer is None or kind is not _role(request):
         raise NotFound("no such resource (it may have ended)")
     if invitation_id is not None and getattr(peer, "tag", None) != invitation_id:

@@ -48,7 +48,7 @@ async def wall_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(WALL_PAGE, headers=PAGE_HEADERS)
 
 
-def _check_origin(request: web.Request) -> None:
+def check_origin(request: web.Request) -> None:
     """A cookie-authenticated upgrade must come from a page of this server."""
     allowed = {str(request.url.origin())}
     public = request.app[CONFIG].public_url
@@ -62,7 +62,7 @@ async def wall_socket(request: web.Request) -> web.StreamResponse:
     by_cookie = "Authorization" not in request.headers and COOKIE in request.cookies
     authenticate_admin(request)
     if by_cookie:
-        _check_origin(request)
+        check_origin(request)
     session = request.app[SESSIONS].get(request.match_info["session_id"])
     if session is None:
         raise NotFound("no such session")
