@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from web.app import create_app
 from web.config import Config
 
 ADMIN_TOKEN = "test-admin-token"
+ADMIN_PASSWORD = "test-admin-password"  # the admin account of ``admin_service``
 
 
 @dataclass
@@ -51,6 +53,33 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     async with aiohttp.ClientSession() as http:
         yield Service(str(server.make_url("")).rstrip("/"), http, app)
     await server.close()
+
+
+@pytest.fixture
+async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
+    """The service with the admin account's password set (ADMIN_PASSWORD), and a
+    client that keeps cookies (for logging in)."""
+    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
+                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN,
+                    admin_password=ADMIN_PASSWORD)
+    server = TestServer(create_app(config), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
+    await server.close()
+
+
+async def call_json(service: Service, method: str, path: str, body: Any = None,
+                    token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
+    """(status, parsed JSON body, or the text if it is not JSON)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with service.http.request(method, f"{service.base}{path}", json=body,
+                                    headers=headers) as response:
+        text = await response.text()
+        try:
+            return response.status, json.loads(text) if text else None
+        except ValueError:
+            return response.status, text
 
 
 @pytest.fixture

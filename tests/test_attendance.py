@@ -9,7 +9,6 @@ import asyncio
 import csv
 import datetime as dt
 import io
-import json
 import time
 import tracemalloc
 import xml.dom.minidom
@@ -26,7 +25,8 @@ from aiohttp.test_utils import TestServer
 
 from streaming.peers import Viewer
 from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
+from tests.conftest import call_json as call
 from tests.media import start_publisher, start_viewer
 from web import attendance, reports
 from web.app import create_app
@@ -40,7 +40,7 @@ from web.keys import ATTENDANCE, CATALOG
 API = "/api/v1"
 CHINA = dt.timezone(dt.timedelta(hours=8))
 BOM = "\ufeff"
-PASSWORD = "reports-test-password"
+PASSWORD = ADMIN_PASSWORD
 
 
 # --------------------------------------------------------------------------
@@ -291,16 +291,6 @@ def test_events_are_written_in_one_transaction_per_tick(schedule: Schedule) -> N
 # --------------------------------------------------------------------------
 # HTTP helpers
 
-async def call(service: Service, method: str, path: str, body: Any = None,
-               token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with service.http.request(method, f"{service.base}{path}", json=body,
-                                    headers=headers) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text) if text else None
-        except ValueError:
-            return response.status, text
 
 
 async def fetch(service: Service, path: str, token: str | None = ADMIN_TOKEN
@@ -857,15 +847,6 @@ async def test_csv_cells_that_excel_would_run_are_made_inert(service: Service) -
 # --------------------------------------------------------------------------
 # the page
 
-@pytest.fixture
-async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
-    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN, admin_password=PASSWORD)
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-    await server.close()
 
 
 async def test_the_reports_page_is_for_logged_in_admins(admin_service: Service) -> None:

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.browser import BrowserPage, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
-from web.app import create_app
-from web.config import Config
+from tests.conftest import ADMIN_PASSWORD, Service
 from web.console_page import qr_svg
 
-PASSWORD = "console-test-password"
+PASSWORD = ADMIN_PASSWORD
 UI_TIMEOUT = 15.0
 
 
-@pytest.fixture
-async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
-    """The service with an admin password set, and a client that keeps cookies."""
-    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN, admin_password=PASSWORD)
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-    await server.close()
 
 
 async def log_in(service: Service) -> None:

@@ -11,24 +11,19 @@ next to the picker, in Chinese. The items hold real lecture files.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from playwright.async_api import Dialog
 
 from recordings.finish import describe
 from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import ADMIN_PASSWORD, Service
 from tests.synthetic import make_lecture
-from web.app import create_app
-from web.config import Config
 from web.keys import ARCHIVE
 
-PASSWORD = "console-replay-password"
+PASSWORD = ADMIN_PASSWORD
 UI_TIMEOUT = 15.0
 LECTURE_SECONDS = 24.0
 FILLERS = 6  # with the two items below: a list long enough for the picker's filter
@@ -44,16 +39,6 @@ def lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return made
 
 
-@pytest.fixture
-async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
-    """The service with an admin password set, and a client that keeps cookies."""
-    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN, admin_password=PASSWORD)
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-    await server.close()
 
 
 def add_item(service: Service, source: Path, title: str, lecturer: str = "",

@@ -15,24 +15,19 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from playwright.async_api import Dialog, Response
 from yarl import URL
 
 from tests.archive_helpers import create_link, reader, record_item
 from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import Service
 from tests.media import start_publisher
 from tests.test_console_page import PASSWORD, log_in
 from tests.test_recording_functional import api
-from web.app import create_app
-from web.config import Config
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -40,16 +35,6 @@ UI_TIMEOUT = 15.0
 FINISH_TIMEOUT = 40.0
 
 
-@pytest.fixture
-async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
-    """The service with an admin password, and a client that keeps cookies."""
-    config = Config(host="127.0.0.1", port=0, data_dir=tmp_path / "data",
-                    ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN, admin_password=PASSWORD)
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-    await server.close()
 
 
 async def fetch(http: aiohttp.ClientSession, url: str | URL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import subprocess
 import time
@@ -18,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from recordings.finish import describe
 from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import call_json as call
 from tests.media import in_order, start_publisher, start_viewer
 from tests.synthetic import make_lecture
 from web.app import create_app
@@ -29,16 +29,6 @@ pytestmark = pytest.mark.webrtc
 API = "/api/v1"
 
 
-async def call(service: Service, method: str, path: str, body: Any = None,
-               token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with service.http.request(method, f"{service.base}{path}", json=body,
-                                    headers=headers) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text) if text else None
-        except ValueError:
-            return response.status, text
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 
 from tests import media
 from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import Service
+from tests.conftest import call_json as call
 from tests.media import in_order, start_publisher, start_viewer
 
 pytestmark = pytest.mark.webrtc
@@ -18,16 +18,6 @@ pytestmark = pytest.mark.webrtc
 API = "/api/v1"
 
 
-async def call(service: Service, method: str, path: str, body: Any = None,
-               token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with service.http.request(method, f"{service.base}{path}", json=body,
-                                    headers=headers) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text) if text else None
-        except ValueError:
-            return response.status, text
 
 
 async def invite(service: Service, session: dict[str, Any], name: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import media
 from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
+from tests.conftest import call_json as call
 from tests.media import start_publisher, start_viewer
 from web.app import create_app
 from web.cli import build_parser
@@ -27,7 +28,7 @@ from web.keys import METRICS
 from web.wall import CLOSE_ENDED, CRITICAL, NOTICE, OK, WARNING, SiteRecord, Wall
 
 API = "/api/v1"
-PASSWORD = "wall-test-password"
+PASSWORD = ADMIN_PASSWORD
 METRICS_TOKEN = "test-metrics-token"
 SNAPSHOT_TIMEOUT = 30.0
 
@@ -49,16 +50,6 @@ async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
     await server.close()
 
 
-async def call(service: Service, method: str, path: str, body: Any = None,
-               token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with service.http.request(method, f"{service.base}{path}", json=body,
-                                    headers=headers) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text) if text else None
-        except ValueError:
-            return response.status, text
 
 
 async def invite(service: Service, session: dict[str, Any], name: str,
