@@ -4,7 +4,9 @@
 URL fragment (``#token=...``), so it never reaches the server with the page
 request. The page polls ``GET /api/v1/sessions/{session_id}/presence`` (the
 session's publish token or the admin token) to see which invited sites
-(分课堂) are connected.
+(分课堂) are connected. The answer also carries the session's view token: the
+page watches the stage (a room on stage, 研讨) over WHEP with it, and whoever
+holds the publish token may see everything the view token shows anyway.
 """
 
 from __future__ import annotations
@@ -90,4 +92,5 @@ async def presence(request: web.Request) -> web.Response:
         and publisher.connection_state == "connected",
         "viewer_count": sum(1 for v in viewers if v.connection_state == "connected"),
         "sites": sites,
+        "view_token": session.view_token,
     }, headers={"Cache-Control": "no-store"})

@@ -2,7 +2,7 @@
 // the invited sub-classrooms (分课堂) and whether they are in.
 // The publish token comes in the URL fragment (#token=...), never in a request for the page.
 import { init, t } from "/static/i18n.js";
-import { loadIceServers, publish } from "/static/whip-client.js";
+import { loadIceServers, publish, view } from "/static/whip-client.js";
 
 const PRESETS = {
   "720p": { width: 1280, height: 720, maxBitrate: 2_500_000 },
@@ -18,7 +18,8 @@ const sessionId = decodeURIComponent(location.pathname.split("/").filter(Boolean
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
 
 // What the test harness and a curious operator can read.
-const zhixing = { state: "idle", error: null, pc: null, presence: null, attempts: 0 };
+const zhixing = { state: "idle", error: null, pc: null, presence: null, attempts: 0,
+                  discussion: null, stagePc: null };
 window.zhixing = zhixing;
 
 let stream = null; // the local MediaStream (preview and what is sent)
@@ -65,6 +66,7 @@ function renderAll() {
   renderError();
   renderSites();
   fillDevices(lastDevices);
+  renderDiscussion();
 }
 
 async function setLanguage(lang) {
@@ -460,12 +462,377 @@ async function pollPresence() {
       lastPresence = body;
       zhixing.presence = body;
       if (body.title) $("session-title").textContent = body.title;
+      if (body.view_token && body.view_token !== viewToken) {
+        viewToken = body.view_token;
+        updateStageViewer();
+      }
     }
   } catch (e) {
     presenceError = e.message || String(e);
   }
   renderSites();
   setTimeout(pollPresence, PRESENCE_INTERVAL_MS);
+}
+
+// ---------------------------------------------------------------- 研讨 (discussion)
+
+// The room-events socket with the publish token (as a subprotocol): hands,
+// questions and uplinks of every room; what we send changes the stage.
+const EVENTS_PROTOCOL = "zhixing.events.v1";
+const EVENTS_BACKOFF_S = [1, 2, 5, 10, 30];
+const CLOSE_ENDED = 4000;
+const ERROR_SHOWN_MS = 6000;
+const KNOWN_ERRORS = ["rate_limited", "unavailable", "not_found", "too_long", "empty",
+                      "forbidden", "single_hand"];
+
+let events = null;
+let eventsOpen = false;
+let eventsAttempt = 0;
+let eventsTimer = null;
+let nextMessageId = 1;
+const pendingAcks = new Map(); // message id -> what to do on ack
+let discussion = null;
+let discussError = null; // {key, values}
+let discussErrorTimer = null;
+const questionItems = new Map(); // question id -> its <li> (kept: a typed answer survives)
+let viewToken = null;
+let stageViewer = null; // {pc, stageStream, stop()} while someone is on stage
+let stageConnecting = false;
+let stageRetryTimer = null;
+let stageAttempt = 0;
+
+function connectEvents() {
+  if (events) return;
+  eventsTimer = null;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(
+    `${scheme}://${location.host}/api/v1/sessions/${encodeURIComponent(sessionId)}/events/ws`,
+    [EVENTS_PROTOCOL, `bearer.${token}`]);
+  events = socket;
+  socket.addEventListener("open", () => {
+    if (socket !== events) return;
+    eventsOpen = true;
+    eventsAttempt = 0;
+    renderDiscussion();
+  });
+  socket.addEventListener("message", (message) => {
+    if (socket === events) onEvent(message.data);
+  });
+  socket.addEventListener("close", (closed) => {
+    if (socket !== events) return;
+    events = null;
+    eventsOpen = false;
+    pendingAcks.clear();
+    renderDiscussion();
+    if (closed.code === CLOSE_ENDED) return; // the session is over
+    const seconds = EVENTS_BACKOFF_S[Math.min(eventsAttempt, EVENTS_BACKOFF_S.length - 1)];
+    eventsAttempt += 1;
+    eventsTimer = setTimeout(connectEvents, seconds * 1000);
+  });
+}
+
+function onEvent(data) {
+  let message;
+  try {
+    message = JSON.parse(data);
+  } catch (e) {
+    return;
+  }
+  if (message.type === "state" || message.type === "event") {
+    discussion = message.state;
+    zhixing.discussion = discussion;
+    renderDiscussion();
+    updateStageViewer();
+  } else if (message.type === "ack" || message.type === "error") {
+    const done = pendingAcks.get(message.ref);
+    pendingAcks.delete(message.ref);
+    if (message.type === "error") showDiscussError(message.code);
+    else if (done) done();
+  }
+}
+
+function sendEvent(type, fields = {}, onAck = null) {
+  if (!events || events.readyState !== WebSocket.OPEN) {
+    showDiscussError("offline");
+    return;
+  }
+  const id = nextMessageId++;
+  if (onAck) pendingAcks.set(id, onAck);
+  events.send(JSON.stringify({ type, id, ...fields }));
+}
+
+function showDiscussError(code) {
+  const key = code === "offline" || KNOWN_ERRORS.includes(code)
+    ? `presenter.discuss.error.${code}` : "presenter.discuss.error.other";
+  discussError = { key, values: { code: String(code || "") } };
+  clearTimeout(discussErrorTimer);
+  discussErrorTimer = setTimeout(() => {
+    discussError = null;
+    renderDiscussError();
+  }, ERROR_SHOWN_MS);
+  renderDiscussError();
+}
+
+function renderDiscussError() {
+  const el = $("discuss-error");
+  el.hidden = !discussError;
+  el.textContent = discussError ? t(discussError.key, discussError.values) : "";
+}
+
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString(document.documentElement.lang || "zh-CN",
+                                                     { hour12: false });
+}
+
+function button(key, onClick, className = "") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = t(key);
+  b.dataset.action = key.split(".").pop();
+  if (className) b.className = className;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function span(className, text) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+function uplinkOf(invitationId) {
+  return discussion ? discussion.uplinks.find((u) => u.invitation_id === invitationId) : null;
+}
+
+// A room may go on stage when its camera is up and not muted.
+function canStage(invitationId) {
+  const u = uplinkOf(invitationId);
+  return !!(u && u.present && !u.muted);
+}
+
+function none(key) {
+  const li = document.createElement("li");
+  li.className = "none";
+  li.textContent = t(key);
+  return li;
+}
+
+function renderHands() {
+  const items = discussion.hands.map((hand) => {
+    const li = document.createElement("li");
+    li.dataset.invitation = hand.invitation_id;
+    const stage = button("presenter.action.stage",
+                         () => sendEvent("stage", { invitation_id: hand.invitation_id }));
+    stage.disabled = !canStage(hand.invitation_id);
+    if (stage.disabled) stage.title = t("presenter.uplinks.no_camera");
+    li.append(span("name", hand.name), span("time", clock(hand.raised_at)), stage,
+              button("presenter.action.lower", () => lowerHand(hand.invitation_id)));
+    return li;
+  });
+  $("hands").replaceChildren(...(items.length ? items : [none("presenter.hands.none")]));
+}
+
+// No message lowers one room's hand; putting it on stage does. Lowering
+// every hand is what the server offers, so a single 放下 is "all but this".
+function lowerHand(invitationId) {
+  if (!discussion) return;
+  if (discussion.hands.length === 1 && discussion.hands[0].invitation_id === invitationId) {
+    sendEvent("lower_all_hands");
+  } else {
+    showDiscussError("single_hand");
+  }
+}
+
+function questionItem(q) {
+  let li = questionItems.get(q.id);
+  if (li) return li;
+  li = document.createElement("li");
+  li.dataset.id = String(q.id);
+  const head = document.createElement("div");
+  head.className = "q-head";
+  head.append(span("name", ""), span("time", ""), span("q-status", ""));
+  const text = document.createElement("p");
+  text.className = "q-text";
+  const answer = document.createElement("p");
+  answer.className = "q-answer";
+  const form = document.createElement("form");
+  form.className = "q-form";
+  const input = document.createElement("input");
+  input.type = "text";
+  input.maxLength = 1000;
+  input.className = "q-input";
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.dataset.action = "answer";
+  form.append(input, submit);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = input.value.trim();
+    if (!value) {
+      showDiscussError("empty");
+      return;
+    }
+    sendEvent("answer", { question_id: q.id, text: value }, () => { input.value = ""; });
+  });
+  const dismiss = button("presenter.action.dismiss",
+                         () => sendEvent("dismiss", { question_id: q.id }));
+  const stage = button("presenter.action.stage",
+                       () => sendEvent("stage", { invitation_id: q.invitation_id }));
+  const actions = document.createElement("div");
+  actions.className = "q-actions";
+  actions.append(dismiss, stage);
+  li.append(head, text, answer, form, actions);
+  questionItems.set(q.id, li);
+  return li;
+}
+
+function renderQuestions() {
+  const seen = new Set();
+  const items = discussion.questions.map((q) => {
+    seen.add(q.id);
+    const li = questionItem(q);
+    li.dataset.status = q.status;
+    const [head, text, answer, form, actions] = li.children;
+    head.children[0].textContent = q.name;
+    head.children[1].textContent = clock(q.asked_at);
+    head.children[2].textContent = t(`presenter.questions.status.${q.status}`);
+    text.textContent = q.text;
+    answer.hidden = !q.answer;
+    answer.textContent = q.answer ? t("presenter.questions.answer", { text: q.answer }) : "";
+    const input = form.querySelector("input");
+    input.placeholder = t("presenter.questions.answer_placeholder");
+    form.querySelector("button").textContent = t("presenter.action.answer");
+    const [dismiss, stage] = actions.children;
+    dismiss.textContent = t("presenter.action.dismiss");
+    dismiss.disabled = q.status === "dismissed";
+    stage.textContent = t("presenter.action.stage");
+    stage.disabled = !canStage(q.invitation_id)
+      || (discussion.stage && discussion.stage.invitation_id === q.invitation_id);
+    return li;
+  });
+  for (const id of [...questionItems.keys()]) if (!seen.has(id)) questionItems.delete(id);
+  // Open questions first, each group in the order asked.
+  items.sort((a, b) => (a.dataset.status !== "open") - (b.dataset.status !== "open"));
+  const list = $("questions");
+  if (!items.length) {
+    list.replaceChildren(none("presenter.questions.none"));
+    return;
+  }
+  // Move the kept items into place without re-creating them (focus stays).
+  if ([...list.children].some((el, i) => el !== items[i]) || list.children.length !== items.length) {
+    const focused = document.activeElement;
+    list.replaceChildren(...items);
+    if (focused && list.contains(focused)) focused.focus();
+  }
+}
+
+function renderUplinks() {
+  const stageId = discussion.stage ? discussion.stage.invitation_id : null;
+  const items = discussion.uplinks.map((u) => {
+    const li = document.createElement("li");
+    li.dataset.invitation = u.invitation_id;
+    li.dataset.onStage = String(u.on_stage);
+    const parts = [t(u.present ? (u.connected ? "presenter.uplinks.connected"
+                                              : "presenter.uplinks.connecting")
+                               : "presenter.uplinks.absent")];
+    if (u.muted) parts.push(t("presenter.uplinks.muted"));
+    if (u.on_stage) parts.push(t("presenter.uplinks.on_stage"));
+    const stage = u.invitation_id === stageId
+      ? button("presenter.stage.off", () => sendEvent("stage", { invitation_id: null }))
+      : button("presenter.action.stage",
+               () => sendEvent("stage", { invitation_id: u.invitation_id }));
+    if (u.invitation_id !== stageId) stage.disabled = !u.present || u.muted;
+    const mute = button(u.muted ? "presenter.action.unmute" : "presenter.action.mute",
+                        () => sendEvent("mute", { invitation_id: u.invitation_id,
+                                                  muted: !u.muted }));
+    li.append(span("name", u.name), span("badge", parts.join(" · ")), stage, mute);
+    return li;
+  });
+  $("uplinks").replaceChildren(...(items.length ? items : [none("presenter.uplinks.none")]));
+}
+
+function renderDiscussion() {
+  $("discuss").hidden = !discussion;
+  $("discuss-offline").hidden = eventsOpen || !discussion;
+  renderDiscussError();
+  if (!discussion) return;
+  const stage = discussion.stage;
+  $("on-stage").textContent = stage ? stage.name : t("presenter.stage.nobody");
+  $("stage-off").hidden = !stage;
+  $("stage-video").hidden = !(stage && stageViewer);
+  $("lock").textContent = t(discussion.locked ? "presenter.questions.unlock"
+                                              : "presenter.questions.lock");
+  $("lock").dataset.locked = String(discussion.locked);
+  $("lower-all").disabled = !discussion.hands.length;
+  renderHands();
+  renderQuestions();
+  renderUplinks();
+}
+
+// See and hear the stage while someone is on it (the program pair is not
+// offered: this page makes the program). Between turns nothing is open.
+async function updateStageViewer() {
+  const wanted = !!(discussion && discussion.stage && viewToken);
+  if (!wanted) {
+    clearTimeout(stageRetryTimer);
+    stageRetryTimer = null;
+    stageAttempt = 0;
+    if (stageViewer) {
+      const old = stageViewer;
+      stageViewer = null;
+      zhixing.stagePc = null;
+      $("stage-video").srcObject = null;
+      old.stop();
+    }
+    renderDiscussion();
+    return;
+  }
+  if (stageViewer || stageConnecting || stageRetryTimer) return;
+  stageConnecting = true;
+  let result;
+  try {
+    if (iceServers === null) iceServers = await loadIceServers();
+    result = await view(`/whep/${encodeURIComponent(sessionId)}`, viewToken, iceServers,
+                        { program: false });
+  } catch (e) {
+    stageConnecting = false;
+    retryStageViewer();
+    return;
+  }
+  stageConnecting = false;
+  stageViewer = result;
+  zhixing.stagePc = result.pc;
+  result.pc.addEventListener("connectionstatechange", () => {
+    if (stageViewer === result && ["failed", "closed"].includes(result.pc.connectionState)) {
+      stageViewer = null;
+      zhixing.stagePc = null;
+      result.stop();
+      retryStageViewer();
+    }
+  });
+  const stageVideo = $("stage-video");
+  stageVideo.srcObject = result.stageStream;
+  stageVideo.play().catch(() => {});
+  updateStageViewer(); // the stage may have emptied meanwhile
+  renderDiscussion();
+}
+
+function retryStageViewer() {
+  const seconds = EVENTS_BACKOFF_S[Math.min(stageAttempt, EVENTS_BACKOFF_S.length - 1)];
+  stageAttempt += 1;
+  stageRetryTimer = setTimeout(() => {
+    stageRetryTimer = null;
+    updateStageViewer();
+  }, seconds * 1000);
+}
+
+function setupDiscussion() {
+  $("stage-off").addEventListener("click", () => sendEvent("stage", { invitation_id: null }));
+  $("lower-all").addEventListener("click", () => sendEvent("lower_all_hands"));
+  $("lock").addEventListener("click", () =>
+    sendEvent("lock_questions", { locked: !(discussion && discussion.locked) }));
+  connectEvents();
 }
 
 // ---------------------------------------------------------------- start-up
@@ -487,6 +854,7 @@ if (!token) {
   $("preset").addEventListener("change", () => changePreset().catch(() => {}));
   navigator.mediaDevices?.addEventListener?.("devicechange", refreshDevices);
   pollPresence();
+  setupDiscussion();
   // Preview at once (this also asks for the permission the device names need).
   if (navigator.mediaDevices) media().catch(() => {});
   else showError("presenter.error.permission");

@@ -2,7 +2,7 @@
 // with the room's invitation token. Waits for the lecture without reloading,
 // reconnects by itself, shows the link quality and reports the headcount.
 import { init, language, t, switchLanguage } from "/static/i18n.js";
-import { loadIceServers, view } from "/static/whip-client.js";
+import { loadIceServers, publish, view } from "/static/whip-client.js";
 
 const POLL_MS = 4000;
 const STATS_MS = 2000;
@@ -17,7 +17,8 @@ const stage = $("stage");
 
 // For tests and for a person at the console: never holds the token.
 const state = { state: "connecting", error: null, pc: null, room: null, quality: null,
-                timeshift: "live" };
+                timeshift: "live", discussion: null, events: "closed", uplinkPc: null,
+                camera: "off" };
 window.zhixing = state;
 
 let viewer = null;
@@ -128,6 +129,7 @@ function finish(screen) {
     viewer = null;
     old.stop();
   }
+  stopDiscussion();
 }
 
 async function poll() {
@@ -186,7 +188,9 @@ async function connect() {
   state.timeshift = "live"; // a new connection starts live
   showTimeshift();
   video.srcObject = current.stream;
+  $("stage-video").srcObject = current.stageStream;
   play();
+  renderStage();
   current.pc.addEventListener("connectionstatechange", () => onConnectionState(current));
   onConnectionState(current);
 }
@@ -243,7 +247,8 @@ async function measure() {
   }
   let received = 0, lost = 0, jitter = null, fps = null, rtt = null;
   stats.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") {
+    if (s.type === "inbound-rtp" && s.kind === "video"
+        && (s.mid == null || s.mid === viewer.programVideoMid)) {
       received = s.packetsReceived || 0;
       lost = Math.max(0, s.packetsLost || 0);
       if (s.jitter != null) jitter = s.jitter * 1000;
@@ -329,6 +334,335 @@ async function reportHeadcount(event) {
   }
 }
 
+// ------------------------------------------------------------ 研讨 (discussion)
+
+// The room-events socket: this room's hand, its questions and their answers,
+// who is on stage. The token travels as a subprotocol, never in the URL.
+const EVENTS_PROTOCOL = "zhixing.events.v1";
+const EVENTS_BACKOFF_S = [1, 2, 5, 10, 30];
+const CLOSE_ENDED = 4000;
+const CLOSE_REVOKED = 4003;
+const QUESTION_MAX = 500;
+const ERROR_SHOWN_MS = 6000;
+const KNOWN_ERRORS = ["rate_limited", "locked", "too_long", "empty", "full", "unavailable",
+                      "forbidden", "not_found", "too_large"];
+
+let events = null;
+let eventsAttempt = 0;
+let eventsTimer = null;
+let nextMessageId = 1;
+const pending = new Map(); // message id -> what to do on ack
+let errorTimer = null;
+let uplink = null; // {pc, stop()} of this room's camera on its way to the server
+let cameraStream = null;
+
+function mine() {
+  const d = state.discussion;
+  return d && d.you ? d.you.invitation_id : null;
+}
+
+function connectEvents() {
+  if (finished || events || !state.room) return;
+  eventsTimer = null;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/api/v1/sessions/`
+    + `${encodeURIComponent(state.room.session_id)}/events/ws`;
+  let socket;
+  try {
+    socket = new WebSocket(url, [EVENTS_PROTOCOL, `bearer.${token}`]);
+  } catch (e) {
+    scheduleEvents();
+    return;
+  }
+  events = socket;
+  state.events = "connecting";
+  socket.addEventListener("open", () => {
+    if (socket !== events) return;
+    eventsAttempt = 0;
+    state.events = "open";
+    renderDiscussion();
+  });
+  socket.addEventListener("message", (message) => {
+    if (socket === events) onEvent(message.data);
+  });
+  socket.addEventListener("close", (closed) => {
+    if (socket !== events) return;
+    events = null;
+    state.events = "closed";
+    pending.clear();
+    renderDiscussion();
+    if (closed.code === CLOSE_ENDED || closed.code === CLOSE_REVOKED) {
+      poll(); // shows the end, or the link gone
+      if (closed.code === CLOSE_ENDED) return;
+    }
+    scheduleEvents();
+  });
+}
+
+function scheduleEvents() {
+  if (finished || eventsTimer) return;
+  const seconds = EVENTS_BACKOFF_S[Math.min(eventsAttempt, EVENTS_BACKOFF_S.length - 1)];
+  eventsAttempt += 1;
+  eventsTimer = setTimeout(connectEvents, seconds * 1000);
+}
+
+function stopDiscussion() {
+  clearTimeout(eventsTimer);
+  eventsTimer = null;
+  if (events) {
+    const old = events;
+    events = null;
+    old.close();
+  }
+  stopCamera();
+  state.discussion = null;
+  renderDiscussion();
+}
+
+function onEvent(data) {
+  let message;
+  try {
+    message = JSON.parse(data);
+  } catch (e) {
+    return;
+  }
+  if (message.type === "state" || message.type === "event") {
+    state.discussion = message.state;
+    renderDiscussion();
+  } else if (message.type === "ack" || message.type === "error") {
+    const done = pending.get(message.ref);
+    pending.delete(message.ref);
+    if (message.type === "error") showDiscussError(message.code);
+    else if (done) done();
+  }
+}
+
+// Send one message; onAck runs when the server accepted it.
+function send(type, fields = {}, onAck = null) {
+  if (!events || events.readyState !== WebSocket.OPEN) {
+    showDiscussError("offline");
+    return false;
+  }
+  const id = nextMessageId++;
+  if (onAck) pending.set(id, onAck);
+  events.send(JSON.stringify({ type, id, ...fields }));
+  return true;
+}
+
+function showDiscussError(code) {
+  const el = $("discuss-error");
+  const key = code === "offline" || KNOWN_ERRORS.includes(code)
+    ? `room.discuss.error.${code}` : "room.discuss.error.other";
+  el.textContent = t(key, { code: String(code || "") });
+  el.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { el.hidden = true; }, ERROR_SHOWN_MS);
+}
+
+function statusText(question) {
+  return t(`room.question.status.${question.status}`);
+}
+
+function renderQuestions(questions) {
+  const items = questions.slice().reverse().map((q) => {
+    const li = document.createElement("li");
+    li.dataset.status = q.status;
+    li.dataset.id = String(q.id);
+    const text = document.createElement("p");
+    text.className = "q-text";
+    text.textContent = q.text;
+    const status = document.createElement("span");
+    status.className = "q-status";
+    status.textContent = statusText(q);
+    li.append(status, text);
+    if (q.answer) {
+      const answer = document.createElement("p");
+      answer.className = "q-answer";
+      answer.textContent = t("room.question.answer", { text: q.answer });
+      li.append(answer);
+    }
+    return li;
+  });
+  if (!items.length) {
+    const li = document.createElement("li");
+    li.className = "none";
+    li.textContent = t("room.question.none");
+    items.push(li);
+  }
+  $("my-questions").replaceChildren(...items);
+}
+
+function renderDiscussion() {
+  const d = state.discussion;
+  $("discuss").hidden = !d || finished;
+  renderStage();
+  renderCamera();
+  if (!d) return;
+  const me = mine();
+  const raised = d.hands.some((h) => h.invitation_id === me);
+  const hand = $("hand");
+  hand.textContent = t(raised ? "room.hand.lower" : "room.hand.raise");
+  hand.dataset.raised = String(raised);
+  $("hand-note").textContent = state.events !== "open" ? t("room.discuss.offline")
+    : raised ? t("room.hand.raised") : "";
+  $("question-submit").disabled = d.locked;
+  $("question").disabled = d.locked;
+  $("question").placeholder = t(d.locked ? "room.question.locked" : "room.question.placeholder");
+  renderQuestions(d.questions);
+}
+
+function countQuestion() {
+  const length = $("question").value.length;
+  const el = $("question-count");
+  el.textContent = t("room.question.count", { count: length, max: QUESTION_MAX });
+  el.classList.toggle("error", length > QUESTION_MAX);
+}
+
+function ask(event) {
+  event.preventDefault();
+  const text = $("question").value.trim();
+  if (!text) {
+    showDiscussError("empty");
+    return;
+  }
+  if (text.length > QUESTION_MAX) {
+    showDiscussError("too_long");
+    return;
+  }
+  send("question", { text }, () => {
+    $("question").value = "";
+    countQuestion();
+  });
+}
+
+function toggleHand() {
+  const d = state.discussion;
+  if (!d) return;
+  const raised = d.hands.some((h) => h.invitation_id === mine());
+  send("hand", { raised: !raised });
+}
+
+// ------------------------------------------------------------ the stage
+
+// Someone on stage: their picture over the program, with their sound. This
+// room's own turn shows its picture as the others see it, without its sound
+// (it would come back into its own microphone).
+function renderStage() {
+  const d = state.discussion;
+  const on = d && d.stage ? d.stage : null;
+  const box = $("stage-box");
+  const stageVideo = $("stage-video");
+  const show = !!(on && viewer && !finished);
+  box.hidden = !show;
+  state.stage = show ? on.invitation_id : null;
+  if (!show) {
+    stageVideo.pause();
+    return;
+  }
+  $("stage-name").textContent = t("room.stage.label", { name: on.name });
+  stageVideo.muted = on.invitation_id === mine() || video.muted;
+  if (stageVideo.paused) stageVideo.play().catch(() => {});
+}
+
+// ------------------------------------------------------------ this room's camera
+
+function renderCamera() {
+  const d = state.discussion;
+  const me = mine();
+  const on = state.camera !== "off";
+  $("camera-start").hidden = on;
+  $("camera-stop").hidden = !on;
+  $("camera-preview").hidden = !on;
+  const onAir = $("on-air");
+  const uplinkState = d ? d.uplinks.find((u) => u.invitation_id === me) : null;
+  let key = null;
+  if (state.camera === "starting") key = "room.camera.starting";
+  else if (state.camera === "on" && d && d.stage && d.stage.invitation_id === me) {
+    key = "room.camera.onstage";
+  } else if (state.camera === "on" && uplinkState && uplinkState.muted) key = "room.camera.muted";
+  else if (state.camera === "on") key = "room.camera.on";
+  onAir.hidden = !key;
+  onAir.textContent = key ? t(key) : "";
+  onAir.dataset.state = key ? key.split(".").pop() : "";
+}
+
+async function startCamera() {
+  if (state.camera !== "off" || finished || !state.room) return;
+  state.camera = "starting";
+  renderCamera();
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 25 } },
+      audio: { echoCancellation: true, noiseSuppression: true },
+    });
+  } catch (e) {
+    state.camera = "off";
+    showCameraError("room.camera.failed", e);
+    renderCamera();
+    return;
+  }
+  $("camera-preview").srcObject = cameraStream;
+  try {
+    const result = await publish(`/whip/${encodeURIComponent(state.room.session_id)}`, token,
+                                 cameraStream, iceServers);
+    if (state.camera !== "starting") {
+      result.stop();
+      return;
+    }
+    uplink = result;
+  } catch (e) {
+    stopCamera();
+    showCameraError(e && e.status ? "room.camera.rejected" : "room.camera.failed", e);
+    return;
+  }
+  state.uplinkPc = uplink.pc;
+  state.camera = "on";
+  const pc = uplink.pc;
+  pc.addEventListener("connectionstatechange", () => {
+    if (uplink && uplink.pc === pc && pc.connectionState === "failed") {
+      stopCamera();
+      showCameraError("room.camera.lost", null);
+    }
+  });
+  renderCamera();
+}
+
+function stopCamera() {
+  const wasOn = state.camera !== "off";
+  state.camera = "off";
+  if (uplink) {
+    const old = uplink;
+    uplink = null;
+    old.stop();
+  }
+  state.uplinkPc = null;
+  if (cameraStream) {
+    for (const track of cameraStream.getTracks()) track.stop();
+    cameraStream = null;
+  }
+  $("camera-preview").srcObject = null;
+  if (wasOn) renderCamera();
+}
+
+function showCameraError(key, e) {
+  const el = $("discuss-error");
+  el.textContent = t(key, { error: (e && (e.message || e.name)) || "" });
+  el.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { el.hidden = true; }, ERROR_SHOWN_MS);
+}
+
+function setupDiscussion() {
+  $("camera-start").addEventListener("click", startCamera);
+  $("camera-stop").addEventListener("click", stopCamera);
+  $("hand").addEventListener("click", toggleHand);
+  $("ask").addEventListener("submit", ask);
+  $("question").addEventListener("input", countQuestion);
+  countQuestion();
+  video.addEventListener("volumechange", renderStage); // 点击开启声音 covers the stage too
+  window.addEventListener("pagehide", () => { if (uplink) uplink.stop(); });
+}
+
 // ------------------------------------------------------------------- start
 
 async function main() {
@@ -348,6 +682,7 @@ async function main() {
   $("timeshift-live").addEventListener("click", () => setTimeshift("live"));
   video.addEventListener("playing", () => { if (!video.muted) $("unmute").hidden = true; });
 
+  setupDiscussion();
   await poll();
   setInterval(poll, POLL_MS);
   setInterval(measure, STATS_MS);
@@ -359,11 +694,12 @@ async function main() {
   }
   if (state.room) {
     connect();
+    connectEvents();
   } else {
     // The first poll failed (network): keep trying until the room is known.
     const wait = setInterval(() => {
       if (finished) clearInterval(wait);
-      else if (state.room) { clearInterval(wait); connect(); }
+      else if (state.room) { clearInterval(wait); connect(); connectEvents(); }
     }, 1000);
   }
 }

@@ -79,18 +79,32 @@ export async function publish(url, token, stream, iceServers = []) {
   };
 }
 
-// View a session's program (and later stage) slots; resolves to
-// {pc, stream, resourceUrl, stop()}.
-export async function view(url, token, iceServers = []) {
+// View a session's slots: the offer's first video + audio pair is the program,
+// the second pair the stage (a room on stage after the lecture). Either pair
+// may be left out (offered inactive, so the stage stays the second pair).
+// Resolves to {pc, stream, stageStream, resourceUrl, stop()}.
+export async function view(url, token, iceServers = [], { program = true, stage = true } = {}) {
   const pc = new RTCPeerConnection({ iceServers });
   const stream = new MediaStream();
-  pc.addTransceiver("video", { direction: "recvonly" });
-  pc.addTransceiver("audio", { direction: "recvonly" });
-  pc.addEventListener("track", (event) => stream.addTrack(event.track));
+  const stageStream = new MediaStream();
+  const pair = (wanted) => {
+    const direction = wanted ? "recvonly" : "inactive";
+    return [pc.addTransceiver("video", { direction }), pc.addTransceiver("audio", { direction })];
+  };
+  const programPair = pair(program);
+  const stagePair = pair(stage);
+  pc.addEventListener("track", (event) => {
+    if (stagePair.includes(event.transceiver)) stageStream.addTrack(event.track);
+    else if (programPair.includes(event.transceiver)) stream.addTrack(event.track);
+  });
   const resourceUrl = await negotiateOrClose(pc, url, token);
   return {
     pc,
     stream,
+    stageStream,
+    // The mids of each pair's video, for telling their getStats() apart.
+    programVideoMid: programPair[0].mid,
+    stageVideoMid: stagePair[0].mid,
     resourceUrl,
     async stop() {
       pc.close();
