@@ -469,6 +469,7 @@ MESSAGES: list[tuple[str, Callable[[int, Setup], dict[str, Any]], set[str]]] = [
     ("dismiss", lambda q, s: {"question_id": q}, MODERATOR),
     ("stage", lambda q, s: {"invitation_id": None}, MODERATOR),
     ("mute", lambda q, s: {"invitation_id": s.a["id"], "muted": True}, MODERATOR),
+    ("lower_hand", lambda q, s: {"invitation_id": s.a["id"]}, MODERATOR),
     ("lower_all_hands", lambda q, s: {}, MODERATOR),
     ("lock_questions", lambda q, s: {"locked": False}, MODERATOR),
 ]

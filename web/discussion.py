@@ -50,8 +50,8 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_REVOKED = 4003  # close code: the room's invitation was revoked
 
 ROOM_TYPES = frozenset({"hand", "question"})
-MODERATOR_TYPES = frozenset({"answer", "dismiss", "stage", "mute", "lower_all_hands",
-                             "lock_questions"})
+MODERATOR_TYPES = frozenset({"answer", "dismiss", "stage", "mute", "lower_hand",
+                             "lower_all_hands", "lock_questions"})
 MESSAGE_TYPES = ROOM_TYPES | MODERATOR_TYPES
 
 
@@ -339,6 +339,12 @@ class Discussion:
         assert invitation_id is not None
         self.room.mute_uplink(invitation_id, muted)
         return "mute"
+
+    def _on_lower_hand(self, who: Participant, message: dict[str, Any]) -> str:
+        invitation_id = self._invitation(message)
+        assert invitation_id is not None
+        self.hands.pop(invitation_id, None)
+        return "hand"
 
     def _on_lower_all_hands(self, who: Participant, message: dict[str, Any]) -> str:
         self.hands.clear()

@@ -483,7 +483,7 @@ const EVENTS_BACKOFF_S = [1, 2, 5, 10, 30];
 const CLOSE_ENDED = 4000;
 const ERROR_SHOWN_MS = 6000;
 const KNOWN_ERRORS = ["rate_limited", "unavailable", "not_found", "too_long", "empty",
-                      "forbidden", "single_hand"];
+                      "forbidden"];
 
 let events = null;
 let eventsOpen = false;
@@ -633,15 +633,8 @@ function renderHands() {
   $("hands").replaceChildren(...(items.length ? items : [none("presenter.hands.none")]));
 }
 
-// No message lowers one room's hand; putting it on stage does. Lowering
-// every hand is what the server offers, so a single 放下 is "all but this".
 function lowerHand(invitationId) {
-  if (!discussion) return;
-  if (discussion.hands.length === 1 && discussion.hands[0].invitation_id === invitationId) {
-    sendEvent("lower_all_hands");
-  } else {
-    showDiscussError("single_hand");
-  }
+  if (discussion) sendEvent("lower_hand", { invitation_id: invitationId });
 }
 
 function questionItem(q) {
