@@ -2,6 +2,7 @@
 // the invited sub-classrooms (分课堂) and whether they are in.
 // The publish token comes in the URL fragment (#token=...), never in a request for the page.
 import { init, t } from "/static/i18n.js";
+import { EventsClient } from "/static/events-client.js";
 import { loadIceServers, publish, view } from "/static/whip-client.js";
 
 const PRESETS = {
@@ -478,19 +479,13 @@ async function pollPresence() {
 
 // The room-events socket with the publish token (as a subprotocol): hands,
 // questions and uplinks of every room; what we send changes the stage.
-const EVENTS_PROTOCOL = "zhixing.events.v1";
-const EVENTS_BACKOFF_S = [1, 2, 5, 10, 30];
-const CLOSE_ENDED = 4000;
+const STAGE_BACKOFF_S = [1, 2, 5, 10, 30];
 const ERROR_SHOWN_MS = 6000;
 const KNOWN_ERRORS = ["rate_limited", "unavailable", "not_found", "too_long", "empty",
                       "forbidden"];
 
-let events = null;
+let events = null; // EventsClient
 let eventsOpen = false;
-let eventsAttempt = 0;
-let eventsTimer = null;
-let nextMessageId = 1;
-const pendingAcks = new Map(); // message id -> what to do on ack
 let discussion = null;
 let discussError = null; // {key, values}
 let discussErrorTimer = null;
@@ -502,63 +497,26 @@ let stageRetryTimer = null;
 let stageAttempt = 0;
 
 function connectEvents() {
-  if (events) return;
-  eventsTimer = null;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(
-    `${scheme}://${location.host}/api/v1/sessions/${encodeURIComponent(sessionId)}/events/ws`,
-    [EVENTS_PROTOCOL, `bearer.${token}`]);
-  events = socket;
-  socket.addEventListener("open", () => {
-    if (socket !== events) return;
-    eventsOpen = true;
-    eventsAttempt = 0;
-    renderDiscussion();
+  events = new EventsClient({
+    sessionId, token,
+    onState: (state) => {
+      discussion = state;
+      zhixing.discussion = discussion;
+      renderDiscussion();
+      updateStageViewer();
+    },
+    onError: showDiscussError,
+    onStatus: (status) => {
+      eventsOpen = status === "open";
+      renderDiscussion();
+    },
   });
-  socket.addEventListener("message", (message) => {
-    if (socket === events) onEvent(message.data);
-  });
-  socket.addEventListener("close", (closed) => {
-    if (socket !== events) return;
-    events = null;
-    eventsOpen = false;
-    pendingAcks.clear();
-    renderDiscussion();
-    if (closed.code === CLOSE_ENDED) return; // the session is over
-    const seconds = EVENTS_BACKOFF_S[Math.min(eventsAttempt, EVENTS_BACKOFF_S.length - 1)];
-    eventsAttempt += 1;
-    eventsTimer = setTimeout(connectEvents, seconds * 1000);
-  });
-}
-
-function onEvent(data) {
-  let message;
-  try {
-    message = JSON.parse(data);
-  } catch (e) {
-    return;
-  }
-  if (message.type === "state" || message.type === "event") {
-    discussion = message.state;
-    zhixing.discussion = discussion;
-    renderDiscussion();
-    updateStageViewer();
-  } else if (message.type === "ack" || message.type === "error") {
-    const done = pendingAcks.get(message.ref);
-    pendingAcks.delete(message.ref);
-    if (message.type === "error") showDiscussError(message.code);
-    else if (done) done();
-  }
+  events.start();
 }
 
 function sendEvent(type, fields = {}, onAck = null) {
-  if (!events || events.readyState !== WebSocket.OPEN) {
-    showDiscussError("offline");
-    return;
-  }
-  const id = nextMessageId++;
-  if (onAck) pendingAcks.set(id, onAck);
-  events.send(JSON.stringify({ type, id, ...fields }));
+  if (events) events.send(type, fields, onAck);
+  else showDiscussError("offline");
 }
 
 function showDiscussError(code) {
@@ -812,7 +770,7 @@ async function updateStageViewer() {
 }
 
 function retryStageViewer() {
-  const seconds = EVENTS_BACKOFF_S[Math.min(stageAttempt, EVENTS_BACKOFF_S.length - 1)];
+  const seconds = STAGE_BACKOFF_S[Math.min(stageAttempt, STAGE_BACKOFF_S.length - 1)];
   stageAttempt += 1;
   stageRetryTimer = setTimeout(() => {
     stageRetryTimer = null;

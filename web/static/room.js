@@ -2,6 +2,7 @@
 // with the room's invitation token. Waits for the lecture without reloading,
 // reconnects by itself, shows the link quality and reports the headcount.
 import { init, language, t, switchLanguage } from "/static/i18n.js";
+import { CLOSE_ENDED, CLOSE_REVOKED, EventsClient } from "/static/events-client.js";
 import { loadIceServers, publish, view } from "/static/whip-client.js";
 
 const POLL_MS = 4000;
@@ -337,21 +338,13 @@ async function reportHeadcount(event) {
 // ------------------------------------------------------------ 研讨 (discussion)
 
 // The room-events socket: this room's hand, its questions and their answers,
-// who is on stage. The token travels as a subprotocol, never in the URL.
-const EVENTS_PROTOCOL = "zhixing.events.v1";
-const EVENTS_BACKOFF_S = [1, 2, 5, 10, 30];
-const CLOSE_ENDED = 4000;
-const CLOSE_REVOKED = 4003;
+// who is on stage.
 const QUESTION_MAX = 500;
 const ERROR_SHOWN_MS = 6000;
 const KNOWN_ERRORS = ["rate_limited", "locked", "too_long", "empty", "full", "unavailable",
                       "forbidden", "not_found", "too_large"];
 
-let events = null;
-let eventsAttempt = 0;
-let eventsTimer = null;
-let nextMessageId = 1;
-const pending = new Map(); // message id -> what to do on ack
+let events = null; // EventsClient
 let errorTimer = null;
 let uplink = null; // {pc, stop()} of this room's camera on its way to the server
 let cameraStream = null;
@@ -363,90 +356,40 @@ function mine() {
 
 function connectEvents() {
   if (finished || events || !state.room) return;
-  eventsTimer = null;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${scheme}://${location.host}/api/v1/sessions/`
-    + `${encodeURIComponent(state.room.session_id)}/events/ws`;
-  let socket;
-  try {
-    socket = new WebSocket(url, [EVENTS_PROTOCOL, `bearer.${token}`]);
-  } catch (e) {
-    scheduleEvents();
-    return;
-  }
-  events = socket;
-  state.events = "connecting";
-  socket.addEventListener("open", () => {
-    if (socket !== events) return;
-    eventsAttempt = 0;
-    state.events = "open";
-    renderDiscussion();
+  events = new EventsClient({
+    sessionId: state.room.session_id, token,
+    onState: (discussion) => {
+      state.discussion = discussion;
+      renderDiscussion();
+    },
+    onError: showDiscussError,
+    onStatus: (status) => {
+      state.events = status;
+      renderDiscussion();
+    },
+    onClose: (code) => {
+      if (code === CLOSE_ENDED || code === CLOSE_REVOKED) poll(); // the end, or the link gone
+      return !finished;
+    },
   });
-  socket.addEventListener("message", (message) => {
-    if (socket === events) onEvent(message.data);
-  });
-  socket.addEventListener("close", (closed) => {
-    if (socket !== events) return;
-    events = null;
-    state.events = "closed";
-    pending.clear();
-    renderDiscussion();
-    if (closed.code === CLOSE_ENDED || closed.code === CLOSE_REVOKED) {
-      poll(); // shows the end, or the link gone
-      if (closed.code === CLOSE_ENDED) return;
-    }
-    scheduleEvents();
-  });
-}
-
-function scheduleEvents() {
-  if (finished || eventsTimer) return;
-  const seconds = EVENTS_BACKOFF_S[Math.min(eventsAttempt, EVENTS_BACKOFF_S.length - 1)];
-  eventsAttempt += 1;
-  eventsTimer = setTimeout(connectEvents, seconds * 1000);
+  events.start();
 }
 
 function stopDiscussion() {
-  clearTimeout(eventsTimer);
-  eventsTimer = null;
   if (events) {
-    const old = events;
+    events.stop();
     events = null;
-    old.close();
   }
   stopCamera();
   state.discussion = null;
   renderDiscussion();
 }
 
-function onEvent(data) {
-  let message;
-  try {
-    message = JSON.parse(data);
-  } catch (e) {
-    return;
-  }
-  if (message.type === "state" || message.type === "event") {
-    state.discussion = message.state;
-    renderDiscussion();
-  } else if (message.type === "ack" || message.type === "error") {
-    const done = pending.get(message.ref);
-    pending.delete(message.ref);
-    if (message.type === "error") showDiscussError(message.code);
-    else if (done) done();
-  }
-}
-
 // Send one message; onAck runs when the server accepted it.
 function send(type, fields = {}, onAck = null) {
-  if (!events || events.readyState !== WebSocket.OPEN) {
-    showDiscussError("offline");
-    return false;
-  }
-  const id = nextMessageId++;
-  if (onAck) pending.set(id, onAck);
-  events.send(JSON.stringify({ type, id, ...fields }));
-  return true;
+  if (events) return events.send(type, fields, onAck);
+  showDiscussError("offline");
+  return false;
 }
 
 function showDiscussError(code) {
