@@ -2,6 +2,7 @@
 // units, courses, sites, the lecture archive and library links.
 // Talks to /api/v1/ with the login cookie; every unsafe call sends X-CSRF-Token.
 import { init, t, apply, language, switchLanguage } from "/static/i18n.js";
+import { ApiError, clearErrors, fieldErrors } from "/static/forms.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null,
@@ -23,10 +24,6 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-class ApiError extends Error {
-  constructor(status, text) { super(text); this.status = status; }
-}
-
 async function api(method, path, body, contentType = "application/json") {
   const headers = {};
   if (method !== "GET") headers["X-CSRF-Token"] = state.csrf;
@@ -41,18 +38,6 @@ async function api(method, path, body, contentType = "application/json") {
   const reply = await response.json().catch(() => ({}));
   if (!response.ok) throw new ApiError(response.status, reply.error || String(response.status));
   return reply;
-}
-
-// "invalid fields: title (error.required), row 2 (error.duplicate_site)" → {field: key}
-function fieldErrors(text) {
-  const found = {};
-  const body = text.replace(/^invalid fields: /, "");
-  for (const match of body.matchAll(/(?:^|, )([^,(]+?) \((error\.[a-z_]+)\)/g)) found[match[1]] = match[2];
-  return found;
-}
-
-function clearErrors(form) {
-  for (const node of form.querySelectorAll(".field-error, .form-error")) node.textContent = "";
 }
 
 function showErrors(form, error) {

@@ -2,6 +2,7 @@
 // districts, a district's sites over a date range; charts are SVG drawn by the
 // server, CSV downloads come straight from the API (login cookie, GET only).
 import { init, t, language, switchLanguage } from "/static/i18n.js";
+import { ApiError, clearErrors, fieldErrors } from "/static/forms.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const UTC_OFFSET = String(-new Date().getTimezoneOffset());
@@ -19,10 +20,6 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-class ApiError extends Error {
-  constructor(status, text) { super(text); this.status = status; }
-}
-
 function url(path, params = {}) {
   const query = new URLSearchParams({ ...params, utc_offset: UTC_OFFSET });
   return `/api/v1${path}?${query}`;
@@ -36,14 +33,6 @@ async function get(path, params) {
   return reply;
 }
 
-// "invalid fields: from (error.bad_date), to (error.date_order)" → {field: key}
-function fieldErrors(text) {
-  const found = {};
-  const body = text.replace(/^invalid fields: /, "");
-  for (const match of body.matchAll(/(?:^|, )([^,(]+?) \((error\.[a-z_]+)\)/g)) found[match[1]] = match[2];
-  return found;
-}
-
 function showError(form, error) {
   const fields = error.status === 422 ? fieldErrors(error.message) : {};
   let placed = false;
@@ -52,10 +41,6 @@ function showError(form, error) {
     if (slot) { slot.textContent = t(key); placed = true; }
   }
   if (!placed) $(".form-error", form).textContent = t("reports.failed", { message: error.message });
-}
-
-function clearErrors(form) {
-  for (const node of form.querySelectorAll(".field-error, .form-error")) node.textContent = "";
 }
 
 const locale = () => (language() === "en" ? "en-GB" : "zh-CN");
