@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 NOTICE_INTERVAL = 10.0  # at most one notice of a kind per item in this many seconds
 MAX_NOTICES = 20
 STATES = ("recording", "finishing", "ready", "failed")
+# Items with their course's title and unit.
+ITEMS_SQL = ("SELECT a.*, c.title AS course_title, c.unit_id AS unit_id, u.name AS unit_name "
+             "FROM archive_items a LEFT JOIN courses c ON c.id = a.course_id "
+             "LEFT JOIN units u ON u.id = c.unit_id")
 
 
 class StateConflict(Exception):
@@ -75,10 +79,7 @@ class Archive:
     # ------------------------------------------------------------------ catalog
 
     def _row(self, item_id: str) -> dict[str, Any] | None:
-        return self.db.one(
-            "SELECT a.*, c.title AS course_title, c.unit_id AS unit_id, u.name AS unit_name "
-            "FROM archive_items a LEFT JOIN courses c ON c.id = a.course_id "
-            "LEFT JOIN units u ON u.id = c.unit_id WHERE a.id = ?", (item_id,))
+        return self.db.one(ITEMS_SQL + " WHERE a.id = ?", (item_id,))
 
     def item(self, item_id: str) -> dict[str, Any]:
         row = self._row(item_id) if valid_item_id(item_id) else None
@@ -105,9 +106,7 @@ class Archive:
             where.append("(a.title LIKE ? ESCAPE '\\' OR a.lecturer LIKE ? ESCAPE '\\' "
                          "OR c.title LIKE ? ESCAPE '\\')")
             params += [pattern, pattern, pattern]
-        sql = ("SELECT a.*, c.title AS course_title, c.unit_id AS unit_id, u.name AS unit_name "
-               "FROM archive_items a LEFT JOIN courses c ON c.id = a.course_id "
-               "LEFT JOIN units u ON u.id = c.unit_id")
+        sql = ITEMS_SQL
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY a.recorded_at DESC, a.created_at DESC"

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from web.api import InvalidFields, base_url, read_json, require_admin
-from web.archive import StateConflict
+from web.archive import STATES, StateConflict
 from web.catalog import Invalid, Missing
 from web.errors import Conflict, NotAuthorized, NotFound
 from web.keys import ARCHIVE, LIBRARY_LINKS, SESSIONS
@@ -133,7 +133,7 @@ async def list_items(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     if role == "reader":
         state = "ready"
-    elif state is not None and state not in ("recording", "finishing", "ready", "failed"):
+    elif state is not None and state not in STATES:
         raise InvalidFields({"state": "error.bad_choice"})
     query = request.query.get("q", "").strip()[:100] or None
     items = request.app[ARCHIVE].items(
