@@ -209,7 +209,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     )
 
 
-def _session(request: web.Request) -> Session:
+def session_of(request: web.Request) -> Session:
+    """The session named by the route's ``session_id``, or 404."""
     session = request.app[SESSIONS].get(request.match_info["session_id"])
     if session is None:
         raise NotFound("no such session")
@@ -218,7 +219,7 @@ def _session(request: web.Request) -> Session:
 
 async def get_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     body = describe(request, session)
     body["stats"] = await session.room.stats() if session.ended_at is None else None
     return web.json_response(body)
@@ -226,7 +227,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def update_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     data = await read_json(request)
     try:
         session = request.app[SESSIONS].update(session, data)
@@ -238,7 +239,7 @@ async def update_session(request: web.Request) -> web.Response:
 
 async def start_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     if session.ended_at is not None:
         raise Unprocessable("this session has ended")
     return web.json_response(describe(request, request.app[SESSIONS].start(session)))
@@ -250,7 +251,7 @@ REPLAY_ACTIONS = ("start", "pause", "resume", "seek")
 async def control_replay(request: web.Request) -> web.Response:
     """Start now, pause, resume or seek a replay session's program."""
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     data = await read_json(request)
     action = data.get("action")
     if action not in REPLAY_ACTIONS:
@@ -269,7 +270,7 @@ async def control_replay(request: web.Request) -> web.Response:
 
 async def delete_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     archive = request.app[ARCHIVE]
     if archive.recording_of(session.id) is not None:
         archive.stop_recording(session.id)  # the lecture is over: finish its recording
@@ -296,7 +297,7 @@ def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str,
 
 async def create_invitation(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     if session.ended_at is not None:
         raise Unprocessable("this session has ended")
     data = await read_json(request)
@@ -315,7 +316,7 @@ async def create_invitation(request: web.Request) -> web.Response:
 
 async def list_invitations(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     connected = {viewer.tag for viewer in session.room.viewers.values()
                  if viewer.connection_state == "connected"}
     items = []

@@ -21,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import InvalidFields, base_url, read_json, require_admin
+from web.api import InvalidFields, base_url, read_json, require_admin, session_of
 from web.archive import STATES, StateConflict
 from web.catalog import Invalid, Missing
 from web.errors import Conflict, NotAuthorized, NotFound
-from web.keys import ARCHIVE, LIBRARY_LINKS, SESSIONS
+from web.keys import ARCHIVE, LIBRARY_LINKS
 from web.login import COOKIE as ADMIN_COOKIE
 from web.login import authenticate_admin
 
@@ -79,16 +79,9 @@ def reader_role(request: web.Request) -> str:
 # ---------------------------------------------------------------------- recording
 
 
-def _session(request: web.Request) -> Any:
-    session = request.app[SESSIONS].get(request.match_info["session_id"])
-    if session is None:
-        raise NotFound("no such session")
-    return session
-
-
 async def start_recording(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     try:
         item = request.app[ARCHIVE].start_recording(session.row, session.room.program)
     except StateConflict as exc:
@@ -99,7 +92,7 @@ async def start_recording(request: web.Request) -> web.Response:
 
 async def get_recording(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     recording = request.app[ARCHIVE].recording_of(session.id)
     if recording is None:
         raise NotFound("this session is not being recorded")
@@ -108,7 +101,7 @@ async def get_recording(request: web.Request) -> web.Response:
 
 async def stop_recording(request: web.Request) -> web.Response:
     require_admin(request)
-    session = _session(request)
+    session = session_of(request)
     try:
         item = request.app[ARCHIVE].stop_recording(session.id)
     except StateConflict as exc:

@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from web.api import session_of
 from web.discussion import (
     MAX_ERRORS,
     MESSAGE_MAX_BYTES,
@@ -45,9 +46,9 @@ from web.discussion import (
     Refused,
     Subscriber,
 )
-from web.errors import Forbidden, Gone, NotAuthorized, NotFound
+from web.errors import Forbidden, Gone, NotAuthorized
 from web.invitations import check_invitation, is_invitation_token
-from web.keys import CATALOG, DISCUSSIONS, SESSIONS, TOKENS
+from web.keys import CATALOG, DISCUSSIONS, TOKENS
 from web.login import COOKIE, authenticate_admin
 from web.sessions import Session
 from web.tokens import Role, bearer_token
@@ -203,9 +204,7 @@ def _receive(discussion: Discussion, who: Participant, connection: _Connection,
 
 
 async def events_socket(request: web.Request) -> web.StreamResponse:
-    session = request.app[SESSIONS].get(request.match_info["session_id"])
-    if session is None:
-        raise NotFound("no such session")
+    session = session_of(request)
     if session.ended_at is not None or session.room.closed:
         raise Gone("this session has ended")
     who = _participant(request, session)

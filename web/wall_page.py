@@ -21,8 +21,9 @@ from aiohttp import web
 from yarl import URL
 
 from web import i18n
+from web.api import session_of
 from web.console_page import logged_in
-from web.errors import Forbidden, NotFound
+from web.errors import Forbidden
 from web.keys import ARCHIVE, CATALOG, CONFIG, SESSIONS, WALL
 from web.login import COOKIE, PAGE_HEADERS, authenticate_admin
 from web.wall import SiteHistory, Wall, WallHub
@@ -63,9 +64,7 @@ async def wall_socket(request: web.Request) -> web.StreamResponse:
     authenticate_admin(request)
     if by_cookie:
         check_origin(request)
-    session = request.app[SESSIONS].get(request.match_info["session_id"])
-    if session is None:
-        raise NotFound("no such session")
+    session = session_of(request)
     hub = request.app[WALL]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT)
     if not ws.can_prepare(request).ok:
