@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recordings.finish import FinishError, FinishResult
-from recordings.recorder import Recorder
+from recordings.recorder import STAGE_PATTERN, Label, Recorder
 from streaming.slot import Slot
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class Recordings:
         self.root.mkdir(parents=True, exist_ok=True)
         self._on_event = on_event or (lambda item, kind, detail: None)
         self._min_free = min_free_bytes
-        self.active: dict[str, Recorder] = {}
+        self.active: dict[str, Recorder] = {}  # the program recorder of each item
+        self.stage: dict[str, Recorder] = {}  # the stage recorder of each item
         self._finishing: dict[str, asyncio.subprocess.Process] = {}
         self._finish_lock = asyncio.Lock()
         self._sync_task: asyncio.Task[None] | None = None
@@ -56,13 +57,27 @@ class Recordings:
 
     # ---------------------------------------------------------------- recording
 
-    def start(self, item_id: str, slot: Slot) -> Recorder:
+    def start(self, item_id: str, slot: Slot, stage: Slot | None = None,
+              label: Label | None = None) -> Recorder:
+        """Record ``slot`` (the program) into the item, and ``stage`` beside it
+        on the same timeline; ``label`` names a stage source (its room)."""
         directory = self.item_dir(item_id)
 
         def on_event(kind: str, detail: str) -> None:
             if kind == "failed":
                 self.active.pop(item_id, None)
+                stage_recorder = self.stage.pop(item_id, None)
+                if stage_recorder is not None:
+                    stage_recorder.stop()
             self._on_event(item_id, kind, detail)
+
+        def on_stage_event(kind: str, detail: str) -> None:
+            # The stage is secondary: its failure is a notice, the lecture
+            # goes on being recorded.
+            if kind == "failed":
+                self.stage.pop(item_id, None)
+            if kind != "segment":
+                self._on_event(item_id, "stage-" + kind, detail)
 
         kwargs: dict[str, Any] = {}
         if self._min_free is not None:
@@ -70,11 +85,20 @@ class Recordings:
         recorder = Recorder(directory, slot, on_event, **kwargs)
         self.active[item_id] = recorder
         recorder.start()
+        if stage is not None:
+            stage_recorder = Recorder(directory, stage, on_stage_event, pattern=STAGE_PATTERN,
+                                      origin=lambda: recorder.started_at, label=label,
+                                      **kwargs)
+            self.stage[item_id] = stage_recorder
+            stage_recorder.start()
         if self._sync_task is None or self._sync_task.done():
             self._sync_task = asyncio.create_task(self._sync_loop())
         return recorder
 
     def stop(self, item_id: str) -> Recorder | None:
+        stage_recorder = self.stage.pop(item_id, None)
+        if stage_recorder is not None:
+            stage_recorder.stop()
         recorder = self.active.pop(item_id, None)
         if recorder is not None:
             recorder.stop()
@@ -85,7 +109,7 @@ class Recordings:
         loop = asyncio.get_running_loop()
         while self.active:
             await asyncio.sleep(SYNC_INTERVAL)
-            for recorder in list(self.active.values()):
+            for recorder in [*self.active.values(), *self.stage.values()]:
                 recorder.flush()
                 fd = recorder.sync_to_disk()
                 if fd is None:

@@ -57,9 +57,27 @@ RESTART_WINDOW = 60.0
 MIN_FREE_BYTES = 64 * 1024 * 1024  # stop before the disk is completely full
 FREE_CHECK_INTERVAL = 5.0
 SEGMENT_PATTERN = "seg-{:04d}.mkv"
+STAGE_PATTERN = "stage-{:04d}.mkv"  # the stage slot's segments, same timeline
 MS = Fraction(1, 1000)
 
 EventCallback = Callable[[str, str], None]
+Origin = Callable[[], float | None]
+Label = Callable[[object | None], str | None]
+
+
+def update_sidecar(segment: Path, **values: Any) -> None:
+    """Merge ``values`` into the JSON written next to a segment (atomically)."""
+    sidecar = segment.with_suffix(".json")
+    try:
+        current = json.loads(sidecar.read_text())
+        if not isinstance(current, dict):
+            current = {}
+    except (FileNotFoundError, ValueError):
+        current = {}
+    current.update(values)
+    tmp = sidecar.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(current))
+    os.replace(tmp, sidecar)
 
 
 class RecordingStopped(Exception):
@@ -185,7 +203,14 @@ class _TrackSink:
 
 
 class Recorder:
-    """Records one slot into ``directory/parts`` until :meth:`stop`."""
+    """Records one slot into ``directory/parts`` until :meth:`stop`.
+
+    The program slot's recorder starts the recording's clock at its first
+    keyframe. The stage slot's recorder (``pattern=STAGE_PATTERN``) takes that
+    clock as its ``origin``, so its segments sit on the lecture's timeline:
+    each is one room's time on stage, starting where wall time says, and its
+    sidecar names the room (``label`` of the slot's source).
+    """
 
     def __init__(
         self,
@@ -195,6 +220,9 @@ class Recorder:
         clock: Callable[[], float] = time.monotonic,
         free_space: Callable[[Path], int] | None = None,
         min_free_bytes: int = MIN_FREE_BYTES,
+        pattern: str = SEGMENT_PATTERN,
+        origin: Origin | None = None,
+        label: Label | None = None,
     ) -> None:
         self.directory = directory
         self.parts = directory / "parts"
@@ -205,6 +233,9 @@ class Recorder:
         self._clock = clock
         self._free_space = free_space or (lambda path: shutil.disk_usage(path).free)
         self._min_free = min_free_bytes
+        self._pattern = pattern
+        self._origin = origin
+        self._label = label
         self.stats = RecorderStats()
         self._sinks = {"video": _TrackSink(self, "video"), "audio": _TrackSink(self, "audio")}
         self._writer: SegmentWriter | None = None
@@ -224,6 +255,11 @@ class Recorder:
         self._corrected = False
         self._next_free_check = 0.0
         self.running = False
+
+    @property
+    def started_at(self) -> float | None:
+        """Our clock at the recording's 0 ms (None until the first keyframe)."""
+        return self._started_at
 
     # ---------------------------------------------------------------- control
 
@@ -309,7 +345,8 @@ class Recorder:
                 return
             self._open_segment(frame, now, source)
         writer = self._writer
-        assert writer is not None
+        if writer is None:
+            return  # the timeline has not started yet (no program keyframe)
         seconds = self._segment_start + (frame.timestamp - self._video_origin) / frame.clock_rate
         self._write(writer, frame, seconds)
 
@@ -363,20 +400,21 @@ class Recorder:
         """The sender has reported since this segment's audio was placed by
         arrival: note the exact correction next to it, for finishing to apply."""
         self._corrected = True
-        sidecar = writer.path.with_suffix(".json")
-        tmp = sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"audio_shift": round(shift, 4)}))
-        os.replace(tmp, sidecar)
+        update_sidecar(writer.path, audio_shift=round(shift, 4))
         logger.info("recording %s: %s audio is %+.0f ms off by the sender's reports",
                     self.directory.name, writer.path.name, shift * 1000)
 
     # ---------------------------------------------------------------- segments
 
     def _open_segment(self, frame: EncodedFrame, now: float, source: object | None) -> None:
+        if self._origin is not None and self._started_at is None:
+            self._started_at = self._origin()
+            if self._started_at is None:
+                return  # the timeline we follow has not started
         self._check_free_space()
         size = frame_size(self._codec, frame.data) or self._size or (640, 360)
         index = self.stats.segments + 1
-        path = self.parts / SEGMENT_PATTERN.format(index)
+        path = self.parts / self._pattern.format(index)
         writer = SegmentWriter(path, self._codec, frame.data, size)
         self.stats.segments = index
         if self._started_at is None:
@@ -391,6 +429,8 @@ class Recorder:
         self._writer = writer
         self._source = source
         self._size = size
+        if self._label is not None:
+            update_sidecar(path, source=self._label(source))
         self._segment_start = start_ms / 1000
         self._video_origin = frame.timestamp
         self._audio_offset = None

@@ -79,8 +79,10 @@ def encode_video(codec: str, seconds: float, flashes: list[float], video_start: 
     return out
 
 
-def encode_audio(seconds: float, flashes: list[float]) -> list[tuple[int, bytes, float]]:
-    """(ticks, data, capture seconds) per 20 ms Opus frame; beeps at the flashes."""
+def encode_audio(seconds: float, flashes: list[float],
+                 tone: float = 1000.0) -> list[tuple[int, bytes, float]]:
+    """(ticks, data, capture seconds) per 20 ms Opus frame; beeps of ``tone`` Hz
+    at the flashes."""
     encoder: Any = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = SAMPLE_RATE
     encoder.layout = "mono"
@@ -91,7 +93,7 @@ def encode_audio(seconds: float, flashes: list[float]) -> list[tuple[int, bytes,
     signal = np.zeros(total)
     for start in flashes:
         window = (t >= start) & (t < start + BEEP_SECONDS)
-        signal[window] = 0.5 * np.sin(2 * np.pi * 1000 * (t[window] - start))
+        signal[window] = 0.5 * np.sin(2 * np.pi * tone * (t[window] - start))
     samples = (signal * 32767).astype(np.int16)
     out = []
     for offset in range(0, total - AUDIO_FRAME + 1, AUDIO_FRAME):
@@ -107,7 +109,8 @@ def encode_audio(seconds: float, flashes: list[float]) -> list[tuple[int, bytes,
 def stream(codec: str, seconds: float, *, video_start: float = 0.3,
            sender_epoch: float = 3_900_000_000.0, video_delay: float = 0.12,
            audio_delay: float = 0.02, reports_after: float = 0.0,
-           width: int = 320, height: int = 240) -> tuple[list[Timed], list[float]]:
+           width: int = 320, height: int = 240,
+           tone: float = 1000.0) -> tuple[list[Timed], list[float]]:
     """Frames of both tracks in arrival order, and the flash capture times.
 
     The sender captures audio from 0 and video from ``video_start`` (seconds);
@@ -123,12 +126,36 @@ def stream(codec: str, seconds: float, *, video_start: float = 0.3,
         frame = EncodedFrame("video", codec, data, ticks, 90_000, key, None,
                              sender_epoch + captured if captured >= reports_after else None)
         frames.append(Timed(frame, captured + video_delay))
-    for ticks, data, captured in encode_audio(seconds, flashes):
+    for ticks, data, captured in encode_audio(seconds, flashes, tone):
         frame = EncodedFrame("audio", "opus", data, ticks, SAMPLE_RATE, True, None,
                              sender_epoch + captured if captured >= reports_after else None)
         frames.append(Timed(frame, captured + audio_delay))
     frames.sort(key=lambda timed: timed.arrival)
     return frames, flashes
+
+
+def tone_levels(path: str, tone: float, window: float = 0.05) -> list[tuple[float, float]]:
+    """(start seconds, amplitude of ``tone`` Hz) per ``window`` of a file's
+    first audio track (first channel): where a tone can be heard."""
+    samples: list[Any] = []
+    first: float | None = None
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+        for frame in container.decode(stream):
+            if first is None and frame.pts is not None:
+                first = float(frame.pts * stream.time_base)
+            for converted in resampler.resample(frame):
+                samples.append(converted.to_ndarray()[0])
+    signal = np.concatenate(samples) if samples else np.zeros(0)
+    size = int(window * SAMPLE_RATE)
+    t = np.arange(size) / SAMPLE_RATE
+    probe = np.exp(-2j * np.pi * tone * t)
+    levels = []
+    for offset in range(0, len(signal) - size + 1, size):
+        amplitude = 2 * abs(np.dot(signal[offset:offset + size], probe)) / size
+        levels.append(((first or 0.0) + offset / SAMPLE_RATE, float(amplitude)))
+    return levels
 
 
 def measure_av_offsets(path: str) -> tuple[list[float], list[float]]:

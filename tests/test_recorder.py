@@ -18,11 +18,11 @@ import av
 import pytest
 
 from recordings.finish import finish
-from recordings.recorder import FREE_CHECK_INTERVAL, Recorder
+from recordings.recorder import FREE_CHECK_INTERVAL, STAGE_PATTERN, Recorder
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
-from tests.synthetic import Timed, measure_av_offsets, stream
+from tests.synthetic import Timed, measure_av_offsets, stream, tone_levels
 
 
 class Clock:
@@ -164,6 +164,108 @@ async def test_sender_reports_that_come_late_still_align_the_finished_file(
     assert shift == pytest.approx(0.1, abs=0.01)
     result = finish(tmp_path / "item")
     check_offsets(tmp_path / "item" / result.media_file, len(flashes) - 1)
+
+
+def heard_at(levels: list[tuple[float, float]], threshold: float = 0.1) -> list[float]:
+    """Onsets of a tone: the first loud window after a quiet one."""
+    onsets: list[float] = []
+    quiet = True
+    for start, level in levels:
+        if level > threshold and quiet:
+            onsets.append(start)
+        quiet = level <= threshold
+    return onsets
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_the_stage_is_heard_in_the_lecture_and_seen_in_its_own_file(
+        tmp_path: Path, codec: str) -> None:
+    """A room's turn on stage: its voice is mixed into the lecture's audio over
+    its turn only, its picture goes into the stage file, named by the room."""
+    clock = Clock()
+    program, lecturer = make_slot(codec, clock)
+    stage = Slot("stage", codec, aiortc_glue.make_packetizer, clock=clock)
+    room = Source()
+    room.tag = "invitation-a"  # type: ignore[attr-defined]
+    item = tmp_path / "item"
+    recorder = Recorder(item, program, clock=clock)
+    stage_recorder = Recorder(item, stage, clock=clock, pattern=STAGE_PATTERN,
+                              origin=lambda: recorder.started_at,
+                              label=lambda source: getattr(source, "tag", None))
+    recorder.start()
+    stage_recorder.start()
+    # The lecture: 12 s with 1 kHz beeps; the room: 4 s with 2.5 kHz beeps,
+    # brought on stage 4 s after the lecture's first picture.
+    lecture, lecture_flashes = stream(codec, 12.0)
+    turn, turn_flashes = stream(codec, 4.0, tone=2500.0)
+    timeline = [(1000.0 + t.arrival, program, lecturer, t) for t in lecture]
+    timeline += [(1004.0 + t.arrival, stage, room, t) for t in turn]
+    timeline.sort(key=lambda entry: entry[0])
+    stage.attach(room)
+    for at, slot, source, timed in timeline:
+        clock.now = at
+        slot.push(source, timed.frame)
+    stage_recorder.stop()
+    recorder.stop()
+    program.close()
+    stage.close()
+    assert stage_recorder.stats.segments == 1
+    result = finish(item)
+    media = item / result.media_file
+    assert decode_errors(media) == ""
+    # The lecture's first picture arrived at 1000.42 s, the room's at 1004.42 s.
+    assert len(result.stage) == 1
+    turn_info = result.stage[0]
+    assert turn_info["at"] == pytest.approx(4.0, abs=0.05)
+    assert turn_info["offset"] == 0.0
+    assert turn_info["source"] == "invitation-a"
+    assert turn_info["duration"] == pytest.approx(3.7, abs=0.15)
+    # The room's voice is in the lecture's audio at its beeps, and nowhere
+    # else; onsets are read by counting decoded samples (as a player plays
+    # them) in 5 ms windows.
+    room_beeps = heard_at(tone_levels(str(media), 2500.0, window=0.005))
+    expected = [4.0 + flash - 0.3 for flash in turn_flashes]
+    assert len(room_beeps) == len(expected), room_beeps
+    for heard, at in zip(room_beeps, expected, strict=True):
+        assert heard == pytest.approx(at, abs=0.008), (room_beeps, expected)
+    # The lecturer is heard throughout, every beep where it was: the mixed
+    # stretch decodes to exactly the samples it replaced (no drift after it).
+    lecturer_beeps = heard_at(tone_levels(str(media), 1000.0, window=0.005))
+    expected = [flash - 0.3 for flash in lecture_flashes if flash - 0.3 < result.duration]
+    assert len(lecturer_beeps) == len(expected), lecturer_beeps
+    for heard, at in zip(lecturer_beeps, expected, strict=True):
+        assert heard == pytest.approx(at, abs=0.008), (lecturer_beeps, expected)
+    # Only the turn was decoded and encoded again.
+    assert 3.4 < result.mixed_seconds < 4.5, result.mixed_seconds
+    # The stage file holds the room's picture and sound from 0.
+    assert result.stage_file == ("stage.mp4" if codec == "H264" else "stage.webm")
+    stage_file = item / result.stage_file
+    assert decode_errors(stage_file) == ""
+    probe = ffprobe(stage_file)
+    assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+    assert float(probe["format"]["duration"]) == pytest.approx(3.7, abs=0.2)
+    stage_beeps = heard_at(tone_levels(str(stage_file), 2500.0))
+    assert [round(beep, 1) for beep in stage_beeps] == [
+        round(flash - 0.3, 1) for flash in turn_flashes], stage_beeps
+
+
+async def test_a_lecture_without_a_stage_is_only_remuxed(tmp_path: Path) -> None:
+    clock = Clock()
+    program, lecturer = make_slot("H264", clock)
+    stage = Slot("stage", "H264", aiortc_glue.make_packetizer, clock=clock)
+    recorder = Recorder(tmp_path / "item", program, clock=clock)
+    stage_recorder = Recorder(tmp_path / "item", stage, clock=clock, pattern=STAGE_PATTERN,
+                              origin=lambda: recorder.started_at)
+    recorder.start()
+    stage_recorder.start()
+    feed(program, lecturer, clock, stream("H264", 4.0)[0])
+    stage_recorder.stop()
+    recorder.stop()
+    program.close()
+    stage.close()
+    result = finish(tmp_path / "item")
+    assert (result.stage_file, result.stage, result.mixed_seconds) == (None, [], 0.0)
+    assert not list((tmp_path / "item").glob("stage*"))
 
 
 async def test_a_new_source_continues_the_same_item_in_a_new_segment(tmp_path: Path) -> None:

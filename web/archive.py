@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 import shutil
@@ -123,6 +124,11 @@ class Archive:
                               if ready and row["has_poster"] else None)
         item["mime_type"] = ("video/mp4" if (row["media_file"] or "").endswith(".mp4")
                              else "video/webm") if ready else None
+        # The rooms' turns on stage: their sound is in the media, their
+        # pictures in the stage media, at ``offset`` for the lecture's ``at``.
+        item["stage_url"] = f"/archive/{row['id']}/stage" if ready and row["stage_file"] \
+            else None
+        item["stage"] = json.loads(row["stage_turns"] or "[]") if item["stage_url"] else []
         return item
 
     def create_item(self, *, title: str, recorded_at: float, origin: str = "recording",
@@ -177,8 +183,9 @@ class Archive:
         self.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
         shutil.rmtree(directory, ignore_errors=True)
 
-    def media_path(self, item_id: str, poster: bool = False) -> Any:
-        """The file to serve for a ready item, or raise Missing."""
+    def media_path(self, item_id: str, poster: bool = False, stage: bool = False) -> Any:
+        """The file to serve for a ready item (its lecture, poster or stage),
+        or raise Missing."""
         row = self._row(item_id) if valid_item_id(item_id) else None
         if row is None or row["state"] != "ready" or not row["media_file"]:
             raise Missing()
@@ -187,6 +194,10 @@ class Archive:
             if not row["has_poster"]:
                 raise Missing()
             return directory / POSTER_NAME
+        if stage:
+            if not row["stage_file"]:
+                raise Missing()
+            return directory / str(row["stage_file"])
         return directory / str(row["media_file"])
 
     # ------------------------------------------------------------------ recording
@@ -208,8 +219,10 @@ class Archive:
             "notices": [notice.json() for notice in live.notices],
         }
 
-    def start_recording(self, session_row: Mapping[str, Any], slot: Slot) -> dict[str, Any]:
-        """Start recording a session's program slot into a new item."""
+    def start_recording(self, session_row: Mapping[str, Any], slot: Slot,
+                        stage: Slot | None = None) -> dict[str, Any]:
+        """Start recording a session's program slot into a new item, and its
+        stage slot beside it (the rooms brought on stage, named by invitation)."""
         session_id = str(session_row["id"])
         if session_id in self._live:
             raise StateConflict("this session is already being recorded")
@@ -224,7 +237,7 @@ class Archive:
         item_id = item["id"]
         self._live[session_id] = _Live(item_id, session_id, now)
         try:
-            self.recordings.start(item_id, slot)
+            self.recordings.start(item_id, slot, stage, label=_uplink_invitation)
         except BaseException:
             del self._live[session_id]
             self.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
@@ -260,7 +273,9 @@ class Archive:
         live.last_notice[kind] = now
         messages = {"segment": "new segment (the source or picture size changed)",
                     "restart": f"the writer failed and was restarted: {detail}",
-                    "failed": f"recording stopped: {detail}"}
+                    "failed": f"recording stopped: {detail}",
+                    "stage-restart": f"the stage writer failed and was restarted: {detail}",
+                    "stage-failed": f"the stage is no longer recorded: {detail}"}
         live.notices.append(Notice(now, kind, messages.get(kind, detail)))
 
     def _begin_finishing(self, item_id: str) -> None:
@@ -291,8 +306,24 @@ class Archive:
                   duration=result.duration, size=result.size,
                   video_codec=result.video_codec, audio_codec=result.audio_codec,
                   width=result.width, height=result.height, media_file=result.media_file,
-                  has_poster=int(result.poster))
+                  has_poster=int(result.poster), stage_file=result.stage_file,
+                  stage_turns=json.dumps(self._named_turns(result.stage), ensure_ascii=False))
         logger.info("item %s finished: %.1f s, %d bytes", item_id, result.duration, result.size)
+
+    def _named_turns(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The stage's turns with the name of the room each was (by invitation)."""
+        named = []
+        for turn in turns:
+            site = None
+            if isinstance(turn.get("source"), str):
+                site = self.db.one("SELECT s.name, s.org_path FROM invitations i "
+                                   "JOIN sites s ON s.id = i.site_id WHERE i.id = ?",
+                                   (turn["source"],))
+            named.append({"at": turn["at"], "offset": turn["offset"],
+                          "duration": turn["duration"],
+                          "site_name": site["name"] if site else None,
+                          "org_path": site["org_path"] if site else None})
+        return named
 
     async def recover(self) -> None:
         """At start-up: finish the items a crash or shutdown left unfinished."""
@@ -317,6 +348,12 @@ class Archive:
                 await task
         self._live.clear()
         await self.recordings.close()
+
+
+def _uplink_invitation(source: object | None) -> str | None:
+    """The invitation whose uplink fills the stage (a publisher's tag)."""
+    tag = getattr(source, "tag", None)
+    return tag if isinstance(tag, str) else None
 
 
 # ---------------------------------------------------------------------- library links

@@ -45,6 +45,7 @@ def routes() -> list[web.RouteDef]:
         web.delete("/api/v1/archive/{item_id}", delete_item),
         web.get("/archive/{item_id}/media", media),
         web.get("/archive/{item_id}/poster.jpg", poster),
+        web.get("/archive/{item_id}/stage", stage_media),
         web.post("/api/v1/library-links", create_link),
         web.get("/api/v1/library-links", list_links),
         web.delete("/api/v1/library-links/{link_id}", revoke_link),
@@ -83,7 +84,8 @@ async def start_recording(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
     try:
-        item = request.app[ARCHIVE].start_recording(session.row, session.room.program)
+        room = session.room
+        item = request.app[ARCHIVE].start_recording(session.row, room.program, room.stage)
     except StateConflict as exc:
         raise Conflict(str(exc)) from exc
     return web.json_response(item, status=201,
@@ -170,11 +172,12 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _serve(request: web.Request, poster: bool) -> web.StreamResponse:
+async def _serve(request: web.Request, poster: bool = False,
+                 stage: bool = False) -> web.StreamResponse:
     reader_role(request)
     archive = request.app[ARCHIVE]
     try:
-        path = archive.media_path(request.match_info["item_id"], poster=poster)
+        path = archive.media_path(request.match_info["item_id"], poster=poster, stage=stage)
     except Missing as exc:
         raise NotFound("no such archive item") from exc
     root = archive.recordings.root.resolve()
@@ -191,6 +194,11 @@ async def media(request: web.Request) -> web.StreamResponse:
 
 async def poster(request: web.Request) -> web.StreamResponse:
     return await _serve(request, poster=True)
+
+
+async def stage_media(request: web.Request) -> web.StreamResponse:
+    """The rooms' pictures of the discussion, their turns one after another."""
+    return await _serve(request, stage=True)
 
 
 # ---------------------------------------------------------------------- library links

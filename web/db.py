@@ -158,6 +158,12 @@ MIGRATIONS: Sequence[str] = (
         alive_at REAL NOT NULL
     );
     """,
+    # 5: the stage (研讨) in the archive: the file with the rooms' pictures
+    # and the list of their turns (JSON: at, offset, duration, site name).
+    """
+    ALTER TABLE archive_items ADD COLUMN stage_file TEXT;
+    ALTER TABLE archive_items ADD COLUMN stage_turns TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 

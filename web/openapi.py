@@ -508,6 +508,17 @@ OPENAPI["components"]["schemas"].update({
                           "description": "the lecture file (HTTP Range), once ready"},
             "poster_url": {"type": ["string", "null"]},
             "mime_type": {"type": ["string", "null"]},
+            "stage_url": {"type": ["string", "null"],
+                          "description": "the rooms' pictures on stage (研讨), their turns "
+                                         "one after another; their sound is in the media"},
+            "stage": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "at": {"type": "number", "description": "seconds into the lecture"},
+                    "offset": {"type": "number", "description": "seconds into the stage file"},
+                    "duration": {"type": "number"},
+                    "site_name": {"type": ["string", "null"]},
+                    "org_path": {"type": ["string", "null"]}}}},
             "created_at": {"type": "number"},
         },
     },
@@ -607,6 +618,16 @@ OPENAPI["paths"].update({
     "/archive/{item_id}/media": {
         "parameters": [_item_path_param],
         "get": {"summary": "The lecture file (MP4 or WebM); supports Range",
+                "security": _reader,
+                "responses": {"200": {"description": "the whole file"},
+                              "206": {"description": "the requested range"},
+                              "401": _error, "403": _error, "404": _error,
+                              "416": {"description": "range out of bounds"}}},
+    },
+    "/archive/{item_id}/stage": {
+        "parameters": [_item_path_param],
+        "get": {"summary": "The stage file: the rooms brought on stage, turn after turn "
+                           "(same container as the lecture); supports Range",
                 "security": _reader,
                 "responses": {"200": {"description": "the whole file"},
                               "206": {"description": "the requested range"},
