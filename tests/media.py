@@ -86,14 +86,15 @@ class BarcodeTrack(MediaStreamTrack):
 
 
 class ToneTrack(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms Opus-sized frames."""
+    """A tone (440 Hz unless told) in 20 ms Opus-sized frames."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, frequency: float = 440.0) -> None:
         super().__init__()
         self._t0: float | None = None
         self._count = 0
+        self.frequency = frequency
 
     async def recv(self) -> av.AudioFrame:
         if self._t0 is None:
@@ -103,7 +104,7 @@ class ToneTrack(MediaStreamTrack):
             await asyncio.sleep(delay)
         samples = 960
         t = (np.arange(samples) + self._count * samples) / 48000
-        pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16)
+        pcm = (np.sin(2 * math.pi * self.frequency * t) * 8000).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = self._count * samples
@@ -149,6 +150,7 @@ async def start_publisher(
     height: int = 240,
     codec: str | None = None,
     wrap_pc: Callable[[RTCPeerConnection], None] | None = None,
+    tone: float = 440.0,
 ) -> TestPublisher:
     pc = new_pc()
     video = BarcodeTrack(width, height, start=start)
@@ -160,7 +162,7 @@ async def start_publisher(
         video_transceiver.setCodecPreferences(
             [c for c in caps if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")]
         )
-    pc.addTransceiver(ToneTrack(), direction="sendonly")
+    pc.addTransceiver(ToneTrack(tone), direction="sendonly")
     if wrap_pc is not None:
         wrap_pc(pc)
     status, answer, location = await post_offer(http, f"{base}/whip/{session_id}", token, pc)
