@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,13 @@ import aiohttp
 
 from tests.conftest import Service
 from tests.media import start_publisher
+from tests.test_discussion import A_START, Events, connect
 from tests.test_recording_functional import api, wait_state
+from tests.test_timeshift import invite
+from web.keys import ARCHIVE, SESSIONS
+
+LECTURER_HZ, ROOM_HZ = 440.0, 1500.0  # the tones of the lecturer and of room A
+ROOM_NAME = "新碶街道分课堂"
 
 
 async def record_item(service: Service, seconds: float, codec: str = "H264",
@@ -33,6 +40,54 @@ async def record_item(service: Service, seconds: float, codec: str = "H264",
     ready = await wait_state(service, item["id"], ("ready", "failed"))
     assert ready["state"] == "ready", ready
     return ready
+
+
+async def record_discussion(service: Service, codec: str = "H264", *, before: float = 2.0,
+                            turn: float = 3.0, after: float = 2.0,
+                            ) -> tuple[dict[str, Any], float, float]:
+    """Record a session where room A (tone ``ROOM_HZ``, barcodes from
+    ``A_START``) is on stage for ``turn`` seconds, ``before`` seconds into the
+    recording; the ready item, and when A went on and off stage (seconds on the
+    recording's clock)."""
+    session = await service.create_session(video_codec=codec)
+    sid = session["id"]
+    room_a = await invite(service, session, ROOM_NAME)
+    room = service.app[SESSIONS].get(sid).room
+    assert room.video_codec == codec
+    w, h = 256, 96
+    program = await start_publisher(service.http, service.base, sid, session["publish_token"],
+                                    width=w, height=h, tone=LECTURER_HZ)
+    uplink = await start_publisher(service.http, service.base, sid, room_a["token"],
+                                   start=A_START, width=w, height=h, tone=ROOM_HZ)
+    presenter: Events | None = None
+    try:
+        presenter = await connect(service, sid, session["publish_token"])
+        await presenter.wait_for("A's uplink connected", lambda st: [
+            u["connected"] for u in st["uplinks"]] == [True])
+        status, item = await api(service, "POST", f"/api/v1/sessions/{sid}/recording")
+        assert status == 201, item
+        recorder = service.app[ARCHIVE].recordings.active[item["id"]]
+        deadline = time.monotonic() + 10
+        while recorder.started_at is None:
+            assert time.monotonic() < deadline, "the recording did not start"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(before)
+        on_stage_at = time.monotonic() - recorder.started_at
+        assert (await presenter.call("stage", invitation_id=room_a["id"]))["type"] == "ack"
+        await asyncio.sleep(turn)
+        assert (await presenter.call("stage", invitation_id=None))["type"] == "ack"
+        off_stage_at = time.monotonic() - recorder.started_at
+        await asyncio.sleep(after)
+        status, stopped = await api(service, "DELETE", f"/api/v1/sessions/{sid}/recording")
+        assert status == 200, stopped
+    finally:
+        if presenter is not None:
+            await presenter.close()
+        await uplink.close()
+        await program.close()
+    ready = await wait_state(service, item["id"], ("ready", "failed"))
+    assert ready["state"] == "ready", ready
+    return ready, on_stage_at, off_stage_at
 
 
 async def create_link(service: Service, label: str = "北仑区学员",

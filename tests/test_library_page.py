@@ -22,7 +22,7 @@ import pytest
 from playwright.async_api import Dialog, Response
 from yarl import URL
 
-from tests.archive_helpers import create_link, reader, record_item
+from tests.archive_helpers import ROOM_NAME, create_link, reader, record_discussion, record_item
 from tests.browser import ARTIFACTS, BrowserPage, Chromium
 from tests.conftest import Service
 from tests.media import start_publisher
@@ -404,6 +404,66 @@ async def test_a_cadre_finds_plays_seeks_and_resumes_a_lecture(
         == "Play from the start"
     assert await js(english, "() => document.getElementById('back').getAttribute('href')") \
         == "/library?lang=en"
+
+
+@pytest.mark.browser
+@pytest.mark.webrtc
+async def test_the_player_shows_the_room_on_stage_in_step_with_the_lecture(
+    service: Service, chromium: Chromium
+) -> None:
+    """A recorded discussion: the room's picture shows in the corner over its
+    turn (in step with the lecture, seeking included) and nowhere else; the
+    list of turns jumps to one."""
+    item, _, _ = await record_discussion(service, before=3.0, turn=4.0, after=3.0)
+    [turn] = item["stage"]
+    link = await create_link(service)
+    async with reader(service, link) as http, \
+            http.get(f"{service.base}{item['stage_url']}", headers={"Range": "bytes=0-"}) as r:
+        assert r.status == 206
+    await chromium.open(link["url"], "library-stage")
+    player = await chromium.open(f"{service.base}/library/watch/{item['id']}", "player-stage")
+    await chromium.wait_for_js(player, "the player with its turns", """() =>
+        document.body.dataset.ready === 'true'
+        && document.getElementById('video').readyState >= 1
+        && !document.getElementById('turns').hidden""", UI_TIMEOUT)
+    entries = await js(player, "() => [...document.querySelectorAll('#turn-list button')]"
+                               ".map((b) => b.textContent)")
+    assert len(entries) == 1 and ROOM_NAME in entries[0], entries
+    assert await js(player, "() => document.getElementById('stage').hidden")
+
+    # The list jumps to the turn: the room shows, its picture in step.
+    await player.page.click("#turn-list button")
+    await wait_playing_from(chromium, player, turn["at"], UI_TIMEOUT)
+    stage_state = """([at, offset]) => { const v = document.getElementById('video');
+      const s = document.getElementById('stage-video');
+      return { turn: window.zhixingPlayer.turn, hidden: document.getElementById('stage').hidden,
+               off: s.currentTime - (v.currentTime - at + offset), paused: s.paused,
+               ready: s.readyState, name: document.getElementById('stage-name').textContent,
+               t: v.currentTime }; }"""
+
+    async def stage() -> dict[str, Any]:
+        value: dict[str, Any] = await js(player, stage_state, [turn["at"], turn["offset"]])
+        return value
+
+    shown = await chromium.wait_for(
+        "the room's picture playing in step", stage,
+        lambda st: st["turn"] == 0 and not st["hidden"] and not st["paused"]
+        and st["ready"] >= 2 and abs(st["off"]) < 0.35, UI_TIMEOUT)
+    assert ROOM_NAME in shown["name"], shown
+    ARTIFACTS.mkdir(exist_ok=True)
+    await player.page.screenshot(path=ARTIFACTS / f"{chromium.artifact_prefix}-player-stage.png")
+
+    # Seeking inside the turn keeps the picture in step; out of it hides it.
+    await seek(player, turn["at"] + turn["duration"] - 1.5)
+    await chromium.wait_for("in step after a seek", stage,
+                            lambda st: st["turn"] == 0 and abs(st["off"]) < 0.35, UI_TIMEOUT)
+    await seek(player, max(0.2, turn["at"] - 2.0))
+    gone = await chromium.wait_for("no picture before the turn", stage,
+                                   lambda st: st["hidden"] and st["paused"], UI_TIMEOUT)
+    assert gone["turn"] is None
+    # Playing on into the turn brings it back by itself.
+    await chromium.wait_for("the room again as the turn comes", stage,
+                            lambda st: st["turn"] == 0 and not st["hidden"], 5.0)
 
 
 # --------------------------------------------------------------------------

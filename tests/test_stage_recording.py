@@ -9,24 +9,21 @@ throughout, and the stage file must show A's pictures.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.archive_helpers import LECTURER_HZ, ROOM_HZ, record_discussion
 from tests.conftest import Service
-from tests.media import read_barcode, start_publisher
+from tests.media import read_barcode
 from tests.synthetic import tone_levels
-from tests.test_discussion import A_START, Events, connect
-from tests.test_recording_functional import api, decode_errors, wait_state
-from tests.test_timeshift import invite
-from web.keys import ARCHIVE, SESSIONS
+from tests.test_discussion import A_START
+from tests.test_recording_functional import decode_errors
+from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc
 
-LECTURER_HZ, ROOM_HZ = 440.0, 1500.0
 HEARD = 0.05  # amplitude of a tone that can be heard (the peers send ≈ 0.24)
 
 
@@ -39,45 +36,10 @@ def share_heard(levels: list[tuple[float, float]], start: float, end: float) -> 
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
 async def test_the_recording_of_a_discussion_contains_the_stage(
         service: Service, codec: str) -> None:
-    session = await service.create_session(video_codec=codec)
-    sid = session["id"]
-    room_a = await invite(service, session, "新碶街道分课堂")
-    room = service.app[SESSIONS].get(sid).room
-    assert room.video_codec == codec
-    w, h = 256, 96
-    program = await start_publisher(service.http, service.base, sid,
-                                    session["publish_token"], width=w, height=h,
-                                    tone=LECTURER_HZ)
-    uplink = await start_publisher(service.http, service.base, sid, room_a["token"],
-                                   start=A_START, width=w, height=h, tone=ROOM_HZ)
-    presenter: Events | None = None
-    try:
-        presenter = await connect(service, sid, session["publish_token"])
-        await presenter.wait_for("A's uplink connected", lambda st: [
-            u["connected"] for u in st["uplinks"]] == [True])
-        status, item = await api(service, "POST", f"/api/v1/sessions/{sid}/recording")
-        assert status == 201, item
-        recorder = service.app[ARCHIVE].recordings.active[item["id"]]
-        deadline = time.monotonic() + 10
-        while recorder.started_at is None:
-            assert time.monotonic() < deadline, "the recording did not start"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(2.0)
-        on_stage_at = time.monotonic() - recorder.started_at
-        assert (await presenter.call("stage", invitation_id=room_a["id"]))["type"] == "ack"
-        await asyncio.sleep(3.0)
-        assert (await presenter.call("stage", invitation_id=None))["type"] == "ack"
-        off_stage_at = time.monotonic() - recorder.started_at
-        await asyncio.sleep(2.0)
-        status, stopped = await api(service, "DELETE", f"/api/v1/sessions/{sid}/recording")
-        assert status == 200, stopped
-    finally:
-        if presenter is not None:
-            await presenter.close()
-        await uplink.close()
-        await program.close()
-    ready = await wait_state(service, item["id"], ("ready", "failed"))
-    assert ready["state"] == "ready", ready
+    ready, on_stage_at, off_stage_at = await record_discussion(service, codec)
+    item = ready
+    print(f"{codec}: on stage at {on_stage_at:.3f} s, off at {off_stage_at:.3f} s; "
+          f"turn {ready['stage']}")
     media = service.app[ARCHIVE].media_path(item["id"])
     assert decode_errors(media) == ""
 

@@ -15,8 +15,9 @@ const $ = (id) => document.getElementById(id);
 const itemId = document.body.dataset.itemId || "";
 const video = $("video");
 
-// For tests: the item, where playback resumed from (or null), readiness.
-const state = { item: null, resumedFrom: null, ready: false, error: null };
+// For tests: the item, where playback resumed from (or null), readiness, the
+// turn on stage now (index into item.stage, or null).
+const state = { item: null, resumedFrom: null, ready: false, error: null, turn: null };
 window.zhixingPlayer = state;
 
 let decided = false; // resume decided: from then on the position may be saved
@@ -94,6 +95,74 @@ function setSpeed(value) {
   try { localStorage.setItem(SPEED_KEY, String(speed)); } catch { /* a convenience */ }
 }
 
+// ------------------------------------------------------------------ the stage
+// The rooms brought on stage (研讨): their sound is in the lecture itself,
+// their pictures in a second file, turn after turn. While the lecture is
+// inside a turn, that picture shows in the corner, kept in step with it.
+
+const STAGE_DRIFT_S = 0.3; // re-seek the picture when it is further off than this
+const stageVideo = $("stage-video");
+let turns = [];
+
+function turnAt(seconds) {
+  const index = turns.findIndex((turn) => seconds >= turn.at && seconds < turn.at + turn.duration);
+  return index >= 0 ? index : null;
+}
+
+function followStage() {
+  if (!turns.length) return;
+  const index = turnAt(video.currentTime);
+  if (index === null) {
+    if (state.turn !== null) {
+      state.turn = null;
+      $("stage").hidden = true;
+      stageVideo.pause();
+    }
+    return;
+  }
+  const turn = turns[index];
+  if (state.turn !== index) {
+    state.turn = index;
+    $("stage-name").textContent = t("library.watch.on_stage", { name: roomName(turn) });
+    $("stage").hidden = false;
+  }
+  const target = turn.offset + (video.currentTime - turn.at);
+  if (Math.abs(stageVideo.currentTime - target) > STAGE_DRIFT_S) stageVideo.currentTime = target;
+  stageVideo.playbackRate = video.playbackRate;
+  if (video.paused || video.seeking) stageVideo.pause();
+  else if (stageVideo.paused) stageVideo.play().catch(() => {});
+}
+
+function roomName(turn) {
+  return turn.site_name || t("library.watch.unknown_room");
+}
+
+function showTurns(item) {
+  turns = Array.isArray(item.stage) ? item.stage : [];
+  if (!item.stage_url || !turns.length) return;
+  stageVideo.src = item.stage_url;
+  const entries = turns.map((turn) => {
+    const button = el("button", {
+      type: "button",
+      textContent: t("library.watch.turn", {
+        time: formatDuration(turn.at), name: roomName(turn), length: formatDuration(turn.duration),
+      }),
+    });
+    button.addEventListener("click", () => {
+      video.currentTime = turn.at;
+      video.play().catch(() => {});
+    });
+    return el("li", {}, button);
+  });
+  $("turn-list").replaceChildren(...entries);
+  $("turns").hidden = false;
+  for (const event of ["timeupdate", "seeked", "seeking", "play", "pause", "ratechange", "ended"]) {
+    video.addEventListener(event, followStage);
+  }
+  // timeupdate comes every 250 ms at best: check a little more often while playing.
+  setInterval(() => { if (!video.paused) followStage(); }, 200);
+}
+
 // ------------------------------------------------------------------ the item
 
 function showFailure(message) {
@@ -129,6 +198,7 @@ function showItem(item) {
   source.addEventListener("error", () => showFailure(video.error?.message || item.mime_type));
   video.append(source);
   video.load();
+  showTurns(item);
 }
 
 async function main() {
