@@ -140,6 +140,26 @@ async def snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
             return last
 
 
+async def connect_events(service: Service, session_id: str,
+                         token: str) -> aiohttp.ClientWebSocketResponse:
+    """A room's room-events socket (研讨), its first state read."""
+    ws = await service.http.ws_connect(
+        f"{service.base}{API}/sessions/{session_id}/events/ws",
+        protocols=["zhixing.events.v1", f"bearer.{token}"])
+    assert json.loads((await ws.receive(timeout=5)).data)["type"] == "state"
+    return ws
+
+
+async def events_call(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]) -> None:
+    """Send one message on a room-events socket and wait for its ack."""
+    await ws.send_json({**message, "id": "m"})
+    while True:
+        reply = json.loads((await ws.receive(timeout=5)).data)
+        if reply["type"] in ("ack", "error"):
+            assert reply["type"] == "ack", reply
+            return
+
+
 def by_name(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {site["name"]: site for site in snapshot["sites"]}
 
@@ -524,6 +544,8 @@ async def test_the_wall_follows_rooms_that_connect_leave_and_come_back(
 # --------------------------------------------------------------------------
 # Chromium
 
+QUESTION = "请问<b>新质生产力</b>怎么理解？"
+
 WALL_READY = """() => {
   const z = window.zhixing;
   if (!z || !z.snapshot || z.snapshot.summary.connected !== 5) return false;
@@ -548,6 +570,7 @@ async def test_the_wall_in_chromium_with_five_rooms(admin_service: Service,
     publisher = await start_publisher(service.http, service.base, session["id"],
                                       session["publish_token"])
     viewers: list[media.TestViewer] = []
+    events: list[aiohttp.ClientWebSocketResponse] = []
     try:
         for invitation, count in zip(invitations, (35, 28, 0, 41, 19), strict=True):
             viewers.append(await start_viewer(service.http, service.base, session["id"],
@@ -574,11 +597,42 @@ async def test_the_wall_in_chromium_with_five_rooms(admin_service: Service,
         assert all("kbps" in tile["text"] or "Mbps" in tile["text"] for tile in tiles[1:])
         assert "已连接 5 / 邀请 6" in await page.evaluate(
             "() => document.getElementById('summary').textContent")
+
+        # 研讨: two rooms raise their hands (霞浦 first) and ask, one with markup.
+        events = [await connect_events(service, session["id"], invitations[i]["token"])
+                  for i in (2, 0)]
+        for ws in events:
+            await events_call(ws, {"type": "hand", "raised": True})
+        await events_call(events[0], {"type": "question", "text": QUESTION})
+        await events_call(events[1], {"type": "question", "text": "基层怎么落实？"})
+        await chromium.wait_for_js(page, "the hands and questions on the wall", """() => {
+          const texts = (s) => [...document.querySelectorAll(s)].map((e) => e.textContent);
+          return texts('#hands li .name').join('|') === '霞浦街道分课堂|新碶街道分课堂'
+            && texts('#questions li .q-text').length === 2;
+        }""", 15)
+        shown = await page.evaluate("""() => ({
+          questions: [...document.querySelectorAll('#questions li')].map((li) => ({
+            name: li.querySelector('.name').textContent,
+            text: li.querySelector('.q-text').textContent })),
+          bold: document.querySelectorAll('#discussion b, .tile b').length,
+          hands: [...document.querySelectorAll('.tile[data-hand=true] .mark.hand')]
+            .map((m) => m.closest('.tile').querySelector('.name').textContent
+                        + ' ' + m.textContent),
+          summary: document.getElementById('summary').textContent })""")
+        assert shown["questions"] == [
+            {"name": "霞浦街道分课堂", "text": QUESTION},
+            {"name": "新碶街道分课堂", "text": "基层怎么落实？"}]
+        assert shown["bold"] == 0  # the markup is text, not an element
+        assert sorted(h.split(" · ")[:2] for h in shown["hands"]) == [
+            ["新碶街道分课堂 举手", "第 2 位"], ["霞浦街道分课堂 举手", "第 1 位"]]
+        assert "举手 2" in shown["summary"] and "待回答提问 2" in shown["summary"]
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "wall-5-rooms.png"
         await page.page.screenshot(path=shot, full_page=True)
         assert shot.stat().st_size > 10_000
     finally:
+        for ws in events:
+            await ws.close()
         for viewer in viewers:
             await viewer.close()
         await publisher.close()

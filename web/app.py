@@ -93,8 +93,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_media_context)
     # After the media: they watch the session registry's rooms.
     app.cleanup_ctx.append(metrics_api.context)
-    app.cleanup_ctx.append(wall_page.context)
     app.cleanup_ctx.append(discussion_ws.context)
+    app.cleanup_ctx.append(wall_page.context)  # shows the discussions
     app.on_shutdown.append(wall_page.shutdown)
     app.on_shutdown.append(discussion_ws.shutdown)
     return app

@@ -922,7 +922,23 @@ OPENAPI["components"]["schemas"]["WallSnapshot"] = {
             "viewers": {"type": "integer", "description": "connected viewers"},
             "other_viewers": {"type": "integer",
                               "description": "connected viewers without an invitation "
-                                             "(the session's view token)"}}},
+                                             "(the session's view token)"},
+            "hands": {"type": "integer", "description": "hands raised (举手)"},
+            "open_questions": {"type": "integer", "description": "questions not yet answered"},
+            "cameras": {"type": "integer", "description": "rooms sending their camera"}}},
+        "discussion": {"type": "object", "description": "研讨 as an admin sees it (read-only "
+                                                        "here: moderation is the presenter's)",
+                       "properties": {
+            "locked": {"type": "boolean", "description": "questions locked"},
+            "stage": {"type": ["object", "null"], "description": "{invitation_id, name}"},
+            "hands": {"type": "array", "description": "in the order raised",
+                      "items": {"type": "object"}},
+            "questions": {"type": "array", "items": {"type": "object"},
+                          "description": "the latest 200, in the order asked; text verbatim"},
+            "questions_total": {"type": "integer"},
+            "open_questions": {"type": "integer"},
+            "uplinks": {"type": "array", "items": {"type": "object"},
+                        "description": "rooms' cameras: present, connected, muted, on_stage"}}},
         "sites": {"type": "array", "items": {"type": "object", "properties": {
             "invitation_id": {"type": "string"}, "site_id": {"type": "integer"},
             "name": {"type": "string"}, "org_path": {"type": "string"},
@@ -936,6 +952,15 @@ OPENAPI["components"]["schemas"]["WallSnapshot"] = {
             "headcount": {"type": ["integer", "null"]},
             "headcount_at": {"type": ["number", "null"]},
             "quality": _quality,
+            "discussion": {"type": "object", "description": "this room in the discussion",
+                           "properties": {
+                "hand": {"type": ["object", "null"],
+                         "description": "{position in the queue, raised_at}"},
+                "on_stage": {"type": "boolean"},
+                "uplink": {"type": ["object", "null"],
+                           "description": "{present, connected, muted}"},
+                "questions": {"type": "integer"},
+                "open_questions": {"type": "integer"}}},
             "problem": {"type": "object", "properties": {
                 "level": {"type": "integer", "minimum": 0, "maximum": 3,
                           "description": "3 late; 2 dropped, loss > 5 %, RTT > 400 ms, "

@@ -8,6 +8,13 @@ frames sent), with a problem level so the tiles sort problems first. Viewers
 that came with the session's generic view token have no site: they are only
 counted.
 
+The snapshot also carries the session's discussion (研讨) as an admin sees it
+(``web/discussion.py``): hands in the order raised, questions in the order
+asked (the latest ``WALL_QUESTIONS``), who is on stage, and the rooms'
+uplinks; and each tile says whether its room has a hand up, is on stage,
+sends its camera, and how many questions it asked. The wall only reads it:
+moderation stays on the presenter page.
+
 Reconnects are counted in memory (this process): every "connected" of an
 invitation's viewer after its first is one. :class:`SiteHistory` must watch
 each room from its creation (the session registry's room listeners).
@@ -30,6 +37,7 @@ from streaming.peers import Viewer
 from streaming.room import Room
 from web.archive import Archive
 from web.catalog import Catalog
+from web.discussion import Discussions, Participant
 from web.sessions import Session, SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -43,6 +51,10 @@ RATE_MIN_WINDOW = 0.5  # seconds: samples closer than this keep the previous bit
 SNAPSHOT_INTERVAL = 2.0  # seconds between two snapshots pushed to the wall's sockets
 SEND_TIMEOUT = 5.0  # seconds a socket may take to accept a snapshot before it is closed
 CLOSE_ENDED = 4000  # WebSocket close code: the session has ended (the page stops)
+# Questions a snapshot carries (the latest): a session keeps up to 2000, each up
+# to 500 characters, and the snapshot goes out every 2 s.
+WALL_QUESTIONS = 200
+WALL_VIEWER = Participant("admin")  # the wall sees the discussion as an admin does
 
 # Problem levels: the higher, the earlier the tile.
 OK, NOTICE, WARNING, CRITICAL = 0, 1, 2, 3
@@ -121,11 +133,13 @@ class Wall:
     been sent at the previous one (for the bitrate)."""
 
     def __init__(self, catalog: Catalog, history: SiteHistory, archive: Archive | None = None,
+                 discussions: Discussions | None = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.history = history
         self.archive = archive
+        self.discussions = discussions
         self._clock = clock
         self._monotonic = monotonic
         # session id -> viewer resource id -> (bytes sent, when, bits/s or None)
@@ -184,9 +198,23 @@ class Wall:
         for resource_id in set(samples) - {v.resource_id for v in connected}:
             del samples[resource_id]
 
+        invitations = self.catalog.invitations(session.id)
+        view = self._discussion(session, {str(i["id"]): i["site_name"] for i in invitations})
+        marks = _site_marks(view)
+        questions = view["questions"]
+        discussion = {
+            "locked": view["locked"],
+            "stage": view["stage"],
+            "hands": view["hands"],
+            "questions": questions[-WALL_QUESTIONS:],
+            "questions_total": len(questions),
+            "open_questions": sum(1 for q in questions if q["status"] == "open"),
+            "uplinks": view["uplinks"],
+        }
+
         sites: list[dict[str, Any]] = []
         invited: set[str] = set()
-        for invitation in self.catalog.invitations(session.id):
+        for invitation in invitations:
             if invitation["revoked_at"] is not None:
                 continue
             tag = str(invitation["id"])
@@ -210,6 +238,7 @@ class Wall:
                 "headcount": invitation["headcount"],
                 "headcount_at": invitation["headcount_at"],
                 "quality": quality,
+                "discussion": marks.get(tag) or dict(_NO_MARKS),
             }
             site["problem"] = self._problem(site, record, state, on_air, start, now)
             sites.append(site)
@@ -244,9 +273,37 @@ class Wall:
                 "viewers": len(connected),
                 # Viewers without a site: the generic view token, or a replaced link.
                 "other_viewers": sum(len(v) for tag, v in by_tag.items() if tag not in invited),
+                "hands": len(discussion["hands"]),
+                "open_questions": discussion["open_questions"],
+                "cameras": sum(1 for u in discussion["uplinks"] if u["present"]),
             },
+            "discussion": discussion,
             "sites": sites,
         }
+
+    def _discussion(self, session: Session, names: Mapping[str, str]) -> dict[str, Any]:
+        """The discussion of ``session`` as an admin sees it.
+
+        ``names``: invitation id -> site name, for when nobody has opened the
+        room-events socket yet. Then there is no :class:`Discussion`, so no
+        hand, question or stage; but a room may publish its uplink with a
+        script (OBS, its invitation token), and the wall shows it.
+        """
+        room = session.room
+        found = self.discussions.get(session.id) if self.discussions is not None else None
+        if found is not None and found.room is room and not found.ended:
+            return found.view(WALL_VIEWER)
+        uplinks = []
+        for invitation_id in sorted(set(room.uplinks) | room.muted,
+                                    key=lambda i: (names.get(i, ""), i)):
+            peer = room.uplinks.get(invitation_id)
+            uplinks.append({"invitation_id": invitation_id, "name": names.get(invitation_id, ""),
+                            "present": peer is not None,
+                            "connected": peer is not None
+                            and peer.connection_state == "connected",
+                            "muted": invitation_id in room.muted, "on_stage": False})
+        return {"locked": False, "stage": None, "hands": [], "questions": [],
+                "uplinks": uplinks}
 
     @staticmethod
     def _problem(site: Mapping[str, Any], record: SiteRecord, state: str, on_air: bool,
@@ -274,6 +331,35 @@ class Wall:
         reasons.sort(key=lambda reason: -LEVELS[reason])
         return {"level": LEVELS[reasons[0]] if reasons else OK,
                 "reason": reasons[0] if reasons else None, "reasons": reasons}
+
+
+_NO_MARKS: dict[str, Any] = {"hand": None, "on_stage": False, "uplink": None,
+                             "questions": 0, "open_questions": 0}
+
+
+def _site_marks(view: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per invitation, from the admin's view of the discussion: what its tile
+    says (only rooms that took part have an entry)."""
+    marks: dict[str, dict[str, Any]] = {}
+
+    def mark(invitation_id: str) -> dict[str, Any]:
+        return marks.setdefault(invitation_id, dict(_NO_MARKS))
+
+    for position, hand in enumerate(view["hands"], start=1):
+        mark(hand["invitation_id"])["hand"] = {"position": position,
+                                               "raised_at": hand["raised_at"]}
+    # Counted over every question, not only the ones the snapshot carries.
+    for question in view["questions"]:
+        entry = mark(question["invitation_id"])
+        entry["questions"] += 1
+        entry["open_questions"] += int(question["status"] == "open")
+    for uplink in view["uplinks"]:
+        mark(uplink["invitation_id"])["uplink"] = {
+            "present": uplink["present"], "connected": uplink["connected"],
+            "muted": uplink["muted"]}
+    if view["stage"] is not None:
+        mark(view["stage"]["invitation_id"])["on_stage"] = True
+    return marks
 
 
 @dataclass(eq=False)

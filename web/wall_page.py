@@ -24,7 +24,7 @@ from web import i18n
 from web.api import session_of
 from web.console_page import logged_in
 from web.errors import Forbidden
-from web.keys import ARCHIVE, CATALOG, CONFIG, SESSIONS, WALL
+from web.keys import ARCHIVE, CATALOG, CONFIG, DISCUSSIONS, SESSIONS, WALL
 from web.login import COOKIE, PAGE_HEADERS, authenticate_admin
 from web.wall import SiteHistory, Wall, WallHub
 
@@ -81,13 +81,14 @@ async def wall_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def context(app: web.Application) -> AsyncIterator[None]:
-    """The wall's hub; its site history watches every room from its creation."""
+    """The wall's hub; its site history watches every room from its creation.
+    Needs the discussions (``discussion_ws.context`` before this one)."""
     sessions = app[SESSIONS]
     history = SiteHistory()
     for room in sessions.rooms():
         history.watch(room)
     sessions.room_listeners.append(history.watch)
-    app[WALL] = WallHub(Wall(app[CATALOG], history, app[ARCHIVE]), sessions)
+    app[WALL] = WallHub(Wall(app[CATALOG], history, app[ARCHIVE], app[DISCUSSIONS]), sessions)
     try:
         yield
     finally:

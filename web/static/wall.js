@@ -1,6 +1,8 @@
 // The room wall (监控墙): every invited sub-classroom of a session as a tile,
 // problems first, from the snapshots the server pushes every 2 s over a
-// WebSocket (the login cookie authenticates it).
+// WebSocket (the login cookie authenticates it). Also the discussion (研讨),
+// read only: hands, questions, the stage and the rooms' cameras. Questions
+// are the rooms' own text: everything goes in with textContent.
 import { init, switchLanguage, t } from "/static/i18n.js";
 
 const CLOSE_ENDED = 4000; // the server's close code when the session has ended
@@ -32,8 +34,10 @@ function millis(seconds) {
   return seconds === null || seconds === undefined ? "–" : `${Math.round(seconds * 1000)} ms`;
 }
 
-function clock(stamp) {
-  return new Date(stamp * 1000).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+function clock(stamp, seconds = false) {
+  const options = { hour: "2-digit", minute: "2-digit" };
+  if (seconds) options.second = "2-digit";
+  return new Date(stamp * 1000).toLocaleTimeString(lang, options);
 }
 
 function minutes(from, to) {
@@ -77,6 +81,11 @@ function renderOverview(snapshot) {
   if (summary.late) parts.push(t("wall.summary.late", { count: summary.late }));
   if (summary.headcount) parts.push(t("wall.summary.headcount", { count: summary.headcount }));
   if (summary.other_viewers) parts.push(t("wall.summary.other", { count: summary.other_viewers }));
+  if (summary.hands) parts.push(t("wall.summary.hands", { count: summary.hands }));
+  if (summary.open_questions) {
+    parts.push(t("wall.summary.questions", { count: summary.open_questions }));
+  }
+  if (summary.cameras) parts.push(t("wall.summary.cameras", { count: summary.cameras }));
   $("summary").textContent = parts.join(" · ");
   $("none").hidden = snapshot.sites.length > 0;
   $("ended").hidden = session.state !== "ended";
@@ -101,6 +110,33 @@ function quality(site) {
   return list;
 }
 
+// What a tile says of its room's part in the discussion; null if it took none.
+function discussionMarks(d) {
+  if (!d) return null;
+  const marks = [];
+  if (d.on_stage) marks.push(el("span", "mark stage", t("wall.site.on_stage")));
+  if (d.hand) {
+    marks.push(el("span", "mark hand", t("wall.site.hand", {
+      position: d.hand.position, time: clock(d.hand.raised_at, true) })));
+  }
+  const uplink = d.uplink;
+  if (uplink && uplink.present) {
+    const key = uplink.muted ? "wall.site.camera_muted"
+      : uplink.connected ? "wall.site.camera" : "wall.site.camera_connecting";
+    const mark = el("span", "mark camera", t(key));
+    mark.dataset.state = uplink.muted ? "muted" : uplink.connected ? "connected" : "connecting";
+    marks.push(mark);
+  }
+  if (d.questions) {
+    marks.push(el("span", "mark questions", t("wall.site.questions", {
+      count: d.questions, open: d.open_questions })));
+  }
+  if (!marks.length) return null;
+  const line = el("p", "marks");
+  line.append(...marks);
+  return line;
+}
+
 function tile(site, at) {
   const node = el("article", "tile");
   node.dataset.invitation = site.invitation_id;
@@ -113,6 +149,12 @@ function tile(site, at) {
     : site.connected ? "wall.site.connected" : "wall.site.offline";
   title.append(el("span", "name", site.name), el("span", "badge", t(badgeKey)));
   node.append(title, el("p", "path", site.org_path || "\u00a0"));
+  const marks = discussionMarks(site.discussion);
+  if (marks) {
+    node.dataset.hand = String(!!site.discussion.hand);
+    node.dataset.onStage = String(site.discussion.on_stage);
+    node.append(marks);
+  }
   if (site.connected) {
     node.append(el("p", "line since", t("wall.site.since", {
       time: clock(site.connected_since), minutes: minutes(site.connected_since, at) })));
@@ -134,11 +176,83 @@ function tile(site, at) {
   return node;
 }
 
+// A list is rebuilt only when what it shows changed: an admin may be reading,
+// selecting or scrolling it between two snapshots.
+const shown = new Map(); // list id -> its items as JSON
+
+function renderList(id, items, item, noneKey) {
+  const key = JSON.stringify(items);
+  if (shown.get(id) === key) return;
+  shown.set(id, key);
+  const list = $(id);
+  const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.replaceChildren(...(items.length ? items.map(item) : [el("li", "none", t(noneKey))]));
+  if (atEnd) list.scrollTop = list.scrollHeight; // the newest stay in sight
+}
+
+function handItem(hand, index) {
+  const li = el("li");
+  li.dataset.invitation = hand.invitation_id;
+  li.append(el("span", "position", String(index + 1)), el("span", "name", hand.name),
+            el("span", "time", clock(hand.raised_at, true)));
+  return li;
+}
+
+function questionItem(q) {
+  const li = el("li");
+  li.dataset.id = String(q.id);
+  li.dataset.invitation = q.invitation_id;
+  li.dataset.status = q.status;
+  const head = el("div", "q-head");
+  head.append(el("span", "name", q.name), el("span", "time", clock(q.asked_at, true)),
+              el("span", "q-status", t(`wall.question.status.${q.status}`)));
+  li.append(head, el("p", "q-text", q.text));
+  if (q.answer) li.append(el("p", "q-answer", t("wall.question.answer", { text: q.answer })));
+  return li;
+}
+
+function uplinkItem(u) {
+  const li = el("li");
+  li.dataset.invitation = u.invitation_id;
+  li.dataset.onStage = String(u.on_stage);
+  li.dataset.muted = String(u.muted);
+  const parts = [t(u.present ? (u.connected ? "wall.uplink.connected" : "wall.uplink.connecting")
+                             : "wall.uplink.absent")];
+  if (u.muted) parts.push(t("wall.uplink.muted"));
+  if (u.on_stage) parts.push(t("wall.uplink.on_stage"));
+  li.append(el("span", "name", u.name), el("span", "badge", parts.join(" · ")));
+  return li;
+}
+
+function renderDiscussion(snapshot) {
+  const d = snapshot.discussion;
+  const active = !!d && (snapshot.session.state === "live" || !!d.stage || d.hands.length > 0
+                         || d.questions.length > 0 || d.uplinks.length > 0);
+  $("discussion").hidden = !active;
+  if (!active) return;
+  const stage = $("stage");
+  stage.textContent = d.stage ? d.stage.name : t("wall.discussion.stage_nobody");
+  stage.dataset.on = String(!!d.stage);
+  $("hands-count").textContent = d.hands.length ? String(d.hands.length) : "";
+  $("questions-count").textContent = d.questions_total
+    ? t("wall.discussion.questions_count", { total: d.questions_total, open: d.open_questions })
+    : "";
+  $("questions-locked").hidden = !d.locked;
+  const more = $("questions-more");
+  more.hidden = d.questions_total <= d.questions.length;
+  more.textContent = t("wall.discussion.questions_more",
+                       { shown: d.questions.length, total: d.questions_total });
+  renderList("uplinks", d.uplinks, uplinkItem, "wall.discussion.uplinks_none");
+  renderList("hands", d.hands, handItem, "wall.discussion.hands_none");
+  renderList("questions", d.questions, questionItem, "wall.discussion.questions_none");
+}
+
 function render() {
   renderConnection();
   const snapshot = zhixing.snapshot;
   if (!snapshot) return;
   renderOverview(snapshot);
+  renderDiscussion(snapshot);
   $("tiles").replaceChildren(...snapshot.sites.map((site) => tile(site, snapshot.at)));
 }
 
