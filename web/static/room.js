@@ -19,7 +19,7 @@ const stage = $("stage");
 // For tests and for a person at the console: never holds the token.
 const state = { state: "connecting", error: null, pc: null, room: null, quality: null,
                 timeshift: "live", discussion: null, events: "closed", uplinkPc: null,
-                camera: "off" };
+                camera: "off", cameraRetryIn: null, cameraRetries: 0 };
 window.zhixing = state;
 
 let viewer = null;
@@ -509,6 +509,26 @@ function renderStage() {
 
 // ------------------------------------------------------------ this room's camera
 
+// Once turned on, the camera stays wanted until the room turns it off or the
+// session ends: a refused or dropped uplink is published again with the
+// presenter page's backoff. Only a "no" from the server (4xx: the link
+// revoked, the session over, a codec it cannot take) or no camera at all
+// stops it. state.camera: "off", "starting" (opening the camera),
+// "connecting", "retrying" (waiting cameraRetryIn seconds) or "on".
+const CAMERA_RETRY_S = [1, 2, 5, 10]; // seconds; the last one repeats
+const CAMERA_GRACE_MS = 3000; // "disconnected" often heals by itself
+
+let cameraWanted = false;
+let cameraRun = 0; // a turn of the camera, on to off: late results of an old one are dropped
+let cameraAttempt = 0;
+let cameraRetryTimer = null;
+let cameraGraceTimer = null;
+
+function setCamera(camera) {
+  state.camera = camera;
+  renderCamera();
+}
+
 function renderCamera() {
   const d = state.discussion;
   const me = mine();
@@ -519,59 +539,126 @@ function renderCamera() {
   const onAir = $("on-air");
   const uplinkState = d ? d.uplinks.find((u) => u.invitation_id === me) : null;
   let key = null;
+  let values = {};
   if (state.camera === "starting") key = "room.camera.starting";
-  else if (state.camera === "on" && d && d.stage && d.stage.invitation_id === me) {
+  else if (state.camera === "connecting") key = "room.camera.connecting";
+  else if (state.camera === "retrying") {
+    key = "room.camera.retrying";
+    values = { seconds: state.cameraRetryIn };
+  } else if (state.camera === "on" && d && d.stage && d.stage.invitation_id === me) {
     key = "room.camera.onstage";
   } else if (state.camera === "on" && uplinkState && uplinkState.muted) key = "room.camera.muted";
   else if (state.camera === "on") key = "room.camera.on";
   onAir.hidden = !key;
-  onAir.textContent = key ? t(key) : "";
+  onAir.textContent = key ? t(key, values) : "";
   onAir.dataset.state = key ? key.split(".").pop() : "";
 }
 
 async function startCamera() {
   if (state.camera !== "off" || finished || !state.room) return;
-  state.camera = "starting";
-  renderCamera();
+  cameraWanted = true;
+  cameraAttempt = 0;
+  const run = ++cameraRun;
+  setCamera("starting");
+  let stream;
   try {
-    cameraStream = await navigator.mediaDevices.getUserMedia({
+    stream = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 25 } },
       audio: { echoCancellation: true, noiseSuppression: true },
     });
   } catch (e) {
-    state.camera = "off";
+    if (run !== cameraRun) return;
+    cameraWanted = false;
+    setCamera("off");
     showCameraError("room.camera.failed", e);
-    renderCamera();
     return;
   }
-  $("camera-preview").srcObject = cameraStream;
+  if (run !== cameraRun) {
+    // Turned off (or the session ended) while the browser was opening it.
+    for (const track of stream.getTracks()) track.stop();
+    return;
+  }
+  cameraStream = stream;
+  $("camera-preview").srcObject = stream;
+  publishCamera(run);
+}
+
+async function publishCamera(run) {
+  cameraRetryTimer = null;
+  if (run !== cameraRun || !cameraWanted || finished || !state.room) return;
+  setCamera("connecting");
+  let result;
   try {
-    const result = await publish(`/whip/${encodeURIComponent(state.room.session_id)}`, token,
-                                 cameraStream, iceServers);
-    if (state.camera !== "starting") {
-      result.stop();
+    result = await publish(`/whip/${encodeURIComponent(state.room.session_id)}`, token,
+                           cameraStream, iceServers);
+  } catch (e) {
+    if (run !== cameraRun) return;
+    if (e && typeof e.status === "number" && e.status < 500) {
+      // The server said no: trying again would not change its mind.
+      stopCamera();
+      showCameraError("room.camera.rejected", e);
+      if (e.status === 401 || e.status === 403 || e.status === 410) poll(); // ended, or gone
       return;
     }
-    uplink = result;
-  } catch (e) {
-    stopCamera();
-    showCameraError(e && e.status ? "room.camera.rejected" : "room.camera.failed", e);
+    retryCamera(run); // the network, or the server restarting
     return;
   }
-  state.uplinkPc = uplink.pc;
-  state.camera = "on";
-  const pc = uplink.pc;
-  pc.addEventListener("connectionstatechange", () => {
-    if (uplink && uplink.pc === pc && pc.connectionState === "failed") {
-      stopCamera();
-      showCameraError("room.camera.lost", null);
-    }
-  });
-  renderCamera();
+  if (run !== cameraRun) {
+    result.stop();
+    return;
+  }
+  uplink = result;
+  state.uplinkPc = result.pc;
+  result.pc.addEventListener("connectionstatechange", () => onUplinkState(run, result.pc));
+  onUplinkState(run, result.pc);
+}
+
+function onUplinkState(run, pc) {
+  if (run !== cameraRun || !uplink || uplink.pc !== pc) return;
+  const pcState = pc.connectionState;
+  if (pcState === "connected") {
+    clearTimeout(cameraGraceTimer);
+    cameraGraceTimer = null;
+    cameraAttempt = 0;
+    setCamera("on");
+  } else if (pcState === "failed" || pcState === "closed") {
+    retryCamera(run);
+  } else if (pcState === "disconnected" && !cameraGraceTimer) {
+    cameraGraceTimer = setTimeout(() => {
+      cameraGraceTimer = null;
+      if (uplink && uplink.pc === pc && pc.connectionState !== "connected") retryCamera(run);
+    }, CAMERA_GRACE_MS);
+  }
+}
+
+function retryCamera(run) {
+  if (run !== cameraRun || !cameraWanted || finished || cameraRetryTimer) return;
+  clearTimeout(cameraGraceTimer);
+  cameraGraceTimer = null;
+  if (uplink) {
+    // No DELETE: the next POST replaces this uplink on the server and keeps
+    // the room's place on stage; ending it first would empty the stage.
+    const old = uplink;
+    uplink = null;
+    state.uplinkPc = null;
+    old.pc.close();
+  }
+  const seconds = CAMERA_RETRY_S[Math.min(cameraAttempt, CAMERA_RETRY_S.length - 1)];
+  cameraAttempt += 1;
+  state.cameraRetries = (state.cameraRetries || 0) + 1;
+  state.cameraRetryIn = seconds;
+  setCamera("retrying");
+  cameraRetryTimer = setTimeout(() => publishCamera(run), seconds * 1000);
 }
 
 function stopCamera() {
   const wasOn = state.camera !== "off";
+  cameraWanted = false;
+  cameraRun += 1;
+  clearTimeout(cameraRetryTimer);
+  clearTimeout(cameraGraceTimer);
+  cameraRetryTimer = null;
+  cameraGraceTimer = null;
   state.camera = "off";
   if (uplink) {
     const old = uplink;
