@@ -420,7 +420,10 @@ async def test_the_player_shows_the_room_on_stage_in_step_with_the_lecture(
     async with reader(service, link) as http, \
             http.get(f"{service.base}{item['stage_url']}", headers={"Range": "bytes=0-"}) as r:
         assert r.status == 206
-    await chromium.open(link["url"], "library-stage")
+    grid = await chromium.open(link["url"], "library-stage")
+    await chromium.wait_for_js(grid, "the card says it has a discussion", """() =>
+        document.querySelector('#grid .card .discussion')?.textContent === '研讨发言 1 段'""",
+                               UI_TIMEOUT)
     player = await chromium.open(f"{service.base}/library/watch/{item['id']}", "player-stage")
     await chromium.wait_for_js(player, "the player with its turns", """() =>
         document.body.dataset.ready === 'true'

@@ -599,7 +599,9 @@ function archiveActions(item) {
 
 function fillArchiveRow(row, item, live) {
   const cell = (name) => $(`.col-${name}`, row);
-  cell("title").replaceChildren(item.title || "—", item.lecturer ? el("small", { textContent: ` ${item.lecturer}` }) : "");
+  const turns = Array.isArray(item.stage) ? item.stage.length : 0;
+  cell("title").replaceChildren(item.title || "—", item.lecturer ? el("small", { textContent: ` ${item.lecturer}` }) : "",
+    turns ? el("small", { className: "discussion", textContent: ` · ${t("console.archive.discussion", { count: turns })}` }) : "");
   cell("course").textContent = [item.unit_name, item.course_title].filter(Boolean).join(" · ");
   cell("recorded_at").textContent = formatTime(item.recorded_at);
   cell("state").replaceChildren(...archiveState(item, live));

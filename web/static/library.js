@@ -84,8 +84,10 @@ function card(item) {
   const poster = item.poster_url
     ? el("img", { src: item.poster_url, alt: "", loading: "lazy", width: 320, height: 180 })
     : el("span", { className: "no-poster", textContent: t("library.poster_missing") });
+  const turns = Array.isArray(item.stage) ? item.stage.length : 0;
   const picture = el("span", { className: "poster" }, poster,
-    item.duration ? el("span", { className: "duration", textContent: formatDuration(item.duration) }) : null);
+    item.duration ? el("span", { className: "duration", textContent: formatDuration(item.duration) }) : null,
+    turns ? el("span", { className: "discussion", textContent: t("library.discussion", { count: turns }) }) : null);
   const seen = savedPosition(item.id);
   if (seen && item.duration) {
     const share = Math.min(1, seen.position / item.duration);
