@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from av.bitstream import BitStreamFilterContext
@@ -329,6 +329,20 @@ class RecordingReader:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class FrameReader(Protocol):
+    """What an archive source reads from (blocking calls, run in its thread)."""
+
+    kinds: set[str]
+    finished: bool
+    duration: float
+
+    def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]: ...
+
+    def seek(self, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ArchiveSource:
     """Fills a slot from a media file in real time; one per replay."""
 
@@ -344,7 +358,7 @@ class ArchiveSource:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         run_blocking: Callable[..., Awaitable[Any]] | None = None,
-        open_reader: Callable[[], MediaReader | RecordingReader] | None = None,
+        open_reader: Callable[[], FrameReader] | None = None,
     ) -> None:
         self.slot = slot
         self.path = path
@@ -357,7 +371,7 @@ class ArchiveSource:
         # after another, never two at once on the same demuxer.
         self._executor: ThreadPoolExecutor | None = None
         self._run_blocking = run_blocking or self._in_thread
-        self._reader: MediaReader | RecordingReader | None = None
+        self._reader: FrameReader | None = None
         self._task: asyncio.Task[None] | None = None
         self.state = "idle"  # idle, playing, paused, ended, failed, stopped
         self.error: str | None = None
@@ -521,3 +535,139 @@ class ArchiveSource:
         self.error = reason
         self.slot.detach(self)
         self._on_error(reason)
+
+
+# ---------------------------------------------------------------------- the stage of a replay
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A room's turn on stage in a recording (see ``recordings.finish``)."""
+
+    at: float  # seconds into the lecture
+    offset: float  # seconds into the stage file
+    duration: float
+    name: str  # the room's name, for the pages
+
+
+class _TurnReader:
+    """The pictures of one turn of the stage file: video only (the rooms'
+    sound is in the lecture already), up to the turn's end."""
+
+    def __init__(self, path: Path, end: float) -> None:
+        self._reader = MediaReader(path)
+        self._end = end
+        self.duration = self._reader.duration
+        self.kinds = {"video"}
+        self.finished = False
+
+    def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]:
+        frames = [frame for frame in self._reader.read(seconds) if frame.kind == "video"]
+        if self._reader.finished or (frames and frames[-1].time >= self._end):
+            self.finished = True
+        return [frame for frame in frames if frame.time < self._end]
+
+    def seek(self, seconds: float) -> None:
+        self._reader.seek(seconds)
+        self.finished = False
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class StageFollower:
+    """Re-broadcasts a recording's turns on stage along with its program.
+
+    While the replay's program plays inside a turn, the stage slot shows that
+    turn's pictures from the stage file, in step with the program; between
+    turns, paused, or while a live room is on stage (``allowed``), the stage
+    is empty. A turn entered more than ``JOIN_WINDOW`` after its start (a
+    seek, a resume) is left out: the stage file has a keyframe at each turn's
+    start but perhaps none after, and a picture late by the time since then
+    would not fit the sound. ``on_turn`` hears of every change (the turn now
+    shown, or None).
+    """
+
+    POLL = 0.05  # seconds between looks at the program's position
+    JOIN_WINDOW = 0.5  # seconds into a turn it may still be started
+    DRIFT = 1.0  # seconds out of step at which the stage is dropped
+
+    def __init__(self, program: ArchiveSource, slot: Slot, path: Path, turns: list[Turn],
+                 on_turn: Callable[[Turn | None], None],
+                 allowed: Callable[[], bool] = lambda: True) -> None:
+        self._program = program
+        self._slot = slot
+        self._path = path
+        self._turns = sorted(turns, key=lambda turn: turn.at)
+        self._on_turn = on_turn
+        self._allowed = allowed
+        self._source: ArchiveSource | None = None
+        self._turn: Turn | None = None
+        self._left_out: Turn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.turns_shown = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drop()
+
+    def _turn_at(self, position: float) -> Turn | None:
+        for turn in self._turns:
+            if turn.at <= position < turn.at + turn.duration:
+                return turn
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except ReplayError as exc:
+                logger.warning("the stage of %s is left out: %s", self._path.name, exc)
+                await self._drop()
+                return
+            await asyncio.sleep(self.POLL)
+
+    async def _follow(self) -> None:
+        program = self._program
+        playing = program.state == "playing" and self._allowed()
+        turn = self._turn_at(program.position) if playing else None
+        source = self._source
+        if source is not None:
+            shown = self._turn
+            assert shown is not None
+            out_of_step = source.frames_pushed > 0 and abs(
+                (source.position - shown.offset) - (program.position - shown.at)) > self.DRIFT
+            if turn is not shown or source.state != "playing" or out_of_step:
+                await self._drop()
+        if turn is not self._left_out:
+            self._left_out = None  # out of the turn left out: it may be played into again
+        if self._source is not None or turn is None or turn is self._left_out:
+            return
+        into = program.position - turn.at
+        if into > self.JOIN_WINDOW:
+            self._left_out = turn
+            return
+        end = turn.offset + turn.duration
+        source = ArchiveSource(self._slot, self._path,
+                               open_reader=lambda: _TurnReader(self._path, end))
+        self._source, self._turn = source, turn
+        await source.start(turn.offset)
+        if source.state != "playing":
+            raise ReplayError(source.error or "the stage file could not be read")
+        self.turns_shown += 1
+        self._on_turn(turn)
+
+    async def _drop(self) -> None:
+        source, self._source = self._source, None
+        if self._turn is not None:
+            self._turn = None
+            self._on_turn(None)
+        if source is not None:
+            await source.stop()

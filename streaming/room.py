@@ -77,6 +77,8 @@ class Room:
         self.uplink_video_kbps = UPLINK_VIDEO_KBPS
         self.muted: set[str] = set()  # invitations whose uplink is muted
         self.on_stage: str | None = None  # the invitation whose uplink fills the stage
+        # A replay re-broadcasting a recorded turn on stage: the room's name.
+        self.replayed_stage: str | None = None
         # Called (with no arguments) when uplinks, mutes or the stage change,
         # and when the room closes.
         self.media_listeners: list[Callable[[], None]] = []
@@ -177,6 +179,13 @@ class Room:
         uplink.move_to(self.stage)
         logger.info("room %s: %s on stage", self.room_id, invitation_id)
         self._changed()
+
+    def show_replayed_stage(self, name: str | None) -> None:
+        """A replay's stage now shows a recorded turn of the room ``name``
+        (None: no turn); its pictures come from the replay, not an uplink."""
+        if name != self.replayed_stage:
+            self.replayed_stage = name
+            self._changed()
 
     def clear_stage(self) -> None:
         """Empty the stage: viewers' stage transceivers get nothing."""

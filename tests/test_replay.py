@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from recordings.replay import ArchiveSource, MediaReader, ReplayError, check_replayable
+from recordings.replay import (
+    ArchiveSource,
+    MediaReader,
+    ReplayError,
+    StageFollower,
+    Turn,
+    check_replayable,
+)
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
@@ -248,3 +255,62 @@ async def test_a_coarsely_interleaved_file_is_still_paced_in_time_order(
     assert first == 0
     assert time.now - start == pytest.approx(16.0, abs=0.05)
     slot.close()
+
+
+class Program:
+    """Stands for a replay's program source: where it is and whether it plays."""
+
+    def __init__(self) -> None:
+        self.state = "playing"
+        self.position = 0.0
+
+
+async def test_the_stage_follows_the_program_through_its_turns(lecture: Path) -> None:
+    """Turns start when the program plays into them, stop when it leaves them
+    or pauses, are left out when entered late (a resume mid-turn), and play
+    again when the program comes back to their start."""
+    stage = Slot("stage", "H264", aiortc_glue.make_packetizer)
+    program = Program()
+    shown: list[str | None] = []
+    live_room = [False]
+    turns = [Turn(at=30.0, offset=0.0, duration=4.0, name="新碶街道分课堂"),
+             Turn(at=50.0, offset=10.0, duration=4.0, name="大碶街道分课堂")]
+    follower = StageFollower(program, stage, lecture, turns,  # type: ignore[arg-type]
+                             on_turn=lambda turn: shown.append(turn.name if turn else None),
+                             allowed=lambda: not live_room[0])
+    sink = Sink()
+    stage.video.subscribe(sink, request_keyframe=False)
+    settle = StageFollower.POLL * 4
+
+    async def at(position: float, state: str = "playing") -> None:
+        program.position, program.state = position, state
+        await asyncio.sleep(settle)
+
+    follower.start()
+    try:
+        await at(29.0)
+        assert stage.source is None and shown == []
+        await at(30.1)  # played into the first turn
+        assert isinstance(stage.source, ArchiveSource) and shown == ["新碶街道分课堂"]
+        await wait_for(lambda: len(sink.frames) > 3)
+        assert sink.frames[0][1].keyframe  # from the turn's start, a keyframe
+        await at(31.0, "paused")
+        assert stage.source is None and shown[-1] is None
+        await at(31.0)  # resumed 1 s into the turn: its start is gone, left out
+        assert stage.source is None and shown[-1] is None
+        await at(29.5)  # sought back before it, then played into it again
+        await at(30.2)
+        assert isinstance(stage.source, ArchiveSource) and shown[-1] == "新碶街道分课堂"
+        await at(34.5)  # past its end
+        assert stage.source is None and shown[-1] is None
+        live_room[0] = True  # a live room on stage comes first
+        await at(50.1)
+        assert stage.source is None
+        live_room[0] = False
+        await at(50.2)
+        assert isinstance(stage.source, ArchiveSource) and shown[-1] == "大碶街道分课堂"
+        assert follower.turns_shown == 3
+    finally:
+        await follower.stop()
+        stage.close()
+    assert shown[-1] is None and stage.source is None

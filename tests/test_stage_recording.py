@@ -9,17 +9,23 @@ throughout, and the stage file must show A's pictures.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import av
 import pytest
 
-from tests.archive_helpers import LECTURER_HZ, ROOM_HZ, record_discussion
+from tests.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME, record_discussion
 from tests.conftest import Service
+from tests.conftest import call_json as call
 from tests.media import read_barcode
 from tests.synthetic import tone_levels
-from tests.test_discussion import A_START
+from tests.test_discussion import A_START, connect, start_pair_viewer
 from tests.test_recording_functional import decode_errors
+from tests.test_timeshift import invite
 from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc
@@ -74,3 +80,55 @@ async def test_the_recording_of_a_discussion_contains_the_stage(
     assert len(indices) > 30
     assert all(index >= A_START for index in indices), indices[:10]
     assert share_heard(tone_levels(str(stage_file), ROOM_HZ), 0.3, turn["duration"] - 0.3) > 0.9
+
+
+async def test_a_replay_of_a_discussion_brings_the_room_back_on_stage(
+        service: Service) -> None:
+    """Re-broadcast (重播) of a recorded discussion: while the program plays
+    through the turn, every room's stage shows the room that spoke then (its
+    pictures from the stage file; its sound is in the lecture), named on the
+    rooms' pages; before and after it the stage is empty."""
+    item, _, _ = await record_discussion(service)
+    [turn] = item["stage"]
+    status, session = await call(service, "POST", "/api/v1/sessions",
+                                 {"title": "第二批", "replay_item_id": item["id"]})
+    assert status == 201, session
+    sid = session["id"]
+    room_c = await invite(service, session, "霞浦街道分课堂")
+    viewer = await start_pair_viewer(service, sid, room_c["token"])
+    events = await connect(service, sid, room_c["token"])
+    stages: list[tuple[float, Any]] = []
+    try:
+        started = time.monotonic()
+        status, replay = await call(service, "POST", f"/api/v1/sessions/{sid}/replay",
+                                    {"action": "start"})
+        assert status == 200 and replay["state"] == "playing", replay
+        # The room's events until the end of the replay closes them.
+        deadline = started + item["duration"] + 10
+        while True:
+            message = await events.ws.receive(timeout=deadline - time.monotonic())
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                assert message.data == 4000, (message.type, message.data)  # session ended
+                break
+            data = json.loads(message.data)
+            if "state" in data and (not stages or stages[-1][1] != data["state"]["stage"]):
+                stages.append((time.monotonic() - started, data["state"]["stage"]))
+    finally:
+        await events.close()
+        await viewer.close()
+    # The rooms' pages were told who is on stage, then that nobody is.
+    named = [stage for _, stage in stages if stage is not None]
+    assert named and all(stage == {"invitation_id": None, "name": ROOM_NAME, "replayed": True}
+                         for stage in named), stages
+    assert stages[-1][1] is None, stages
+    # The stage showed room A's pictures (its barcodes), over the turn only.
+    assert viewer.program and min(viewer.program) < 30
+    shown = [(at - started, index) for at, index in viewer.stage]
+    assert len(shown) > 0.7 * 30 * turn["duration"], (len(shown), turn)
+    assert all(index >= A_START for _, index in shown), shown[:5]
+    first, last = shown[0][0], shown[-1][0]
+    print(f"turn at {turn['at']:.2f} s for {turn['duration']:.2f} s; the replay's stage "
+          f"showed {len(shown)} frames from {first:.2f} s to {last:.2f} s; pages: {stages}")
+    assert turn["at"] - 0.2 < first < turn["at"] + 1.0, (first, turn)
+    assert last < turn["at"] + turn["duration"] + 1.0, (last, turn)
+    assert viewer.offers == 1

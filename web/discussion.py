@@ -186,13 +186,21 @@ class Discussion:
             "session_id": self.session_id,
             "you": {"role": who.role, "invitation_id": who.invitation_id, "name": who.name},
             "locked": self.locked,
-            "stage": None if stage is None else {"invitation_id": stage,
-                                                 "name": self._name(stage)},
+            "stage": self._stage_view(stage),
             "hands": [{"invitation_id": h.invitation_id, "name": h.name,
                        "raised_at": h.raised_at} for h in hands],
             "questions": [q.as_json() for q in questions],
             "uplinks": uplinks,
         }
+
+    def _stage_view(self, stage: str | None) -> dict[str, Any] | None:
+        """Who is on stage: a room's uplink, or in a replay a recorded turn
+        (no invitation: that room is not in this session)."""
+        if stage is not None:
+            return {"invitation_id": stage, "name": self._name(stage)}
+        if self.room.replayed_stage is not None:
+            return {"invitation_id": None, "name": self.room.replayed_stage, "replayed": True}
+        return None
 
     # ------------------------------------------------------------ subscribers
     def subscribe(self, subscriber: Subscriber) -> None:

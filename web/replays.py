@@ -5,7 +5,10 @@ attendance) whose program slot is filled by ``recordings.replay.ArchiveSource``
 instead of a WHIP publisher. It starts by itself at its scheduled start (the
 schedule is in the catalog, so it survives a restart) or when the admin says
 "start now"; the operator can pause, resume and seek; the end of the file ends
-the session, and rooms see the end screen.
+the session, and rooms see the end screen. A lecture recorded with rooms on
+stage (研讨) brings them back too: their sound is in the lecture, and a
+``StageFollower`` puts each turn's pictures on the session's stage while the
+program plays through it.
 
 Replay state lives in the session's row (``replay_state``: waiting, playing,
 paused, ended, failed; ``replay_position`` saved every few seconds;
@@ -23,7 +26,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from recordings.replay import ArchiveSource, ReplayError, check_replayable
+from recordings.replay import (
+    ArchiveSource,
+    ReplayError,
+    StageFollower,
+    Turn,
+    check_replayable,
+)
 from web.archive import Archive, StateConflict
 from web.catalog import Invalid, Missing
 from web.db import Database
@@ -42,6 +51,7 @@ class Replays:
         self.sessions = sessions
         self._clock = clock
         self._sources: dict[str, ArchiveSource] = {}
+        self._stages: dict[str, StageFollower] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._saver: asyncio.Task[None] | None = None
@@ -191,6 +201,7 @@ class Replays:
         self._set(session_id, replay_state="playing", replay_error=None,
                   replay_position=position)
         await source.start(position)
+        self._follow_stage(session, row["replay_item_id"] or "", source)
         if paused and source.state == "playing":
             await source.pause()
             self._set(session_id, replay_state="paused")
@@ -198,6 +209,30 @@ class Replays:
             self._saver = asyncio.create_task(self._save_positions())
         logger.info("replay session %s: playing %s from %.1f s", session_id, path.name,
                     position)
+
+    def _follow_stage(self, session: Session, item_id: str, source: ArchiveSource) -> None:
+        """If the lecture has rooms' turns on stage, show them on the stage."""
+        try:
+            item = self.archive.item(item_id)
+            path = Path(self.archive.media_path(item_id, stage=True))
+        except Missing:
+            return  # no stage in this lecture
+        turns = [Turn(float(t["at"]), float(t["offset"]), float(t["duration"]),
+                      str(t.get("site_name") or "")) for t in item["stage"]]
+        if not turns:
+            return
+        room = session.room
+        follower = StageFollower(
+            source, room.stage, path, turns,
+            on_turn=lambda turn: room.show_replayed_stage(turn.name if turn else None),
+            allowed=lambda: room.on_stage is None)  # a live room on stage comes first
+        self._stages[session.id] = follower
+        follower.start()
+
+    async def _stop_stage(self, session_id: str) -> None:
+        follower = self._stages.pop(session_id, None)
+        if follower is not None:
+            await follower.stop()
 
     async def control(self, session: Session, action: str,
                       position: float | None = None) -> dict[str, Any]:
@@ -222,6 +257,7 @@ class Replays:
         return described
 
     async def _ended(self, session_id: str) -> None:
+        await self._stop_stage(session_id)
         source = self._sources.pop(session_id, None)
         if source is not None:
             await source.stop()  # closes the file and its reader thread
@@ -238,6 +274,7 @@ class Replays:
         source = self._sources.pop(session_id, None)
         self._set(session_id, replay_state="failed", replay_error=reason,
                   replay_position=source.position if source else 0.0)
+        self._spawn(self._stop_stage(session_id))
         if source is not None:
             self._spawn(source.stop())
 
@@ -253,6 +290,7 @@ class Replays:
         timer = self._timers.pop(session_id, None)
         if timer is not None:
             timer.cancel()
+        await self._stop_stage(session_id)
         source = self._sources.pop(session_id, None)
         if source is not None:
             await source.stop()
@@ -266,6 +304,8 @@ class Replays:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        for session_id in list(self._stages):
+            await self._stop_stage(session_id)
         for session_id, source in list(self._sources.items()):
             self._set(session_id, replay_position=source.position)
             await source.stop()

@@ -357,7 +357,7 @@ def _site_marks(view: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         mark(uplink["invitation_id"])["uplink"] = {
             "present": uplink["present"], "connected": uplink["connected"],
             "muted": uplink["muted"]}
-    if view["stage"] is not None:
+    if view["stage"] is not None and view["stage"]["invitation_id"] is not None:
         mark(view["stage"]["invitation_id"])["on_stage"] = True
     return marks
 

@@ -503,7 +503,7 @@ function renderStage() {
     return;
   }
   $("stage-name").textContent = t("room.stage.label", { name: on.name });
-  stageVideo.muted = on.invitation_id === mine() || video.muted;
+  stageVideo.muted = (on.invitation_id !== null && on.invitation_id === mine()) || video.muted;
   if (stageVideo.paused) stageVideo.play().catch(() => {});
 }
 
