@@ -1027,8 +1027,12 @@ OPENAPI["components"]["schemas"]["DiscussionState"] = {
             "invitation_id": {"type": ["string", "null"]},
             "name": {"type": ["string", "null"]}}},
         "locked": {"type": "boolean", "description": "questions are closed"},
-        "stage": {"type": ["object", "null"], "properties": {
-            "invitation_id": {"type": "string"}, "name": {"type": "string"}}},
+        "stage": {"type": ["object", "null"],
+                  "description": "who is on stage: a room's uplink, or in a replay a "
+                                 "recorded turn (no invitation, replayed: true)",
+                  "properties": {
+            "invitation_id": {"type": ["string", "null"]}, "name": {"type": "string"},
+            "replayed": {"type": "boolean"}}},
         "hands": {"type": "array", "items": _hand},
         "questions": {"type": "array", "items": _question},
         "uplinks": {"type": "array", "items": _uplink},
