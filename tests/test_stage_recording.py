@@ -19,17 +19,20 @@ import av
 import pytest
 
 from tests.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME, record_discussion
+from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import Service
 from tests.conftest import call_json as call
 from tests.media import read_barcode
 from tests.synthetic import tone_levels
 from tests.test_discussion import A_START, connect, start_pair_viewer
+from tests.test_discussion_pages import stage_frames, text
 from tests.test_recording_functional import decode_errors
 from tests.test_timeshift import invite
 from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc
 
+UI_TIMEOUT = 20.0
 HEARD = 0.05  # amplitude of a tone that can be heard (the peers send ≈ 0.24)
 
 
@@ -132,3 +135,33 @@ async def test_a_replay_of_a_discussion_brings_the_room_back_on_stage(
     assert turn["at"] - 0.2 < first < turn["at"] + 1.0, (first, turn)
     assert last < turn["at"] + turn["duration"] + 1.0, (last, turn)
     assert viewer.offers == 1
+
+
+@pytest.mark.browser
+async def test_a_rooms_page_shows_the_replayed_turn_on_stage(
+        service: Service, chromium: Chromium) -> None:
+    """Chromium: a room following the re-broadcast sees the recorded room's
+    picture on stage, named, during its turn, and no stage after it."""
+    item, _, _ = await record_discussion(service, before=3.0, turn=5.0, after=2.0)
+    status, session = await call(service, "POST", "/api/v1/sessions",
+                                 {"title": "第二批", "replay_item_id": item["id"]})
+    assert status == 201, session
+    room_c = await invite(service, session, "霞浦街道分课堂")
+    page = await chromium.open(room_c["url"], "replay-room")
+    await chromium.wait_for_js(page, "the room waiting with its discussion socket",
+                               "() => window.zhixing.events === 'open'", UI_TIMEOUT)
+    status, replay = await call(service, "POST", f"/api/v1/sessions/{session['id']}/replay",
+                                {"action": "start"})
+    assert status == 200, replay
+    await chromium.wait_for_js(page, "the recorded room on stage",
+                               "() => !document.getElementById('stage-box').hidden",
+                               UI_TIMEOUT)
+    assert ROOM_NAME in await text(page, "#stage-name")
+    first = await chromium.wait_for("the stage decoding", lambda: stage_frames(page),
+                                    lambda n: n > 0, UI_TIMEOUT)
+    await chromium.wait_for("the stage still decoding", lambda: stage_frames(page),
+                            lambda n: n > first + 15, UI_TIMEOUT)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.page.screenshot(path=ARTIFACTS / f"{chromium.artifact_prefix}-replay-stage.png")
+    await chromium.wait_for_js(page, "the stage gone after the turn",
+                               "() => document.getElementById('stage-box').hidden", UI_TIMEOUT)
