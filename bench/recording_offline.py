@@ -38,6 +38,7 @@ CONFIGS = ("none", "viewer", "recorder", "viewer+recorder")
 CAPTURE_BASE = 3_900_000_000.0  # a sender's NTP clock, seconds (any value will do)
 RECONNECT_GAP = 3.0  # seconds without a publisher in the synthetic lecture
 WARM_UP = 2.0  # seconds of media before the steady state (the first segment is open)
+PACED_REPEATS = 3  # pairs of paced runs, without and with the recorder
 YIELD_EVERY = 2000  # frames between yields to the event loop (Ctrl-C stays prompt)
 
 
@@ -90,6 +91,7 @@ class InProcessResult:
     paced_seconds: float = 0.0
     paced_off: float | None = None
     paced_on: float | None = None
+    paced_on_off: float | None = None  # median of (with - without) over the pairs
     paced_take: float | None = None
     take_us: float | None = None  # median CPU of one take call, microseconds
     bytes_written: int = 0
@@ -160,12 +162,24 @@ async def measure_in_process(clip: Clip, workdir: Path, media_seconds: float, re
         result.start_ms.append(1000 * (runs["recorder"].warm_up - runs["none"].warm_up))
         result.stop_ms.append(1000 * runs["recorder"].stop)
     if paced_seconds > 0:
-        off = await _paced(clip, workdir / "paced-off", paced_seconds, record=False)
-        on = await _paced(clip, workdir / "paced-on", paced_seconds, record=True)
+        # Without and with the recorder, alternately, PACED_REPEATS times: the
+        # figures are the medians (one run is at the mercy of the VM).
+        offs, ons = [], []
+        for repeat in range(PACED_REPEATS):
+            offs.append((await _paced(clip, workdir / f"paced-off-{repeat}", paced_seconds,
+                                      record=False)).process)
+            ons.append((await _paced(clip, workdir / f"paced-on-{repeat}", paced_seconds,
+                                     record=True)).process)
+        # Timing every take costs two clock reads a call: measured apart, so
+        # the whole-process figures above do not carry them.
+        timed = await _paced(clip, workdir / "paced-timed", paced_seconds, record=True,
+                             timed=True)
         result.paced_seconds = paced_seconds
-        result.paced_off, result.paced_on = off.process, on.process
-        result.paced_take = on.take
-        result.take_us = on.take_us
+        result.paced_off, result.paced_on = statistics.median(offs), statistics.median(ons)
+        result.paced_on_off = statistics.median(on - off for on, off in zip(ons, offs,
+                                                                              strict=True))
+        result.paced_take = timed.take
+        result.take_us = timed.take_us
 
 
 @dataclass
@@ -175,15 +189,18 @@ class _Paced:
     take_us: float | None
 
 
-async def _paced(clip: Clip, directory: Path, seconds: float, record: bool) -> _Paced:
+async def _paced(clip: Clip, directory: Path, seconds: float, record: bool,
+                 timed: bool = False) -> _Paced:
     """The slot at real-time pace for ``seconds`` after WARM_UP, with or without
-    the recorder; with it, each ``take`` is timed: what the relay pays with
-    caches gone cold between frames."""
+    the recorder; ``timed``: each ``take`` is timed too, what the relay pays
+    with caches gone cold between frames."""
     slot, source = _new_slot(clip.codec, time.monotonic)
     recorder = Recorder(directory, slot) if record else None
     calls: list[float] = []
     timing = [False]
-    if recorder is not None:
+    if recorder is not None and not timed:
+        recorder.start()
+    elif recorder is not None:
         take = recorder.take
 
         def timed_take(kind: Any, frame: EncodedFrame) -> None:

@@ -112,8 +112,7 @@ def in_process_table(results: Sequence[CodecResult]) -> list[str]:
         costs = [r - n for r, n in zip(inproc.fast["recorder"], inproc.fast["none"],
                                        strict=False)]
         only = None if both is None or viewer is None else both - viewer
-        paced = (None if inproc.paced_on is None or inproc.paced_off is None
-                 else inproc.paced_on - inproc.paced_off)
+        paced = inproc.paced_on_off
 
         def pct(value: float | None) -> str:
             return _f(None if value is None else 100 * value, 3)
@@ -142,8 +141,9 @@ rec cost = recorder - no sink per repeat (what recording costs a relay with no v
 start ms = CPU to open a segment (the first 2 s of media, recorder - no sink); stop ms = CPU of
   recorder.stop() (trailer and cues), once per segment.
 paced = at real-time pace (the relay's situation: caches cold between frames): the whole
-  bench process without / with the recorder (pacing and the slot included), their
-  difference, the part inside recorder.take, and the median CPU of one take call."""
+  bench process without / with the recorder (pacing and the slot included; medians of
+  3 alternating pairs), the median of their differences, and, from another run that
+  times every call, the part inside recorder.take and the median CPU of one take call."""
 
 
 # ---------------------------------------------------------------------- 3. finishing
@@ -222,8 +222,8 @@ def targets(results: Sequence[CodecResult], target_seconds: float) -> list[str]:
             value = median(costs)
             line(f"recording CPU, in process, {codec}", f"<= {TARGET_CPU} % of a core",
                  f"{_f(value, 3)} % ({_span(costs, 3)})", _verdict(value, TARGET_CPU))
-            if inproc.paced_on is not None and inproc.paced_off is not None:
-                paced = 100 * (inproc.paced_on - inproc.paced_off)
+            if inproc.paced_on_off is not None:
+                paced = 100 * inproc.paced_on_off
                 line(f"recording CPU, in process paced, {codec}",
                      f"<= {TARGET_CPU} % of a core",
                      f"{paced:.3f} % (in take {_f(100 * (inproc.paced_take or 0), 3)} %)",
