@@ -196,6 +196,7 @@ async def test_ill_formed_item_ids_are_404(service: Service, item_id: str) -> No
                          ("PATCH", f"{API}/archive/{item_id}"),
                          ("DELETE", f"{API}/archive/{item_id}"),
                          ("GET", f"/archive/{item_id}/media"),
+                         ("GET", f"/archive/{item_id}/stage"),
                          ("GET", f"/archive/{item_id}/poster.jpg")):
         status, _, _ = await call(service, method, path, {"title": "x"}
                                   if method == "PATCH" else None)
@@ -227,6 +228,9 @@ async def test_media_is_served_with_ranges(service: Service) -> None:
     assert status == 200 and len(body) == size
     status, body, headers = await call(service, "GET", item["poster_url"])
     assert status == 200 and body[:3] == b"\xff\xd8\xff"  # a JPEG
+    # A lecture without rooms on stage has no stage file.
+    assert (item["stage_url"], item["stage"]) == (None, [])
+    assert (await call(service, "GET", f"/archive/{item['id']}/stage"))[0] == 404
 
 
 async def test_media_of_an_unfinished_item_is_404(service: Service) -> None:
