@@ -176,6 +176,13 @@ async def test_an_admin_sets_up_a_session_in_the_console(
     links = await page.evaluate(
         "() => [...document.querySelectorAll('#invitations input.link')].map((i) => i.value)")
     assert len(links) == 2 and all(link.startswith(f"{base}/join/") for link in links), links
+    # The main classroom's link is handed out from here too.
+    presenter = await page.evaluate(
+        "() => [document.getElementById('presenter-link').value,"
+        " document.getElementById('presenter-open').getAttribute('href'),"
+        " document.getElementById('presenter-row').hidden]")
+    assert presenter == [session["presenter_url"], session["presenter_url"], False], presenter
+    assert presenter[0].startswith(f"{base}/present/{session['id']}#token=")
 
     english = await chromium.open(f"{base}/admin?lang=en", "console-en")
     await wait_js(chromium, english, "the English console is ready",

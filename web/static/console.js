@@ -798,6 +798,11 @@ async function renderDetail() {
   $("#session-detail").hidden = !session;
   if (!session) return;
   $("#detail-title").textContent = session.title;
+  // The main classroom's link (it carries the session's publish token). A
+  // replay has no presenter: its program is the recorded lecture.
+  $("#presenter-row").hidden = !!session.replay;
+  $("#presenter-link").value = session.replay ? "" : session.presenter_url || "";
+  $("#presenter-open").href = session.replay ? "#" : session.presenter_url || "#";
   const { invitations } = await api("GET", `/sessions/${session.id}/invitations`);
   const invited = new Set(invitations.filter((i) => i.revoked_at == null).map((i) => i.site_id));
   $("#invite-sites .checks").replaceChildren(...state.sites.map((site) => el("label", { className: "check" },
@@ -913,6 +918,7 @@ async function main() {
   $("#archive-form .cancel").onclick = closeItemEditor;
   $("#links-form").addEventListener("submit", createLink);
   $("#new-link-copy").onclick = () => copyLink($("#new-link-url"));
+  $("#presenter-copy").onclick = () => copyLink($("#presenter-link"));
   resetSessionForm();
   const tab = location.hash.slice(1);
   showTab(["sessions", "units", "courses", "sites", "archive", "links"].includes(tab) ? tab : "sessions");
