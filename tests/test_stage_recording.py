@@ -157,6 +157,8 @@ async def test_a_rooms_page_shows_the_replayed_turn_on_stage(
                                "() => !document.getElementById('stage-box').hidden",
                                UI_TIMEOUT)
     assert ROOM_NAME in await text(page, "#stage-name")
+    # Nobody presents a replay: no camera, hand or questions to offer.
+    assert await page.evaluate("() => document.getElementById('discuss').hidden")
     first = await chromium.wait_for("the stage decoding", lambda: stage_frames(page),
                                     lambda n: n > 0, UI_TIMEOUT)
     await chromium.wait_for("the stage still decoding", lambda: stage_frames(page),

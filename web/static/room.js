@@ -437,7 +437,9 @@ function renderQuestions(questions) {
 
 function renderDiscussion() {
   const d = state.discussion;
-  $("discuss").hidden = !d || finished;
+  // A replay has nobody to answer: no camera, hand or questions (its stage
+  // still shows the rooms of the recorded discussion).
+  $("discuss").hidden = !d || finished || !!(state.room && state.room.replay);
   renderStage();
   renderCamera();
   if (!d) return;
