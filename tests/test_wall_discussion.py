@@ -4,45 +4,18 @@ session's list and on each room's tile; the rooms' text as they typed it."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, Service
 from tests.media import start_publisher
 from tests.test_discussion import Events, connect
-from tests.test_wall_metrics import invite, wall
+from tests.test_wall_metrics import invite, raw_snapshot_until, wall
 from web import wall as wall_module
 
 QUESTION_HTML = "<b>粗体</b> & <script>alert('x')</script>"
 A_NAME, B_NAME = "新碶街道分课堂", "大碶街道分课堂"  # B sorts before A by name
-TIMEOUT = 20.0
-
-
-async def raw_snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
-                             done: Callable[[dict[str, Any]], bool],
-                             timeout: float = TIMEOUT) -> tuple[str, dict[str, Any]]:
-    """The first pushed snapshot that satisfies ``done``: (its text as sent, parsed)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s; last snapshot:\n"
-                                 + json.dumps(last, ensure_ascii=False, indent=1))
-        try:
-            message = await ws.receive(timeout=left)
-        except TimeoutError:
-            continue
-        assert message.type == aiohttp.WSMsgType.TEXT, (message, last)
-        parsed: dict[str, Any] = json.loads(message.data)
-        last = parsed
-        if done(parsed):
-            return message.data, parsed
 
 
 def site(snapshot: dict[str, Any], name: str) -> dict[str, Any]:

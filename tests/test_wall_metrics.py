@@ -118,10 +118,10 @@ async def wall(service: Service, session_id: str,
     return ws
 
 
-async def snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
-                         done: Callable[[dict[str, Any]], bool],
-                         timeout: float = SNAPSHOT_TIMEOUT) -> dict[str, Any]:
-    """Read pushed snapshots until one satisfies ``done``."""
+async def raw_snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
+                             done: Callable[[dict[str, Any]], bool],
+                             timeout: float = SNAPSHOT_TIMEOUT) -> tuple[str, dict[str, Any]]:
+    """Read pushed snapshots until one satisfies ``done``: (its text as sent, parsed)."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
     while True:
@@ -134,10 +134,17 @@ async def snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
         except TimeoutError:
             continue
         assert message.type == aiohttp.WSMsgType.TEXT, (message, last)
-        last = json.loads(message.data)
-        assert last is not None
-        if done(last):
-            return last
+        parsed: dict[str, Any] = json.loads(message.data)
+        last = parsed
+        if done(parsed):
+            return message.data, parsed
+
+
+async def snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
+                         done: Callable[[dict[str, Any]], bool],
+                         timeout: float = SNAPSHOT_TIMEOUT) -> dict[str, Any]:
+    """Read pushed snapshots until one satisfies ``done``."""
+    return (await raw_snapshot_until(ws, what, done, timeout))[1]
 
 
 async def connect_events(service: Service, session_id: str,
