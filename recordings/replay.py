@@ -140,7 +140,8 @@ def check_replayable(path: Path) -> ReplayInfo:
 class MediaReader:
     """Frames of one media file, a batch at a time (blocking: use a thread)."""
 
-    def __init__(self, path: Path | io.RawIOBase) -> None:
+    def __init__(self, path: Path | io.RawIOBase, audio: bool = True) -> None:
+        """``audio=False``: the video alone (its audio is not even demuxed)."""
         self._file = path if isinstance(path, io.RawIOBase) else None
         container: Any
         try:
@@ -154,7 +155,8 @@ class MediaReader:
             raise ReplayError(f"unreadable media file: {exc}") from exc
         self._container = container
         self._video = self._container.streams.video[0]
-        self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
+        self._audio = self._container.streams.audio[0] \
+            if audio and self._container.streams.audio else None
         codec = self._video.codec_context.name
         self.video_codec = CODECS.get(codec, codec)
         self.duration = (self._container.duration or 0) / av.time_base
@@ -555,14 +557,14 @@ class _TurnReader:
     sound is in the lecture already), up to the turn's end."""
 
     def __init__(self, path: Path, end: float) -> None:
-        self._reader = MediaReader(path)
+        self._reader = MediaReader(path, audio=False)
         self._end = end
         self.duration = self._reader.duration
-        self.kinds = {"video"}
+        self.kinds = self._reader.kinds
         self.finished = False
 
     def read(self, seconds: float = READ_AHEAD) -> list[MediaFrame]:
-        frames = [frame for frame in self._reader.read(seconds) if frame.kind == "video"]
+        frames = self._reader.read(seconds)
         if self._reader.finished or (frames and frames[-1].time >= self._end):
             self.finished = True
         return [frame for frame in frames if frame.time < self._end]
