@@ -346,12 +346,14 @@ async def _timed(command: list[str], core: int | None) -> tuple[float, float, fl
     return wall, _children_cpu() - cpu0, peak or None, out, err
 
 
-def _link_parts(master: Path, run_dir: Path) -> None:
+def _link_parts(master: Path, run_dir: Path, stage: bool = True) -> None:
     """A fresh item folder whose parts are hard links to the master's
-    (finishing only reads them, then removes its own links)."""
+    (finishing only reads them, then removes its own links); ``stage=False``
+    leaves the stage's segments out."""
     (run_dir / "parts").mkdir(parents=True)
     for path in (master / "parts").iterdir():
-        os.link(path, run_dir / "parts" / path.name)
+        if stage or not path.name.startswith("stage-"):
+            os.link(path, run_dir / "parts" / path.name)
 
 
 async def time_finish(clip: Clip, master: Path, workdir: Path, core: int | None,

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from bench.measure import log
 from bench.recording_clip import Clip, make_clip
-from bench.recording_offline import CAPTURE_BASE, _Clock, _new_slot, _Source, _timed, synthesize
+from bench.recording_offline import (
+    CAPTURE_BASE,
+    _Clock,
+    _link_parts,
+    _new_slot,
+    _Source,
+    _timed,
+    synthesize,
+)
 from recordings.recorder import STAGE_PATTERN, Recorder
 
 
@@ -82,10 +90,7 @@ async def time_finishing(master: Path, workdir: Path, with_stage: bool,
     runs = []
     for repeat in range(repeats):
         run_dir = workdir / f"{'stage' if with_stage else 'plain'}-{repeat}"
-        (run_dir / "parts").mkdir(parents=True)
-        for path in (master / "parts").iterdir():
-            if with_stage or not path.name.startswith("stage-"):
-                (run_dir / "parts" / path.name).hardlink_to(path)
+        _link_parts(master, run_dir, stage=with_stage)
         wall, cpu, peak, out, _ = await _timed(
             [sys.executable, "-m", "recordings.finish", str(run_dir)], None)
         final = json.loads(out.decode().strip().splitlines()[-1])
