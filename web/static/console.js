@@ -3,6 +3,7 @@
 // Talks to /api/v1/ with the login cookie; every unsafe call sends X-CSRF-Token.
 import { init, t, apply, language, switchLanguage } from "/static/i18n.js";
 import { ApiError, clearErrors, fieldErrors } from "/static/forms.js";
+import { el } from "/static/dom.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null,
@@ -12,17 +13,6 @@ const MAX_TIMER_MS = 3600 * 1000; // a far replay start is looked at again hourl
 const REPLAY_FILTER_FROM = 8; // ready items from which the replay picker offers a filter
 window.zhixingConsole = state;
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child != null) node.append(child);
-  return node;
-}
 
 async function api(method, path, body, contentType = "application/json") {
   const headers = {};

@@ -3,6 +3,7 @@
 // cookie; the unit and course names are taken from the items themselves.
 import { init, t, switchLanguage } from "/static/i18n.js";
 import { formatDate, formatDuration, savedPosition, withLanguage } from "/static/library-shared.js";
+import { el } from "/static/dom.js";
 
 const SEARCH_DELAY_MS = 250;
 const $ = (id) => document.getElementById(id);
@@ -11,16 +12,6 @@ const $ = (id) => document.getElementById(id);
 const state = { items: [], all: [], ready: false, error: null };
 window.zhixingLibrary = state;
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child != null) node.append(child);
-  return node;
-}
 
 async function fetchItems(filters = {}) {
   const params = new URLSearchParams({ state: "ready" });

@@ -3,22 +3,13 @@
 // server, CSV downloads come straight from the API (login cookie, GET only).
 import { init, t, language, switchLanguage } from "/static/i18n.js";
 import { ApiError, clearErrors, fieldErrors } from "/static/forms.js";
+import { el } from "/static/dom.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const UTC_OFFSET = String(-new Date().getTimezoneOffset());
 const state = { sessions: [], units: [] };
 window.zhixingReports = state;
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child != null) node.append(child);
-  return node;
-}
 
 function url(path, params = {}) {
   const query = new URLSearchParams({ ...params, utc_offset: UTC_OFFSET });

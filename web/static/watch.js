@@ -3,6 +3,7 @@
 // last time (saved every few seconds, on pause and when the page goes away).
 import { init, t, switchLanguage } from "/static/i18n.js";
 import { forgetPosition, formatDate, formatDuration, savedPosition, savePosition, withLanguage } from "/static/library-shared.js";
+import { el } from "/static/dom.js";
 
 const SAVE_EVERY_MS = 4000;
 const SKIP_S = 10;
@@ -23,12 +24,6 @@ window.zhixingPlayer = state;
 let decided = false; // resume decided: from then on the position may be saved
 let lastSaved = 0;
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, props);
-  for (const child of children) if (child != null) node.append(child);
-  return node;
-}
 
 // ------------------------------------------------------------------ position
 
