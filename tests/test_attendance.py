@@ -28,6 +28,7 @@ from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from tests.conftest import call_json as call
 from tests.media import start_publisher, start_viewer
+from tests.test_console_page import open_console
 from web import attendance, reports
 from web.app import create_app
 from web.attendance import Window
@@ -875,11 +876,7 @@ async def test_the_district_report_in_chromium(admin_service: Service,
                                                chromium: Chromium) -> None:
     month = seed_month(db_of(admin_service), sites=60, sessions=8)
     base = admin_service.base
-    page = await chromium.open(f"{base}/login", "reports-zh-CN")
-    await page.page.fill("[name=username]", "admin")
-    await page.page.fill("[name=password]", PASSWORD)
-    await page.page.click("form[action='/login'] button")
-    await chromium.wait_for_js(page, "logged in", "() => location.pathname === '/admin'", 15)
+    page = await open_console(chromium, base, "reports-zh-CN")
     await page.page.goto(f"{base}/admin/reports?tab=district")
     await chromium.wait_for_js(page, "the page is ready",
                                "() => document.body.dataset.ready === 'true'", 15)

@@ -97,6 +97,19 @@ async def test_the_qr_code_is_for_admins_only(service: Service) -> None:
 # --------------------------------------------------------------------------
 # Chromium
 
+async def open_console(chromium: Chromium, base: str, name: str) -> BrowserPage:
+    """A Chromium page logged in as the admin through the login page, on the
+    console once it is ready."""
+    page = await chromium.open(f"{base}/login", name)
+    await page.page.fill("[name=username]", "admin")
+    await page.page.fill("[name=password]", PASSWORD)
+    await page.page.click("form[action='/login'] button")
+    await chromium.wait_for_js(page, "the console is ready",
+                               "() => location.pathname === '/admin'"
+                               " && document.body.dataset.ready === 'true'", 15)
+    return page
+
+
 async def wait_js(chromium: Chromium, page: BrowserPage, what: str, expression: str) -> Any:
     return await chromium.wait_for_js(page, what, expression, UI_TIMEOUT)
 
@@ -126,12 +139,7 @@ async def test_an_admin_sets_up_a_session_in_the_console(
     admin_service: Service, chromium: Chromium
 ) -> None:
     base = admin_service.base
-    page = await chromium.open(f"{base}/login", "console-zh-CN")
-    await page.page.fill("[name=username]", "admin")
-    await page.page.fill("[name=password]", PASSWORD)
-    await page.page.click("form[action='/login'] button")
-    await wait_js(chromium, page, "the console is ready",
-                  "() => location.pathname === '/admin' && document.body.dataset.ready === 'true'")
+    page = await open_console(chromium, base, "console-zh-CN")
     assert await page.evaluate("() => document.querySelector('#tab-units').textContent") == "专题"
 
     # A 422's field error is shown next to the field, in the page's language.

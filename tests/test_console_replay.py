@@ -19,11 +19,11 @@ from playwright.async_api import Dialog
 
 from recordings.finish import describe
 from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import ADMIN_PASSWORD, Service
+from tests.conftest import Service
 from tests.synthetic import make_lecture
+from tests.test_console_page import open_console
 from web.keys import ARCHIVE
 
-PASSWORD = ADMIN_PASSWORD
 UI_TIMEOUT = 15.0
 LECTURE_SECONDS = 24.0
 FILLERS = 6  # with the two items below: a list long enough for the picker's filter
@@ -90,7 +90,7 @@ async def test_an_admin_schedules_and_drives_a_replay_in_the_console(
     for number in range(FILLERS):
         add_item(service, lectures["short"], f"往期讲座 {number + 1}", "王教授")
 
-    page = await chromium.open(f"{service.base}/login", "console-replay")
+    page = await open_console(chromium, service.base, "console-replay")
     confirms: list[str] = []
 
     async def accept(dialog: Dialog) -> None:
@@ -98,11 +98,6 @@ async def test_an_admin_schedules_and_drives_a_replay_in_the_console(
         await dialog.accept()
 
     page.page.on("dialog", accept)
-    await page.page.fill("[name=username]", "admin")
-    await page.page.fill("[name=password]", PASSWORD)
-    await page.page.click("form[action='/login'] button")
-    await wait_js(chromium, page, "the console is ready",
-                  "() => location.pathname === '/admin' && document.body.dataset.ready === 'true'")
 
     def shown(selector: str) -> str:
         return f"document.querySelector('{selector}').checkVisibility()"

@@ -26,7 +26,7 @@ from tests.archive_helpers import ROOM_NAME, create_link, reader, record_discuss
 from tests.browser import ARTIFACTS, BrowserPage, Chromium
 from tests.conftest import Service
 from tests.media import start_publisher
-from tests.test_console_page import PASSWORD, log_in
+from tests.test_console_page import log_in, open_console
 from tests.test_recording_functional import api
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
@@ -488,7 +488,7 @@ async def test_an_admin_records_a_session_and_hands_out_a_library_link(
     publisher = await start_publisher(admin_service.http, base, session["id"],
                                       session["publish_token"])
     try:
-        page = await chromium.open(f"{base}/login", "console-archive")
+        page = await open_console(chromium, base, "console-archive")
         confirms: list[str] = []
 
         async def accept(dialog: Dialog) -> None:
@@ -496,12 +496,6 @@ async def test_an_admin_records_a_session_and_hands_out_a_library_link(
             await dialog.accept()
 
         page.page.on("dialog", accept)
-        await page.page.fill("[name=username]", "admin")
-        await page.page.fill("[name=password]", PASSWORD)
-        await page.page.click("form[action='/login'] button")
-        await wait_js(chromium, page, "the console is ready",
-                      "() => location.pathname === '/admin'"
-                      " && document.body.dataset.ready === 'true'")
         row = f"#sessions-table tr[data-id='{session['id']}']"
         assert await js(page, f"() => document.querySelector(\"{row} button.record\")"
                               ".textContent") == "开始录制"

@@ -21,6 +21,7 @@ from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from tests.conftest import call_json as call
 from tests.media import start_publisher, start_viewer
+from tests.test_console_page import open_console
 from web.app import create_app
 from web.cli import build_parser
 from web.config import Config, config_from_args
@@ -585,13 +586,8 @@ async def test_the_wall_in_chromium_with_five_rooms(admin_service: Service,
             if count:
                 await call(service, "POST", f"{API}/room/headcount", {"count": count},
                            token=invitation["token"])
-        page = await chromium.open(f"{service.base}/login", "wall-5-rooms")
+        page = await open_console(chromium, service.base, "wall-5-rooms")
         await page.page.set_viewport_size({"width": 1280, "height": 820})
-        await page.page.fill("[name=username]", "admin")
-        await page.page.fill("[name=password]", PASSWORD)
-        await page.page.click("form[action='/login'] button")
-        await chromium.wait_for_js(page, "logged in", "() => location.pathname === '/admin'",
-                                   15)
         await page.page.goto(f"{service.base}/admin/wall/{session['id']}")
         await chromium.wait_for_js(page, "five rooms connected and receiving", WALL_READY, 40)
         tiles = await page.evaluate(
