@@ -113,6 +113,16 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+async def close_peer(pc: RTCPeerConnection, tasks: list[asyncio.Task[None]]) -> None:
+    """End a test peer: its reading tasks first, then the connection."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
+            await task
+    await pc.close()
+
+
 def new_pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
@@ -185,12 +195,7 @@ class TestViewer:
     offers: int = 1
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-                await task
-        await self.pc.close()
+        await close_peer(self.pc, self.tasks)
 
     async def wait_for_frames(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

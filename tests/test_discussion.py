@@ -15,11 +15,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from streaming.peers import Publisher
 from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import new_pc, post_offer, read_barcode, start_publisher
+from tests.media import close_peer, new_pc, post_offer, read_barcode, start_publisher
 from tests.test_timeshift import invite
 from web.app import create_app
 from web.config import Config
@@ -59,12 +58,7 @@ class PairViewer:
         return [source_of(index) for at, index in self.stage if at >= since]
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, MediaStreamError):
-                await task
-        await self.pc.close()
+        await close_peer(self.pc, self.tasks)
 
 
 async def start_pair_viewer(service: Service, session_id: str, token: str) -> PairViewer:
