@@ -13,6 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streaming/ streaming/
 COPY recordings/ recordings/
+COPY classroom/ classroom/
 COPY web/ web/
 RUN /opt/zhixing/bin/pip install .
 

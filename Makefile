@@ -16,7 +16,7 @@ test: install-test
 	scripts/run-tests
 
 lint: install-test
-	$(BIN)/ruff check streaming recordings web tests bench
+	$(BIN)/ruff check streaming recordings classroom web tests bench
 	$(BIN)/mypy
 
 install: $(VENV)/.installed

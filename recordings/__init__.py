@@ -1,1 +1,1 @@
-"""Lecture archive: recorder (a sink of a slot), catalog, finishing, replay source."""
+"""Lecture archive media: recorder (a sink of a slot), finishing, replay source, import."""

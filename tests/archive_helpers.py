@@ -52,7 +52,7 @@ async def record_discussion(service: Service, codec: str = "H264", *, before: fl
     session = await service.create_session(video_codec=codec)
     sid = session["id"]
     room_a = await invite(service, session, ROOM_NAME)
-    room = service.app[SESSIONS].get(sid).room
+    room = service.app[SESSIONS].get(sid).broadcast
     assert room.video_codec == codec
     w, h = 256, 96
     program = await start_publisher(service.http, service.base, sid, session["publish_token"],

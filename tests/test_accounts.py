@@ -14,14 +14,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from classroom.access.accounts import SESSION_SECONDS, Accounts, LoginLimiter
+from classroom.db import Database
 from tests.conftest import ADMIN_TOKEN, Service
 from web import cli
-from web.accounts import SESSION_SECONDS, Accounts, LoginLimiter
 from web.app import DATABASE_FILE, create_app
+from web.auth import COOKIE
 from web.config import Config
-from web.db import Database
 from web.keys import ACCOUNTS, LOGIN_LIMITER
-from web.login import COOKIE
 
 PASSWORD = "test-password"
 

@@ -23,19 +23,20 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from classroom.attendance import intervals as attendance
+from classroom.attendance import reports
+from classroom.attendance.intervals import Window
+from classroom.attendance.log import AttendanceLog
+from classroom.catalog import Catalog
+from classroom.db import Database
 from streaming.peers import Viewer
 from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from tests.conftest import call_json as call
 from tests.media import start_publisher, start_viewer
 from tests.test_console_page import open_console
-from web import attendance, reports
 from web.app import create_app
-from web.attendance import Window
-from web.attendance_log import AttendanceLog
-from web.catalog import Catalog
 from web.config import Config, add_serve_arguments, config_from_args
-from web.db import Database
 from web.keys import ATTENDANCE, CATALOG
 
 API = "/api/v1"

@@ -83,7 +83,7 @@ async def observe(service: Service, session_id: str) -> dict[str, Any]:
     """What a bad request must not change: peers, publishers, sessions, subscriptions."""
     body = await service.session(session_id)
     stats = body["stats"]
-    room = service.app[SESSIONS].get(session_id).room
+    room = service.app[SESSIONS].get(session_id).broadcast
     return {
         "state": body["state"],
         "viewer_count": None if stats is None else stats["viewer_count"],
@@ -431,7 +431,7 @@ async def viewer_resource(
 
 
 def remote_candidates(service: Service, session_id: str, resource_id: str) -> list[Any]:
-    peer = service.app[SESSIONS].get(session_id).room.resource(resource_id)
+    peer = service.app[SESSIONS].get(session_id).broadcast.resource(resource_id)
     assert peer is not None
     transport = peer.pc.getTransceivers()[0].receiver.transport.transport
     candidates: list[Any] = transport.getRemoteCandidates()
@@ -583,7 +583,7 @@ async def test_deleting_the_session_disconnects_a_connected_viewer(service: Serv
             await asyncio.sleep(0.05)
         body = await service.session(session["id"])
         assert body["state"] == "ended"
-        assert not service.app[SESSIONS].get(session["id"]).room.viewers
+        assert not service.app[SESSIONS].get(session["id"]).broadcast.viewers
         # Its resource is gone with the session, and so are its tokens.
         assert viewer.location is not None
         reply = await send(service, "DELETE", viewer.location, token=session["view_token"],
@@ -811,7 +811,7 @@ async def test_a_session_that_ends_during_negotiation_is_410(
     service: Service, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = await fresh_session(service)
-    room = service.app[SESSIONS].get(session["id"]).room
+    room = service.app[SESSIONS].get(session["id"]).broadcast
     negotiating, release = asyncio.Event(), asyncio.Event()
     peers: list[Peer] = []
     negotiate = Peer._negotiate

@@ -23,13 +23,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
+from classroom.access.signing import SECRET_FILE, InvitationClaims, Signer
 from tests.conftest import ADMIN_TOKEN, Service
 from tests.media import new_pc, post_offer, start_publisher, start_viewer
+from web.api.openapi import OPENAPI
 from web.app import DATABASE_FILE, create_app
 from web.config import Config
 from web.keys import SESSIONS
-from web.openapi import OPENAPI
-from web.signing import SECRET_FILE, InvitationClaims, Signer
 
 API = "/api/v1"
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -840,7 +840,7 @@ async def test_an_invitation_link_views_until_it_is_revoked(
         await wait_until(connected, 10, "the invitation shows connected")
         assert not (await invitations(service, session["id"]))[other["id"]]["connected"]
         assert await viewer_count(service, session["id"]) == 1
-        room = service.app[SESSIONS].get(session["id"]).room
+        room = service.app[SESSIONS].get(session["id"]).broadcast
         assert [v.tag for v in room.viewers.values()] == [invitation["id"]]
 
         reply = await call(service, "DELETE", f"{API}/invitations/{invitation['id']}")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.browser import BrowserPage, Chromium
 from tests.conftest import ADMIN_PASSWORD, Service
-from web.console_page import qr_svg
+from web.pages.console import qr_svg
 
 PASSWORD = ADMIN_PASSWORD
 UI_TIMEOUT = 15.0

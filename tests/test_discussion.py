@@ -16,15 +16,20 @@ import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from classroom.live.discussion import (
+    HANDS_PER_WINDOW,
+    MAX_ERRORS,
+    QUESTION_MAX,
+    QUESTIONS_PER_WINDOW,
+)
 from streaming.peers import Publisher
 from tests.conftest import ADMIN_TOKEN, Service
 from tests.media import close_peer, new_pc, post_offer, read_barcode, start_publisher
 from tests.test_timeshift import invite
 from web.app import create_app
 from web.config import Config
-from web.discussion import HANDS_PER_WINDOW, MAX_ERRORS, QUESTION_MAX, QUESTIONS_PER_WINDOW
-from web.discussion_ws import PROTOCOL
 from web.keys import DISCUSSIONS, SESSIONS
+from web.sockets.events import PROTOCOL
 
 pytestmark = pytest.mark.webrtc
 
@@ -212,7 +217,7 @@ async def test_rooms_on_stage_reach_every_viewer_without_renegotiation(
 ) -> None:
     s = await setup(service)
     sid = s.session["id"]
-    room = service.app[SESSIONS].get(sid).room
+    room = service.app[SESSIONS].get(sid).broadcast
     # Small pictures (the barcode needs 256 × 32 pixels): three encoders and
     # six decoders of test peers share the machine with the relay.
     w, h = 256, 96
@@ -312,7 +317,7 @@ async def test_rooms_on_stage_reach_every_viewer_without_renegotiation(
 async def test_mute_and_replace_an_uplink(service: Service) -> None:
     s = await setup(service)
     sid = s.session["id"]
-    room = service.app[SESSIONS].get(sid).room
+    room = service.app[SESSIONS].get(sid).broadcast
     first = await start_publisher(service.http, service.base, sid, s.a["token"],
                                   start=A_START)
     second = None
@@ -386,7 +391,7 @@ async def test_an_uplink_answer_caps_its_video_bitrate(service: Service) -> None
         async with service.http.delete(f"{service.base}{location}",
                                        headers={"Authorization": f"Bearer {s.a['token']}"}) as r:
             assert r.status == 200
-        assert not service.app[SESSIONS].get(s.session["id"]).room.uplinks
+        assert not service.app[SESSIONS].get(s.session["id"]).broadcast.uplinks
     finally:
         await pc.close()
 

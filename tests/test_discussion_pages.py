@@ -69,11 +69,11 @@ async def test_a_room_asks_and_goes_on_stage_and_the_others_see_it(
                                        " && !document.getElementById('discuss').hidden",
                                        TIMEOUT)
 
-        # Room A turns its camera on: an uplink, not on stage yet.
+        # Broadcast A turns its camera on: an uplink, not on stage yet.
         await page_a.page.click("#camera-start")
         await chromium.wait_for(
             "room A's uplink connected on the server",
-            lambda: _uplink_state(live.room.uplinks, room_a["id"]),
+            lambda: _uplink_state(live.broadcast.uplinks, room_a["id"]),
             lambda state: state == "connected", TIMEOUT)
         await chromium.wait_for_js(page_a, "the camera-on indicator",
                                    "() => document.getElementById('on-air').textContent"
@@ -111,7 +111,7 @@ async def test_a_room_asks_and_goes_on_stage_and_the_others_see_it(
                         "button[data-action='stage']:not([disabled])")
         await presenter.page.click(stage_button)
         await chromium.wait_for(
-            "room A is on stage on the server", lambda: _on_stage(live.room),
+            "room A is on stage on the server", lambda: _on_stage(live.broadcast),
             lambda value: value == room_a["id"], TIMEOUT)
         await chromium.wait_for_js(page_c, "the stage picture over the program",
                                    "() => !document.getElementById('stage-box').hidden",

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import Service
 from web.i18n import CATALOG_DIR, LANGUAGES
 
-WEB = Path(__file__).parent.parent / "web"
+ROOT = Path(__file__).parent.parent
 
 
 def _files(language: str) -> dict[str, dict[str, str]]:
@@ -36,7 +36,8 @@ def test_no_key_is_defined_in_two_files() -> None:
 
 
 def test_every_error_key_the_catalog_raises_is_translated() -> None:
-    source = (WEB / "catalog.py").read_text(encoding="utf-8")
+    source = "".join(path.read_text(encoding="utf-8")
+                     for folder in ("classroom", "web") for path in (ROOT / folder).rglob("*.py"))
     used = set(re.findall(r'"(error\.[a-z_]+)"', source))
     assert used, "the pattern no longer finds the keys"
     merged = {k for messages in _files("en").values() for k in messages}

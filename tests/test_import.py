@@ -25,13 +25,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from classroom.catalog import Catalog
+from classroom.db import Database
 from recordings import importer
 from tests.conftest import ADMIN_TOKEN, Service
 from web import cli
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
-from web.catalog import Catalog
 from web.config import Config
-from web.db import Database
 from web.keys import CONFIG
 
 SECONDS = 4

@@ -95,7 +95,7 @@ async def test_rooms_tell_listeners_when_viewers_connect_and_leave(service: Serv
     def listener(viewer: Viewer, event: str) -> None:
         events.append((event, viewer.resource_id))
 
-    live.room.viewer_listeners.append(listener)
+    live.broadcast.viewer_listeners.append(listener)
     publisher = await start_publisher(service.http, service.base, session["id"],
                                       session["publish_token"])
     viewer = await start_viewer(service.http, service.base, session["id"],

@@ -40,7 +40,7 @@ async def test_the_room_camera_comes_back_by_itself(
     room_a = await invite(service, session["id"], "新碶街道分课堂", "北仑区 / 新碶街道")
     live = service.app[SESSIONS].get(session["id"])
     assert live is not None
-    room = live.room
+    room = live.broadcast
     publisher = await start_publisher(service.http, service.base, session["id"],
                                       session["publish_token"], width=256, height=96)
 

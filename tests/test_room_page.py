@@ -288,7 +288,7 @@ async def test_the_room_page_reconnects_by_itself(
         # The server drops the room's connection (as a broken link would).
         session = service.app[SESSIONS].get(world.session["id"])
         assert session is not None
-        for viewer in list(session.room.viewers.values()):
+        for viewer in list(session.broadcast.viewers.values()):
             await viewer.close()
         await chromium.wait_for_js(page, "a second connection, same document",
                                    "() => window.__same === true"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from web.db import MIGRATIONS, Database
-from web.passwords import hash_password, verify_password
-from web.signing import BadSignature, InvitationClaims, Signer, load_or_create_secret
+from classroom.access.passwords import hash_password, verify_password
+from classroom.access.signing import BadSignature, InvitationClaims, Signer, load_or_create_secret
+from classroom.db import MIGRATIONS, Database
 
 
 def test_a_signed_invitation_verifies_and_carries_its_claims() -> None:

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from classroom.live.wall import CLOSE_ENDED, CRITICAL, NOTICE, OK, WARNING, SiteRecord, Wall
 from tests import media
 from tests.browser import ARTIFACTS, Chromium
 from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
@@ -26,7 +27,6 @@ from web.app import create_app
 from web.cli import build_parser
 from web.config import Config, config_from_args
 from web.keys import METRICS
-from web.wall import CLOSE_ENDED, CRITICAL, NOTICE, OK, WARNING, SiteRecord, Wall
 
 API = "/api/v1"
 PASSWORD = ADMIN_PASSWORD

@@ -1,1 +1,1 @@
-"""The aiohttp application: signaling, admin API, pages, and the CLI."""
+"""The HTTP layer: routes grouped by who calls them, the CLI, static files."""

@@ -1,38 +1,30 @@
-"""The aiohttp application factory."""
+"""The aiohttp application factory: routes, the school, and their lifetimes.
+
+The school (``classroom.school.School``) is built and closed in one cleanup
+context; the HTTP modules only read it and its services from the
+application. Routes are grouped by who calls them: the admin JSON API
+(``web/api/``), the pages (``web/pages/``), WHIP/WHEP signaling
+(``web/signaling.py``) and the WebSockets (``web/sockets/``).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
-from recordings.manager import Recordings
+from classroom.access.accounts import LoginLimiter
+from classroom.access.tokens import Grant, Role, TokenIndex, new_token
+from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import (
-    api,
-    archive_api,
-    console_page,
-    discussion_ws,
-    i18n,
-    library_page,
-    login,
-    metrics_api,
-    presenter_page,
-    reports_api,
-    room_page,
-    signaling,
-    wall_page,
-)
-from web.accounts import Accounts, LoginLimiter
-from web.archive import Archive, LibraryLinks
-from web.attendance_log import AttendanceLog
-from web.catalog import Catalog
+from web import auth, i18n, signaling
+from web.api import archive, catalog, metrics, reports, sessions
+from web.auth import logged_in
 from web.config import Config
-from web.db import Database
 from web.errors import error_middleware
+from web.http import STATIC_DIR
 from web.keys import (
     ACCOUNTS,
     ADMIN_TOKEN,
@@ -40,27 +32,27 @@ from web.keys import (
     ATTENDANCE,
     CATALOG,
     CONFIG,
+    DISCUSSIONS,
     LIBRARY_LINKS,
     LOGIN_LIMITER,
+    METRICS,
     PEER_SETTINGS,
     REPLAYS,
+    SCHOOL,
     SESSIONS,
     SIGNER,
     TIMESHIFTS,
     TOKENS,
 )
-from web.replays import Replays
-from web.sessions import SessionRegistry
-from web.signing import Signer, load_or_create_secret
-from web.timeshift import Timeshifts
-from web.tokens import Grant, Role, TokenIndex, new_token
+from web.pages import console, library, login, presenter, room, wall
+from web.sockets import events
+from web.sockets import wall as wall_socket
+
+__all__ = ["ARCHIVE_DIR", "DATABASE_FILE", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY = 1024 * 1024
-DATABASE_FILE = "zhixing.sqlite3"
-ARCHIVE_DIR = "archive"
 
 
 def create_app(config: Config) -> web.Application:
@@ -75,76 +67,48 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_LIMITER] = LoginLimiter()
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
-    app.add_routes(api.routes())
-    app.add_routes(archive_api.routes())
-    app.add_routes(signaling.routes())
-    app.add_routes(i18n.routes())
-    app.add_routes(login.routes())
-    app.add_routes(console_page.routes())
-    app.add_routes(room_page.routes())
-    app.add_routes(presenter_page.routes())
-    app.add_routes(library_page.routes())
-    app.add_routes(metrics_api.routes())
-    app.add_routes(wall_page.routes())
-    app.add_routes(discussion_ws.routes())
-    app.add_routes(reports_api.routes())
+    for module in (sessions, catalog, archive, reports, metrics,  # admin API
+                   auth, login, console, room, presenter, library, wall,  # pages
+                   signaling, events, wall_socket, i18n):
+        app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
-    app.cleanup_ctx.append(_media_context)
-    # After the media: they watch the session registry's rooms.
-    app.cleanup_ctx.append(metrics_api.context)
-    app.cleanup_ctx.append(discussion_ws.context)
-    app.cleanup_ctx.append(wall_page.context)  # shows the discussions
-    app.on_shutdown.append(wall_page.shutdown)
-    app.on_shutdown.append(discussion_ws.shutdown)
+    app.cleanup_ctx.append(_school_context)
+    app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
+    app.cleanup_ctx.append(wall_socket.context)
+    app.on_shutdown.append(wall_socket.shutdown)
+    app.on_shutdown.append(events.shutdown)
     return app
 
 
-async def _media_context(app: web.Application) -> AsyncIterator[None]:
+async def _school_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     await aiortc_glue.check_internals()
     aiortc_glue.install_rfc7983_demux()
     aiortc_glue.configure_ice(config.ice_hosts)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.data_dir / DATABASE_FILE)
-    db.migrate()
-    app[CATALOG] = Catalog(db)
-    app[ACCOUNTS] = Accounts(db)
-    app[ACCOUNTS].ensure_admin(config.admin_password)
-    app[SIGNER] = Signer(load_or_create_secret(config.data_dir))
-    app[SESSIONS] = SessionRegistry(app[CATALOG], app[TOKENS], app[PEER_SETTINGS])
-    # Attendance first ends what a crash left open, then hears every room.
-    attendance = app[ATTENDANCE] = AttendanceLog(db)
-    attendance.recover()
-    app[SESSIONS].room_listeners.append(attendance.watch)
-    attendance.start()
-    archive: Archive | None = None
-
-    def on_recorder_event(item_id: str, kind: str, detail: str) -> None:
-        if archive is not None:
-            archive.on_recorder_event(item_id, kind, detail)
-
-    recordings = Recordings(config.data_dir / ARCHIVE_DIR, on_recorder_event,
-                            min_free_bytes=config.min_free_bytes)
-    archive = app[ARCHIVE] = Archive(db, recordings)
-    app[LIBRARY_LINKS] = LibraryLinks(db)
-    await archive.recover()
-    replays = app[REPLAYS] = Replays(db, archive, app[SESSIONS])
-    await replays.restore()
-    app[TIMESHIFTS] = Timeshifts(archive)
+    settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
+                              min_free_bytes=config.min_free_bytes)
+    school = await School.open(settings, app[TOKENS], app[PEER_SETTINGS])
+    app[SCHOOL] = school
+    app[CATALOG] = school.catalog
+    app[ACCOUNTS] = school.accounts
+    app[SIGNER] = school.signer
+    app[SESSIONS] = school.sessions
+    app[ATTENDANCE] = school.attendance
+    app[ARCHIVE] = school.archive
+    app[LIBRARY_LINKS] = school.library_links
+    app[REPLAYS] = school.replays
+    app[TIMESHIFTS] = school.timeshifts
+    app[DISCUSSIONS] = school.discussions
+    app[METRICS] = school.metrics
     try:
         yield
     finally:
-        await app[TIMESHIFTS].close()
-        await replays.close()
-        await archive.close()
-        await app[SESSIONS].close()
-        await attendance.close()  # after the rooms: their viewers' leaving is written
-        db.close()
+        await school.close()
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    if console_page.logged_in(request):
+    if logged_in(request):
         raise web.HTTPSeeOther("/admin")
     return web.FileResponse(STATIC_DIR / "index.html")
 

@@ -15,15 +15,16 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from classroom.access.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, UnknownUser
+from classroom.archive.items import Archive
+from classroom.catalog import MAX_NAME, Catalog
+from classroom.db import Database
+from classroom.errors import Missing
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
 from web.access_log import AccessLogger
-from web.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, UnknownUser
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
-from web.archive import Archive
-from web.catalog import MAX_NAME, Catalog, Missing
 from web.config import _env, add_serve_arguments, config_from_args
-from web.db import Database
 from web.keys import ACCOUNTS, ADMIN_TOKEN
 
 # Times the catalog accepts (web.catalog.Fields.timestamp): 2000 … 2100.

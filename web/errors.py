@@ -1,7 +1,9 @@
-"""The error taxonomy, mapped to HTTP in one middleware.
+"""Errors as HTTP: the request-level taxonomy, and the one middleware that
+maps it and the domain's errors (``classroom.errors``) to statuses.
 
-A handler raises one of these; the text is safe to show to the client (it
-names what was wrong with the request, never internals).
+A handler raises one of these, or lets a domain error through; the text is
+safe to show to the client (it names what was wrong with the request, never
+internals). Like Galène's ``httpError``: one place decides every status.
 """
 
 from __future__ import annotations
@@ -11,10 +13,29 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from classroom import errors as domain
+from classroom.errors import Forbidden, Gone, NotAuthorized
+
+__all__ = ["Forbidden", "Gone", "NotAuthorized"]  # the domain's, raised by handlers too
+
 logger = logging.getLogger(__name__)
+
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="zhixing"'}
+
+# The domain's errors, each with its status (the most specific class first).
+DOMAIN_STATUS: tuple[tuple[type[domain.DomainError], int], ...] = (
+    (domain.Invalid, 422),
+    (domain.Missing, 404),
+    (domain.StateConflict, 409),
+    (domain.NotAuthorized, 401),
+    (domain.Forbidden, 403),
+    (domain.Gone, 410),
+)
 
 
 class AppError(Exception):
+    """An error of the request itself (its form, method, size, type)."""
+
     status = 400
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
@@ -25,21 +46,6 @@ class AppError(Exception):
 
 class BadRequest(AppError):
     status = 400
-
-
-class NotAuthorized(AppError):
-    """No credentials, or credentials that are not valid anywhere."""
-
-    status = 401
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, {"WWW-Authenticate": 'Bearer realm="zhixing"'})
-
-
-class Forbidden(AppError):
-    """Valid credentials, but not for this resource or role."""
-
-    status = 403
 
 
 class NotFound(AppError):
@@ -58,10 +64,6 @@ class Conflict(AppError):
     status = 409
 
 
-class Gone(AppError):
-    status = 410
-
-
 class PayloadTooLarge(AppError):
     status = 413
 
@@ -74,6 +76,16 @@ class Unprocessable(AppError):
     status = 422
 
 
+def status_of(exc: AppError | domain.DomainError) -> int:
+    """The HTTP status of a request or domain error."""
+    if isinstance(exc, AppError):
+        return exc.status
+    for kind, status in DOMAIN_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -83,6 +95,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except AppError as exc:
         return _error_response(request, exc.status, exc.message, exc.headers)
+    except domain.DomainError as exc:
+        headers = BEARER_CHALLENGE if isinstance(exc, NotAuthorized) else {}
+        return _error_response(request, status_of(exc), exc.message, headers)
     except web.HTTPRequestEntityTooLarge:
         return _error_response(request, 413, "request body too large", {})
     except web.HTTPException as exc:

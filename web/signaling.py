@@ -19,9 +19,11 @@ from __future__ import annotations
 from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 
+from classroom.access.invitations import is_invitation_token
+from classroom.access.tokens import Role
+from classroom.live.sessions import Session
+from streaming.broadcast import BroadcastClosed
 from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
-from streaming.room import RoomClosed
-from web.bodies import read_limited
 from web.errors import (
     BadRequest,
     Conflict,
@@ -32,10 +34,8 @@ from web.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from web.invitations import check_invitation, is_invitation_token
-from web.keys import CONFIG, REPLAYS, SESSIONS, TOKENS
-from web.sessions import Session
-from web.tokens import Role, bearer_token
+from web.http import bearer_token, read_limited
+from web.keys import CONFIG, REPLAYS, SCHOOL, SESSIONS, TOKENS
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
@@ -76,7 +76,7 @@ def _authorized_session(request: web.Request) -> tuple[Session, str | None]:
         raise Gone("this session has ended")
     if is_invitation_token(token):
         # WHEP: the room's viewer; WHIP: the room's uplink, never the program.
-        invitation = check_invitation(request.app, token, session_id)
+        invitation = request.app[SCHOOL].check_invitation(token, session_id)
         return session, str(invitation["id"])
     request.app[TOKENS].require(token, _role(request), session_id)
     return session, None
@@ -95,7 +95,7 @@ async def _read_body(request: web.Request, content_type: str) -> str:
 async def create_resource(request: web.Request) -> web.Response:
     session, invitation_id = _authorized_session(request)
     offer = await _read_body(request, SDP)
-    room = session.room
+    room = session.broadcast
     uplink = _role(request) is Role.PUBLISH and invitation_id is not None
     if _role(request) is Role.PUBLISH and not uplink \
             and request.app[REPLAYS].is_replay(session.id):
@@ -114,7 +114,7 @@ async def create_resource(request: web.Request) -> web.Response:
         raise Unprocessable(str(exc)) from exc
     except UnsupportedCodec as exc:
         raise NotAcceptable(f"{exc} (this session sends {session.video_codec} and Opus)") from exc
-    except RoomClosed as exc:
+    except BroadcastClosed as exc:
         raise Gone("this session has ended") from exc
     location = f"{request.path}/{resource_id}"
     headers = {
@@ -132,8 +132,8 @@ async def create_resource(request: web.Request) -> web.Response:
 
 def _resource(request: web.Request) -> tuple[Session, Peer]:
     session, invitation_id = _authorized_session(request)
-    peer = session.room.resource(request.match_info["resource_id"])
-    kind = Role.PUBLISH if session.room.is_publisher(peer) else Role.VIEW
+    peer = session.broadcast.resource(request.match_info["resource_id"])
+    kind = Role.PUBLISH if session.broadcast.is_publisher(peer) else Role.VIEW
     if peer is None or kind is not _role(request):
         raise NotFound("no such resource (it may have ended)")
     if invitation_id is not None and getattr(peer, "tag", None) != invitation_id:

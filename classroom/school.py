@@ -1,0 +1,218 @@
+"""The composition root: every service of the school, built and closed in one place.
+
+``School.open`` builds the services in the order they need each other and
+brings back what a crash or a restart left (attendance intervals left open,
+recordings to finish, replays to carry on); ``close`` ends them in the
+reverse order. The HTTP layer holds one School and calls its services and
+the use cases below, which are the operations that touch more than one
+service (revoking a link also disconnects its room; ending a session also
+finishes its recording and stops its replay).
+
+Nothing here knows HTTP: errors are the domain's (``classroom.errors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classroom.access.accounts import Accounts
+from classroom.access.invitations import check_invitation
+from classroom.access.signing import Signer, load_or_create_secret
+from classroom.access.tokens import TokenIndex
+from classroom.archive.items import Archive, LibraryLinks
+from classroom.archive.replays import Replays
+from classroom.archive.timeshift import Timeshifts
+from classroom.attendance.log import AttendanceLog
+from classroom.catalog import Catalog
+from classroom.db import Database
+from classroom.live.discussion import Discussion, Discussions
+from classroom.live.metrics import RelayMetrics
+from classroom.live.sessions import Session, SessionRegistry
+from classroom.live.wall import SiteHistory, Wall
+from recordings.manager import Recordings
+from streaming.peers import PeerSettings
+
+logger = logging.getLogger(__name__)
+
+DATABASE_FILE = "zhixing.sqlite3"
+ARCHIVE_DIR = "archive"
+CATALOG_KINDS = ("units", "courses", "sites")
+
+
+@dataclass(frozen=True)
+class SchoolSettings:
+    """What the school needs from the process's configuration."""
+
+    data_dir: Path
+    admin_password: str | None = None
+    min_free_bytes: int = 0
+
+
+class School:
+    """The school's services (open with :meth:`open`, end with :meth:`close`)."""
+
+    db: Database
+    catalog: Catalog
+    accounts: Accounts
+    signer: Signer
+    sessions: SessionRegistry
+    attendance: AttendanceLog
+    archive: Archive
+    library_links: LibraryLinks
+    replays: Replays
+    timeshifts: Timeshifts
+    discussions: Discussions
+    site_history: SiteHistory
+    wall: Wall
+    metrics: RelayMetrics
+
+    def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
+                 peer_settings: PeerSettings) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.peer_settings = peer_settings
+
+    @classmethod
+    async def open(cls, settings: SchoolSettings, tokens: TokenIndex,
+                   peer_settings: PeerSettings) -> School:
+        school = cls(settings, tokens, peer_settings)
+        await school._build()
+        return school
+
+    async def _build(self) -> None:
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(data_dir / DATABASE_FILE)
+        self.db.migrate()
+        self.catalog = Catalog(self.db)
+        self.accounts = Accounts(self.db)
+        self.accounts.ensure_admin(self.settings.admin_password)
+        self.signer = Signer(load_or_create_secret(data_dir))
+        self.sessions = SessionRegistry(self.catalog, self.tokens, self.peer_settings)
+        # Attendance first ends what a crash left open, then hears every broadcast.
+        self.attendance = AttendanceLog(self.db)
+        self.attendance.recover()
+        self.sessions.broadcast_listeners.append(self.attendance.watch)
+        self.attendance.start()
+        recordings = Recordings(data_dir / ARCHIVE_DIR, self._on_recorder_event,
+                                min_free_bytes=self.settings.min_free_bytes)
+        self.archive = Archive(self.db, recordings)
+        self.library_links = LibraryLinks(self.db)
+        await self.archive.recover()
+        self.replays = Replays(self.db, self.archive, self.sessions)
+        await self.replays.restore()
+        self.timeshifts = Timeshifts(self.archive)
+        self.discussions = Discussions()
+        # The wall's site history and the metrics watch every broadcast from its creation.
+        self.site_history = SiteHistory()
+        self.wall = Wall(self.catalog, self.site_history, self.archive, self.discussions)
+        self.metrics = RelayMetrics()
+        self.metrics.recordings_running = lambda: len(self.archive.recordings.active)
+        self.metrics.recording = lambda session_id: (
+            self.archive.recording_of(session_id) is not None)
+        self.metrics.replays_playing = self.replays.playing
+        for broadcast in self.sessions.broadcasts():
+            self.site_history.watch(broadcast)
+            self.metrics.watch(broadcast)
+        self.sessions.broadcast_listeners += [self.site_history.watch, self.metrics.watch]
+        self.metrics.start()
+
+    def _on_recorder_event(self, item_id: str, kind: str, detail: str) -> None:
+        # The recorder reports to the archive, which is built after it.
+        archive = getattr(self, "archive", None)
+        if archive is not None:
+            archive.on_recorder_event(item_id, kind, detail)
+
+    async def close(self) -> None:
+        """End every service, the reverse of the order they were built in."""
+        for listener in (self.site_history.watch, self.metrics.watch):
+            with contextlib.suppress(ValueError):
+                self.sessions.broadcast_listeners.remove(listener)
+        await self.metrics.close()
+        self.discussions.close()
+        await self.timeshifts.close()
+        await self.replays.close()
+        await self.archive.close()
+        await self.sessions.close()
+        await self.attendance.close()  # after the broadcasts: their viewers' leaving is written
+        self.db.close()
+
+    # ------------------------------------------------------------ use cases
+
+    def check_invitation(self, token: str, session_id: str | None,
+                         now: float | None = None) -> dict[str, Any]:
+        """The invitation row of a genuine, current room link (else
+        NotAuthorized, Forbidden or Gone)."""
+        return check_invitation(self.signer, self.catalog, token, session_id, now)
+
+    async def disconnect_invitation(self, session_id: str, invitation_id: str) -> int:
+        """Close every viewer that joined with this invitation, and its
+        uplink; the discussion forgets the room. Returns how many viewers."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return 0
+        viewers = [v for v in session.broadcast.viewers.values() if v.tag == invitation_id]
+        for viewer in viewers:
+            await viewer.close()
+        await session.broadcast.close_uplink(invitation_id)
+        discussion = self.discussions.get(session_id)
+        if discussion is not None:
+            discussion.forget_room(invitation_id)
+        return len(viewers)
+
+    async def invite(self, session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A new link for a site; the site's previous link of this session
+        stops working and its room is disconnected."""
+        # The site's current link, found by the validated site id (never by raw input).
+        current = {item["site_id"]: item["id"] for item in self.catalog.invitations(session.id)}
+        row = self.catalog.create_invitation(session.id, data)
+        previous = current.get(row["site_id"])
+        if previous is not None:
+            await self.disconnect_invitation(session.id, previous)
+        return row
+
+    async def revoke(self, invitation_id: str) -> dict[str, Any]:
+        """Revoke a link and disconnect its room."""
+        row = self.catalog.revoke_invitation(invitation_id)
+        await self.disconnect_invitation(row["session_id"], row["id"])
+        return row
+
+    async def delete_from_catalog(self, kind: str, row_id: int) -> None:
+        """Delete a unit, course or site; the invitations it takes with it
+        stop working and their rooms are disconnected."""
+        if kind not in CATALOG_KINDS:
+            raise ValueError(kind)
+        for invitation in getattr(self.catalog, f"delete_{kind[:-1]}")(row_id):
+            await self.disconnect_invitation(invitation["session_id"], invitation["id"])
+
+    def schedule_session(self, data: Mapping[str, Any]) -> Session:
+        """A new session (live, or a replay of an archived lecture)."""
+        session = self.sessions.create(self.replays.prepare(data))
+        self.replays.schedule(session.id)
+        return session
+
+    def reschedule_session(self, session: Session, data: Mapping[str, Any]) -> Session:
+        session = self.sessions.update(session, data)
+        self.replays.schedule(session.id)  # the start time may have moved
+        return session
+
+    async def end_session(self, session: Session) -> None:
+        """The lecture is over: its recording is finished, its replay stopped,
+        every room disconnected."""
+        if self.archive.recording_of(session.id) is not None:
+            self.archive.stop_recording(session.id)
+        await self.replays.stop(session.id)
+        await self.sessions.end(session)
+
+    def discussion(self, session: Session) -> Discussion:
+        """The discussion of a live session (made on first use)."""
+
+        def name(invitation_id: str) -> str | None:
+            return self.catalog.current_site_name(invitation_id, session.id)
+
+        return self.discussions.of(session.id, session.broadcast, name)

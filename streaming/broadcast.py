@@ -1,0 +1,327 @@
+"""A broadcast: the live media of one session (its slots, publisher, uplinks and viewers).
+
+Called a broadcast, not a room: everywhere else in the project a room is a
+sub-classroom (分课堂), which is one of the viewers here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streaming import aiortc_glue
+from streaming.keyframe_requests import DEFAULT_INTERVAL
+from streaming.peers import (
+    SUPPORTED_VIDEO_CODECS,
+    Peer,
+    PeerSettings,
+    Publisher,
+    Viewer,
+    limit_bandwidth,
+)
+from streaming.slot import Slot
+
+logger = logging.getLogger(__name__)
+
+SLOT_NAMES = ("program", "stage")
+# A room's uplink is for a question, not a lecture: its video is capped
+# (the page also asks its camera for 360p).
+UPLINK_VIDEO_KBPS = 500
+
+
+class BroadcastClosed(Exception):
+    """The broadcast has ended; nobody can join it any more."""
+
+
+class StageError(Exception):
+    """The stage cannot take that room now; the message is safe to show."""
+
+
+class Broadcast:
+    """Holds one publisher (at most), the rooms' uplinks and any number of viewers.
+
+    A second publisher replaces the first (a classroom PC coming back after a
+    network drop): the slot switches source, viewers keep their connections.
+
+    An uplink is a sub-classroom's own camera and microphone, one per
+    invitation (a new one replaces the old). It fills no slot, and costs no
+    more than receiving it, until it is put on stage; at most one uplink is
+    on stage. The stage follows the invitation: an uplink that replaces the
+    one on stage takes the stage over; an uplink that goes away empties it.
+    """
+
+    def __init__(
+        self,
+        broadcast_id: str,
+        video_codec: str,
+        settings: PeerSettings,
+        clock: Callable[[], float] = time.monotonic,
+        keyframe_interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        if video_codec not in SUPPORTED_VIDEO_CODECS:
+            raise ValueError(f"unsupported video codec {video_codec}")
+        self.broadcast_id = broadcast_id
+        self.video_codec = video_codec
+        self.settings = settings
+        self.slots = {
+            name: Slot(name, video_codec, aiortc_glue.make_packetizer, clock, keyframe_interval)
+            for name in SLOT_NAMES
+        }
+        self.publisher: Publisher | None = None
+        self.viewers: dict[str, Viewer] = {}
+        # Listeners of viewers' lifecycles: (viewer, "connected" | "closed").
+        # "closed" comes for every viewer that was answered, connected or not.
+        self.viewer_listeners: list[Callable[[Viewer, str], None]] = []
+        self.publishers_accepted = 0
+        self.uplinks: dict[str, Publisher] = {}  # invitation id -> its uplink
+        self.uplink_video_kbps = UPLINK_VIDEO_KBPS
+        self.muted: set[str] = set()  # invitations whose uplink is muted
+        self.on_stage: str | None = None  # the invitation whose uplink fills the stage
+        # A replay re-broadcasting a recorded turn on stage: the room's name.
+        self.replayed_stage: str | None = None
+        # Called (with no arguments) when uplinks, mutes or the stage change,
+        # and when the broadcast closes.
+        self.media_listeners: list[Callable[[], None]] = []
+        self.closed = False
+
+    @property
+    def stage(self) -> Slot:
+        return self.slots["stage"]
+
+    @property
+    def program(self) -> Slot:
+        return self.slots["program"]
+
+    @property
+    def program_on_air(self) -> bool:
+        """Whether the program slot is being filled now: a connected
+        publisher, or another source (a replay) that says it is on air."""
+        source = self.program.source
+        if source is None or self.closed:
+            return False
+        if isinstance(source, Publisher):
+            return source.connection_state == "connected"
+        return bool(getattr(source, "on_air", True))
+
+    async def publish(self, offer: str) -> tuple[str, str]:
+        """Answer a publisher's offer; returns (resource id, answer SDP)."""
+        self._check_open()
+        publisher = Publisher(_new_id(), self.program, self.settings, self._forget)
+        try:
+            answer = await publisher.answer(offer)
+        except BaseException:
+            await publisher.close()
+            raise
+        if self.closed:
+            # The broadcast ended while the offer was being answered.
+            await publisher.close()
+            raise BroadcastClosed(self.broadcast_id)
+        previous, self.publisher = self.publisher, publisher
+        self.publishers_accepted += 1
+        if previous is not None:
+            logger.info("broadcast %s: publisher %s replaces %s", self.broadcast_id, publisher,
+                        previous)
+            await previous.close()
+        return publisher.resource_id, answer
+
+    async def publish_uplink(self, invitation_id: str, offer: str) -> tuple[str, str]:
+        """Answer a room's uplink offer; returns (resource id, answer SDP).
+
+        The uplink never fills the program slot: only :meth:`put_on_stage`
+        gives it a slot at all.
+        """
+        self._check_open()
+        uplink = Publisher(_new_id(), None, self.settings, self._forget,
+                           video_codec=self.video_codec)
+        uplink.tag = invitation_id
+        uplink.muted = invitation_id in self.muted
+        uplink.on_connected = lambda _peer: self._changed()
+        try:
+            answer = await uplink.answer(offer)
+        except BaseException:
+            await uplink.close()
+            raise
+        if self.closed:
+            await uplink.close()
+            raise BroadcastClosed(self.broadcast_id)
+        previous = self.uplinks.get(invitation_id)
+        self.uplinks[invitation_id] = uplink
+        if self.on_stage == invitation_id:
+            uplink.move_to(self.stage)  # the room came back: it keeps the stage
+        if previous is not None:
+            logger.info("broadcast %s: uplink %s of %s replaces %s", self.broadcast_id, uplink,
+                        invitation_id, previous)
+            previous.move_to(None)
+            await previous.close()
+        self._changed()
+        return uplink.resource_id, limit_bandwidth(answer, "video", self.uplink_video_kbps)
+
+    def put_on_stage(self, invitation_id: str | None) -> None:
+        """Fill the stage with that invitation's uplink (None: empty it).
+
+        Switching from one room to another is this one call: the stage slot
+        switches source (timestamps re-based, a keyframe asked of the new
+        room); viewers renegotiate nothing.
+        """
+        if invitation_id is None:
+            self.clear_stage()
+            return
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is None:
+            raise StageError("this room sends no picture (no uplink)")
+        if invitation_id in self.muted:
+            raise StageError("this room's uplink is muted")
+        if self.on_stage == invitation_id:
+            return
+        current = self.uplinks.get(self.on_stage) if self.on_stage is not None else None
+        if current is not None:
+            current.move_to(None)
+        self.on_stage = invitation_id
+        uplink.move_to(self.stage)
+        logger.info("broadcast %s: %s on stage", self.broadcast_id, invitation_id)
+        self._changed()
+
+    def show_replayed_stage(self, name: str | None) -> None:
+        """A replay's stage now shows a recorded turn of the room ``name``
+        (None: no turn); its pictures come from the replay, not an uplink."""
+        if name != self.replayed_stage:
+            self.replayed_stage = name
+            self._changed()
+
+    def clear_stage(self) -> None:
+        """Empty the stage: viewers' stage transceivers get nothing."""
+        if self.on_stage is None:
+            return
+        current = self.uplinks.get(self.on_stage)
+        self.on_stage = None
+        if current is not None:
+            current.move_to(None)
+        self._changed()
+
+    def mute_uplink(self, invitation_id: str, muted: bool) -> None:
+        """Drop (or pass again) an invitation's uplink frames, now and for any
+        uplink it sends later. A muted room leaves the stage."""
+        if muted:
+            self.muted.add(invitation_id)
+            if self.on_stage == invitation_id:
+                self.clear_stage()
+        else:
+            self.muted.discard(invitation_id)
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is not None:
+            uplink.muted = muted
+        self._changed()
+
+    async def close_uplink(self, invitation_id: str) -> bool:
+        """Disconnect an invitation's uplink (a revoked link); whether there was one."""
+        uplink = self.uplinks.get(invitation_id)
+        if uplink is None:
+            return False
+        await uplink.close()
+        return True
+
+    async def view(self, offer: str, tag: str | None = None) -> tuple[str, str]:
+        """Answer a viewer's offer; returns (resource id, answer SDP).
+
+        ``tag`` says who the viewer is (the invitation it came with).
+        """
+        self._check_open()
+        viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
+                        self._forget)
+        viewer.tag = tag
+        viewer.on_connected = self._viewer_connected
+        try:
+            answer = await viewer.answer(offer)
+        except BaseException:
+            await viewer.close()
+            raise
+        if self.closed:
+            await viewer.close()
+            raise BroadcastClosed(self.broadcast_id)
+        self.viewers[viewer.resource_id] = viewer
+        return viewer.resource_id, answer
+
+    def resource(self, resource_id: str) -> Peer | None:
+        if self.publisher is not None and self.publisher.resource_id == resource_id:
+            return self.publisher
+        for uplink in self.uplinks.values():
+            if uplink.resource_id == resource_id:
+                return uplink
+        return self.viewers.get(resource_id)
+
+    def is_publisher(self, peer: Peer | None) -> bool:
+        """Whether ``peer`` sends to us (the program publisher or an uplink)."""
+        return peer is not None and (
+            peer is self.publisher or any(peer is u for u in self.uplinks.values()))
+
+    async def close(self) -> None:
+        """End the broadcast: every peer is disconnected."""
+        self.closed = True
+        peers: list[Peer] = list(self.viewers.values())
+        peers += self.uplinks.values()
+        if self.publisher is not None:
+            peers.append(self.publisher)
+        await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
+        for slot in self.slots.values():
+            slot.close()
+        self._changed()
+
+    async def stats(self) -> dict[str, Any]:
+        publisher = self.publisher
+        viewers = list(self.viewers.values())
+        program = self.program
+        return {
+            "publisher": await publisher.stats() if publisher is not None else None,
+            "publisher_connected": publisher is not None
+            and publisher.connection_state == "connected",
+            "publishers_accepted": self.publishers_accepted,
+            "ingress": {
+                "video": program.video.stats.snapshot(),
+                "audio": program.audio.stats.snapshot(),
+            },
+            "keyframe_requests_sent": program.video.keyframes.sent,
+            "viewer_count": len(viewers),
+            "viewers": [await viewer.stats() for viewer in viewers],
+        }
+
+    def _changed(self) -> None:
+        for listener in list(self.media_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("media listener of broadcast %s failed", self.broadcast_id)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise BroadcastClosed(self.broadcast_id)
+
+    def _viewer_connected(self, peer: Peer) -> None:
+        if isinstance(peer, Viewer) and peer.resource_id in self.viewers:
+            self._tell(peer, "connected")
+
+    def _tell(self, viewer: Viewer, event: str) -> None:
+        for listener in list(self.viewer_listeners):
+            try:
+                listener(viewer, event)
+            except Exception:
+                logger.exception("viewer listener failed on %s %s", viewer, event)
+
+    async def _forget(self, peer: Peer) -> None:
+        if peer is self.publisher:
+            self.publisher = None
+        elif isinstance(peer, Publisher) and peer.tag is not None:
+            if self.uplinks.get(peer.tag) is peer:
+                del self.uplinks[peer.tag]
+                if self.on_stage == peer.tag:
+                    self.on_stage = None  # the room went away: so does the stage
+                self._changed()
+        elif isinstance(peer, Viewer) and self.viewers.pop(peer.resource_id, None) is not None:
+            self._tell(peer, "closed")
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(12)

@@ -1,0 +1,330 @@
+"""Attendance over HTTP (admin only): a session's attendance, the unit and
+district reports, their CSV exports and charts, and the reports page.
+
+CSV exports are for Excel as organizers use it: UTF-8 with a byte-order mark
+(else Excel reads Chinese as mojibake), CRLF lines, a Chinese file name in
+``filename*`` (RFC 6266 / 5987) with an ASCII fallback, and text cells that
+would start a formula made inert. They are streamed as chunks while the
+cursor is read, so a year of rows costs the memory of a few rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Sequence
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from classroom.attendance import charts, reports
+from classroom.attendance import intervals as attendance
+from classroom.errors import Invalid
+from web import i18n
+from web.auth import logged_in, require_admin
+from web.errors import NotFound
+from web.http import PAGE_HEADERS, STATIC_DIR
+from web.keys import ATTENDANCE, CATALOG
+
+REPORTS_PAGE = STATIC_DIR / "reports.html"
+FLUSH_BYTES = 16 * 1024
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/admin/reports", page),
+        web.get("/api/v1/sessions/{session_id}/attendance", session_attendance),
+        web.get("/api/v1/sessions/{session_id}/attendance/chart.svg", session_chart),
+        web.get("/api/v1/reports/units/{unit_id}", unit_report),
+        web.get("/api/v1/reports/units/{unit_id}/chart.svg", unit_chart),
+        web.get("/api/v1/reports/districts", district_report),
+        web.get("/api/v1/reports/districts/chart.svg", district_chart),
+    ]
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    if not logged_in(request):
+        raise web.HTTPSeeOther("/login")
+    return web.FileResponse(REPORTS_PAGE, headers=PAGE_HEADERS)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _wants_csv(request: web.Request) -> bool:
+    wanted = request.query.get("format", "json")
+    if wanted not in ("json", "csv"):
+        raise Invalid({"format": "error.bad_choice"})
+    return wanted == "csv"
+
+
+def _tz(request: web.Request) -> dt.tzinfo:
+    return reports.parse_tz(request.query)
+
+
+def _session(request: web.Request) -> dict[str, Any]:
+    return request.app[CATALOG].session(request.match_info["session_id"])
+
+
+def _unit(request: web.Request) -> dict[str, Any]:
+    raw = request.match_info["unit_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound("no such unit")
+    return request.app[CATALOG].unit(int(raw))
+
+
+def _district_query(request: web.Request) -> tuple[str, reports.DateRange]:
+    errors: dict[str, str] = {}
+    prefix = ""
+    days = None
+    try:
+        prefix = reports.parse_prefix(request.query.get("prefix"))
+    except Invalid as exc:
+        errors.update(exc.errors)
+    try:
+        days = reports.parse_range(request.query, _tz(request))
+    except Invalid as exc:
+        errors.update(exc.errors)
+    if errors or days is None:
+        raise Invalid(errors)
+    return prefix, days
+
+
+def _now(request: web.Request) -> float:
+    return request.app[ATTENDANCE].now()
+
+
+def _cell(value: Any) -> Any:
+    """A text cell that Excel would take for a formula starts with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _minutes(seconds: float) -> float:
+    return round(seconds / 60, 1)
+
+
+def _percent(share: float | None) -> float | str:
+    return "" if share is None else round(share * 100, 1)
+
+
+def _local(seconds: float | None, tz: dt.tzinfo, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    return "" if seconds is None else dt.datetime.fromtimestamp(seconds, tz).strftime(pattern)
+
+
+class CsvExport:
+    """A streamed CSV download: BOM and header first, rows as they come."""
+
+    def __init__(self, request: web.Request, filename: str, fallback: str) -> None:
+        self.request = request
+        safe = UNSAFE_FILENAME.sub("_", filename).strip() or fallback
+        disposition = (f'attachment; filename="{fallback}"; '
+                       f"filename*=UTF-8''{quote(safe, safe='')}")
+        self.response = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": disposition,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        })
+        self.response.enable_chunked_encoding()
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    async def start(self, header: Sequence[str]) -> None:
+        await self.response.prepare(self.request)
+        self._buffer.write("\ufeff")
+        await self.row(header)
+
+    async def row(self, values: Sequence[Any]) -> None:
+        self._writer.writerow([_cell(value) for value in values])
+        if self._buffer.tell() >= FLUSH_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data = self._buffer.getvalue().encode("utf-8")
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        if data:
+            await self.response.write(data)
+
+    async def finish(self) -> web.StreamResponse:
+        await self._flush()
+        await self.response.write_eof()
+        return self.response
+
+
+def _texts(request: web.Request) -> dict[str, str]:
+    return i18n.catalog(i18n.language_of(request))
+
+
+def _yes_no(texts: dict[str, str], value: bool) -> str:
+    return texts["reports.csv.yes"] if value else texts["reports.csv.no"]
+
+
+def _svg(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+# ----------------------------------------------------------------- session
+
+async def session_attendance(request: web.Request) -> web.StreamResponse:
+    require_admin(request)
+    session = _session(request)
+    as_csv = _wants_csv(request)
+    tz = _tz(request)
+    if not as_csv:
+        return web.json_response(request.app[ATTENDANCE].session_report(session),
+                                 headers={"Cache-Control": "no-store"})
+    request.app[ATTENDANCE].flush()
+    texts = _texts(request)
+    day = _local(session["scheduled_start"] or session["started_at"] or session["created_at"],
+                 tz, "%Y-%m-%d")
+    export = CsvExport(request, texts["reports.file.session"].format(
+        title=session["title"], date=day) + ".csv", f"attendance-{session['id']}.csv")
+    await export.start([texts[f"reports.csv.{name}"] for name in (
+        "site", "org_path", "connections", "reconnects", "minutes", "percent", "attended",
+        "headcount", "headcount_at", "person_times", "intervals")])
+    rows = reports.site_rows(request.app[CATALOG].db, "s.id = ?", [session["id"]],
+                             _now(request))
+    async with aclosing(rows):  # a client that goes away closes the cursor now
+        async for row in rows:
+            result = row.result
+            spans = "; ".join(f"{_local(start, tz, '%H:%M:%S')}–{_local(end, tz, '%H:%M:%S')}"
+                              for start, end in row.intervals)
+            await export.row([
+                row.site["site_name"], row.site["org_path"], result.connections,
+                result.reconnects, _minutes(result.connected_seconds), _percent(result.share),
+                _yes_no(texts, result.attended), "" if result.headcount is None
+                else result.headcount, _local(row.site["headcount_at"], tz),
+                result.person_times, spans])
+    return await export.finish()
+
+
+async def session_chart(request: web.Request) -> web.Response:
+    require_admin(request)
+    session = _session(request)
+    tz = _tz(request)
+    report = request.app[ATTENDANCE].session_report(session)
+    texts = _texts(request)
+    window = report["window"]
+    body = await charts.render(
+        charts.timeline_chart, report["timeline"],
+        None if window is None else (window["start"], window["end"]),
+        report["totals"]["rooms_invited"], tz,
+        {"title": texts["reports.chart.timeline"].format(title=session["title"]),
+         "axis": texts["reports.chart.rooms"], "invited": texts["reports.chart.invited"],
+         "empty": texts["reports.chart.empty"]})
+    return _svg(body)
+
+
+# -------------------------------------------------------------------- unit
+
+async def unit_report(request: web.Request) -> web.StreamResponse:
+    require_admin(request)
+    unit = _unit(request)
+    as_csv = _wants_csv(request)
+    tz = _tz(request)
+    db = request.app[CATALOG].db
+    request.app[ATTENDANCE].flush()
+    if not as_csv:
+        return web.json_response(await reports.unit_report(db, unit, _now(request)),
+                                 headers={"Cache-Control": "no-store"})
+    texts = _texts(request)
+    export = CsvExport(request, texts["reports.file.unit"].format(name=unit["name"]) + ".csv",
+                       f"attendance-unit-{unit['id']}.csv")
+    await export.start([texts[f"reports.csv.{name}"] for name in (
+        "date", "session", "course", "batch", "rooms_invited", "rooms_connected",
+        "rooms_attended", "person_times")])
+    current: reports.SiteRow | None = None
+    totals = attendance.Totals()
+
+    async def emit() -> None:
+        if current is not None:
+            session = current.session
+            await export.row([_local(session["session_time"], tz, "%Y-%m-%d"),
+                              session["title"], session["course_title"] or "",
+                              session["batch"], totals.invited, totals.connected,
+                              totals.attended, totals.person_times])
+
+    rows = reports.site_rows(db, "c.unit_id = ?", [unit["id"]], _now(request))
+    async with aclosing(rows):
+        async for row in rows:
+            if current is None or row.session["id"] != current.session["id"]:
+                await emit()
+                totals = attendance.Totals()
+            current = row
+            totals.add(row.result)
+    await emit()
+    return await export.finish()
+
+
+async def unit_chart(request: web.Request) -> web.Response:
+    require_admin(request)
+    unit = _unit(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.unit_report(request.app[CATALOG].db, unit, _now(request))
+    texts = _texts(request)
+    return _svg(await _bars(texts, report["districts"],
+                            texts["reports.chart.unit"].format(name=unit["name"])))
+
+
+async def _bars(texts: dict[str, str], groups: list[dict[str, Any]], title: str) -> bytes:
+    return await charts.render(
+        charts.bar_chart, [g["name"] or texts["reports.ungrouped"] for g in groups],
+        [g["person_times"] for g in groups], title, texts["reports.chart.person_times"],
+        texts["reports.chart.others"], texts["reports.chart.empty"])
+
+
+# ---------------------------------------------------------------- district
+
+async def district_report(request: web.Request) -> web.StreamResponse:
+    require_admin(request)
+    as_csv = _wants_csv(request)
+    prefix, days = _district_query(request)
+    db = request.app[CATALOG].db
+    request.app[ATTENDANCE].flush()
+    if not as_csv:
+        return web.json_response(await reports.district_report(db, prefix, days, _now(request)),
+                                 headers={"Cache-Control": "no-store"})
+    texts = _texts(request)
+    filename = texts["reports.file.district"].format(
+        prefix=prefix.replace(reports.SEPARATOR, "-") or texts["reports.all_sites"],
+        first=days.first.isoformat(), last=days.last.isoformat())
+    export = CsvExport(request, filename + ".csv",
+                       f"attendance-{days.first.isoformat()}-{days.last.isoformat()}.csv")
+    await export.start([texts[f"reports.csv.{name}"] for name in (
+        "date", "session", "unit", "course", "batch", "site", "org_path", "minutes",
+        "percent", "attended", "headcount", "person_times")])
+    where, params = reports.district_where(prefix, days)
+    rows = reports.site_rows(db, where, params, _now(request))
+    async with aclosing(rows):
+        async for row in rows:
+            session, result = row.session, row.result
+            await export.row([
+                _local(session["session_time"], days.tz, "%Y-%m-%d"), session["title"],
+                session["unit_name"] or "", session["course_title"] or "", session["batch"],
+                row.site["site_name"], row.site["org_path"], _minutes(result.connected_seconds),
+                _percent(result.share), _yes_no(texts, result.attended),
+                "" if result.headcount is None else result.headcount, result.person_times])
+    return await export.finish()
+
+
+async def district_chart(request: web.Request) -> web.Response:
+    require_admin(request)
+    prefix, days = _district_query(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.district_report(request.app[CATALOG].db, prefix, days,
+                                           _now(request))
+    texts = _texts(request)
+    title = texts["reports.chart.district"].format(
+        prefix=prefix or texts["reports.all_sites"], first=days.first.isoformat(),
+        last=days.last.isoformat())
+    return _svg(await _bars(texts, report["groups"], title))

@@ -1,0 +1,71 @@
+"""Who is calling: the admin's bearer token or login cookie, and CSRF.
+
+An admin request is authenticated either by the bearer admin token or by the
+``zhixing_session`` cookie. The cookie is HTTP-only and SameSite=Strict; a
+state-changing request that relies on it must also carry the login session's
+CSRF token in ``X-CSRF-Token`` (pages read it from ``GET /api/v1/me``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from classroom.access.tokens import Role
+from web.errors import Forbidden, NotAuthorized
+from web.http import bearer_token
+from web.keys import ACCOUNTS, TOKENS
+
+COOKIE = "zhixing_session"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated admin: by bearer token (no user name) or by login cookie."""
+
+    username: str | None
+    csrf_token: str | None
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/v1/me", me)]
+
+
+def authenticate_admin(request: web.Request) -> Caller:
+    """The admin making this request, or 401/403.
+
+    An Authorization header always wins; without one, the login cookie is
+    used, and then unsafe methods need the matching X-CSRF-Token.
+    """
+    token = request.cookies.get(COOKIE)
+    if "Authorization" in request.headers or token is None:
+        request.app[TOKENS].require(bearer_token(request), Role.ADMIN, None)
+        return Caller(None, None)
+    session = request.app[ACCOUNTS].session(token)
+    if session is None:
+        raise NotAuthorized("login expired or not valid; log in again")
+    if request.method in UNSAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise Forbidden("CSRF token missing or wrong")
+    return Caller(session.admin.username, session.csrf_token)
+
+
+async def me(request: web.Request) -> web.Response:
+    caller = authenticate_admin(request)
+    return web.json_response({"username": caller.username, "csrf_token": caller.csrf_token})
+
+
+def require_admin(request: web.Request) -> None:
+    """The bearer admin token, or a login cookie (plus X-CSRF-Token when unsafe)."""
+    authenticate_admin(request)
+
+
+def logged_in(request: web.Request) -> bool:
+    """Whether the request carries a valid login cookie."""
+    token = request.cookies.get(COOKIE)
+    return token is not None and request.app[ACCOUNTS].session(token) is not None

@@ -1,0 +1,1 @@
+"""The pages people open: login, console, room, presenter, library, wall."""

@@ -1,0 +1,126 @@
+"""The library (课程回放): the poster grid at /library and the player at
+/library/watch/{item_id}.
+
+Readers are cadres who opened a library link (``/library/k/{token}`` sets the
+``zhixing_library`` cookie, see web/archive_api.py); a logged-in admin may
+look too. Without either, both pages answer 401 with a page that says a
+library link is needed, never a listing. The pages are static templates
+filled with the language (and the item id); their scripts read
+``/api/v1/archive`` and play ``/archive/{id}/media``, which check the same
+credentials on every request, so a revoked link stops the media too.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from aiohttp import web
+
+from classroom.errors import DomainError, Missing
+from web import i18n
+from web.api.archive import reader_role
+from web.errors import AppError, status_of
+from web.http import STATIC_DIR
+from web.keys import ARCHIVE
+
+LIBRARY_TEMPLATE = STATIC_DIR / "library.html"
+WATCH_TEMPLATE = STATIC_DIR / "watch.html"
+LANG_MARK = "{{lang}}"
+ITEM_MARK = "{{item_id}}"
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/library", library), web.get("/library/watch/{item_id}", watch)]
+
+
+def _role(request: web.Request) -> str | None:
+    """'admin', 'reader', or None for anyone without a valid link or login."""
+    try:
+        return reader_role(request)
+    except (AppError, DomainError) as exc:
+        if status_of(exc) in (401, 403):
+            return None
+        raise
+
+
+def _page(request: web.Request, template: Path, item_id: str = "") -> web.Response:
+    text = template.read_text(encoding="utf-8")
+    text = text.replace(LANG_MARK, i18n.language_of(request))
+    text = text.replace(ITEM_MARK, html.escape(item_id, quote=True))
+    return web.Response(text=text, content_type="text/html", charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
+def _notice_page(request: web.Request, status: int, title_key: str,
+                 lines: list[str]) -> web.Response:
+    """A short server-rendered page in the chosen language (no script)."""
+    language = i18n.language_of(request)
+
+    def text(key: str) -> str:
+        return html.escape(i18n.catalog(language).get(key, key))
+
+    other = "en" if language == "zh-CN" else "zh-CN"
+    body = "\n".join(lines)
+    page = f"""<!doctype html>
+<html lang="{language}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{text(title_key)} · {text("library.title")}</title>
+<link rel="stylesheet" href="/static/library.css">
+</head>
+<body class="notice-page">
+<main class="notice">
+<h1>{text(title_key)}</h1>
+{body}
+<p class="lang"><a href="?lang={other}" hreflang="{other}">{text("library.lang.other")}</a></p>
+</main>
+</body>
+</html>
+"""
+    headers = dict(PAGE_HEADERS)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="zhixing"'
+    return web.Response(status=status, text=page, content_type="text/html", charset="utf-8",
+                        headers=headers)
+
+
+def _link_needed(request: web.Request) -> web.Response:
+    def text(key: str) -> str:
+        return html.escape(i18n.text(request, key))
+
+    return _notice_page(request, 401, "library.denied.title", [
+        f'<p class="reason">{text("library.denied.body")}</p>',
+        f"<p>{text('library.denied.ask')}</p>",
+        f'<p class="admin"><a href="/login">{text("library.denied.admin")}</a></p>',
+    ])
+
+
+async def library(request: web.Request) -> web.Response:
+    if _role(request) is None:
+        return _link_needed(request)
+    return _page(request, LIBRARY_TEMPLATE)
+
+
+async def watch(request: web.Request) -> web.Response:
+    role = _role(request)
+    if role is None:
+        return _link_needed(request)
+    item_id = request.match_info["item_id"]
+    try:
+        item = request.app[ARCHIVE].item(item_id)
+    except Missing:
+        item = None
+    # Readers see ready items only; an admin may open one still being made
+    # (the page says it cannot be played yet).
+    if item is None or (role == "reader" and item["state"] != "ready"):
+        return _notice_page(request, 404, "library.missing.title", [
+            f'<p class="reason">{html.escape(i18n.text(request, "library.missing.body"))}</p>',
+            f'<p><a href="/library">{html.escape(i18n.text(request, "library.back"))}</a></p>',
+        ])
+    return _page(request, WATCH_TEMPLATE, item["id"])

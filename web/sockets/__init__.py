@@ -1,0 +1,1 @@
+"""The WebSockets: room events (研讨) and the room wall."""
