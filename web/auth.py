@@ -1,4 +1,5 @@
-"""Who is calling: the admin's bearer token or login cookie, and CSRF.
+"""Who is calling: the admin's bearer token or login cookie, and CSRF; or a
+cadre with a library link (a bearer token, or the cookie the link sets).
 
 An admin request is authenticated either by the bearer admin token or by the
 ``zhixing_session`` cookie. The cookie is HTTP-only and SameSite=Strict; a
@@ -16,9 +17,10 @@ from aiohttp import web
 from classroom.access.tokens import Role
 from web.errors import Forbidden, NotAuthorized
 from web.http import bearer_token
-from web.keys import ACCOUNTS, TOKENS
+from web.keys import ACCOUNTS, LIBRARY_LINKS, TOKENS
 
 COOKIE = "zhixing_session"
+LIBRARY_COOKIE = "zhixing_library"  # set by a cadre's library link
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -69,3 +71,24 @@ def logged_in(request: web.Request) -> bool:
     """Whether the request carries a valid login cookie."""
     token = request.cookies.get(COOKIE)
     return token is not None and request.app[ACCOUNTS].session(token) is not None
+
+
+def reader_role(request: web.Request) -> str:
+    """'admin' or 'reader'; 401 for anyone else."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and request.app[LIBRARY_LINKS].check(token.strip()):
+            return "reader"
+        authenticate_admin(request)
+        return "admin"
+    if COOKIE in request.cookies:
+        try:
+            authenticate_admin(request)
+            return "admin"
+        except NotAuthorized:
+            pass  # an expired admin login may still hold a library link
+    cookie = request.cookies.get(LIBRARY_COOKIE)
+    if cookie is not None and request.app[LIBRARY_LINKS].check(cookie):
+        return "reader"
+    raise NotAuthorized("open the library with a library link, or log in")

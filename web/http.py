@@ -113,10 +113,11 @@ def int_id(request: web.Request, name: str = "row_id") -> int:
     return int(raw)
 
 
-def notice_page(status: int, title: str) -> web.Response:
+def short_page(status: int, title: str,
+               headers: dict[str, str] | None = None) -> web.Response:
     """A minimal HTML page saying ``title`` (already in the reader's language)."""
     text = html.escape(title)
     return web.Response(status=status, content_type="text/html", charset="utf-8",
-                        headers=PAGE_HEADERS,
+                        headers=headers,
                         text=f"<!doctype html><meta charset=\"utf-8\"><title>{text}</title>"
                              f"<p>{text}</p>\n")

@@ -9,6 +9,7 @@ renders itself. A key missing in English falls back to Chinese.
 
 from __future__ import annotations
 
+import html
 import json
 from functools import cache
 from pathlib import Path
@@ -46,6 +47,38 @@ def language_of(request: web.Request) -> str:
 
 def text(request: web.Request, key: str) -> str:
     return catalog(language_of(request)).get(key, key)
+
+
+def notice_page(request: web.Request, status: int, *, title: str, heading: str,
+                lines: list[str], stylesheet: str, switch_key: str,
+                headers: dict[str, str]) -> web.Response:
+    """A short server-rendered page for a person, in the reader's language,
+    with a link to the other one (no script). ``title`` and ``heading`` are
+    plain text; ``lines`` are HTML the caller escaped."""
+    language = language_of(request)
+    other = "en" if language == "zh-CN" else "zh-CN"
+    switch = html.escape(catalog(language).get(switch_key, switch_key))
+    body = "\n".join(lines)
+    page = f"""<!doctype html>
+<html lang="{language}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{html.escape(title)}</title>
+<link rel="stylesheet" href="/static/{stylesheet}">
+</head>
+<body class="notice-page">
+<main class="notice">
+<h1>{html.escape(heading)}</h1>
+{body}
+<p class="lang"><a href="?lang={other}" hreflang="{other}">{switch}</a></p>
+</main>
+</body>
+</html>
+"""
+    return web.Response(status=status, text=page, content_type="text/html",
+                        charset="utf-8", headers=headers)
 
 
 async def messages(request: web.Request) -> web.Response:

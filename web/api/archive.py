@@ -23,13 +23,11 @@ from aiohttp import web
 
 from classroom.archive.items import STATES
 from classroom.errors import Invalid
-from web.auth import COOKIE as ADMIN_COOKIE
-from web.auth import authenticate_admin, require_admin
+from web.auth import LIBRARY_COOKIE, reader_role, require_admin
 from web.errors import NotAuthorized, NotFound
 from web.http import base_url, read_json, session_of
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
-LIBRARY_COOKIE = "zhixing_library"
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
 MEDIA_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
 
@@ -54,27 +52,6 @@ def routes() -> list[web.RouteDef]:
 
 
 # ---------------------------------------------------------------------- who is asking
-
-
-def reader_role(request: web.Request) -> str:
-    """'admin' or 'reader'; 401 for anyone else."""
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and request.app[LIBRARY_LINKS].check(token.strip()):
-            return "reader"
-        authenticate_admin(request)
-        return "admin"
-    if ADMIN_COOKIE in request.cookies:
-        try:
-            authenticate_admin(request)
-            return "admin"
-        except NotAuthorized:
-            pass  # an expired admin login may still hold a library link
-    cookie = request.cookies.get(LIBRARY_COOKIE)
-    if cookie is not None and request.app[LIBRARY_LINKS].check(cookie):
-        return "reader"
-    raise NotAuthorized("open the library with a library link, or log in")
 
 
 # ---------------------------------------------------------------------- recording

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from classroom.errors import DomainError, Missing
 from web import i18n
-from web.api.archive import reader_role
+from web.auth import reader_role
 from web.errors import AppError, status_of
 from web.http import STATIC_DIR
 from web.keys import ARCHIVE
@@ -58,36 +58,14 @@ def _page(request: web.Request, template: Path, item_id: str = "") -> web.Respon
 def _notice_page(request: web.Request, status: int, title_key: str,
                  lines: list[str]) -> web.Response:
     """A short server-rendered page in the chosen language (no script)."""
-    language = i18n.language_of(request)
-
-    def text(key: str) -> str:
-        return html.escape(i18n.catalog(language).get(key, key))
-
-    other = "en" if language == "zh-CN" else "zh-CN"
-    body = "\n".join(lines)
-    page = f"""<!doctype html>
-<html lang="{language}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{text(title_key)} · {text("library.title")}</title>
-<link rel="stylesheet" href="/static/library.css">
-</head>
-<body class="notice-page">
-<main class="notice">
-<h1>{text(title_key)}</h1>
-{body}
-<p class="lang"><a href="?lang={other}" hreflang="{other}">{text("library.lang.other")}</a></p>
-</main>
-</body>
-</html>
-"""
+    title = i18n.text(request, title_key)
     headers = dict(PAGE_HEADERS)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="zhixing"'
-    return web.Response(status=status, text=page, content_type="text/html", charset="utf-8",
-                        headers=headers)
+    library_title = i18n.text(request, "library.title")
+    return i18n.notice_page(request, status, title=f"{title} · {library_title}",
+                            heading=title, lines=lines, stylesheet="library.css",
+                            switch_key="library.lang.other", headers=headers)
 
 
 def _link_needed(request: web.Request) -> web.Response:

@@ -11,7 +11,6 @@ holds the publish token may see everything the view token shows anyway.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,7 @@ from classroom.access.tokens import Role
 from classroom.live.sessions import Session
 from web import i18n
 from web.errors import Forbidden, NotAuthorized, NotFound
-from web.http import STATIC_DIR, bearer_token
+from web.http import STATIC_DIR, bearer_token, short_page
 from web.keys import CATALOG, SESSIONS, TOKENS
 
 
@@ -35,10 +34,7 @@ def routes() -> list[web.RouteDef]:
 async def presenter_page(request: web.Request) -> web.StreamResponse:
     session = request.app[SESSIONS].get(request.match_info["session_id"])
     if session is None:
-        title = html.escape(i18n.text(request, "presenter.not_found"))
-        return web.Response(status=404, content_type="text/html", charset="utf-8",
-                            text=f"<!doctype html><meta charset=\"utf-8\"><title>{title}</title>"
-                                 f"<p>{title}</p>\n")
+        return short_page(404, i18n.text(request, "presenter.not_found"))
     return web.FileResponse(STATIC_DIR / "presenter.html",
                             headers={"Cache-Control": "no-cache",
                                      "Referrer-Policy": "no-referrer"})

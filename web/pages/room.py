@@ -48,34 +48,15 @@ def _reason_key(exc: AppError | DomainError) -> str:
 
 
 def _error_page(request: web.Request, exc: AppError | DomainError) -> web.Response:
-    language = i18n.language_of(request)
-    status = 410 if status_of(exc) == 410 else 403
-
     def text(key: str) -> str:
-        return html.escape(i18n.catalog(language).get(key, key))
+        return html.escape(i18n.text(request, key))
 
-    other = "en" if language == "zh-CN" else "zh-CN"
-    body = f"""<!doctype html>
-<html lang="{language}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{text("room.error.title")}</title>
-<link rel="stylesheet" href="/static/room.css">
-</head>
-<body class="notice-page">
-<main class="notice">
-<h1>{text("room.error.title")}</h1>
-<p class="reason">{text(_reason_key(exc))}</p>
-<p>{text("room.error.ask")}</p>
-<p class="lang"><a href="?lang={other}" hreflang="{other}">{text("room.lang.other")}</a></p>
-</main>
-</body>
-</html>
-"""
-    return web.Response(status=status, text=body, content_type="text/html",
-                        charset="utf-8", headers=PAGE_HEADERS)
+    title = i18n.text(request, "room.error.title")
+    return i18n.notice_page(
+        request, 410 if status_of(exc) == 410 else 403, title=title, heading=title,
+        lines=[f'<p class="reason">{text(_reason_key(exc))}</p>',
+               f"<p>{text('room.error.ask')}</p>"],
+        stylesheet="room.css", switch_key="room.lang.other", headers=PAGE_HEADERS)
 
 
 async def join(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from web import i18n
 from web.auth import logged_in
-from web.http import PAGE_HEADERS, STATIC_DIR, notice_page
+from web.http import PAGE_HEADERS, STATIC_DIR, short_page
 from web.keys import SESSIONS
 
 WALL_PAGE = STATIC_DIR / "wall.html"
@@ -23,5 +23,5 @@ async def wall_page(request: web.Request) -> web.StreamResponse:
     if not logged_in(request):
         raise web.HTTPSeeOther("/login")
     if request.app[SESSIONS].get(request.match_info["session_id"]) is None:
-        return notice_page(404, i18n.text(request, "wall.not_found"))
+        return short_page(404, i18n.text(request, "wall.not_found"), PAGE_HEADERS)
     return web.FileResponse(WALL_PAGE, headers=PAGE_HEADERS)
