@@ -76,71 +76,74 @@ class School:
         self.settings = settings
         self.tokens = tokens
         self.peer_settings = peer_settings
+        # Each service's closing is pushed as it is built: closing runs them in
+        # the reverse order, and a failed start closes what it had built.
+        self._closing = contextlib.AsyncExitStack()
 
     @classmethod
     async def open(cls, settings: SchoolSettings, tokens: TokenIndex,
                    peer_settings: PeerSettings) -> School:
         school = cls(settings, tokens, peer_settings)
-        await school._build()
+        try:
+            await school._build()
+        except BaseException:
+            await school.close()
+            raise
         return school
 
     async def _build(self) -> None:
+        closing = self._closing
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(data_dir / DATABASE_FILE)
+        closing.callback(self.db.close)
         self.db.migrate()
         self.catalog = Catalog(self.db)
         self.accounts = Accounts(self.db)
         self.accounts.ensure_admin(self.settings.admin_password)
         self.signer = Signer(load_or_create_secret(data_dir))
-        self.sessions = SessionRegistry(self.catalog, self.tokens, self.peer_settings)
-        # Attendance first ends what a crash left open, then hears every broadcast.
+        # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
-        self.attendance.recover()
-        self.sessions.broadcast_listeners.append(self.attendance.watch)
-        self.attendance.start()
-        recordings = Recordings(data_dir / ARCHIVE_DIR, self._on_recorder_event,
-                                min_free_bytes=self.settings.min_free_bytes)
-        self.archive = Archive(self.db, recordings)
+        closing.push_async_callback(self.attendance.close)
+        self.attendance.recover()  # ends the intervals a crash left open
+        self.sessions = SessionRegistry(self.catalog, self.tokens, self.peer_settings)
+        closing.push_async_callback(self.sessions.close)
+        self.archive = Archive(self.db, Recordings(
+            data_dir / ARCHIVE_DIR, self._on_recorder_event,
+            min_free_bytes=self.settings.min_free_bytes))
+        closing.push_async_callback(self.archive.close)
         self.library_links = LibraryLinks(self.db)
-        await self.archive.recover()
         self.replays = Replays(self.db, self.archive, self.sessions)
-        await self.replays.restore()
+        closing.push_async_callback(self.replays.close)
         self.timeshifts = Timeshifts(self.archive)
+        closing.push_async_callback(self.timeshifts.close)
         self.discussions = Discussions()
-        # The wall's site history and the metrics watch every broadcast from its creation.
+        closing.callback(self.discussions.close)
         self.site_history = SiteHistory()
         self.wall = Wall(self.catalog, self.site_history, self.archive, self.discussions)
         self.metrics = RelayMetrics()
+        closing.push_async_callback(self.metrics.close)
         self.metrics.recordings_running = lambda: len(self.archive.recordings.active)
         self.metrics.recording = lambda session_id: (
             self.archive.recording_of(session_id) is not None)
         self.metrics.replays_playing = self.replays.playing
-        for broadcast in self.sessions.broadcasts():
-            self.site_history.watch(broadcast)
-            self.metrics.watch(broadcast)
-        self.sessions.broadcast_listeners += [self.site_history.watch, self.metrics.watch]
+        # Every broadcast is heard from its creation: the live sessions' now,
+        # a new session's when it is scheduled.
+        self.sessions.broadcast_listeners += [
+            self.attendance.watch, self.site_history.watch, self.metrics.watch]
+        closing.callback(self.sessions.broadcast_listeners.clear)
+        self.sessions.open_live()
+        self.attendance.start()
         self.metrics.start()
+        await self.archive.recover()  # finishes what a crash left recording or finishing
+        await self.replays.restore()  # replays carry on where they were
 
     def _on_recorder_event(self, item_id: str, kind: str, detail: str) -> None:
-        # The recorder reports to the archive, which is built after it.
-        archive = getattr(self, "archive", None)
-        if archive is not None:
-            archive.on_recorder_event(item_id, kind, detail)
+        self.archive.on_recorder_event(item_id, kind, detail)
 
     async def close(self) -> None:
-        """End every service, the reverse of the order they were built in."""
-        for listener in (self.site_history.watch, self.metrics.watch):
-            with contextlib.suppress(ValueError):
-                self.sessions.broadcast_listeners.remove(listener)
-        await self.metrics.close()
-        self.discussions.close()
-        await self.timeshifts.close()
-        await self.replays.close()
-        await self.archive.close()
-        await self.sessions.close()
-        await self.attendance.close()  # after the broadcasts: their viewers' leaving is written
-        self.db.close()
+        """End every service built, in the reverse of the order they were built in."""
+        await self._closing.aclose()
 
     # ------------------------------------------------------------ use cases
 

@@ -1,7 +1,7 @@
-"""Sessions (场次): rows in the catalog, and the live room of each.
+"""Sessions (场次): rows in the catalog, and the broadcast of each.
 
 The catalog (SQLite) is the truth for a session's schedule, state and tokens;
-the room (slots, publisher, viewers) exists in memory only while the session
+the broadcast (slots, publisher, viewers) exists in memory only while the session
 can still be joined. Tokens of sessions that have not ended are indexed at
 start-up, so links keep working across a restart.
 """
@@ -60,13 +60,22 @@ class Session:
 
 
 class SessionRegistry:
+    """The sessions, and the broadcast of each that has not ended.
+
+    A broadcast is made explicitly: for every session not ended when the
+    school opens (``open_live``, once the listeners are in place) and for
+    each new session (``create``); looking a session up never makes one.
+    An ended session's broadcast is a closed one nobody can join.
+    """
+
     def __init__(self, catalog: Catalog, tokens: TokenIndex, peer_settings: PeerSettings) -> None:
         self.catalog = catalog
         self._tokens = tokens
         self._peer_settings = peer_settings
-        self._rooms: dict[str, Broadcast] = {}
-        # Called with every new live room, before anyone can join it (the room
-        # wall and the metrics listen to its viewers from the start).
+        self._broadcasts: dict[str, Broadcast] = {}
+        # Called with every new broadcast, before anyone can join it (the
+        # attendance log, the room wall and the metrics hear its viewers from
+        # the start).
         self.broadcast_listeners: list[Callable[[Broadcast], None]] = []
         for row in catalog.db.all("SELECT id, publish_token, view_token FROM sessions "
                                   "WHERE state != 'ended'"):
@@ -76,36 +85,46 @@ class SessionRegistry:
         self._tokens.add(row["publish_token"], Grant(Role.PUBLISH, row["id"]))
         self._tokens.add(row["view_token"], Grant(Role.VIEW, row["id"]))
 
-    def _room(self, row: Mapping[str, Any]) -> Broadcast:
-        room = self._rooms.get(row["id"])
-        if room is None:
-            room = Broadcast(row["id"], row["video_codec"], self._peer_settings)
-            if row["state"] == "ended":
-                room.closed = True  # nobody can join an ended session
-            else:
-                self._rooms[row["id"]] = room
-                for listener in list(self.broadcast_listeners):
-                    listener(room)
-        return room
+    def open_live(self) -> None:
+        """A broadcast for every session that has not ended (at start-up)."""
+        for row in self.catalog.db.all("SELECT id, video_codec FROM sessions "
+                                       "WHERE state != 'ended'"):
+            if row["id"] not in self._broadcasts:
+                self._open(row)
+
+    def _open(self, row: Mapping[str, Any]) -> Broadcast:
+        broadcast = Broadcast(row["id"], row["video_codec"], self._peer_settings)
+        self._broadcasts[row["id"]] = broadcast
+        for listener in list(self.broadcast_listeners):
+            listener(broadcast)
+        return broadcast
+
+    def _broadcast(self, row: Mapping[str, Any]) -> Broadcast:
+        broadcast = self._broadcasts.get(row["id"])
+        if broadcast is None:
+            # Ended (its broadcast was closed), or not opened yet: nobody can join.
+            broadcast = Broadcast(row["id"], row["video_codec"], self._peer_settings)
+            broadcast.closed = True
+        return broadcast
 
     def broadcasts(self) -> list[Broadcast]:
-        """The live rooms (of sessions not ended that were looked at since start-up)."""
-        return list(self._rooms.values())
+        """The broadcasts of the sessions that have not ended."""
+        return list(self._broadcasts.values())
 
     def create(self, data: Mapping[str, Any]) -> Session:
         """Validate and store a new session (raises ``catalog.Invalid``)."""
         row = self.catalog.create_session(data, new_token(), new_token())
         self._index(row)
-        return Session(row, self._room(row))
+        return Session(row, self._open(row))
 
     def get(self, session_id: str) -> Session | None:
         row = self.catalog.db.one("SELECT * FROM sessions WHERE id = ?", (session_id,))
         if row is None:
             return None
-        return Session(self.catalog.session(session_id), self._room(row))
+        return Session(self.catalog.session(session_id), self._broadcast(row))
 
     def all(self) -> list[Session]:
-        return [Session(row, self._room(row)) for row in self.catalog.sessions()]
+        return [Session(row, self._broadcast(row)) for row in self.catalog.sessions()]
 
     def update(self, session: Session, data: Mapping[str, Any]) -> Session:
         return Session(self.catalog.update_session(session.id, data), session.broadcast)
@@ -122,14 +141,14 @@ class SessionRegistry:
                               session.broadcast)
         self._tokens.remove(session.publish_token)
         self._tokens.remove(session.view_token)
-        room = self._rooms.pop(session.id, None)
-        if room is not None:
-            await room.close()
+        broadcast = self._broadcasts.pop(session.id, None)
+        if broadcast is not None:
+            await broadcast.close()
         return session
 
     async def close(self) -> None:
-        """Shutting down: close every room (the sessions stay as they are)."""
-        rooms = list(self._rooms.values())
-        self._rooms.clear()
-        for room in rooms:
-            await room.close()
+        """Shutting down: close every broadcast (the sessions stay as they are)."""
+        broadcasts = list(self._broadcasts.values())
+        self._broadcasts.clear()
+        for broadcast in broadcasts:
+            await broadcast.close()
