@@ -6,7 +6,6 @@ import argparse
 import datetime
 import getpass
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -205,16 +204,6 @@ def _modified(path: Path) -> float:
     return stamp if EARLIEST <= stamp < LATEST else time.time()
 
 
-def _discard(archive: Archive, item_id: str) -> None:
-    """Take back an item whose import failed: its row and whatever reached its folder.
-
-    (``Archive.delete_item`` refuses an item still 'finishing', which an
-    import is until it ends.)
-    """
-    archive.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
-    shutil.rmtree(archive.recordings.item_dir(item_id), ignore_errors=True)
-
-
 def _import_one(archive: Archive, path: Path, *, course: dict[str, Any] | None,
                 title: str | None, lecturer: str | None, recorded_at: float | None,
                 transcode: bool) -> dict[str, Any]:
@@ -231,7 +220,7 @@ def _import_one(archive: Archive, path: Path, *, course: dict[str, Any] | None,
         result = import_file(path, archive.recordings.item_dir(item["id"]),
                              transcode=transcode, progress=bar)
     except BaseException:
-        _discard(archive, item["id"])
+        archive.discard_import(item["id"])
         raise
     finally:
         bar.close()

@@ -180,6 +180,16 @@ class Archive:
         self.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
         shutil.rmtree(directory, ignore_errors=True)
 
+    def discard_import(self, item_id: str) -> None:
+        """Take back an item whose import failed: its row and whatever reached
+        its folder (``delete_item`` refuses it: an import is 'finishing' until
+        it ends)."""
+        row = self._row(item_id) if valid_item_id(item_id) else None
+        if row is None or row["origin"] != "import":
+            raise ValueError(f"{item_id} is not an import")
+        self.db.execute("DELETE FROM archive_items WHERE id = ?", (item_id,))
+        shutil.rmtree(self.recordings.item_dir(item_id), ignore_errors=True)
+
     def media_path(self, item_id: str, poster: bool = False, stage: bool = False) -> Any:
         """The file to serve for a ready item (its lecture, poster or stage),
         or raise Missing."""
