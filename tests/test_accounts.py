@@ -16,7 +16,7 @@ from yarl import URL
 
 from classroom.access.accounts import SESSION_SECONDS, Accounts, LoginLimiter
 from classroom.db import Database
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.support.service import ADMIN_TOKEN, Service
 from web import cli
 from web.app import DATABASE_FILE, create_app
 from web.auth import COOKIE

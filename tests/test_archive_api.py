@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from recordings.finish import describe, make_poster
-from tests.conftest import Service
+from tests.support.service import Service
 from web.keys import ARCHIVE
 
 API = "/api/v1"

@@ -30,10 +30,10 @@ from classroom.attendance.log import AttendanceLog
 from classroom.catalog import Catalog
 from classroom.db import Database
 from streaming.peers import Viewer
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
-from tests.conftest import call_json as call
-from tests.media import start_publisher, start_viewer
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import start_publisher, start_viewer
+from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
+from tests.support.service import call_json as call
 from tests.test_console_page import open_console
 from web.app import create_app
 from web.config import Config, add_serve_arguments, config_from_args

@@ -16,8 +16,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from streaming.peers import Peer
-from tests.conftest import Service
-from tests.media import new_pc, start_publisher, start_viewer
+from tests.support.media import new_pc, start_publisher, start_viewer
+from tests.support.service import Service
 from web.keys import SESSIONS
 
 SDP = "application/sdp"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import BrowserPage, Chromium
-from tests.conftest import Service
+from tests.support.browser import BrowserPage, Chromium
+from tests.support.service import Service
 
 pytestmark = pytest.mark.browser
 

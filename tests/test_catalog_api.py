@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
 from classroom.access.signing import SECRET_FILE, InvitationClaims, Signer
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import new_pc, post_offer, start_publisher, start_viewer
+from tests.support.media import new_pc, post_offer, start_publisher, start_viewer
+from tests.support.service import ADMIN_TOKEN, Service
 from web.api.openapi import OPENAPI
 from web.app import DATABASE_FILE, create_app
 from web.config import Config

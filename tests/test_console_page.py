@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import BrowserPage, Chromium
-from tests.conftest import ADMIN_PASSWORD, Service
+from tests.support.browser import BrowserPage, Chromium
+from tests.support.service import ADMIN_PASSWORD, Service
 from web.pages.console import qr_svg
 
 PASSWORD = ADMIN_PASSWORD

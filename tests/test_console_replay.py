@@ -18,9 +18,9 @@ import pytest
 from playwright.async_api import Dialog
 
 from recordings.finish import describe
-from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import Service
-from tests.synthetic import make_lecture
+from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.service import Service
+from tests.support.synthetic import make_lecture
 from tests.test_console_page import open_console
 from web.keys import ARCHIVE
 

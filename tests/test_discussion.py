@@ -23,8 +23,8 @@ from classroom.live.discussion import (
     QUESTIONS_PER_WINDOW,
 )
 from streaming.peers import Publisher
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import close_peer, new_pc, post_offer, read_barcode, start_publisher
+from tests.support.media import close_peer, new_pc, post_offer, read_barcode, start_publisher
+from tests.support.service import ADMIN_TOKEN, Service
 from tests.test_timeshift import invite
 from web.app import create_app
 from web.config import Config

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import Service
-from tests.media import start_publisher
+from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.media import start_publisher
+from tests.support.service import Service
 from tests.test_presenter_page import invite
 from web.keys import SESSIONS
 

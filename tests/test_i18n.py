@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.conftest import Service
+from tests.support.service import Service
 from web.i18n import CATALOG_DIR, LANGUAGES
 
 ROOT = Path(__file__).parent.parent

@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer
 from classroom.catalog import Catalog
 from classroom.db import Database
 from recordings import importer
-from tests.conftest import ADMIN_TOKEN, Service
+from tests.support.service import ADMIN_TOKEN, Service
 from web import cli
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
 from web.config import Config

@@ -22,10 +22,16 @@ import pytest
 from playwright.async_api import Dialog, Response
 from yarl import URL
 
-from tests.archive_helpers import ROOM_NAME, create_link, reader, record_discussion, record_item
-from tests.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.conftest import Service
-from tests.media import start_publisher
+from tests.support.archive_helpers import (
+    ROOM_NAME,
+    create_link,
+    reader,
+    record_discussion,
+    record_item,
+)
+from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.media import start_publisher
+from tests.support.service import Service
 from tests.test_console_page import log_in, open_console
 from tests.test_recording_functional import api
 from web.keys import ARCHIVE, LIBRARY_LINKS

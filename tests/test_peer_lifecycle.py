@@ -12,8 +12,8 @@ import aioice.ice
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import new_pc, post_offer, start_publisher, start_viewer
+from tests.support.media import new_pc, post_offer, start_publisher, start_viewer
+from tests.support.service import ADMIN_TOKEN, Service
 from web.app import create_app
 from web.config import Config
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import start_publisher, start_viewer
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import start_publisher, start_viewer
+from tests.support.service import ADMIN_TOKEN, Service
 
 API = "/api/v1"
 

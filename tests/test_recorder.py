@@ -22,7 +22,7 @@ from recordings.recorder import FREE_CHECK_INTERVAL, STAGE_PATTERN, Recorder
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
-from tests.synthetic import Timed, measure_av_offsets, stream, tone_levels
+from tests.support.synthetic import Timed, measure_av_offsets, stream, tone_levels
 
 
 class Clock:

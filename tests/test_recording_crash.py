@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.media import start_publisher
+from tests.support.media import start_publisher
 from tests.test_recorder import decode_errors
 
 pytestmark = pytest.mark.webrtc

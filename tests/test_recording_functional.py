@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Service
-from tests.media import start_publisher
+from tests.support.media import start_publisher
+from tests.support.service import Service
 from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc

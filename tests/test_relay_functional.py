@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from tests.conftest import Service
-from tests.media import (
+from tests.support.media import (
     in_order,
     make_lossy,
     start_publisher,
     start_viewer,
 )
+from tests.support.service import Service
 
 pytestmark = pytest.mark.webrtc
 

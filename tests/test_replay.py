@@ -22,7 +22,7 @@ from recordings.replay import (
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
-from tests.synthetic import make_lecture
+from tests.support.synthetic import make_lecture
 
 
 class FakeTime:

@@ -15,11 +15,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from recordings.finish import describe
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.conftest import call_json as call
-from tests.media import in_order, start_publisher, start_viewer
-from tests.synthetic import make_lecture
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import in_order, start_publisher, start_viewer
+from tests.support.service import ADMIN_TOKEN, Service
+from tests.support.service import call_json as call
+from tests.support.synthetic import make_lecture
 from web.app import create_app
 from web.config import Config
 from web.keys import ARCHIVE, REPLAYS

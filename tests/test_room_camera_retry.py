@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.browser import BrowserPage, Chromium
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import start_publisher
+from tests.support.browser import BrowserPage, Chromium
+from tests.support.media import start_publisher
+from tests.support.service import ADMIN_TOKEN, Service
 from tests.test_presenter_page import invite
 from web.keys import SESSIONS
 

@@ -18,12 +18,12 @@ import aiohttp
 import av
 import pytest
 
-from tests.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME, record_discussion
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import Service
-from tests.conftest import call_json as call
-from tests.media import read_barcode
-from tests.synthetic import tone_levels
+from tests.support.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME, record_discussion
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import read_barcode
+from tests.support.service import Service
+from tests.support.service import call_json as call
+from tests.support.synthetic import tone_levels
 from tests.test_discussion import A_START, connect, start_pair_viewer
 from tests.test_discussion_pages import stage_frames, text
 from tests.test_recording_functional import decode_errors

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests import media
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import Service
-from tests.conftest import call_json as call
-from tests.media import in_order, start_publisher, start_viewer
+from tests.support import media
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import in_order, start_publisher, start_viewer
+from tests.support.service import Service
+from tests.support.service import call_json as call
 
 pytestmark = pytest.mark.webrtc
 

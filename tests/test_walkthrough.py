@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import Chromium
-from tests.conftest import Service
+from tests.support.browser import Chromium
+from tests.support.service import Service
 from tests.test_presenter_page import invite, request
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from classroom.live import wall as wall_module
-from tests.conftest import ADMIN_TOKEN, Service
-from tests.media import start_publisher
+from tests.support.media import start_publisher
+from tests.support.service import ADMIN_TOKEN, Service
 from tests.test_discussion import Events, connect
 from tests.test_wall_metrics import invite, raw_snapshot_until, wall
 

@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from classroom.live.wall import CLOSE_ENDED, CRITICAL, NOTICE, OK, WARNING, SiteRecord, Wall
-from tests import media
-from tests.browser import ARTIFACTS, Chromium
-from tests.conftest import ADMIN_PASSWORD, ADMIN_TOKEN, Service
-from tests.conftest import call_json as call
-from tests.media import start_publisher, start_viewer
+from tests.support import media
+from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.media import start_publisher, start_viewer
+from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
+from tests.support.service import call_json as call
 from tests.test_console_page import open_console
 from web.app import create_app
 from web.cli import build_parser

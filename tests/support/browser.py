@@ -30,7 +30,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",  # fake camera (moving pattern) and mic (beeps)

@@ -190,9 +190,9 @@ def make_lecture(path: str, seconds: float, codec: str = "H264", *, fps: int = F
                  gop_seconds: float = 2.0, width: int = 320, height: int = 240,
                  audio: str | None = "opus") -> None:
     """A lecture file like the archive holds: barcoded frames (their index,
-    readable by ``tests.media.read_barcode``) and a tone; MP4 for H.264
+    readable by ``tests.support.media.read_barcode``) and a tone; MP4 for H.264
     (index first), WebM for VP8. No B-frames, keyframes every ``gop_seconds``."""
-    from tests.media import barcode_frame
+    from tests.support.media import barcode_frame
 
     options = {"movflags": "+faststart"} if codec == "H264" else {}
     with av.open(path, "w", format="mp4" if codec == "H264" else "webm",

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Service
-from tests.media import start_publisher
+from tests.support.media import start_publisher
+from tests.support.service import Service
 from tests.test_discussion import A_START, Events, connect
 from tests.test_recording_functional import api, wait_state
 from tests.test_timeshift import invite
