@@ -32,9 +32,9 @@ from classroom.db import Database
 from streaming.peers import Viewer
 from tests.support.browser import ARTIFACTS, Chromium
 from tests.support.media import start_publisher, start_viewer
+from tests.support.pages import open_console
 from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from tests.support.service import call_json as call
-from tests.test_console_page import open_console
 from web.app import create_app
 from web.config import Config, add_serve_arguments, config_from_args
 from web.keys import ATTENDANCE, CATALOG
@@ -292,7 +292,6 @@ def test_events_are_written_in_one_transaction_per_tick(schedule: Schedule) -> N
 
 # --------------------------------------------------------------------------
 # HTTP helpers
-
 
 
 async def fetch(service: Service, path: str, token: str | None = ADMIN_TOKEN
@@ -848,7 +847,6 @@ async def test_csv_cells_that_excel_would_run_are_made_inert(service: Service) -
 
 # --------------------------------------------------------------------------
 # the page
-
 
 
 async def test_the_reports_page_is_for_logged_in_admins(admin_service: Service) -> None:

@@ -13,7 +13,6 @@ import re
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
 from classroom.access.signing import SECRET_FILE, InvitationClaims, Signer
+from tests.support.catalog import API, CJK, Reply, World, call, created, make_world, tampered
 from tests.support.media import new_pc, post_offer, start_publisher, start_viewer
 from tests.support.service import ADMIN_TOKEN, Service
 from web.api.openapi import OPENAPI
@@ -31,54 +31,8 @@ from web.app import DATABASE_FILE, create_app
 from web.config import Config
 from web.keys import SESSIONS
 
-API = "/api/v1"
-CJK = re.compile(r"[\u4e00-\u9fff]")
-
 # --------------------------------------------------------------------------
 # helpers
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    headers: Any
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-async def call(
-    service: Service,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    token: str | None = ADMIN_TOKEN,
-    content_type: str | None = None,
-    allow_redirects: bool = True,
-) -> Reply:
-    """One request; a dict or list body is sent as JSON."""
-    headers: dict[str, str] = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    data: bytes | None
-    if isinstance(body, dict | list):
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = content_type or "application/json"
-    elif isinstance(body, str):
-        data = body.encode()
-    else:
-        data = body
-    if data is not None and content_type is not None:
-        headers["Content-Type"] = content_type
-    async with service.http.request(method, service.base + path, data=data, headers=headers,
-                                    allow_redirects=allow_redirects) as response:
-        return Reply(response.status, await response.read(), response.headers)
 
 
 def assert_api_error(reply: Reply, status: int, *mentions: str) -> str:
@@ -109,12 +63,6 @@ async def english_page(service: Service, join: str, status: int) -> str:
     assert reply.status == status, (reply.status, reply.text)
     assert "invitation link" in reply.text, reply.text
     return reply.text
-
-
-def created(reply: Reply) -> dict[str, Any]:
-    assert reply.status == 201, (reply.status, reply.text)
-    body: dict[str, Any] = reply.json()
-    return body
 
 
 async def ok(service: Service, method: str, path: str, body: Any = None) -> Any:
@@ -189,45 +137,6 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float = 10) -> None:
         return pc.connectionState == "connected"
 
     await wait_until(connected, timeout, f"peer connection connected (is {pc.connectionState})")
-
-
-def tampered(token: str) -> str:
-    """The first character of the signature replaced: its high bits change."""
-    payload, _, signature = token.partition(".")
-    first = "A" if signature[0] != "A" else "B"
-    return f"{payload}.{first}{signature[1:]}"
-
-
-@dataclass
-class World:
-    """One of everything, created through the API."""
-
-    unit: dict[str, Any]
-    course: dict[str, Any]
-    site: dict[str, Any]
-    other_site: dict[str, Any]
-    session: dict[str, Any]
-    invitation: dict[str, Any]
-
-
-async def make_world(service: Service) -> World:
-    unit = created(await call(service, "POST", f"{API}/units",
-                              {"name": "学习贯彻党的二十大精神", "description": "第一专题"}))
-    course = created(await call(service, "POST", f"{API}/courses",
-                                {"title": "中国式现代化", "lecturer": "王教授",
-                                 "unit_id": unit["id"]}))
-    site = created(await call(service, "POST", f"{API}/sites",
-                              {"name": "新碶街道分课堂", "org_path": "北仑区 / 新碶街道"}))
-    other_site = created(await call(service, "POST", f"{API}/sites",
-                                    {"name": "大碶街道分课堂", "org_path": "北仑区 / 大碶街道"}))
-    start = time.time() + 3600
-    session = created(await call(service, "POST", f"{API}/sessions",
-                                 {"title": "第一讲", "course_id": course["id"], "batch": "2025-01",
-                                  "scheduled_start": start, "scheduled_end": start + 5400}))
-    invitation = created(await call(service, "POST",
-                                    f"{API}/sessions/{session['id']}/invitations",
-                                    {"site_id": site["id"]}))
-    return World(unit, course, site, other_site, session, invitation)
 
 
 @pytest.fixture

@@ -7,19 +7,11 @@ from typing import Any
 import pytest
 
 from tests.support.browser import BrowserPage, Chromium
-from tests.support.service import ADMIN_PASSWORD, Service
+from tests.support.pages import log_in, open_console
+from tests.support.service import Service
 from web.pages.console import qr_svg
 
-PASSWORD = ADMIN_PASSWORD
 UI_TIMEOUT = 15.0
-
-
-
-
-async def log_in(service: Service) -> None:
-    async with service.http.post(f"{service.base}/login", allow_redirects=False,
-                                 data={"username": "admin", "password": PASSWORD}) as response:
-        assert response.status == 303, await response.text()
 
 
 async def post(service: Service, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -96,18 +88,6 @@ async def test_the_qr_code_is_for_admins_only(service: Service) -> None:
 
 # --------------------------------------------------------------------------
 # Chromium
-
-async def open_console(chromium: Chromium, base: str, name: str) -> BrowserPage:
-    """A Chromium page logged in as the admin through the login page, on the
-    console once it is ready."""
-    page = await chromium.open(f"{base}/login", name)
-    await page.page.fill("[name=username]", "admin")
-    await page.page.fill("[name=password]", PASSWORD)
-    await page.page.click("form[action='/login'] button")
-    await chromium.wait_for_js(page, "the console is ready",
-                               "() => location.pathname === '/admin'"
-                               " && document.body.dataset.ready === 'true'", 15)
-    return page
 
 
 async def wait_js(chromium: Chromium, page: BrowserPage, what: str, expression: str) -> Any:

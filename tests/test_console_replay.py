@@ -19,9 +19,9 @@ from playwright.async_api import Dialog
 
 from recordings.finish import describe
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.pages import open_console
 from tests.support.service import Service
 from tests.support.synthetic import make_lecture
-from tests.test_console_page import open_console
 from web.keys import ARCHIVE
 
 UI_TIMEOUT = 15.0
@@ -37,8 +37,6 @@ def lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     make_lecture(str(made["main"]), LECTURE_SECONDS)
     make_lecture(str(made["short"]), 2.0)
     return made
-
-
 
 
 def add_item(service: Service, source: Path, title: str, lecturer: str = "",

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.browser import ARTIFACTS, Chromium
 from tests.support.media import start_publisher
+from tests.support.pages import invite, stage_frames, text
 from tests.support.service import Service
-from tests.test_presenter_page import invite
 from web.keys import SESSIONS
 
 TIMEOUT = 20.0
@@ -21,30 +21,6 @@ QUESTION = "请问<b>x</b>怎么理解？"
 
 # Video frames decoded on the stage pair (the second video transceiver) of a
 # page's connection; -1 while there is none.
-STAGE_FRAMES = """
-async (name) => {
-  const pc = window.zhixing && window.zhixing[name];
-  if (!pc) return -1;
-  const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === "video");
-  if (videos.length < 2) return -1;
-  let frames = 0;
-  (await videos[1].receiver.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
-  });
-  return frames;
-}
-"""
-
-
-async def stage_frames(page: BrowserPage, name: str = "pc") -> int:
-    value: int = await page.evaluate(STAGE_FRAMES, name)
-    return value
-
-
-async def text(page: BrowserPage, selector: str) -> str:
-    value: str = await page.evaluate(
-        "(s) => document.querySelector(s)?.textContent ?? ''", selector)
-    return value
 
 
 @pytest.mark.browser

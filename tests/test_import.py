@@ -12,7 +12,6 @@ import asyncio
 import datetime
 import io
 import itertools
-import json
 import os
 import sqlite3
 import subprocess
@@ -28,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from classroom.catalog import Catalog
 from classroom.db import Database
 from recordings import importer
+from tests.support.probe import decode_errors, ffprobe
 from tests.support.service import ADMIN_TOKEN, Service
 from web import cli
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
@@ -116,19 +116,6 @@ def rows(data: Path) -> list[dict[str, Any]]:
 def item_folders(data: Path) -> list[str]:
     archive = data / ARCHIVE_DIR
     return sorted(path.name for path in archive.iterdir()) if archive.exists() else []
-
-
-def ffprobe(path: Path, *extra: str) -> dict[str, Any]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", *extra, str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-def decode_errors(path: Path) -> str:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                          capture_output=True, text=True).stderr
 
 
 def video_hash(path: Path) -> str:

@@ -24,6 +24,7 @@ from yarl import URL
 
 from tests.support.archive_helpers import (
     ROOM_NAME,
+    api,
     create_link,
     reader,
     record_discussion,
@@ -31,16 +32,13 @@ from tests.support.archive_helpers import (
 )
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
 from tests.support.media import start_publisher
+from tests.support.pages import log_in, open_console
 from tests.support.service import Service
-from tests.test_console_page import log_in, open_console
-from tests.test_recording_functional import api
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 UI_TIMEOUT = 15.0
 FINISH_TIMEOUT = 40.0
-
-
 
 
 async def fetch(http: aiohttp.ClientSession, url: str | URL,

@@ -17,30 +17,10 @@ import pytest
 
 from tests.support.browser import ARTIFACTS, Chromium
 from tests.support.media import start_publisher, start_viewer
+from tests.support.pages import invite, request
 from tests.support.service import ADMIN_TOKEN, Service
 
 API = "/api/v1"
-
-
-async def request(service: Service, method: str, path: str, token: str | None = ADMIN_TOKEN,
-                  json: Any = None) -> tuple[int, Any, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with service.http.request(method, service.base + path, headers=headers,
-                                    json=json) as response:
-        text = await response.text()
-        body = await response.json() if response.content_type == "application/json" else None
-        return response.status, body, text
-
-
-async def invite(service: Service, session_id: str, name: str = "新碶街道分课堂",
-                 org_path: str = "北仑区 / 新碶街道") -> dict[str, Any]:
-    status, site, text = await request(service, "POST", f"{API}/sites",
-                                       json={"name": name, "org_path": org_path})
-    assert status == 201, text
-    status, invitation, text = await request(
-        service, "POST", f"{API}/sessions/{session_id}/invitations", json={"site_id": site["id"]})
-    assert status == 201, text
-    return dict(invitation)
 
 
 async def presence(service: Service, session_id: str,

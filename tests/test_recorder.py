@@ -12,7 +12,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import av
 import pytest
@@ -22,6 +21,7 @@ from recordings.recorder import FREE_CHECK_INTERVAL, STAGE_PATTERN, Recorder
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
+from tests.support.probe import decode_errors, ffprobe
 from tests.support.synthetic import Timed, measure_av_offsets, stream, tone_levels
 
 
@@ -53,14 +53,6 @@ class Counter:
         self.frames += 1
 
 
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 def packet_times(path: Path, kind: str) -> list[float]:
     """dts of every packet of one stream ("v" or "a"), in seconds."""
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", kind, "-show_entries",
@@ -71,11 +63,6 @@ def packet_times(path: Path, kind: str) -> list[float]:
 
 def rising(values: list[float]) -> bool:
     return all(b > a for a, b in itertools.pairwise(values))
-
-
-def decode_errors(path: Path) -> str:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                          capture_output=True, text=True).stderr
 
 
 def feed(slot: Slot, source: Source, clock: Clock, frames: list[Timed],

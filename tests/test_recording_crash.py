@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from tests.support.media import start_publisher
-from tests.test_recorder import decode_errors
+from tests.support.probe import decode_errors
 
 pytestmark = pytest.mark.webrtc
 

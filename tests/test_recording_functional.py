@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support.archive_helpers import api, wait_state
 from tests.support.media import start_publisher
+from tests.support.probe import decode_errors, ffprobe
 from tests.support.service import Service
 from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc
-
-
-async def api(service: Service, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    async with service.http.request(method, f"{service.base}{path}", headers=service.admin,
-                                    **kwargs) as response:
-        text = await response.text()
-        return response.status, json.loads(text) if text else None
-
-
-async def wait_state(service: Service, item_id: str, states: tuple[str, ...],
-                     timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, item = await api(service, "GET", f"/api/v1/archive/{item_id}")
-        assert status == 200, item
-        if item["state"] in states:
-            return item
-        assert time.monotonic() < deadline, item
-        await asyncio.sleep(0.2)
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-def decode_errors(path: Path) -> str:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                          capture_output=True, text=True).stderr
 
 
 @pytest.mark.parametrize("codec", ["H264", "VP8"])

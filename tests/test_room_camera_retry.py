@@ -14,8 +14,8 @@ from aiohttp import web
 
 from tests.support.browser import BrowserPage, Chromium
 from tests.support.media import start_publisher
+from tests.support.pages import invite
 from tests.support.service import ADMIN_TOKEN, Service
-from tests.test_presenter_page import invite
 from web.keys import SESSIONS
 
 TIMEOUT = 30.0

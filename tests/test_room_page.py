@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.catalog import API, CJK, World, call, created, make_world, tampered
 from tests.support.media import start_publisher
 from tests.support.service import ADMIN_TOKEN, Service
-from tests.test_catalog_api import API, CJK, World, call, created, make_world, tampered
 from web.keys import SESSIONS
 
 FRAMES_TIMEOUT = 30.0

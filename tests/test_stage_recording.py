@@ -20,14 +20,13 @@ import pytest
 
 from tests.support.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME, record_discussion
 from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.discussion import A_START, connect, start_pair_viewer
 from tests.support.media import read_barcode
-from tests.support.service import Service
+from tests.support.pages import stage_frames, text
+from tests.support.probe import decode_errors
+from tests.support.service import Service, invite
 from tests.support.service import call_json as call
 from tests.support.synthetic import tone_levels
-from tests.test_discussion import A_START, connect, start_pair_viewer
-from tests.test_discussion_pages import stage_frames, text
-from tests.test_recording_functional import decode_errors
-from tests.test_timeshift import invite
 from web.keys import ARCHIVE
 
 pytestmark = pytest.mark.webrtc

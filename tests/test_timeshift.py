@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from tests.support import media
 from tests.support.browser import ARTIFACTS, Chromium
 from tests.support.media import in_order, start_publisher, start_viewer
-from tests.support.service import Service
+from tests.support.service import Service, invite
 from tests.support.service import call_json as call
 
 pytestmark = pytest.mark.webrtc
 
 API = "/api/v1"
-
-
-
-
-async def invite(service: Service, session: dict[str, Any], name: str) -> dict[str, Any]:
-    site = (await call(service, "POST", f"{API}/sites", {"name": name}))[1]
-    status, invitation = await call(service, "POST",
-                                    f"{API}/sessions/{session['id']}/invitations",
-                                    {"site_id": site["id"]})
-    assert status == 201, invitation
-    return invitation  # type: ignore[no-any-return]
 
 
 def resource_of(viewer: media.TestViewer) -> str:

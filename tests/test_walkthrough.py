@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.browser import Chromium
+from tests.support.pages import invite, request
 from tests.support.service import Service
-from tests.test_presenter_page import invite, request
 
 pytestmark = pytest.mark.browser
 

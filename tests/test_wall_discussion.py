@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from classroom.live import wall as wall_module
+from tests.support.discussion import Events, connect
 from tests.support.media import start_publisher
-from tests.support.service import ADMIN_TOKEN, Service
-from tests.test_discussion import Events, connect
-from tests.test_wall_metrics import invite, raw_snapshot_until, wall
+from tests.support.service import ADMIN_TOKEN, Service, invite
+from tests.support.wall import raw_snapshot_until, wall
 
 QUESTION_HTML = "<b>粗体</b> & <script>alert('x')</script>"
 A_NAME, B_NAME = "新碶街道分课堂", "大碶街道分课堂"  # B sorts before A by name

@@ -20,9 +20,10 @@ from classroom.live.wall import CLOSE_ENDED, CRITICAL, NOTICE, OK, WARNING, Site
 from tests.support import media
 from tests.support.browser import ARTIFACTS, Chromium
 from tests.support.media import start_publisher, start_viewer
-from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
+from tests.support.pages import open_console
+from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service, invite
 from tests.support.service import call_json as call
-from tests.test_console_page import open_console
+from tests.support.wall import SNAPSHOT_TIMEOUT, raw_snapshot_until, wall, ws_url
 from web.app import create_app
 from web.cli import build_parser
 from web.config import Config, config_from_args
@@ -31,7 +32,6 @@ from web.keys import METRICS
 API = "/api/v1"
 PASSWORD = ADMIN_PASSWORD
 METRICS_TOKEN = "test-metrics-token"
-SNAPSHOT_TIMEOUT = 30.0
 
 
 # --------------------------------------------------------------------------
@@ -49,20 +49,6 @@ async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
     await server.close()
-
-
-
-
-async def invite(service: Service, session: dict[str, Any], name: str,
-                 org_path: str = "北仑区") -> dict[str, Any]:
-    status, site = await call(service, "POST", f"{API}/sites",
-                              {"name": name, "org_path": org_path})
-    assert status == 201, site
-    status, invitation = await call(service, "POST",
-                                    f"{API}/sessions/{session['id']}/invitations",
-                                    {"site_id": site["id"]})
-    assert status == 201, invitation
-    return invitation  # type: ignore[no-any-return]
 
 
 async def leave(service: Service, viewer: media.TestViewer, token: str) -> None:
@@ -105,40 +91,6 @@ async def eventually(what: str, probe: Callable[[], Awaitable[Any]],
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {value!r})")
         await asyncio.sleep(0.3)
-
-
-def ws_url(service: Service, session_id: str) -> str:
-    return f"{service.base}{API}/sessions/{session_id}/wall/ws"
-
-
-async def wall(service: Service, session_id: str,
-               **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
-    headers = kwargs.pop("headers", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    ws: aiohttp.ClientWebSocketResponse = await service.http.ws_connect(
-        ws_url(service, session_id), headers=headers, **kwargs)
-    return ws
-
-
-async def raw_snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,
-                             done: Callable[[dict[str, Any]], bool],
-                             timeout: float = SNAPSHOT_TIMEOUT) -> tuple[str, dict[str, Any]]:
-    """Read pushed snapshots until one satisfies ``done``: (its text as sent, parsed)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s; last snapshot:\n"
-                                 + json.dumps(last, ensure_ascii=False, indent=1))
-        try:
-            message = await ws.receive(timeout=left)
-        except TimeoutError:
-            continue
-        assert message.type == aiohttp.WSMsgType.TEXT, (message, last)
-        parsed: dict[str, Any] = json.loads(message.data)
-        last = parsed
-        if done(parsed):
-            return message.data, parsed
 
 
 async def snapshot_until(ws: aiohttp.ClientWebSocketResponse, what: str,

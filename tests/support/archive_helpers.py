@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
+from tests.support.discussion import A_START, Events, connect
 from tests.support.media import start_publisher
-from tests.support.service import Service
-from tests.test_discussion import A_START, Events, connect
-from tests.test_recording_functional import api, wait_state
-from tests.test_timeshift import invite
+from tests.support.service import Service, invite
 from web.keys import ARCHIVE, SESSIONS
 
 LECTURER_HZ, ROOM_HZ = 440.0, 1500.0  # the tones of the lecturer and of room A
@@ -112,3 +111,22 @@ async def reader(service: Service, link: dict[str, Any] | None = None
                 assert response.status == 200, await response.text()
                 assert response.url.path == "/library", response.url
         yield http
+
+
+async def api(service: Service, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async with service.http.request(method, f"{service.base}{path}", headers=service.admin,
+                                    **kwargs) as response:
+        text = await response.text()
+        return response.status, json.loads(text) if text else None
+
+
+async def wait_state(service: Service, item_id: str, states: tuple[str, ...],
+                     timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, item = await api(service, "GET", f"/api/v1/archive/{item_id}")
+        assert status == 200, item
+        if item["state"] in states:
+            return item
+        assert time.monotonic() < deadline, item
+        await asyncio.sleep(0.2)

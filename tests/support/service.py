@@ -1,5 +1,6 @@
 """The relay under test as its clients see it: the admin token, the ``Service``
-handle the fixtures in tests/conftest.py yield, and plain JSON calls."""
+handle the fixtures in tests/conftest.py yield, plain JSON calls, and a room
+invited to a session."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import aiohttp
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN_PASSWORD = "test-admin-password"  # the admin account of ``admin_service``
+API = "/api/v1"
 
 
 @dataclass
@@ -49,3 +51,15 @@ async def call_json(service: Service, method: str, path: str, body: Any = None,
             return response.status, json.loads(text) if text else None
         except ValueError:
             return response.status, text
+
+
+async def invite(service: Service, session: dict[str, Any], name: str,
+                 org_path: str = "北仑区") -> dict[str, Any]:
+    status, site = await call_json(service, "POST", f"{API}/sites",
+                              {"name": name, "org_path": org_path})
+    assert status == 201, site
+    status, invitation = await call_json(service, "POST",
+                                    f"{API}/sessions/{session['id']}/invitations",
+                                    {"site_id": site["id"]})
+    assert status == 201, invitation
+    return invitation  # type: ignore[no-any-return]
