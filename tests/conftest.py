@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.support.browser import Chromium, artifact_name, open_chromium
+from tests.support.catalog import World, make_world
 from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from web.app import create_app
 from web.config import Config
@@ -39,6 +40,11 @@ async def admin_service(tmp_path: Path) -> AsyncIterator[Service]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
     await server.close()
+
+
+@pytest.fixture
+async def world(service: Service) -> World:
+    return await make_world(service)
 
 
 @pytest.fixture

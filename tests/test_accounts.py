@@ -16,6 +16,7 @@ from yarl import URL
 
 from classroom.access.accounts import SESSION_SECONDS, Accounts, LoginLimiter
 from classroom.db import Database
+from tests.support.fakes import FakeClock
 from tests.support.service import ADMIN_TOKEN, Service
 from web import cli
 from web.app import DATABASE_FILE, create_app
@@ -24,14 +25,6 @@ from web.config import Config
 from web.keys import ACCOUNTS, LOGIN_LIMITER
 
 PASSWORD = "test-password"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from classroom.catalog import Catalog
 from classroom.db import Database
 from streaming.peers import Viewer
 from tests.support.browser import ARTIFACTS, Chromium
+from tests.support.fakes import FakeClock as Clock
 from tests.support.media import start_publisher, start_viewer
 from tests.support.pages import open_console
 from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
@@ -136,13 +137,6 @@ def test_rooms_connected_over_time() -> None:
 
 # --------------------------------------------------------------------------
 # the log: viewer events, headcount history, a crash (injected clock)
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fake_viewer(invitation_id: str | None, resource_id: str, connected_at: float) -> Viewer:

@@ -139,11 +139,6 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float = 10) -> None:
     await wait_until(connected, timeout, f"peer connection connected (is {pc.connectionState})")
 
 
-@pytest.fixture
-async def world(service: Service) -> World:
-    return await make_world(service)
-
-
 # --------------------------------------------------------------------------
 # units, courses, sites: CRUD and validation
 

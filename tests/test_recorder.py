@@ -21,26 +21,10 @@ from recordings.recorder import FREE_CHECK_INTERVAL, STAGE_PATTERN, Recorder
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
 from streaming.slot import Slot
+from tests.support.fakes import FakeClock as Clock
+from tests.support.fakes import FakeSource as Source
 from tests.support.probe import decode_errors, ffprobe
 from tests.support.synthetic import Timed, measure_av_offsets, stream, tone_levels
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Source:
-    """A slot source that counts the keyframes asked of it."""
-
-    def __init__(self) -> None:
-        self.keyframe_requests = 0
-
-    def request_keyframe(self) -> None:
-        self.keyframe_requests += 1
 
 
 class Counter:

@@ -15,18 +15,13 @@ from typing import Any
 import pytest
 
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
-from tests.support.catalog import API, CJK, World, call, created, make_world, tampered
+from tests.support.catalog import API, CJK, World, call, created, tampered
 from tests.support.media import start_publisher
 from tests.support.service import ADMIN_TOKEN, Service
 from web.keys import SESSIONS
 
 FRAMES_TIMEOUT = 30.0
 MIN_FRAMES = 20
-
-
-@pytest.fixture
-async def world(service: Service) -> World:
-    return await make_world(service)
 
 
 class _Page(HTMLParser):

@@ -21,6 +21,7 @@ from streaming.keyframes import h264_nal_types, is_h264_keyframe, is_keyframe, i
 from streaming.rebase import TimestampRebaser
 from streaming.relay_track import RelayTrack
 from streaming.slot import Slot
+from tests.support.fakes import FakeClock, FakeSource
 from web.errors import BadRequest, Forbidden, NotAuthorized, status_of
 from web.http import bearer_token
 from web.signaling import parse_sdpfrag
@@ -55,19 +56,6 @@ def _writer(track: RelayTrack) -> FakeWriter:
     writer = track._writer
     assert isinstance(writer, FakeWriter)
     return writer
-
-
-class FakeClock:
-    """Seconds that only move when a test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # --------------------------------------------------------------------------
@@ -383,16 +371,6 @@ async def test_requester_close_cancels_the_deferred_send() -> None:
 
 # --------------------------------------------------------------------------
 # slot fan-out, gating, overflow and source switches
-
-
-class FakeSource:
-    """A FrameSource that counts the keyframe requests it gets."""
-
-    def __init__(self) -> None:
-        self.keyframe_requests = 0
-
-    def request_keyframe(self) -> None:
-        self.keyframe_requests += 1
 
 
 class RecordingSink:
