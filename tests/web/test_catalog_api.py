@@ -342,12 +342,12 @@ ADMIN_ROUTES: list[tuple[str, str, Callable[[World], Any]]] = [
     ("GET", "/api/v1/me", lambda w: None),
 ]
 PUBLIC_API_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/rtc-config")}
-# The session's publish token or the admin token (tests/test_presenter_page.py).
+# The session's publish token or the admin token (tests/pages/test_presenter_page.py).
 PRESENTER_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/presence")}
-# The room's invitation token (tests/test_room_page.py).
+# The room's invitation token (tests/pages/test_room_page.py).
 ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount"),
                    ("POST", "/api/v1/room/timeshift")}
-# The archive's routes: admin-only and reader routes (tests/test_archive_api.py).
+# The archive's routes: admin-only and reader routes (tests/web/test_archive_api.py).
 ARCHIVE_API_ROUTES = {
     ("POST", "/api/v1/sessions/{session_id}/recording"),
     ("GET", "/api/v1/sessions/{session_id}/recording"),
@@ -356,16 +356,17 @@ ARCHIVE_API_ROUTES = {
     ("PATCH", "/api/v1/archive/{item_id}"), ("DELETE", "/api/v1/archive/{item_id}"),
     ("POST", "/api/v1/library-links"), ("GET", "/api/v1/library-links"),
     ("DELETE", "/api/v1/library-links/{link_id}"),
-    # tests/test_replay_sessions.py
+    # tests/web/test_replay_sessions.py
     ("POST", "/api/v1/sessions/{session_id}/replay"),
 }
 # The room wall's WebSocket: admin token or login cookie with this server's Origin
-# (tests/test_wall_metrics.py).
+# (tests/web/test_wall_metrics.py).
 WALL_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/wall/ws")}
 # The room-events WebSocket (研讨): invitation, publish or admin token, or the login
-# cookie with this server's Origin (tests/test_discussion.py).
+# cookie with this server's Origin (tests/web/test_discussion.py).
 DISCUSSION_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/events/ws")}
-# Attendance and its reports: admin only, with query parameters (tests/test_attendance.py).
+# Attendance and its reports: admin only, with query parameters
+# (tests/classroom/test_attendance.py).
 ATTENDANCE_API_ROUTES = {
     ("GET", "/api/v1/sessions/{session_id}/attendance"),
     ("GET", "/api/v1/sessions/{session_id}/attendance/chart.svg"),
@@ -830,7 +831,7 @@ async def test_tokens_that_are_not_for_this_use(service: Service, world: World) 
             assert await viewer_count(service, session_id) == 0
             assert (await service.session(session_id))["stats"]["publishers_accepted"] == 0
     # The genuine token still views, and publishes its room's uplink only
-    # (tests/test_discussion.py): never the program.
+    # (tests/web/test_discussion.py): never the program.
     assert (await offer_status(service, "whep", session["id"], token))[0] == 201
     assert (await offer_status(service, "whip", session["id"], token))[0] == 201
     assert (await service.session(session["id"]))["stats"]["publishers_accepted"] == 0

@@ -3,7 +3,7 @@ sub-classroom pages opened from their invitation links, the presenter sees
 both rooms, and a revoked link is refused.
 
 (Logging in and setting the session up through the console's forms is
-covered by tests/test_console_page.py; here the admin API does the setup.)
+covered by tests/pages/test_console_page.py; here the admin API does the setup.)
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from web.app import create_app
 from web.cli import build_parser
 from web.config import Config, add_serve_arguments, config_from_args
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 

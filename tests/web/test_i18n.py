@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support.service import Service
 from web.i18n import CATALOG_DIR, LANGUAGES
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def _files(language: str) -> dict[str, dict[str, str]]:

@@ -29,7 +29,7 @@ from tests.support.probe import decode_errors
 pytestmark = pytest.mark.webrtc
 
 TOKEN = "crash-test-admin-token"
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
