@@ -36,6 +36,7 @@ from tests.support.media import start_publisher, start_viewer
 from tests.support.pages import open_console
 from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
 from tests.support.service import call_json as call
+from tests.support.service import invite as invite_site
 from web.app import create_app
 from web.config import Config, add_serve_arguments, config_from_args
 from web.keys import ATTENDANCE, CATALOG
@@ -298,14 +299,8 @@ async def fetch(service: Service, path: str, token: str | None = ADMIN_TOKEN
 
 async def invite(service: Service, session: dict[str, Any], name: str,
                  org_path: str = "北仑区 / 新碶街道") -> dict[str, Any]:
-    status, site_row = await call(service, "POST", f"{API}/sites",
-                                  {"name": name, "org_path": org_path})
-    assert status == 201, site_row
-    status, invitation = await call(service, "POST",
-                                    f"{API}/sessions/{session['id']}/invitations",
-                                    {"site_id": site_row["id"]})
-    assert status == 201, invitation
-    return invitation  # type: ignore[no-any-return]
+    """The shared ``invite``, with a street under the district by default."""
+    return await invite_site(service, session, name, org_path)
 
 
 def parse_csv(body: bytes) -> list[dict[str, str]]:
