@@ -19,9 +19,6 @@ from web.keys import SESSIONS
 TIMEOUT = 20.0
 QUESTION = "请问<b>x</b>怎么理解？"
 
-# Video frames decoded on the stage pair (the second video transceiver) of a
-# page's connection; -1 while there is none.
-
 
 @pytest.mark.browser
 @pytest.mark.webrtc

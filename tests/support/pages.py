@@ -52,6 +52,8 @@ async def open_console(chromium: Chromium, base: str, name: str) -> BrowserPage:
     return page
 
 
+# Video frames decoded on the stage pair (the second video transceiver) of a
+# page's connection; -1 while there is none.
 STAGE_FRAMES = """
 async (name) => {
   const pc = window.zhixing && window.zhixing[name];
