@@ -16,7 +16,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from streaming.aiortc_glue import ReceiverTap, configure_ice, install_rfc7983_demux
-from tests.media import new_pc, read_barcode
+from tests.support.media import new_pc, read_barcode
 
 LOOPBACK = "127.0.0.1"
 

@@ -33,7 +33,7 @@ from bench.recording_clip import Clip
 from bench.report import FOREIGN_CPU
 from bench.servers import ZhixingServer
 from streaming.aiortc_glue import ViewerWriter, attach_sender, make_packetizer
-from tests.media import new_pc
+from tests.support.media import new_pc
 
 CONNECT_TIMEOUT = 20.0
 FINISH_TIMEOUT = 120.0

@@ -34,7 +34,7 @@ from bench.peers import Endpoint, negotiate
 from streaming.aiortc_glue import ViewerWriter, attach_sender, make_packetizer
 from streaming.frames import VIDEO_CLOCK_RATE, EncodedFrame
 from streaming.keyframes import is_vp8_keyframe
-from tests.media import BLOCK, BarcodeTrack, ToneTrack, new_pc
+from tests.support.media import BLOCK, BarcodeTrack, ToneTrack, new_pc
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 GRAIN_FIELDS = 31
