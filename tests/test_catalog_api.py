@@ -26,7 +26,7 @@ from aiortc import RTCPeerConnection
 from classroom.access.signing import SECRET_FILE, InvitationClaims, Signer
 from tests.conftest import ADMIN_TOKEN, Service
 from tests.media import new_pc, post_offer, start_publisher, start_viewer
-from web.api.openapi import OPENAPI
+from web.api.contract import OPENAPI
 from web.app import DATABASE_FILE, create_app
 from web.config import Config
 from web.keys import SESSIONS

@@ -17,12 +17,14 @@ seeks without downloading the whole lecture.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from classroom.archive.items import STATES
 from classroom.errors import Invalid
+from web.api.spec import Shape
 from web.auth import COOKIE as ADMIN_COOKIE
 from web.auth import authenticate_admin, require_admin
 from web.errors import NotAuthorized, NotFound
@@ -32,6 +34,41 @@ from web.keys import ARCHIVE, LIBRARY_LINKS
 LIBRARY_COOKIE = "zhixing_library"
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
 MEDIA_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+
+# ---------------------------------------------------------------------- the contract
+
+
+class RecordingNotice(Shape):
+    at: float
+    kind: str
+    message: str
+
+
+class Recording(Shape):
+    """a running recording"""
+
+    component: ClassVar[bool] = True
+    item_id: str
+    started_at: float
+    duration: float = Field(description="seconds recorded so far")
+    bytes: int
+    segments: int = Field(description="a new one per publisher reconnect or size change")
+    restarts: int = Field(description="writer failures recovered")
+    notices: list[RecordingNotice]
+
+
+class Replay(Shape):
+    """the program of a replay session: an archive item played as if live"""
+
+    component: ClassVar[bool] = True
+    item_id: str | None
+    item_title: str | None
+    state: Literal["waiting", "playing", "paused", "ended", "failed"]
+    position: float = Field(description="seconds into the lecture")
+    duration: float | None
+    error: str | None = Field(description="why it failed")
+    starts_at: float | None = Field(description="the scheduled start, while waiting")
 
 
 def routes() -> list[web.RouteDef]:
