@@ -69,7 +69,8 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> dict[str, Any]:
+def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES,
+          legacy: bool = True) -> dict[str, Any]:
     """The document of the routes of ``modules`` (and this module's own)."""
     writer = _Writer()
     for module in (*modules, _this()):
@@ -80,7 +81,8 @@ def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> dict[str, Any]:
             if op is not None:
                 writer.add(route.method.lower(), path, op)
     document = writer.document()
-    _legacy(document)
+    if legacy:
+        _legacy(document)
     return document
 
 
