@@ -42,11 +42,18 @@ MISSING = object()
 _REPLAY = ("paths", "/api/v1/sessions/{session_id}/replay", "post", "requestBody", "content",
            "application/json", "schema", "properties", "position")
 
+_TIMESHIFT = ("paths", "/api/v1/room/timeshift", "post", "requestBody", "content",
+              "application/json", "schema", "properties", "resource")
+
 INTENDED: list[Change] = [
     # The seek position was always refused from 24 h on (error.not_a_number);
     # the model that now checks it says so.
     Change((*_REPLAY, "exclusiveMaximum"), MISSING, 86400,
            "the replay's seek position is below 24 h, as the handler always required"),
+    # The handler always refused an empty resource id or one over 64 characters
+    # (422); the model that now checks it documents the limits.
+    Change((*_TIMESHIFT, "minLength"), MISSING, 1, "a WHEP resource id is never empty"),
+    Change((*_TIMESHIFT, "maxLength"), MISSING, 64, "nor longer than 64 characters"),
 ]
 
 

@@ -154,6 +154,12 @@ async def read_model(request: web.Request, model: type[M],
     return model.parse(await read_json(request), context)
 
 
+def read_query(request: web.Request, model: type[M],
+               context: Mapping[str, Any] | None = None) -> M:
+    """The query string (the first value of each name) validated by ``model``."""
+    return model.parse(dict(request.query), context)
+
+
 async def read_described(request: web.Request, model: type[Described]) -> dict[str, Any]:
     """A JSON object body for the domain to validate; ``model`` describes it."""
     del model  # named by the caller so the route and its declaration agree
