@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from web.api.spec import Reply, operation
 from web.errors import NotFound
 
 CATALOG_DIR = Path(__file__).parent / "i18n"
@@ -48,6 +49,8 @@ def text(request: web.Request, key: str) -> str:
     return catalog(language_of(request)).get(key, key)
 
 
+@operation("The message catalog of a language (zh-CN, en) used by the pages", security=None,
+           errors=(404,), replies={200: Reply("{key: text}")})
 async def messages(request: web.Request) -> web.Response:
     language = request.match_info["lang"]
     if language not in LANGUAGES:
