@@ -285,7 +285,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 
 
 @operation("List archive items (readers see ready items only)", security=READER,
-           query=ArchiveQuery, errors=(*ADMIN, 422),
+           query=(ArchiveQuery,), errors=(*ADMIN, 422),
            replies={200: Reply("{items: [ArchiveItem]}", ArchiveItem, listed="items")})
 async def list_items(request: web.Request) -> web.Response:
     role = reader_role(request)

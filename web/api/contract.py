@@ -127,7 +127,8 @@ class _Writer:
         out: dict[str, Any] = {"summary": op.summary}
         if op.security is not None:
             out["security"] = [{name: []} for name in op.security]
-        parameters = [*self.query(op.query), *op.parameters]
+        parameters = [p for model in op.query for p in self.query(model)]
+        parameters += op.parameters
         if parameters:
             out["parameters"] = parameters
         if op.body is not None:
@@ -160,9 +161,7 @@ class _Writer:
         out["responses"] = dict(sorted(responses.items()))
         item[method] = out
 
-    def query(self, model: type[Model] | None) -> list[dict[str, Any]]:
-        if model is None:
-            return []
+    def query(self, model: type[Model]) -> list[dict[str, Any]]:
         schema = model.model_json_schema(schema_generator=SchemaGenerator)
         required = set(schema.get("required", ()))
         parameters = []

@@ -100,6 +100,8 @@ class Model(BaseModel):
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
         target = handler.resolve_ref_schema(json_schema)
+        if "description" in target:  # a docstring: one line, as the document writes it
+            target["description"] = " ".join(target["description"].split())
         if cls.promised is not None:
             target.pop("required", None)
             if cls.promised:
@@ -188,7 +190,7 @@ class Operation:
     security: Sequence[str] | None = BEARER  # None: no security
     body: type[Model] | None = None
     body_media: Mapping[str, dict[str, Any]] | None = None  # a body that is not JSON
-    query: type[Model] | None = None
+    query: Sequence[type[Model]] = ()  # the query parameters, from these models
     parameters: Sequence[dict[str, Any]] = ()  # query parameters written out
     replies: Mapping[int, Reply] = field(default_factory=dict)
     errors: Sequence[int | tuple[int, str]] = ()  # the Error response; (status, why)
@@ -235,6 +237,12 @@ class SchemaGenerator(GenerateJsonSchema):
         if "$ref" in inner:
             return {"oneOf": [inner, {"type": "null"}]}
         return super().nullable_schema(schema)
+
+    def list_schema(self, schema: core_schema.ListSchema) -> JsonSchemaValue:
+        result = super().list_schema(schema)
+        if result.get("items") == {}:  # items of any type: nothing to say
+            del result["items"]
+        return result
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         if schema.get("default", ...) is None:
