@@ -69,8 +69,7 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES,
-          legacy: bool = True) -> dict[str, Any]:
+def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> dict[str, Any]:
     """The document of the routes of ``modules`` (and this module's own)."""
     writer = _Writer()
     for module in (*modules, _this()):
@@ -80,22 +79,7 @@ def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES,
             op = declared(route.handler, route.method, path)
             if op is not None:
                 writer.add(route.method.lower(), path, op)
-    document = writer.document()
-    if legacy:
-        _legacy(document)
-    return document
-
-
-def _legacy(document: dict[str, Any]) -> None:
-    """While the modules are converted: what they do not declare yet."""
-    from web.api.openapi import OPENAPI as LEGACY
-
-    for path, item in LEGACY["paths"].items():
-        target = document["paths"].setdefault(path, {})
-        for key, value in item.items():
-            target.setdefault(key, copy.deepcopy(value))
-    for name, schema in LEGACY["components"]["schemas"].items():
-        document["components"]["schemas"].setdefault(name, copy.deepcopy(schema))
+    return writer.document()
 
 
 def _this() -> ModuleType:
