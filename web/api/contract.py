@@ -72,20 +72,14 @@ async def openapi(request: web.Request) -> web.Response:
 def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> dict[str, Any]:
     """The document of the routes of ``modules`` (and this module's own)."""
     writer = _Writer()
-    for module in (*modules, _this()):
-        for route in module.routes():
+    for table in (*(module.routes() for module in modules), routes()):
+        for route in table:
             assert isinstance(route, web.RouteDef)
             path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
-            op = declared(route.handler, route.method, path)
+            op = declared(route.handler, path)
             if op is not None:
                 writer.add(route.method.lower(), path, op)
     return writer.document()
-
-
-def _this() -> ModuleType:
-    import sys
-
-    return sys.modules[__name__]
 
 
 class _Writer:
@@ -168,9 +162,9 @@ class _Writer:
         defs: dict[str, Any] = top.get("$defs", {})
         for schema in defs.values():
             schema.pop("title", None)
-        published = {name for name, model in self.models.items() if model.component}
-        published |= {name for name in defs if getattr(_model(name, self.models), "component",
-                                                       False)}
+        every = {model.__name__: model for root in self.models.values()
+                 for model in (root, *_nested(root))}
+        published = {name for name, model in every.items() if model.component}
 
         def inline(node: Any) -> Any:
             if isinstance(node, dict):
@@ -194,17 +188,6 @@ class _Writer:
                            "schemas": schemas},
             "paths": inline(self.paths),
         }
-
-
-def _model(name: str, known: dict[str, type[Model]]) -> type[Model] | None:
-    """A model by its schema name, also those only nested in another."""
-    if name in known:
-        return known[name]
-    for model in list(known.values()):
-        for sub in _nested(model):
-            if sub.__name__ == name:
-                return sub
-    return None
 
 
 def _nested(model: type[Model]) -> list[type[Model]]:

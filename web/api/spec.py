@@ -185,7 +185,6 @@ class Reply:
 @dataclass(frozen=True)
 class Operation:
     summary: str
-    method: str | None = None  # None: the route's
     path: str | None = None  # None: every route of the handler
     security: Sequence[str] | None = BEARER  # None: no security
     body: type[Model] | None = None
@@ -208,10 +207,12 @@ def operation(summary: str, **kwargs: Any) -> Callable[[H], H]:
     return mark
 
 
-def declared(handler: Handler, method: str, path: str) -> Operation | None:
-    for op in getattr(handler, "__operations__", []):
-        if (op.path is None or op.path == path) and (op.method in (None, method)):
-            return op  # type: ignore[no-any-return]
+def declared(handler: Handler, path: str) -> Operation | None:
+    """The operation ``handler`` declares for the route ``path``, if any."""
+    operations: list[Operation] = getattr(handler, "__operations__", [])
+    for op in operations:
+        if op.path is None or op.path == path:
+            return op
     return None
 
 
