@@ -30,6 +30,7 @@ from web.api.spec import (
     Reply,
     SchemaGenerator,
     declared,
+    route_path,
 )
 from web.api.spec import operation as declare
 from web.pages import console, library, login, presenter, room, wall
@@ -75,7 +76,7 @@ def build(modules: tuple[ModuleType, ...] = ROUTE_MODULES) -> dict[str, Any]:
     for table in (*(module.routes() for module in modules), routes()):
         for route in table:
             assert isinstance(route, web.RouteDef)
-            path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
+            path = route_path(route.path)
             op = declared(route.handler, path)
             if op is not None:
                 writer.add(route.method.lower(), path, op)
@@ -92,9 +93,6 @@ class _Writer:
         assert known is model, f"two models named {model.__name__}"
         return {"$ref": SCHEMAS + model.__name__}
 
-    def schema(self, body: type[Model] | dict[str, Any]) -> dict[str, Any]:
-        return dict(body) if isinstance(body, dict) else self.ref(body)
-
     def add(self, method: str, path: str, op: Operation) -> None:
         item = self.paths.setdefault(path, {})
         names = re.findall(r"\{(\w+)\}", path)
@@ -106,7 +104,6 @@ class _Writer:
         if op.security is not None:
             out["security"] = [{name: []} for name in op.security]
         parameters = [p for model in op.query for p in self.query(model)]
-        parameters += op.parameters
         if parameters:
             out["parameters"] = parameters
         if op.body is not None:
@@ -122,7 +119,7 @@ class _Writer:
             response: dict[str, Any] = {"description": reply.description}
             content: dict[str, Any] = {}
             if reply.body is not None:
-                schema = self.schema(reply.body)
+                schema = self.ref(reply.body)
                 if reply.listed is not None:
                     schema = {"type": "object", "properties": {
                         reply.listed: {"type": "array", "items": schema}}}

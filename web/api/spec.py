@@ -44,6 +44,7 @@ Who validates what (one source per field, the same error bodies):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -153,19 +154,37 @@ class Validated(Model):
 async def read_model(request: web.Request, model: type[M],
                      context: Mapping[str, Any] | None = None) -> M:
     """A JSON object body (415, 413, 400 as ``read_json``) validated by ``model``."""
+    _check_declared(request, model)
     return model.parse(await read_json(request), context)
 
 
 def read_query(request: web.Request, model: type[M],
                context: Mapping[str, Any] | None = None) -> M:
     """The query string (the first value of each name) validated by ``model``."""
+    _check_declared(request, model, query=True)
     return model.parse(dict(request.query), context)
 
 
 async def read_described(request: web.Request, model: type[Described]) -> dict[str, Any]:
     """A JSON object body for the domain to validate; ``model`` describes it."""
-    del model  # named by the caller so the route and its declaration agree
+    _check_declared(request, model)
     return await read_json(request)
+
+
+def _check_declared(request: web.Request, model: type[Model], query: bool = False) -> None:
+    """What a handler reads is what its route declares (a programming error if not)."""
+    info = request.match_info
+    path = route_path(info.route.resource.canonical if info.route.resource else "")
+    op = declared(info.handler, path)
+    if query:
+        assert op is not None and model in op.query, f"{path}: {model.__name__} undeclared"
+    else:
+        assert op is not None and op.body is model, f"{path}: {model.__name__} undeclared"
+
+
+def route_path(path: str) -> str:
+    """A route's path as the document writes it ({name:regex} is {name})."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
 # ---------------------------------------------------------------------- declarations
@@ -173,11 +192,11 @@ async def read_described(request: web.Request, model: type[Described]) -> dict[s
 
 @dataclass(frozen=True)
 class Reply:
-    """A response: its description and, if any, its body (a model, a raw
-    JSON Schema, or other media types)."""
+    """A response: its description and, if any, its JSON body (a model) and
+    other media types."""
 
     description: str
-    body: type[Model] | dict[str, Any] | None = None
+    body: type[Model] | None = None
     media: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     listed: str | None = None  # the body is {listed: [body]}
 
@@ -190,7 +209,6 @@ class Operation:
     body: type[Model] | None = None
     body_media: Mapping[str, dict[str, Any]] | None = None  # a body that is not JSON
     query: Sequence[type[Model]] = ()  # the query parameters, from these models
-    parameters: Sequence[dict[str, Any]] = ()  # query parameters written out
     replies: Mapping[int, Reply] = field(default_factory=dict)
     errors: Sequence[int | tuple[int, str]] = ()  # the Error response; (status, why)
 
