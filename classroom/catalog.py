@@ -21,6 +21,7 @@ from classroom.errors import Invalid, Missing
 
 MAX_NAME = 200
 MAX_TEXT = 2000
+MAX_BATCH = 50
 VIDEO_CODECS = ("H264", "VP8")
 DEFAULT_INVITATION_DAYS = 30
 
@@ -295,7 +296,7 @@ class Catalog:
     def _session_fields(self, data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
         fields = Fields(data, partial=partial)
         fields.text("title", required=True)
-        fields.text("batch", max_length=50)
+        fields.text("batch", max_length=MAX_BATCH)
         fields.reference("course_id", self._exists("courses"))
         fields.timestamp("scheduled_start")
         fields.timestamp("scheduled_end")

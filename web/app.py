@@ -19,8 +19,7 @@ from classroom.access.tokens import Grant, Role, TokenIndex, new_token
 from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import auth, i18n, signaling
-from web.api import archive, catalog, metrics, reports, sessions
+from web.api import contract, metrics
 from web.auth import logged_in
 from web.config import Config
 from web.errors import error_middleware
@@ -44,7 +43,6 @@ from web.keys import (
     TIMESHIFTS,
     TOKENS,
 )
-from web.pages import console, library, login, presenter, room, wall
 from web.sockets import events
 from web.sockets import wall as wall_socket
 
@@ -67,9 +65,7 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_LIMITER] = LoginLimiter()
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
-    for module in (sessions, catalog, archive, reports, metrics,  # admin API
-                   auth, login, console, room, presenter, library, wall,  # pages
-                   signaling, events, wall_socket, i18n):
+    for module in (*contract.ROUTE_MODULES, contract):
         app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

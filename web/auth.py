@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from classroom.access.tokens import Role
+from web.api.spec import Reply, Shape, operation
 from web.errors import Forbidden, NotAuthorized
 from web.http import bearer_token
 from web.keys import ACCOUNTS, LIBRARY_LINKS, TOKENS
@@ -29,6 +30,12 @@ UNSAFE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 class Caller:
     """An authenticated admin: by bearer token (no user name) or by login cookie."""
 
+    username: str | None
+    csrf_token: str | None
+
+
+class Me(Shape):
+    promised = ("username", "csrf_token")
     username: str | None
     csrf_token: str | None
 
@@ -57,6 +64,11 @@ def authenticate_admin(request: web.Request) -> Caller:
     return Caller(session.admin.username, session.csrf_token)
 
 
+@operation("Who is calling. Like every admin operation it also accepts the login cookie "
+           "zhixing_session (from POST /login) instead of the bearer token; with the cookie, "
+           "POST/PATCH/PUT/DELETE need X-CSRF-Token", errors=(401, 403),
+           replies={200: Reply("the caller; csrf_token (to send as X-CSRF-Token with "
+                               "POST/PATCH/PUT/DELETE) only for a cookie login", Me)})
 async def me(request: web.Request) -> web.Response:
     caller = authenticate_admin(request)
     return web.json_response({"username": caller.username, "csrf_token": caller.csrf_token})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from web.api.spec import Reply, operation
 from web.errors import NotFound
 
 CATALOG_DIR = Path(__file__).parent / "i18n"
@@ -81,6 +82,8 @@ def notice_page(request: web.Request, status: int, *, title: str, heading: str,
                         charset="utf-8", headers=headers)
 
 
+@operation("The message catalog of a language (zh-CN, en) used by the pages", security=None,
+           errors=(404,), replies={200: Reply("{key: text}")})
 async def messages(request: web.Request) -> web.Response:
     language = request.match_info["lang"]
     if language not in LANGUAGES:

@@ -24,6 +24,7 @@ from classroom.access.tokens import Role
 from classroom.live.sessions import Session
 from streaming.broadcast import BroadcastClosed
 from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
+from web.api.spec import Reply, operation
 from web.errors import (
     BadRequest,
     Conflict,
@@ -44,6 +45,14 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch",
 }
+
+SDP_BODY = {SDP: {"schema": {"type": "string"}}}
+SDP_ERRORS = (400, 401, 403, 404, 406, 410, 413, 415, 422)
+WHIP_SUMMARY = (
+    "Publish (WHIP, RFC 9725). The session's publish token publishes the program; a room's "
+    "invitation token publishes only that room's uplink (its camera and microphone for "
+    "questions, one per invitation, a new one replacing the old), which reaches nobody "
+    "until it is put on stage")
 
 
 def routes() -> list[web.RouteDef]:
@@ -92,6 +101,12 @@ async def _read_body(request: web.Request, content_type: str) -> str:
         raise BadRequest("body is not UTF-8 text") from exc
 
 
+@operation(WHIP_SUMMARY, path="/whip/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
+           replies={201: Reply("SDP answer; Location names the new resource",
+                               media=SDP_BODY)})
+@operation("View (WHEP)", path="/whep/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
+           replies={201: Reply("SDP answer; Location names the new resource",
+                               media=SDP_BODY)})
 async def create_resource(request: web.Request) -> web.Response:
     session, invitation_id = _authorized_session(request)
     offer = await _read_body(request, SDP)
@@ -141,6 +156,14 @@ def _resource(request: web.Request) -> tuple[Session, Peer]:
     return session, peer
 
 
+@operation("Trickle ICE candidates for a WHIP resource (ICE restart: 422)",
+           path="/whip/{session_id}/{resource_id}",
+           body_media={SDPFRAG: {"schema": {"type": "string"}}},
+           errors=(400, 401, 403, 404, 415, 422), replies={204: Reply("candidates added")})
+@operation("Trickle ICE candidates for a WHEP resource (ICE restart: 422)",
+           path="/whep/{session_id}/{resource_id}",
+           body_media={SDPFRAG: {"schema": {"type": "string"}}},
+           errors=(400, 401, 403, 404, 415, 422), replies={204: Reply("candidates added")})
 async def patch_resource(request: web.Request) -> web.Response:
     _, peer = _resource(request)
     fragment = await _read_body(request, SDPFRAG)
@@ -193,12 +216,17 @@ def parse_sdpfrag(fragment: str) -> tuple[str | None, list[tuple[str | None, str
     return ufrag, candidates, end
 
 
+@operation("End a WHIP resource", path="/whip/{session_id}/{resource_id}",
+           errors=(401, 403, 404), replies={200: Reply("ended")})
+@operation("End a WHEP resource", path="/whep/{session_id}/{resource_id}",
+           errors=(401, 403, 404), replies={200: Reply("ended")})
 async def delete_resource(request: web.Request) -> web.Response:
     _, peer = _resource(request)
     await peer.close()
     return web.Response(status=200, headers=CORS_HEADERS)
 
 
+@operation("CORS preflight", security=None, replies={204: Reply("ok")})
 async def preflight(request: web.Request) -> web.Response:
     methods = "POST, OPTIONS" if "resource_id" not in request.match_info else \
         "PATCH, DELETE, OPTIONS"

@@ -26,7 +26,7 @@ from classroom.access.signing import SECRET_FILE, InvitationClaims, Signer
 from tests.support.catalog import API, CJK, Reply, World, call, created, make_world, tampered
 from tests.support.media import new_pc, post_offer, start_publisher, start_viewer
 from tests.support.service import ADMIN_TOKEN, Service
-from web.api.openapi import OPENAPI
+from web.api.contract import OPENAPI
 from web.app import DATABASE_FILE, create_app
 from web.config import Config
 from web.keys import SESSIONS

@@ -17,19 +17,155 @@ seeks without downloading the whole lecture.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, get_args
 
 from aiohttp import web
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from classroom.archive.items import STATES
-from classroom.errors import Invalid
+from classroom.catalog import MAX_NAME, MAX_TEXT
+from web.api.models import Recording
+from web.api.spec import (
+    ABSENT,
+    JSON_BODY_ERRORS,
+    Described,
+    Reply,
+    Shape,
+    Validated,
+    operation,
+    read_described,
+    read_query,
+)
 from web.auth import LIBRARY_COOKIE, reader_role, require_admin
 from web.errors import NotAuthorized, NotFound
-from web.http import base_url, read_json, session_of
+from web.http import base_url, session_of
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
 MEDIA_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+
+# ---------------------------------------------------------------------- the contract
+
+
+TIME = "unix time in seconds (2000 … 2100)"
+ITEM_STATES = Literal["recording", "finishing", "ready", "failed"]
+assert set(get_args(ITEM_STATES)) == set(STATES)
+
+
+class StageTurn(Shape):
+    at: float = Field(description="seconds into the lecture")
+    offset: float = Field(description="seconds into the stage file")
+    duration: float
+    site_name: str | None
+    org_path: str | None
+
+
+class ArchiveItem(Shape):
+    """课程录像: one lecture, recorded from a session or imported"""
+
+    component: ClassVar[bool] = True
+    id: str
+    session_id: str | None
+    course_id: int | None
+    course_title: str | None
+    unit_id: int | None
+    unit_name: str | None
+    title: str
+    lecturer: str
+    description: str
+    recorded_at: float
+    origin: Literal["recording", "import"]
+    state: ITEM_STATES
+    failure: str | None = Field(description="why it failed")
+    progress: float = Field(description="finishing progress, 0 to 1")
+    duration: float | None = Field(description="seconds")
+    size: int | None = Field(description="bytes of the media file")
+    video_codec: str | None
+    audio_codec: str | None
+    width: int | None
+    height: int | None
+    media_url: str | None = Field(description="the lecture file (HTTP Range), once ready")
+    poster_url: str | None
+    mime_type: str | None
+    stage_url: str | None = Field(
+        description="the rooms' pictures on stage (研讨), their turns one after another; "
+                    "their sound is in the media")
+    stage: list[StageTurn]
+    created_at: float
+
+
+class ArchiveItemChange(Described):
+    component: ClassVar[bool] = True
+    title: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    lecturer: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    description: str = Field(ABSENT, max_length=MAX_TEXT)
+    course_id: int | None = ABSENT
+    recorded_at: float | None = Field(ABSENT, description=TIME)
+
+
+class ArchiveQuery(Validated):
+    """The list's filters. A reader's ``state`` is ignored (readers see ready
+    items); the first bad filter is reported, in this order."""
+
+    state: ITEM_STATES = ABSENT
+    course_id: int = ABSENT
+    unit_id: int = ABSENT
+    q: str = Field(ABSENT, json_schema_extra={"maxLength": 100},
+                   description="search in title, lecturer and course")
+    refusals: ClassVar[dict[str, str]] = {"state": "error.bad_choice",
+                                          "course_id": "error.not_a_number",
+                                          "unit_id": "error.not_a_number"}
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return super().refuse(fields[:1], context)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_when_empty(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if v != "" or k == "q"}
+            if info.context and info.context.get("reader"):
+                data.pop("state", None)
+        return data
+
+    @field_validator("course_id", "unit_id", mode="before")
+    @classmethod
+    def _id(cls, raw: Any) -> int:
+        # Plain ASCII digits, as a route's id (web.http.int_id).
+        if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+            raise ValueError("not a number")
+        return int(raw)
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _search(cls, raw: Any) -> Any:
+        # A longer search is cut, not refused.
+        return raw.strip()[:100] if isinstance(raw, str) else raw
+
+
+class LibraryLink(Shape):
+    component: ClassVar[bool] = True
+    id: str
+    label: str
+    expires_at: float | None
+    revoked_at: float | None
+    created_at: float
+    token: str = Field(description="only when created")
+    url: str = Field(description="only when created")
+
+
+class LibraryLinkInput(Described):
+    label: str = Field(min_length=1, max_length=MAX_NAME)
+    expires_at: float | None = Field(ABSENT, description=TIME)
+
+
+READER = ("bearer", "libraryCookie")
+ADMIN = (401, 403)
+RANGE_REPLIES = {200: Reply("the whole file"), 206: Reply("the requested range"),
+                 416: Reply("range out of bounds")}
 
 
 def routes() -> list[web.RouteDef]:
@@ -57,6 +193,9 @@ def routes() -> list[web.RouteDef]:
 # ---------------------------------------------------------------------- recording
 
 
+@operation("Start recording the session into a new archive item", errors=(*ADMIN, 404),
+           replies={201: Reply("the new item (state recording)", ArchiveItem),
+                    409: Reply("already recording, or the session has ended")})
 async def start_recording(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -66,6 +205,9 @@ async def start_recording(request: web.Request) -> web.Response:
                              headers={"Location": f"/api/v1/archive/{item['id']}"})
 
 
+@operation("The running recording", errors=ADMIN,
+           replies={200: Reply("running", Recording),
+                    404: Reply("no such session, or not recording")})
 async def get_recording(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -75,6 +217,9 @@ async def get_recording(request: web.Request) -> web.Response:
     return web.json_response(recording)
 
 
+@operation("Stop recording; the item is finished in the background", errors=(*ADMIN, 404),
+           replies={200: Reply("the item (state finishing)", ArchiveItem),
+                    409: Reply("not recording")})
 async def stop_recording(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -85,26 +230,15 @@ async def stop_recording(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- items
 
 
-def _int_param(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise Invalid({name: "error.not_a_number"})
-    return int(raw)
-
-
+@operation("List archive items (readers see ready items only)", security=READER,
+           query=(ArchiveQuery,), errors=(*ADMIN, 422),
+           replies={200: Reply("{items: [ArchiveItem]}", ArchiveItem, listed="items")})
 async def list_items(request: web.Request) -> web.Response:
     role = reader_role(request)
-    state = request.query.get("state") or None
-    if role == "reader":
-        state = "ready"
-    elif state is not None and state not in STATES:
-        raise Invalid({"state": "error.bad_choice"})
-    query = request.query.get("q", "").strip()[:100] or None
+    query = read_query(request, ArchiveQuery, {"reader": role == "reader"})
     items = request.app[ARCHIVE].items(
-        state=state, course_id=_int_param(request, "course_id"),
-        unit_id=_int_param(request, "unit_id"), query=query)
+        state="ready" if role == "reader" else query.state, course_id=query.course_id,
+        unit_id=query.unit_id, query=query.q or None)
     return web.json_response({"items": items})
 
 
@@ -112,6 +246,8 @@ def _item(request: web.Request) -> dict[str, Any]:
     return request.app[ARCHIVE].item(request.match_info["item_id"])
 
 
+@operation("One archive item", security=READER, errors=(*ADMIN, 404),
+           replies={200: Reply("the item", ArchiveItem)})
 async def get_item(request: web.Request) -> web.Response:
     role = reader_role(request)
     item = _item(request)
@@ -120,13 +256,18 @@ async def get_item(request: web.Request) -> web.Response:
     return web.json_response(item)
 
 
+@operation("Edit an item's metadata", body=ArchiveItemChange,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("the changed item", ArchiveItem)})
 async def update_item(request: web.Request) -> web.Response:
     require_admin(request)
     item = _item(request)
-    data = await read_json(request)
+    data = await read_described(request, ArchiveItemChange)
     return web.json_response(request.app[ARCHIVE].update_item(item["id"], data))
 
 
+@operation("Delete an item and its files", errors=(*ADMIN, 404),
+           replies={204: Reply("deleted"), 409: Reply("still recording or finishing")})
 async def delete_item(request: web.Request) -> web.Response:
     require_admin(request)
     item = _item(request)
@@ -147,14 +288,21 @@ async def _serve(request: web.Request, poster: bool = False,
     return web.FileResponse(path, headers=MEDIA_HEADERS)
 
 
+@operation("The lecture file (MP4 or WebM); supports Range", security=READER,
+           errors=(*ADMIN, 404), replies=RANGE_REPLIES)
 async def media(request: web.Request) -> web.StreamResponse:
     return await _serve(request, poster=False)
 
 
+@operation("The poster picture", security=READER, errors=(*ADMIN, 404),
+           replies={200: Reply("JPEG")})
 async def poster(request: web.Request) -> web.StreamResponse:
     return await _serve(request, poster=True)
 
 
+@operation("The stage file: the rooms brought on stage, turn after turn (same container "
+           "as the lecture); supports Range", security=READER, errors=(*ADMIN, 404),
+           replies=RANGE_REPLIES)
 async def stage_media(request: web.Request) -> web.StreamResponse:
     """The rooms' pictures of the discussion, their turns one after another."""
     return await _serve(request, stage=True)
@@ -172,18 +320,26 @@ def _describe_link(request: web.Request, row: dict[str, Any],
     return link
 
 
+@operation("A new library link for cadres", body=LibraryLinkInput,
+           errors=(*ADMIN, *JSON_BODY_ERRORS),
+           replies={201: Reply("the link, with its token and URL", LibraryLink)})
 async def create_link(request: web.Request) -> web.Response:
     require_admin(request)
-    row, token = request.app[LIBRARY_LINKS].create(await read_json(request))
+    data = await read_described(request, LibraryLinkInput)
+    row, token = request.app[LIBRARY_LINKS].create(data)
     return web.json_response(_describe_link(request, row, token), status=201)
 
 
+@operation("Library links", errors=ADMIN,
+           replies={200: Reply("{links: [LibraryLink]} (no tokens)", LibraryLink,
+                               listed="links")})
 async def list_links(request: web.Request) -> web.Response:
     require_admin(request)
     return web.json_response(
         {"links": [_describe_link(request, row) for row in request.app[LIBRARY_LINKS].links()]})
 
 
+@operation("Revoke a library link", errors=(*ADMIN, 404), replies={204: Reply("revoked")})
 async def revoke_link(request: web.Request) -> web.Response:
     require_admin(request)
     request.app[LIBRARY_LINKS].revoke(request.match_info["link_id"])

@@ -3,35 +3,167 @@ the sites' CSV import."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 from aiohttp import web
+from pydantic import Field
 
+from classroom.catalog import MAX_NAME, MAX_TEXT
+from web.api.spec import (
+    ABSENT,
+    JSON_BODY_ERRORS,
+    Described,
+    Handler,
+    Reply,
+    Shape,
+    operation,
+    read_described,
+)
 from web.auth import require_admin
 from web.errors import BadRequest, UnsupportedMediaType
-from web.http import int_id, read_json, read_limited
+from web.http import int_id, read_limited
 from web.keys import CATALOG, SCHOOL
 
 MAX_CSV_BYTES = 1024 * 1024
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# ---------------------------------------------------------------------- the contract
+
+
+class Unit(Shape):
+    """专题: a theme that groups courses"""
+
+    component: ClassVar[bool] = True
+    id: int
+    name: str
+    description: str
+    created_at: float
+
+
+class UnitInput(Described):
+    component: ClassVar[bool] = True
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str = Field(ABSENT, max_length=MAX_TEXT)
+
+
+class UnitChange(Described):
+    """any of the fields; absent ones are left alone"""
+
+    name: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    description: str = Field(ABSENT, max_length=MAX_TEXT)
+
+
+class Course(Shape):
+    """课程: a course, optionally in a unit"""
+
+    component: ClassVar[bool] = True
+    id: int
+    title: str
+    lecturer: str
+    unit_id: int | None
+    unit_name: str | None
+    created_at: float
+
+
+class CourseInput(Described):
+    component: ClassVar[bool] = True
+    title: str = Field(min_length=1, max_length=MAX_NAME)
+    lecturer: str = Field(ABSENT, max_length=MAX_NAME)
+    unit_id: int | None = ABSENT
+
+
+class CourseChange(Described):
+    """any of the fields; absent ones are left alone"""
+
+    title: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    lecturer: str = Field(ABSENT, max_length=MAX_NAME)
+    unit_id: int | None = ABSENT
+
+
+class Site(Shape):
+    """分课堂: a sub-classroom; name and org_path are unique together"""
+
+    component: ClassVar[bool] = True
+    id: int
+    name: str
+    org_path: str = Field(description="normalized: '北仑区 / 新碶街道'")
+    created_at: float
+
+
+ORG_PATH = "levels separated by '/'"
+
+
+class SiteInput(Described):
+    component: ClassVar[bool] = True
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    org_path: str = Field(ABSENT, max_length=MAX_TEXT, description=ORG_PATH)
+
+
+class SiteChange(Described):
+    """any of the fields; absent ones are left alone"""
+
+    name: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    org_path: str = Field(ABSENT, max_length=MAX_TEXT, description=ORG_PATH)
+
+
+class SitesImported(Shape):
+    imported: int
+    sites: list[Site]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A catalog table and its five routes."""
+
+    kind: str  # units
+    label: str  # 专题
+    row: type[Shape]
+    create: type[Described]
+    change: type[Described]
+
+    @property
+    def singular(self) -> str:
+        return self.kind[:-1]
+
+
+TABLES = (Table("units", "专题", Unit, UnitInput, UnitChange),
+          Table("courses", "课程", Course, CourseInput, CourseChange),
+          Table("sites", "分课堂", Site, SiteInput, SiteChange))
+ADMIN = (401, 403)
 
 
 def routes() -> list[web.RouteDef]:
     table = [web.post("/api/v1/sites/import", import_sites)]
-    for kind in ("units", "courses", "sites"):
+    for kind in TABLES:
         table += [
-            web.post(f"/api/v1/{kind}", _crud(kind, "create")),
-            web.get(f"/api/v1/{kind}", _crud(kind, "list")),
-            web.get(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "get")),
-            web.patch(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "update")),
-            web.delete(f"/api/v1/{kind}/{{row_id}}", _crud(kind, "delete")),
+            web.post(f"/api/v1/{kind.kind}", _crud(kind, "create")),
+            web.get(f"/api/v1/{kind.kind}", _crud(kind, "list")),
+            web.get(f"/api/v1/{kind.kind}/{{row_id}}", _crud(kind, "get")),
+            web.patch(f"/api/v1/{kind.kind}/{{row_id}}", _crud(kind, "update")),
+            web.delete(f"/api/v1/{kind.kind}/{{row_id}}", _crud(kind, "delete")),
         ]
     return table
 
 
-def _crud(kind: str, action: str) -> Handler:
-    singular = kind[:-1]
+def _crud(table: Table, action: str) -> Handler:
+    kind, singular, row = table.kind, table.singular, table.row
+    declarations = {
+        "create": operation(
+            f"Create a {singular} ({table.label})", body=table.create,
+            errors=(*ADMIN, *JSON_BODY_ERRORS),
+            replies={201: Reply(f"created; Location names the new {singular}", row)}),
+        "list": operation(f"List {kind}", errors=ADMIN,
+                          replies={200: Reply(f"{{{kind}: [{row.__name__}]}}", row,
+                                              listed=kind)}),
+        "get": operation(f"A {singular}", errors=(*ADMIN, 404),
+                         replies={200: Reply(row.__name__, row)}),
+        "update": operation(
+            f"Change a {singular} (absent fields stay as they are)", body=table.change,
+            errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+            replies={200: Reply(f"the changed {singular}", row)}),
+        "delete": operation(f"Delete a {singular}", errors=(*ADMIN, 404),
+                            replies={204: Reply("deleted")}),
+    }
 
     async def handler(request: web.Request) -> web.Response:
         require_admin(request)
@@ -39,23 +171,31 @@ def _crud(kind: str, action: str) -> Handler:
         if action == "list":
             return web.json_response({kind: getattr(catalog, kind)()})
         if action == "create":
-            row = getattr(catalog, f"create_{singular}")(await read_json(request))
-            return web.json_response(row, status=201,
-                                     headers={"Location": f"/api/v1/{kind}/{row['id']}"})
+            data = await read_described(request, table.create)
+            created = getattr(catalog, f"create_{singular}")(data)
+            return web.json_response(created, status=201,
+                                     headers={"Location": f"/api/v1/{kind}/{created['id']}"})
         row_id = int_id(request)
         if action == "get":
             return web.json_response(getattr(catalog, singular)(row_id))
         if action == "update":
-            data = await read_json(request)
+            data = await read_described(request, table.change)
             return web.json_response(getattr(catalog, f"update_{singular}")(row_id, data))
         # Links that stop working take their connected rooms with them.
         await request.app[SCHOOL].delete_from_catalog(kind, row_id)
         return web.Response(status=204)
 
     handler.__name__ = f"{action}_{singular}"
-    return handler
+    return declarations[action](handler)
 
 
+@operation("Import sites from CSV (UTF-8, BOM allowed, header name,org_path): every row or "
+           "none",
+           body_media={"text/csv": {"schema": {"type": "string"}},
+                       "text/plain": {"schema": {"type": "string"}}},
+           errors=(*ADMIN, (400, "not UTF-8"), 413, 415,
+                   (422, "bad rows (each named 'row N') or no header or no rows")),
+           replies={201: Reply("imported", SitesImported)})
 async def import_sites(request: web.Request) -> web.Response:
     """CSV (UTF-8, header ``name,org_path``): every row is imported or none."""
     require_admin(request)

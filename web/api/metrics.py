@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from classroom.access.tokens import Role
 from classroom.live.metrics import RelayMetrics
+from web.api.spec import Reply, operation
 from web.http import bearer_token
 from web.keys import CONFIG, METRICS, TOKENS
 
@@ -42,6 +43,12 @@ async def _exposition(metrics: RelayMetrics) -> web.Response:
                                  "Cache-Control": "no-store"})
 
 
+@operation("Prometheus metrics (text format 0.0.4; names in docs/metrics.md). With the bearer "
+           "admin token or metrics token; --metrics-listen also serves it without "
+           "authentication on a separate address", security=("bearer", "metricsToken"),
+           errors=(401, 403),
+           replies={200: Reply("the metrics",
+                               media={"text/plain": {"schema": {"type": "string"}}})})
 async def metrics(request: web.Request) -> web.Response:
     _authorize(request)
     return await _exposition(request.app[METRICS])

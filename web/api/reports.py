@@ -16,15 +16,17 @@ import io
 import re
 from collections.abc import Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from aiohttp import web
+from pydantic import Field
 
 from classroom.attendance import charts, reports
 from classroom.attendance import intervals as attendance
 from classroom.errors import Invalid
 from web import i18n
+from web.api.spec import ABSENT, Described, Reply, Shape, Validated, operation, read_query
 from web.auth import logged_in, require_admin
 from web.errors import NotFound
 from web.http import PAGE_HEADERS, STATIC_DIR
@@ -36,6 +38,133 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
+
+# ---------------------------------------------------------------------- the contract
+# The query's days, time zone and prefix are the domain's to check
+# (classroom.attendance.reports): their models describe them. The format is
+# this module's: its model checks it.
+
+
+class ReportFormat(Validated):
+    format: Literal["json", "csv"] = Field(
+        "json", description="csv: a streamed download, UTF-8 with BOM (opens in Excel), "
+                            "named in Content-Disposition filename*")
+    refusals: ClassVar[dict[str, str]] = {"format": "error.bad_choice"}
+
+
+class TimeZone(Described):
+    utc_offset: int = Field(ABSENT, ge=-720, le=840,
+                            description="minutes east of UTC for dates and clock times (480 "
+                                        "in China); default: the server's time zone")
+
+
+class Districts(Described):
+    prefix: str = Field(ABSENT, max_length=reports.MAX_PREFIX,
+                        description="org path prefix matched on whole parts ('北仑区' matches "
+                                    "'北仑区 / 新碶街道', not '北仑区二'); empty: every site")
+    from_: dt.date = Field(alias="from", description="first day")
+    to: dt.date = Field(description="last day (included); from ≤ to, less than a year after "
+                                    "from")
+
+
+class Totals(Shape):
+    """rooms_* count (session, site) pairs; person_times (人次) sums the latest headcounts of
+    attended rooms"""
+
+    sessions: int
+    sites: int
+    rooms_invited: int
+    rooms_connected: int
+    rooms_attended: int
+    person_times: int
+    attended_without_headcount: int
+
+
+class Group(Shape):
+    name: str
+    sessions: int
+    sites: int
+    rooms_invited: int
+    rooms_connected: int
+    rooms_attended: int
+    person_times: int
+    attended_without_headcount: int
+
+
+class Interval(Shape):
+    connected_at: float
+    disconnected_at: float | None = Field(description="null: connected")
+    ended_by: Literal["left", "restart"] | None
+
+
+class HeadcountReport(Shape):
+    count: int
+    reported_at: float
+
+
+class SiteAttendance(Shape):
+    """one invited site's attendance: intervals as the server saw its WHEP connections
+    (ended_by 'restart': cut at the server's last sign of life)"""
+
+    component: ClassVar[bool] = True
+    invitation_id: str
+    site_id: int
+    site_name: str
+    org_path: str
+    revoked: bool
+    intervals: list[Interval]
+    connected: bool = Field(description="connected now")
+    connected_seconds: float = Field(
+        description="union of the intervals inside the window (overlapping reconnects count "
+                    "once)")
+    share: float | None = Field(description="of the window, 0 … 1")
+    attended: bool
+    reconnects: int
+    headcount: int | None = Field(description="the latest report")
+    headcount_reported_at: float | None
+    headcount_history: list[HeadcountReport]
+    person_times: int = Field(description="headcount if attended, else 0")
+
+
+class Window(Shape):
+    start: float
+    end: float
+    duration: float
+    scheduled: bool
+
+
+class SessionAttendance(Shape):
+    component: ClassVar[bool] = True
+    session_id: str
+    title: str
+    threshold: int
+    now: float
+    window: Window | None
+    invitations: list[SiteAttendance]
+    totals: Totals
+    timeline: list[list[Any]] = Field(description="[time, rooms connected from then on]")
+
+
+class UnitReport(Shape):
+    unit: dict[str, Any]
+    sessions: list[dict[str, Any]]
+    districts: list[Group]
+    totals: Totals
+
+
+class DistrictReport(Shape):
+    prefix: str
+    from_: str = Field(alias="from")
+    to: str
+    groups: list[Group]
+    totals: Totals
+
+
+CSV = {"text/csv": {"schema": {"type": "string"}}}
+SVG = {200: Reply("SVG image (drawn on the server)",
+                  media={"image/svg+xml": {"schema": {"type": "string"}}})}
+ADMIN = (401, 403)
+BAD_DISTRICTS = (422, "bad dates (from > to, a year or more apart), prefix or format")
 
 
 def routes() -> list[web.RouteDef]:
@@ -59,10 +188,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- helpers
 
 def _wants_csv(request: web.Request) -> bool:
-    wanted = request.query.get("format", "json")
-    if wanted not in ("json", "csv"):
-        raise Invalid({"format": "error.bad_choice"})
-    return wanted == "csv"
+    return read_query(request, ReportFormat).format == "csv"
 
 
 def _tz(request: web.Request) -> dt.tzinfo:
@@ -175,6 +301,9 @@ def _svg(body: bytes) -> web.Response:
 
 # ----------------------------------------------------------------- session
 
+@operation("A session's attendance (出勤) per invited site, with totals; ?format=csv "
+           "downloads it", query=(ReportFormat, TimeZone), errors=(*ADMIN, 404, 422),
+           replies={200: Reply("attendance (JSON), or CSV", SessionAttendance, media=CSV)})
 async def session_attendance(request: web.Request) -> web.StreamResponse:
     require_admin(request)
     session = _session(request)
@@ -208,6 +337,8 @@ async def session_attendance(request: web.Request) -> web.StreamResponse:
     return await export.finish()
 
 
+@operation("Timeline of rooms connected over the session", query=(TimeZone,),
+           errors=(*ADMIN, 404, 422), replies=SVG)
 async def session_chart(request: web.Request) -> web.Response:
     require_admin(request)
     session = _session(request)
@@ -227,6 +358,9 @@ async def session_chart(request: web.Request) -> web.Response:
 
 # -------------------------------------------------------------------- unit
 
+@operation("A unit's (专题) attendance across its sessions, and per district (first part of "
+           "the org path); ?format=csv: one row per session", query=(ReportFormat, TimeZone),
+           errors=(*ADMIN, 404, 422), replies={200: Reply("report", UnitReport, media=CSV)})
 async def unit_report(request: web.Request) -> web.StreamResponse:
     require_admin(request)
     unit = _unit(request)
@@ -266,6 +400,8 @@ async def unit_report(request: web.Request) -> web.StreamResponse:
     return await export.finish()
 
 
+@operation("Person-times per district of a unit (bar chart)", errors=(*ADMIN, 404),
+           replies=SVG)
 async def unit_chart(request: web.Request) -> web.Response:
     require_admin(request)
     unit = _unit(request)
@@ -285,6 +421,11 @@ async def _bars(texts: dict[str, str], groups: list[dict[str, Any]], title: str)
 
 # ---------------------------------------------------------------- district
 
+@operation("Attendance per district: sites under an org path prefix, sessions in a date "
+           "range, summed per the path part below the prefix; ?format=csv: one row per "
+           "(session, site), streamed", query=(Districts, TimeZone, ReportFormat),
+           errors=(*ADMIN, BAD_DISTRICTS),
+           replies={200: Reply("report", DistrictReport, media=CSV)})
 async def district_report(request: web.Request) -> web.StreamResponse:
     require_admin(request)
     as_csv = _wants_csv(request)
@@ -317,6 +458,8 @@ async def district_report(request: web.Request) -> web.StreamResponse:
     return await export.finish()
 
 
+@operation("Person-times per district (bar chart) for the same query",
+           query=(Districts, TimeZone), errors=(*ADMIN, 422), replies=SVG)
 async def district_chart(request: web.Request) -> web.Response:
     require_admin(request)
     prefix, days = _district_query(request)

@@ -1,26 +1,159 @@
 """Admin JSON API for sessions (场次): schedule, start, end, replay control,
-and their invitation links; also the pages' ICE servers and the OpenAPI
-document."""
+and their invitation links; also the pages' ICE servers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
+from pydantic import Field, model_validator
 
 from classroom.access.invitations import invitation_url
-from classroom.errors import Invalid
-from classroom.live.sessions import Session
-from web.api.openapi import OPENAPI
+from classroom.catalog import MAX_BATCH, MAX_NAME
+from classroom.live.sessions import Session as LiveSession
+from web.api.models import Recording
+from web.api.spec import (
+    ABSENT,
+    JSON_BODY_ERRORS,
+    Described,
+    Reply,
+    Shape,
+    Validated,
+    operation,
+    read_described,
+    read_model,
+)
 from web.auth import require_admin
 from web.errors import Unprocessable
-from web.http import base_url, read_json, session_of
+from web.http import base_url, session_of
 from web.keys import ARCHIVE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, SIGNER
+
+# ---------------------------------------------------------------------- the contract
+
+TIME = "unix time in seconds (2000 … 2100)"
+STATES = Literal["scheduled", "live", "ended"]
+CODECS = Literal["H264", "VP8"]
+THRESHOLD = ("a room attended if connected at least this percent of the session (its "
+             "scheduled window, else its actual start to end)")
+
+
+
+class Replay(Shape):
+    """the program of a replay session: an archive item played as if live"""
+
+    component: ClassVar[bool] = True
+    item_id: str | None
+    item_title: str | None
+    state: Literal["waiting", "playing", "paused", "ended", "failed"]
+    position: float = Field(description="seconds into the lecture")
+    duration: float | None
+    error: str | None = Field(description="why it failed")
+    starts_at: float | None = Field(description="the scheduled start, while waiting")
+
+class Session(Shape):
+    component: ClassVar[bool] = True
+    id: str
+    title: str
+    course_id: int | None
+    course_title: str | None
+    lecturer: str | None
+    unit_name: str | None
+    batch: str
+    scheduled_start: float | None = Field(description=TIME)
+    scheduled_end: float | None = Field(description=TIME)
+    video_codec: CODECS
+    state: STATES
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    publish_token: str
+    view_token: str
+    whip_url: str
+    whep_url: str
+    presenter_url: str = Field(
+        description="the presenter page (主课堂), publish token in the fragment")
+    stats: dict[str, Any] | None = Field(
+        description="live statistics (GET of one session only)")
+    recording: Recording | None
+    replay: Replay | None = Field(description="null for a live session")
+    attendance_threshold: int = Field(80, ge=1, le=100, description=THRESHOLD)
+
+
+class SessionInput(Described):
+    component: ClassVar[bool] = True
+    title: str = Field(min_length=1, max_length=MAX_NAME)
+    course_id: int | None = None
+    batch: str = Field(ABSENT, max_length=MAX_BATCH)
+    scheduled_start: float | None = Field(None, description=TIME)
+    scheduled_end: float | None = Field(None, description="after scheduled_start")
+    video_codec: CODECS = "H264"
+    replay_item_id: str | None = Field(
+        None, description="replay this archive item (重播) instead of a live publisher: it "
+        "must be ready and sendable (H.264 or VP8 without B-frames, Opus audio), else 422; "
+        "the session takes its codec, title and course; it starts by itself at "
+        "scheduled_start, or with the replay action start")
+    attendance_threshold: int = Field(80, ge=1, le=100, description=THRESHOLD)
+
+
+class SessionChange(Described):
+    """any of the fields; video_codec is fixed once created (422)"""
+
+    component: ClassVar[bool] = True
+    title: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    course_id: int | None = None
+    batch: str = Field(ABSENT, max_length=MAX_BATCH)
+    scheduled_start: float | None = Field(None, description=TIME)
+    scheduled_end: float | None = Field(None, description=TIME)
+    attendance_threshold: int = Field(80, ge=1, le=100, description=THRESHOLD)
+
+
+class Invitation(Shape):
+    """a site's link to a session: signed, expiring, revocable"""
+
+    component: ClassVar[bool] = True
+    id: str
+    session_id: str
+    site_id: int
+    site_name: str
+    org_path: str
+    expires_at: float
+    revoked_at: float | None
+    headcount: int | None
+    token: str = Field(description="bearer token for WHEP of this session only")
+    url: str = Field(description="the /join/{token} link")
+    connected: bool = Field(description="a viewer is connected with it (lists only)")
+
+
+class InvitationInput(Described):
+    component: ClassVar[bool] = True
+    site_id: int
+    expires_at: float | None = Field(
+        None, description="in the future; default 30 days after the scheduled end")
+
+
+class ReplayControl(Validated):
+    action: Literal["start", "pause", "resume", "seek"]
+    position: float = Field(
+        ABSENT, ge=0, lt=24 * 3600,
+        description="seconds (seek): playback goes on from the keyframe at or before it")
+    refusals: ClassVar[dict[str, str]] = {"action": "error.bad_choice",
+                                          "position": "error.not_a_number"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _position_only_to_seek(cls, data: Any) -> Any:
+        # Only a seek reads the position, and it needs one.
+        if isinstance(data, dict):
+            if data.get("action") == "seek":
+                return {"position": None, **data}
+            return {k: v for k, v in data.items() if k != "position"}
+        return data
+
+ADMIN = (401, 403)
 
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/api/v1/openapi.json", openapi),
         web.get("/api/v1/rtc-config", rtc_config),
         web.post("/api/v1/sessions", create_session),
         web.get("/api/v1/sessions", list_sessions),
@@ -35,7 +168,7 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-def describe(request: web.Request, session: Session) -> dict[str, Any]:
+def describe(request: web.Request, session: LiveSession) -> dict[str, Any]:
     base = base_url(request)
     row = session.row
     return {
@@ -64,22 +197,25 @@ def describe(request: web.Request, session: Session) -> dict[str, Any]:
     }
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
-
-
+@operation("ICE servers for pages (the deployment's own STUN/TURN)", security=None,
+           replies={200: Reply("{iceServers: [...]}")})
 async def rtc_config(request: web.Request) -> web.Response:
     """ICE servers for pages: the project's own, never a public one."""
     return web.json_response({"iceServers": request.app[CONFIG].browser_ice_servers()})
 
 
+@operation("Create a session", body=SessionInput, errors=(*ADMIN, *JSON_BODY_ERRORS),
+           replies={201: Reply("created", Session)})
 async def create_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = request.app[SCHOOL].schedule_session(await read_json(request))
+    data = await read_described(request, SessionInput)
+    session = request.app[SCHOOL].schedule_session(data)
     return web.json_response(describe(request, session), status=201,
                              headers={"Location": f"/api/v1/sessions/{session.id}"})
 
 
+@operation("List sessions", errors=ADMIN,
+           replies={200: Reply("{sessions: [Session]}", Session, listed="sessions")})
 async def list_sessions(request: web.Request) -> web.Response:
     require_admin(request)
     return web.json_response(
@@ -87,6 +223,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     )
 
 
+@operation("A session with live stats", errors=(*ADMIN, 404),
+           replies={200: Reply("Session with stats", Session)})
 async def get_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -95,13 +233,19 @@ async def get_session(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@operation("Change a session's title, course, batch or schedule", body=SessionChange,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("the changed session", Session)})
 async def update_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
-    session = request.app[SCHOOL].reschedule_session(session, await read_json(request))
+    data = await read_described(request, SessionChange)
+    session = request.app[SCHOOL].reschedule_session(session, data)
     return web.json_response(describe(request, session))
 
 
+@operation("Mark a scheduled session live", errors=(*ADMIN, 404, 422),
+           replies={200: Reply("the session", Session)})
 async def start_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -110,26 +254,22 @@ async def start_session(request: web.Request) -> web.Response:
     return web.json_response(describe(request, request.app[SESSIONS].start(session)))
 
 
-REPLAY_ACTIONS = ("start", "pause", "resume", "seek")
-
-
+@operation("Control a replay session: start now, pause, resume, seek", body=ReplayControl,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("the replay", Replay),
+                    409: Reply("not a replay session, or not in a state for this action")})
 async def control_replay(request: web.Request) -> web.Response:
     """Start now, pause, resume or seek a replay session's program."""
     require_admin(request)
     session = session_of(request)
-    data = await read_json(request)
-    action = data.get("action")
-    if action not in REPLAY_ACTIONS:
-        raise Invalid({"action": "error.bad_choice"})
-    position = data.get("position")
-    if action == "seek" and (isinstance(position, bool) or not isinstance(position, int | float)
-                             or not 0 <= position < 24 * 3600):
-        raise Invalid({"position": "error.not_a_number"})
-    replay = await request.app[REPLAYS].control(
-        session, action, float(position) if action == "seek" and position is not None else None)
+    control = await read_model(request, ReplayControl)
+    position = float(control.position) if control.action == "seek" else None
+    replay = await request.app[REPLAYS].control(session, control.action, position)
     return web.json_response(replay)
 
 
+@operation("End a session and disconnect everyone", errors=(*ADMIN, 404),
+           replies={204: Reply("ended")})
 async def delete_session(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -153,15 +293,23 @@ def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str,
     }
 
 
+@operation("Invite a site: a new link (replaces the site's previous one, whose viewers are "
+           "disconnected)", body=InvitationInput,
+           errors=(*ADMIN, 400, 404, 413, 415, (422, "bad fields, or the session has ended")),
+           replies={201: Reply("the invitation with its link", Invitation)})
 async def create_invitation(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
     if session.ended_at is not None:
         raise Unprocessable("this session has ended")
-    row = await request.app[SCHOOL].invite(session, await read_json(request))
+    data = await read_described(request, InvitationInput)
+    row = await request.app[SCHOOL].invite(session, data)
     return web.json_response(_describe_invitation(request, row), status=201)
 
 
+@operation("The session's invitations, with who is connected", errors=(*ADMIN, 404),
+           replies={200: Reply("{invitations: [Invitation]}", Invitation,
+                               listed="invitations")})
 async def list_invitations(request: web.Request) -> web.Response:
     require_admin(request)
     session = session_of(request)
@@ -175,6 +323,8 @@ async def list_invitations(request: web.Request) -> web.Response:
     return web.json_response({"invitations": items})
 
 
+@operation("Revoke an invitation and disconnect its viewers", errors=(*ADMIN, 404),
+           replies={204: Reply("revoked")})
 async def revoke_invitation(request: web.Request) -> web.Response:
     require_admin(request)
     await request.app[SCHOOL].revoke(request.match_info["invitation_id"])

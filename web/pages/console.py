@@ -13,6 +13,7 @@ import segno
 from aiohttp import web
 
 from classroom.access.invitations import invitation_url
+from web.api.spec import Reply, operation
 from web.auth import COOKIE, require_admin
 from web.http import PAGE_HEADERS, STATIC_DIR, base_url
 from web.keys import ACCOUNTS, CATALOG, SIGNER
@@ -44,6 +45,10 @@ def qr_svg(url: str) -> bytes:
     return buffer.getvalue()
 
 
+@operation("The invitation link as a QR code (SVG, drawn by the server)",
+           errors=(401, 403, 404),
+           replies={200: Reply("the QR code",
+                               media={"image/svg+xml": {"schema": {"type": "string"}}})})
 async def invitation_qr(request: web.Request) -> web.Response:
     require_admin(request)
     row = request.app[CATALOG].invitation(request.match_info["invitation_id"])

@@ -11,17 +11,37 @@ holds the publish token may see everything the view token shows anyway.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from classroom.access.invitations import is_invitation_token
 from classroom.access.tokens import Role
 from classroom.live.sessions import Session
 from web import i18n
+from web.api.spec import Reply, Shape, operation
 from web.errors import Forbidden, NotAuthorized, NotFound
 from web.http import STATIC_DIR, bearer_token, short_page
 from web.keys import CATALOG, SESSIONS, TOKENS
+
+
+class PresentSite(Shape):
+    invitation_id: str
+    site_name: str
+    org_path: str
+    connected: bool
+    connected_viewers: int
+    headcount: int | None
+
+
+class Presence(Shape):
+    promised = ("state", "publisher_connected", "viewer_count", "sites")
+    title: str
+    state: Literal["scheduled", "live", "ended"]
+    publisher_connected: bool
+    viewer_count: int = Field(description="connected viewers, with or without an invitation")
+    sites: list[PresentSite]
 
 
 def routes() -> list[web.RouteDef]:
@@ -57,6 +77,11 @@ def _authorized(request: web.Request) -> Session:
     return session
 
 
+@operation("Who is in: the publisher, connected viewers and every invited site (connected "
+           "ones have a viewer with its link). The session's publish token or the admin token",
+           errors=(401, (403, "a view token, an invitation link or another session's publish "
+                              "token"), 404),
+           replies={200: Reply("presence", Presence)})
 async def presence(request: web.Request) -> web.Response:
     session = _authorized(request)
     room = session.broadcast

@@ -10,13 +10,16 @@ both in the chosen language. The page authenticates to ``/api/v1/room`` and
 from __future__ import annotations
 
 import html
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
+from pydantic import Field, ValidationInfo, field_validator
 
 from classroom.access.invitations import is_invitation_token
 from classroom.errors import DomainError
 from web import i18n
+from web.api.spec import JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
 from web.errors import (
     AppError,
     Forbidden,
@@ -26,7 +29,7 @@ from web.errors import (
     Unprocessable,
     status_of,
 )
-from web.http import STATIC_DIR, bearer_token, read_json
+from web.http import STATIC_DIR, bearer_token
 from web.keys import ATTENDANCE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, TIMESHIFTS, TOKENS
 
 ROOM_TEMPLATE = STATIC_DIR / "room.html"
@@ -34,6 +37,71 @@ TOKEN_MARK = "{{token}}"
 LANG_MARK = "{{lang}}"
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                 "X-Content-Type-Options": "nosniff"}
+
+TIME = "unix time in seconds (2000 … 2100)"
+
+# ---------------------------------------------------------------------- the contract
+
+
+class RoomView(Shape):
+    session_id: str
+    title: str
+    course_title: str | None
+    lecturer: str | None
+    site_name: str
+    org_path: str
+    state: Literal["scheduled", "live", "ended"]
+    scheduled_start: float | None = Field(description=TIME)
+    scheduled_end: float | None = Field(description=TIME)
+    publisher_connected: bool = Field(
+        description="the program is on air (a live publisher or a replay playing)")
+    program_failed: bool = Field(description="a replay could not be played")
+    replay: bool = Field(description="a replay session")
+    max_headcount: int = Field(description="the largest headcount accepted")
+    timeshift_available: bool = Field(
+        description="on air and being recorded: the room may watch from the start")
+    headcount: int | None
+
+
+class Headcount(Validated):
+    # From 0 to this deployment's --max-headcount (the document shows the default).
+    count: int = Field(ge=0, json_schema_extra={"maximum": 500},
+                       description="at most --max-headcount (default 500); a new report "
+                                   "corrects the last one")
+
+    @field_validator("count")
+    @classmethod
+    def _at_most(cls, count: int, info: ValidationInfo) -> int:
+        if count > (info.context or {})["max_headcount"]:
+            raise ValueError("too many")
+        return count
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return Unprocessable(
+            f"count must be a whole number from 0 to {context['max_headcount']}")
+
+
+class TimeshiftRequest(Validated):
+    mode: Literal["start", "live"]
+    resource: str = Field(min_length=1, max_length=64,
+                          description="the id of this room's WHEP resource (the last part "
+                                      "of its Location)")
+    refusals: ClassVar[dict[str, str]] = {
+        "mode": "mode must be 'start' or 'live'",
+        "resource": "resource must name this room's WHEP resource"}
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return Unprocessable(cls.refusals[fields[0]])  # the first, in this order
+
+
+class TimeshiftState(Shape):
+    mode: Literal["live", "timeshift"]
+    position: float | None = Field(description="seconds into the lecture (timeshift)")
+
+
+ROOM_TOKEN = (401, 403, 410)
 
 
 def _reason_key(exc: AppError | DomainError) -> str:
@@ -83,6 +151,8 @@ def _invitation(request: web.Request) -> dict[str, Any]:
     return request.app[SCHOOL].check_invitation(token, None)
 
 
+@operation("The room of the invitation token: its session, site and headcount (for the "
+           "room page)", errors=ROOM_TOKEN, replies={200: Reply("the room", RoomView)})
 async def room(request: web.Request) -> web.Response:
     invitation = _invitation(request)
     session_id = str(invitation["session_id"])
@@ -115,29 +185,31 @@ async def room(request: web.Request) -> web.Response:
     }, headers={"Cache-Control": "no-store"})
 
 
+@operation("Report how many people are in the room (到场人数), with the room's invitation "
+           "token", body=Headcount, errors=(*ROOM_TOKEN, *JSON_BODY_ERRORS),
+           replies={204: Reply("stored")})
 async def headcount(request: web.Request) -> web.Response:
     """The room's own report (its token names the invitation): kept with its
     time in the attendance log; a correction adds a report, the latest counts."""
     invitation = _invitation(request)
-    data = await read_json(request)
-    count = data.get("count")
     limit = request.app[CONFIG].max_headcount  # --max-headcount
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= limit:
-        raise Unprocessable(f"count must be a whole number from 0 to {limit}")
-    request.app[ATTENDANCE].report_headcount(invitation, count)
+    report = await read_model(request, Headcount, {"max_headcount": limit})
+    request.app[ATTENDANCE].report_headcount(invitation, report.count)
     return web.Response(status=204)
 
 
+@operation("Timeshift (时移): this room's viewer watches the lecture from its beginning "
+           "(served from the recording in progress), or goes back to live; with the room's "
+           "invitation token", body=TimeshiftRequest,
+           errors=(*ROOM_TOKEN, *JSON_BODY_ERRORS),
+           replies={200: Reply("the viewer's mode", TimeshiftState),
+                    404: Reply("no such viewer of this room"),
+                    409: Reply("the session is not being recorded")})
 async def timeshift(request: web.Request) -> web.Response:
     """This room's own viewer: watch from the beginning (时移) or go back to live."""
     invitation = _invitation(request)
-    data = await read_json(request)
-    mode = data.get("mode")
-    if mode not in ("start", "live"):
-        raise Unprocessable("mode must be 'start' or 'live'")
-    resource = data.get("resource")
-    if not isinstance(resource, str) or not 0 < len(resource) <= 64:
-        raise Unprocessable("resource must name this room's WHEP resource")
+    wanted = await read_model(request, TimeshiftRequest)
+    mode, resource = wanted.mode, wanted.resource
     session = request.app[SESSIONS].get(str(invitation["session_id"]))
     if session is None or session.state == "ended":
         raise Gone("this session has ended")

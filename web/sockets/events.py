@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import Field
 
 from classroom.access.invitations import is_invitation_token
 from classroom.access.tokens import Role
@@ -46,6 +47,7 @@ from classroom.live.discussion import (
     Subscriber,
 )
 from classroom.live.sessions import Session
+from web.api.spec import Reply, Shape, operation
 from web.auth import COOKIE, authenticate_admin
 from web.errors import Forbidden, Gone, NotAuthorized
 from web.http import bearer_token, check_origin, session_of
@@ -57,6 +59,89 @@ HEARTBEAT = 30.0
 OUTBOX = 256  # messages queued for one socket before it counts as too slow
 SEND_TIMEOUT = 5.0
 MAX_FRAME = 64 * 1024  # aiohttp closes the socket (1009) above this
+
+# ---------------------------------------------------------------------- the contract
+
+
+class DiscussionYou(Shape):
+    role: Literal["room", "presenter", "admin"]
+    invitation_id: str | None
+    name: str | None
+
+
+class OnStage(Shape):
+    invitation_id: str | None
+    name: str
+    replayed: bool
+
+
+class RaisedHand(Shape):
+    invitation_id: str
+    name: str
+    raised_at: float
+
+
+class Question(Shape):
+    id: int
+    invitation_id: str
+    name: str
+    text: str = Field(description="plain text as typed (stripped), never HTML")
+    asked_at: float
+    status: Literal["open", "answered", "dismissed"]
+    answer: str | None
+    answered_at: float | None
+
+
+class Uplink(Shape):
+    invitation_id: str
+    name: str
+    present: bool = Field(description="an uplink is published")
+    connected: bool
+    muted: bool
+    on_stage: bool
+
+
+class DiscussionState(Shape):
+    """研讨 as one participant may see it. The presenter and admins see every hand (in the
+    order raised), question and uplink; a room sees the same shape holding only its own
+    hand, questions (with answers) and uplink, plus who is on stage and whether questions
+    are locked"""
+
+    component: ClassVar[bool] = True
+    session_id: str
+    you: DiscussionYou
+    locked: bool = Field(description="questions are closed")
+    stage: OnStage | None = Field(
+        description="who is on stage: a room's uplink, or in a replay a recorded turn (no "
+                    "invitation, replayed: true)")
+    hands: list[RaisedHand]
+    questions: list[Question]
+    uplinks: list[Uplink]
+
+
+class StateMessage(Shape):
+    type: Literal["state"]
+    state: DiscussionState
+
+
+EVENTS_SUMMARY = (
+    "The room-events WebSocket (研讨: hands, questions, the stage). Authentication: a room's "
+    "invitation token, the session's publish token (presenter) or the admin token, sent by a "
+    "browser as a subprotocol (new WebSocket(url, ['zhixing.events.v1', 'bearer.' + token]); "
+    "the server answers zhixing.events.v1) or by a script as Authorization: Bearer; or the "
+    "admin login cookie with this server's Origin. The view token is refused (403). Server → "
+    "client JSON texts: {type: 'state', state} on connect; {type: 'event', event, state} when "
+    "the recipient's view changed; {type: 'ack' | 'error', ref, request, code, message} for "
+    "each client message (ref = the client's id). Client → server, room: {type: 'hand', "
+    "raised: bool} (6 a minute), {type: 'question', text} (≤ 500 characters, 3 a minute, "
+    "refused while locked); presenter and admin: {type: 'answer', question_id, text} "
+    "(≤ 1000), {type: 'dismiss', question_id}, {type: 'stage', invitation_id | null}, "
+    "{type: 'mute', invitation_id, muted}, {type: 'lower_hand', invitation_id}, "
+    "{type: 'lower_all_hands'}, {type: 'lock_questions', locked}. Error codes: bad_json, "
+    "bad_message, unknown_type, forbidden, empty, too_long, too_large, rate_limited, locked, "
+    "not_found, unavailable, full; after 20 errors the socket closes (1008). Closed with 4000 "
+    "when the session ends, 4003 when the room's invitation is revoked, 1001 when the server "
+    "stops. Without an Upgrade header: the caller's state once, as JSON")
 
 
 def routes() -> list[web.RouteDef]:
@@ -189,6 +274,9 @@ def _receive(discussion: Discussion, who: Participant, connection: _Connection,
     return False
 
 
+@operation(EVENTS_SUMMARY, errors=(401, 403, 404, 410),
+           replies={101: Reply("WebSocket upgrade"),
+                    200: Reply("the caller's view (no Upgrade header)", StateMessage)})
 async def events_socket(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
     if session.ended_at is not None or session.broadcast.closed:

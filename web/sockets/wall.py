@@ -19,12 +19,14 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from aiohttp import WSCloseCode, web
+from pydantic import Field
 
 from classroom.live.sessions import Session, SessionRegistry
 from classroom.live.wall import CLOSE_ENDED, SEND_TIMEOUT, SNAPSHOT_INTERVAL, Wall
+from web.api.spec import Reply, Shape, operation
 from web.auth import COOKIE, authenticate_admin
 from web.http import check_origin, session_of
 from web.keys import SCHOOL
@@ -32,6 +34,122 @@ from web.keys import SCHOOL
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 30.0  # seconds: a vanished browser is noticed within about this
+
+# ---------------------------------------------------------------------- the contract
+
+
+class WallSession(Shape):
+    id: str
+    title: str
+    state: Literal["scheduled", "live", "ended"]
+    scheduled_start: float | None
+    scheduled_end: float | None
+    started_at: float | None
+    on_air: bool
+    publisher_connected: bool
+    replay: str | None = Field(description="a replay's state")
+    recording: bool
+    ingress: dict[str, Any] = Field(
+        description="video and audio: frames, bytes, keyframes, fps, bitrate (bits/s)")
+
+
+class WallSummary(Shape):
+    invited: int
+    connected: int
+    problems: int = Field(description="sites at level 2 or more")
+    late: int
+    headcount: int = Field(description="reported by connected sites")
+    viewers: int = Field(description="connected viewers")
+    other_viewers: int = Field(
+        description="connected viewers without an invitation (the session's view token)")
+    hands: int = Field(description="hands raised (举手)")
+    open_questions: int = Field(description="questions not yet answered")
+    cameras: int = Field(description="rooms sending their camera")
+
+
+class WallDiscussion(Shape):
+    """研讨 as an admin sees it (read-only here: moderation is the presenter's)"""
+
+    locked: bool = Field(description="questions locked")
+    stage: dict[str, Any] | None = Field(description="{invitation_id, name}")
+    hands: list[dict[str, Any]] = Field(description="in the order raised")
+    questions: list[dict[str, Any]] = Field(
+        description="the latest 200, in the order asked; text verbatim")
+    questions_total: int
+    open_questions: int
+    uplinks: list[dict[str, Any]] = Field(
+        description="rooms' cameras: present, connected, muted, on_stage")
+
+
+class WallQuality(Shape):
+    bitrate: float | None = Field(description="bits/s sent, between two snapshots (null at "
+                                              "first)")
+    fraction_lost: float | None = Field(
+        description="0 to 1, video, over the last report's interval")
+    packets_lost: int = Field(description="cumulative, all tracks")
+    rtt: float | None = Field(description="seconds")
+    jitter: float | None = Field(description="seconds, video")
+    frames_sent: int = Field(description="video frames")
+    nacks: int
+    keyframe_requests: int
+    overflows: int
+
+
+class WallSiteDiscussion(Shape):
+    """this room in the discussion"""
+
+    hand: dict[str, Any] | None = Field(description="{position in the queue, raised_at}")
+    on_stage: bool
+    uplink: dict[str, Any] | None = Field(description="{present, connected, muted}")
+    questions: int
+    open_questions: int
+
+
+class WallProblem(Shape):
+    level: int = Field(ge=0, le=3, description="3 late; 2 dropped, loss > 5 %, RTT > 400 ms, "
+                                               "no media while on air; 1 not connected yet; "
+                                               "0 ok")
+    reason: Literal["late", "dropped", "loss", "rtt", "no_media", "offline"] | None
+    reasons: list[str]
+
+
+class WallSite(Shape):
+    invitation_id: str
+    site_id: int
+    name: str
+    org_path: str
+    connected: bool
+    viewers: int = Field(description="connections of this link")
+    connected_since: float | None
+    disconnected_since: float | None
+    reconnects: int = Field(
+        description="connects after the first, since the server started")
+    headcount: int | None
+    headcount_at: float | None
+    quality: WallQuality | None = Field(
+        description="how the site's viewer receives (null when not connected): from its RTCP "
+                    "receiver reports and the bytes sent to it")
+    discussion: WallSiteDiscussion
+    problem: WallProblem
+
+
+class WallSnapshot(Shape):
+    """监控墙: a session and every invited site, problems first"""
+
+    component: ClassVar[bool] = True
+    type: Literal["snapshot"]
+    at: float = Field(description="server time of the snapshot")
+    session: WallSession
+    summary: WallSummary
+    discussion: WallDiscussion
+    sites: list[WallSite]
+
+
+WALL_SUMMARY = (
+    "The room wall's WebSocket: a WallSnapshot (JSON text message) at once and every 2 s; "
+    "closed with code 4000 when the session ends, 1001 when the server stops. Admin only: "
+    "the bearer admin token, or the login cookie with this server's Origin. Without an "
+    "Upgrade header: one snapshot as JSON")
 
 
 def routes() -> list[web.RouteDef]:
@@ -161,6 +279,9 @@ class WallHub:
 WALL_HUB = web.AppKey("wall_hub", WallHub)
 
 
+@operation(WALL_SUMMARY, errors=(401, 403, 404),
+           replies={101: Reply("WebSocket upgrade"),
+                    200: Reply("one snapshot (no Upgrade header)", WallSnapshot)})
 async def wall_socket(request: web.Request) -> web.StreamResponse:
     by_cookie = "Authorization" not in request.headers and COOKIE in request.cookies
     authenticate_admin(request)
