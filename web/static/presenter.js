@@ -4,6 +4,7 @@
 import { init, t } from "/static/i18n.js";
 import { EventsClient } from "/static/events-client.js";
 import { loadIceServers, publish, view } from "/static/whip-client.js";
+import { isRefusal, KeptConnection } from "/static/kept-connection.js";
 
 const PRESETS = {
   "720p": { width: 1280, height: 720, maxBitrate: 2_500_000 },
@@ -25,11 +26,8 @@ window.zhixing = zhixing;
 
 let stream = null; // the local MediaStream (preview and what is sent)
 let current = null; // {pc, stop()} of the running publish
-let wanted = false; // the operator pressed 开始直播 and not yet 结束直播
+let publishing = null; // KeptConnection: the operator pressed 开始直播 and not yet 结束直播
 let opening = null; // the openMedia() in progress
-let retryTimer = null;
-let disconnectedTimer = null;
-let attempt = 0;
 let iceServers = null;
 let status = { key: "presenter.state.idle", values: {}, state: "idle" };
 let error = null; // {key, values}
@@ -286,121 +284,80 @@ function serverText(e) {
   return body;
 }
 
-function clearTimers() {
-  clearTimeout(retryTimer);
-  clearTimeout(disconnectedTimer);
-  retryTimer = null;
-  disconnectedTimer = null;
-}
+// 开始直播 keeps the WHIP publish up until 结束直播: a refused or dropped one
+// is published again with backoff; a "no" from the server (4xx) or no camera
+// stops it.
+class MediaFailed extends Error {} // openMedia has said what is wrong
 
-function dropCurrent() {
-  if (!current) return;
-  const old = current;
-  current = null;
-  zhixing.pc = null;
-  // The network may be down: no DELETE here; the next WHIP POST replaces the old
-  // publisher on the server anyway.
-  old.pc.close();
-}
-
-function scheduleRetry() {
-  if (!wanted || retryTimer) return;
-  dropCurrent();
-  const seconds = RETRY_DELAYS[Math.min(attempt, RETRY_DELAYS.length - 1)];
-  attempt += 1;
-  zhixing.attempts = attempt;
-  showError("presenter.error.network");
-  setStatus("reconnecting", "presenter.state.reconnecting", { seconds, attempt });
-  retryTimer = setTimeout(() => {
-    retryTimer = null;
-    connect();
-  }, seconds * 1000);
-}
-
-function watch(pc) {
-  pc.addEventListener("connectionstatechange", () => {
-    if (!current || current.pc !== pc) return;
-    const state = pc.connectionState;
-    if (state === "connected") {
-      clearTimeout(disconnectedTimer);
-      disconnectedTimer = null;
-      attempt = 0;
+function keepPublishing() {
+  return new KeptConnection({
+    delays: RETRY_DELAYS,
+    graceMs: DISCONNECTED_GRACE_MS,
+    async open() {
+      setStatus("connecting", "presenter.state.connecting");
+      try {
+        if (opening) await opening;
+        if (!stream) await media();
+      } catch (e) {
+        throw new MediaFailed(String(e));
+      }
+      if (iceServers === null) iceServers = await loadIceServers();
+      return publish(`/whip/${encodeURIComponent(sessionId)}`, token, stream, iceServers);
+    },
+    giveUp: (e) => e instanceof MediaFailed || isRefusal(e),
+    onGiveUp(e) {
+      publishing = null;
+      // The server said no (bad or revoked token, ended session): retrying won't help.
+      if (!(e instanceof MediaFailed)) showError("presenter.error.rejected", { error: serverText(e) });
+      setStatus("failed", "presenter.state.failed");
+      updateButtons();
+    },
+    async onUp(result) {
+      current = result;
+      zhixing.pc = result.pc;
+      await applyBitrate(result.pc);
+      if (current === result && result.pc.connectionState === "connected") {
+        setStatus("live", "presenter.state.live");
+      }
+    },
+    onDown() {
+      current = null;
+      zhixing.pc = null;
+    },
+    // The network may be down: no DELETE on a retry; the next WHIP POST
+    // replaces the old publisher on the server anyway.
+    drop: (result) => result.pc.close(),
+    onState(state) {
+      if (state !== "connected") return;
       if (error && error.key === "presenter.error.network") showError(null);
       setStatus("live", "presenter.state.live");
-    } else if (state === "failed" || state === "closed") {
-      scheduleRetry();
-    } else if (state === "disconnected" && !disconnectedTimer) {
-      disconnectedTimer = setTimeout(() => {
-        disconnectedTimer = null;
-        if (current && current.pc === pc && pc.connectionState !== "connected") scheduleRetry();
-      }, DISCONNECTED_GRACE_MS);
-    }
+    },
+    onRetry({ seconds, attempt, error: e }) {
+      if (e) console.warn("publish", e); // the network, or the server is restarting
+      zhixing.attempts = attempt;
+      showError("presenter.error.network");
+      setStatus("reconnecting", "presenter.state.reconnecting", { seconds, attempt });
+    },
   });
 }
 
-async function connect() {
-  if (!wanted) return;
-  setStatus("connecting", "presenter.state.connecting");
-  try {
-    if (opening) await opening;
-    if (!stream) await media();
-  } catch (e) {
-    // Camera or microphone: openMedia has said what is wrong.
-    wanted = false;
-    setStatus("failed", "presenter.state.failed");
-    updateButtons();
-    return;
-  }
-  let result;
-  try {
-    if (iceServers === null) iceServers = await loadIceServers();
-    result = await publish(`/whip/${encodeURIComponent(sessionId)}`, token, stream, iceServers);
-  } catch (e) {
-    if (!wanted) return;
-    if (e && typeof e.status === "number" && e.status < 500) {
-      // The server said no (bad or revoked token, ended session): retrying won't help.
-      wanted = false;
-      showError("presenter.error.rejected", { error: serverText(e) });
-      setStatus("failed", "presenter.state.failed");
-      updateButtons();
-      return;
-    }
-    console.warn("publish", e);
-    scheduleRetry(); // the network, or the server is restarting
-    return;
-  }
-  if (!wanted) {
-    result.stop();
-    return;
-  }
-  current = result;
-  zhixing.pc = result.pc;
-  watch(result.pc);
-  await applyBitrate(result.pc);
-  if (result.pc.connectionState === "connected") setStatus("live", "presenter.state.live");
-}
-
 function updateButtons() {
-  $("start").disabled = wanted;
-  $("stop").disabled = !wanted;
+  $("start").disabled = !!publishing;
+  $("stop").disabled = !publishing;
 }
 
-async function start() {
-  if (wanted) return;
-  wanted = true;
-  attempt = 0;
+function start() {
+  if (publishing) return;
+  publishing = keepPublishing();
   showError(null);
   updateButtons();
-  await connect();
+  publishing.start();
 }
 
 async function stop() {
-  wanted = false;
-  clearTimers();
+  const old = publishing;
+  publishing = null;
   updateButtons();
-  const old = current;
-  current = null;
-  zhixing.pc = null;
   if (old) await old.stop();
   setStatus("stopped", "presenter.state.stopped");
 }
@@ -492,9 +449,7 @@ let discussErrorTimer = null;
 const questionItems = new Map(); // question id -> its <li> (kept: a typed answer survives)
 let viewToken = null;
 let stageViewer = null; // {pc, stageStream, stop()} while someone is on stage
-let stageConnecting = false;
-let stageRetryTimer = null;
-let stageAttempt = 0;
+let stageKeeper = null; // KeptConnection of the stage viewer while someone is on stage
 
 function connectEvents() {
   events = new EventsClient({
@@ -723,59 +678,41 @@ function renderDiscussion() {
 
 // See and hear the stage while someone is on it (the program pair is not
 // offered: this page makes the program). Between turns nothing is open.
-async function updateStageViewer() {
+function updateStageViewer() {
   const wanted = !!(discussion && discussion.stage && viewToken);
   if (!wanted) {
-    clearTimeout(stageRetryTimer);
-    stageRetryTimer = null;
-    stageAttempt = 0;
-    if (stageViewer) {
-      const old = stageViewer;
-      stageViewer = null;
-      zhixing.stagePc = null;
-      $("stage-video").srcObject = null;
-      old.stop();
+    if (stageKeeper) {
+      stageKeeper.stop();
+      stageKeeper = null;
     }
     renderDiscussion();
     return;
   }
-  if (stageViewer || stageConnecting || stageRetryTimer) return;
-  stageConnecting = true;
-  let result;
-  try {
-    if (iceServers === null) iceServers = await loadIceServers();
-    result = await view(`/whep/${encodeURIComponent(sessionId)}`, viewToken, iceServers,
-                        { program: false });
-  } catch (e) {
-    stageConnecting = false;
-    retryStageViewer();
-    return;
-  }
-  stageConnecting = false;
-  stageViewer = result;
-  zhixing.stagePc = result.pc;
-  result.pc.addEventListener("connectionstatechange", () => {
-    if (stageViewer === result && ["failed", "closed"].includes(result.pc.connectionState)) {
+  if (stageKeeper) return;
+  stageKeeper = new KeptConnection({
+    delays: STAGE_BACKOFF_S,
+    giveUp: () => false,
+    async open() {
+      if (iceServers === null) iceServers = await loadIceServers();
+      return view(`/whep/${encodeURIComponent(sessionId)}`, viewToken, iceServers,
+                  { program: false });
+    },
+    onUp(result) {
+      stageViewer = result;
+      zhixing.stagePc = result.pc;
+      const stageVideo = $("stage-video");
+      stageVideo.srcObject = result.stageStream;
+      stageVideo.play().catch(() => {});
+      renderDiscussion();
+    },
+    onDown() {
       stageViewer = null;
       zhixing.stagePc = null;
-      result.stop();
-      retryStageViewer();
-    }
+      $("stage-video").srcObject = null;
+      renderDiscussion();
+    },
   });
-  const stageVideo = $("stage-video");
-  stageVideo.srcObject = result.stageStream;
-  stageVideo.play().catch(() => {});
-  updateStageViewer(); // the stage may have emptied meanwhile
-  renderDiscussion();
-}
-
-function retryStageViewer() {
-  const seconds = STAGE_BACKOFF_S[Math.min(stageAttempt, STAGE_BACKOFF_S.length - 1)];
-  stageAttempt += 1;
-  stageRetryTimer = setTimeout(() => {
-    stageRetryTimer = null;
-    updateStageViewer();
-  }, seconds * 1000);
+  stageKeeper.start();
 }
 
 function setupDiscussion() {

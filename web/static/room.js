@@ -4,6 +4,7 @@
 import { init, language, t, switchLanguage } from "/static/i18n.js";
 import { CLOSE_ENDED, CLOSE_REVOKED, EventsClient } from "/static/events-client.js";
 import { loadIceServers, publish, view } from "/static/whip-client.js";
+import { KeptConnection } from "/static/kept-connection.js";
 
 const POLL_MS = 4000;
 const STATS_MS = 2000;
@@ -22,11 +23,9 @@ const state = { state: "connecting", error: null, pc: null, room: null, quality:
                 camera: "off", cameraRetryIn: null, cameraRetries: 0 };
 window.zhixing = state;
 
-let viewer = null;
+let viewer = null; // {pc, stream, stageStream, resourceUrl, stop()} of the picture
+let watching = null; // KeptConnection of the picture
 let iceServers = [];
-let attempt = 0;
-let reconnectTimer = null;
-let disconnectTimer = null;
 let finished = false; // ended or link gone: nothing more to connect to
 let statusKey = "room.status.connecting";
 let statusValues = {};
@@ -121,15 +120,9 @@ function finish(screen) {
   finished = true;
   state.state = screen;
   show(screen);
-  clearTimeout(reconnectTimer);
-  clearTimeout(disconnectTimer);
+  if (watching) watching.stop();
   $("unmute").hidden = true;
   setStatus(screen === "ended" ? "room.ended.title" : "room.gone.title");
-  if (viewer) {
-    const old = viewer;
-    viewer = null;
-    old.stop();
-  }
   stopDiscussion();
 }
 
@@ -163,70 +156,49 @@ async function play() {
   }
 }
 
-async function connect() {
-  if (finished || !state.room) return;
-  reconnectTimer = null;
-  state.state = "connecting";
-  setStatus("room.status.connecting");
-  let current;
-  try {
-    current = await view(`/whep/${encodeURIComponent(state.room.session_id)}`, token, iceServers);
-  } catch (e) {
-    state.error = String(e && e.message || e);
-    if (e && (e.status === 401 || e.status === 403 || e.status === 410)) {
-      await poll(); // ended, or the link is gone
-    }
-    scheduleReconnect();
-    return;
-  }
-  if (finished) {
-    current.stop();
-    return;
-  }
-  viewer = current;
-  state.pc = current.pc;
-  state.error = null;
-  state.timeshift = "live"; // a new connection starts live
-  showTimeshift();
-  video.srcObject = current.stream;
-  $("stage-video").srcObject = current.stageStream;
-  play();
-  renderStage();
-  current.pc.addEventListener("connectionstatechange", () => onConnectionState(current));
-  onConnectionState(current);
-}
-
-function onConnectionState(current) {
-  if (current !== viewer) return;
-  const pcState = current.pc.connectionState;
-  state.state = pcState;
-  clearTimeout(disconnectTimer);
-  if (pcState === "connected") {
-    attempt = 0;
-    setStatus("room.status.connected");
-  } else if (pcState === "failed" || pcState === "closed") {
-    poll().then(() => scheduleReconnect());
-  } else if (pcState === "disconnected") {
-    disconnectTimer = setTimeout(() => {
-      if (current === viewer && current.pc.connectionState === "disconnected") {
-        scheduleReconnect();
-      }
-    }, DISCONNECTED_GRACE_MS);
-  }
-}
-
-function scheduleReconnect() {
-  if (finished || reconnectTimer) return;
-  if (viewer) {
-    const old = viewer;
-    viewer = null;
-    old.stop(); // closes the pc and ends the server's resource
-  }
-  const seconds = BACKOFF_S[Math.min(attempt, BACKOFF_S.length - 1)];
-  attempt += 1;
-  state.state = "reconnecting";
-  setStatus("room.status.reconnecting", { seconds });
-  reconnectTimer = setTimeout(connect, seconds * 1000);
+// The picture is kept up until the session ends or the link is gone: a
+// failed or dropped connection is opened again with backoff; a refusal
+// (401/403/410) first asks the room whether it has ended.
+function connect() {
+  if (finished || !state.room || watching) return;
+  watching = new KeptConnection({
+    delays: BACKOFF_S,
+    graceMs: DISCONNECTED_GRACE_MS,
+    giveUp: () => false,
+    open() {
+      state.state = "connecting";
+      setStatus("room.status.connecting");
+      return view(`/whep/${encodeURIComponent(state.room.session_id)}`, token, iceServers);
+    },
+    async beforeRetry(e) {
+      if (e) state.error = String(e && e.message || e);
+      // Dropped, or refused: ended, or the link is gone?
+      if (!e || e.status === 401 || e.status === 403 || e.status === 410) await poll();
+    },
+    onUp(current) {
+      viewer = current;
+      state.pc = current.pc;
+      state.error = null;
+      state.timeshift = "live"; // a new connection starts live
+      showTimeshift();
+      video.srcObject = current.stream;
+      $("stage-video").srcObject = current.stageStream;
+      play();
+      renderStage();
+    },
+    onDown() {
+      viewer = null; // stop() closes the pc and ends the server's resource
+    },
+    onState(pcState) {
+      state.state = pcState;
+      if (pcState === "connected") setStatus("room.status.connected");
+    },
+    onRetry({ seconds }) {
+      state.state = "reconnecting";
+      setStatus("room.status.reconnecting", { seconds });
+    },
+  });
+  watching.start();
 }
 
 // ---------------------------------------------------------- link quality
@@ -513,18 +485,14 @@ function renderStage() {
 
 // Once turned on, the camera stays wanted until the room turns it off or the
 // session ends: a refused or dropped uplink is published again with the
-// presenter page's backoff. Only a "no" from the server (4xx: the link
+// presenter page's backoff (a KeptConnection per turn). Only a "no" from the server (4xx: the link
 // revoked, the session over, a codec it cannot take) or no camera at all
 // stops it. state.camera: "off", "starting" (opening the camera),
 // "connecting", "retrying" (waiting cameraRetryIn seconds) or "on".
 const CAMERA_RETRY_S = [1, 2, 5, 10]; // seconds; the last one repeats
 const CAMERA_GRACE_MS = 3000; // "disconnected" often heals by itself
 
-let cameraWanted = false;
-let cameraRun = 0; // a turn of the camera, on to off: late results of an old one are dropped
-let cameraAttempt = 0;
-let cameraRetryTimer = null;
-let cameraGraceTimer = null;
+let cameraKeeper = null; // KeptConnection of this turn of the camera, on to off
 
 function setCamera(camera) {
   state.camera = camera;
@@ -556,11 +524,47 @@ function renderCamera() {
   onAir.dataset.state = key ? key.split(".").pop() : "";
 }
 
+function keepCamera() {
+  return new KeptConnection({
+    delays: CAMERA_RETRY_S,
+    graceMs: CAMERA_GRACE_MS,
+    open() {
+      setCamera("connecting");
+      return publish(`/whip/${encodeURIComponent(state.room.session_id)}`, token,
+                     cameraStream, iceServers);
+    },
+    onGiveUp(e) {
+      // The server said no: trying again would not change its mind.
+      stopCamera();
+      showCameraError("room.camera.rejected", e);
+      if (e.status === 401 || e.status === 403 || e.status === 410) poll(); // ended, or gone
+    },
+    onUp(result) {
+      uplink = result;
+      state.uplinkPc = result.pc;
+    },
+    onDown() {
+      uplink = null;
+      state.uplinkPc = null;
+    },
+    // No DELETE on a retry: the next POST replaces this uplink on the server
+    // and keeps the room's place on stage; ending it first would empty the stage.
+    drop: (result) => result.pc.close(),
+    onState(pcState) {
+      if (pcState === "connected") setCamera("on");
+    },
+    onRetry({ seconds }) {
+      state.cameraRetries = (state.cameraRetries || 0) + 1;
+      state.cameraRetryIn = seconds;
+      setCamera("retrying");
+    },
+  });
+}
+
 async function startCamera() {
   if (state.camera !== "off" || finished || !state.room) return;
-  cameraWanted = true;
-  cameraAttempt = 0;
-  const run = ++cameraRun;
+  const keeper = keepCamera();
+  cameraKeeper = keeper;
   setCamera("starting");
   let stream;
   try {
@@ -569,104 +573,28 @@ async function startCamera() {
       audio: { echoCancellation: true, noiseSuppression: true },
     });
   } catch (e) {
-    if (run !== cameraRun) return;
-    cameraWanted = false;
+    if (keeper !== cameraKeeper) return;
+    cameraKeeper = null;
     setCamera("off");
     showCameraError("room.camera.failed", e);
     return;
   }
-  if (run !== cameraRun) {
+  if (keeper !== cameraKeeper) {
     // Turned off (or the session ended) while the browser was opening it.
     for (const track of stream.getTracks()) track.stop();
     return;
   }
   cameraStream = stream;
   $("camera-preview").srcObject = stream;
-  publishCamera(run);
-}
-
-async function publishCamera(run) {
-  cameraRetryTimer = null;
-  if (run !== cameraRun || !cameraWanted || finished || !state.room) return;
-  setCamera("connecting");
-  let result;
-  try {
-    result = await publish(`/whip/${encodeURIComponent(state.room.session_id)}`, token,
-                           cameraStream, iceServers);
-  } catch (e) {
-    if (run !== cameraRun) return;
-    if (e && typeof e.status === "number" && e.status < 500) {
-      // The server said no: trying again would not change its mind.
-      stopCamera();
-      showCameraError("room.camera.rejected", e);
-      if (e.status === 401 || e.status === 403 || e.status === 410) poll(); // ended, or gone
-      return;
-    }
-    retryCamera(run); // the network, or the server restarting
-    return;
-  }
-  if (run !== cameraRun) {
-    result.stop();
-    return;
-  }
-  uplink = result;
-  state.uplinkPc = result.pc;
-  result.pc.addEventListener("connectionstatechange", () => onUplinkState(run, result.pc));
-  onUplinkState(run, result.pc);
-}
-
-function onUplinkState(run, pc) {
-  if (run !== cameraRun || !uplink || uplink.pc !== pc) return;
-  const pcState = pc.connectionState;
-  if (pcState === "connected") {
-    clearTimeout(cameraGraceTimer);
-    cameraGraceTimer = null;
-    cameraAttempt = 0;
-    setCamera("on");
-  } else if (pcState === "failed" || pcState === "closed") {
-    retryCamera(run);
-  } else if (pcState === "disconnected" && !cameraGraceTimer) {
-    cameraGraceTimer = setTimeout(() => {
-      cameraGraceTimer = null;
-      if (uplink && uplink.pc === pc && pc.connectionState !== "connected") retryCamera(run);
-    }, CAMERA_GRACE_MS);
-  }
-}
-
-function retryCamera(run) {
-  if (run !== cameraRun || !cameraWanted || finished || cameraRetryTimer) return;
-  clearTimeout(cameraGraceTimer);
-  cameraGraceTimer = null;
-  if (uplink) {
-    // No DELETE: the next POST replaces this uplink on the server and keeps
-    // the room's place on stage; ending it first would empty the stage.
-    const old = uplink;
-    uplink = null;
-    state.uplinkPc = null;
-    old.pc.close();
-  }
-  const seconds = CAMERA_RETRY_S[Math.min(cameraAttempt, CAMERA_RETRY_S.length - 1)];
-  cameraAttempt += 1;
-  state.cameraRetries = (state.cameraRetries || 0) + 1;
-  state.cameraRetryIn = seconds;
-  setCamera("retrying");
-  cameraRetryTimer = setTimeout(() => publishCamera(run), seconds * 1000);
+  keeper.start();
 }
 
 function stopCamera() {
   const wasOn = state.camera !== "off";
-  cameraWanted = false;
-  cameraRun += 1;
-  clearTimeout(cameraRetryTimer);
-  clearTimeout(cameraGraceTimer);
-  cameraRetryTimer = null;
-  cameraGraceTimer = null;
+  const keeper = cameraKeeper;
+  cameraKeeper = null;
   state.camera = "off";
-  if (uplink) {
-    const old = uplink;
-    uplink = null;
-    old.stop();
-  }
+  if (keeper) keeper.stop(); // ends the uplink (a DELETE: off the stage)
   state.uplinkPc = null;
   if (cameraStream) {
     for (const track of cameraStream.getTracks()) track.stop();

@@ -4,6 +4,7 @@
 // read only: hands, questions, the stage and the rooms' cameras. Questions
 // are the rooms' own text: everything goes in with textContent.
 import { init, switchLanguage, t } from "/static/i18n.js";
+import { KeptConnection } from "/static/kept-connection.js";
 
 const CLOSE_ENDED = 4000; // the server's close code when the session has ended
 const RETRY_DELAYS = [1, 2, 5, 10]; // seconds; the last one repeats
@@ -16,7 +17,6 @@ const zhixing = { state: "connecting", snapshot: null, updates: 0 };
 window.zhixing = zhixing;
 
 let lang = "zh-CN";
-let attempt = 0;
 
 // ---------------------------------------------------------------- formatting
 
@@ -272,33 +272,43 @@ async function loginGone() {
   }
 }
 
+// The wall's socket, kept up until the session ends or the login is gone.
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = `${scheme}//${location.host}/api/v1/sessions/${encodeURIComponent(sessionId)}/wall/ws`;
-  const socket = new WebSocket(url);
-  socket.onopen = () => {
-    attempt = 0;
-    setState("live");
-  };
-  socket.onmessage = (event) => {
-    zhixing.snapshot = JSON.parse(event.data);
-    zhixing.updates += 1;
-    render();
-  };
-  socket.onclose = async (event) => {
-    if (event.code === CLOSE_ENDED) {
-      setState("ended");
-      return;
-    }
-    setState("reconnecting");
-    if (await loginGone()) {
+  const keeper = new KeptConnection({
+    delays: RETRY_DELAYS,
+    open() {
+      const socket = new WebSocket(url);
+      socket.onopen = () => {
+        keeper.up(socket);
+        setState("live");
+      };
+      socket.onmessage = (event) => {
+        zhixing.snapshot = JSON.parse(event.data);
+        zhixing.updates += 1;
+        render();
+      };
+      socket.onclose = (event) => {
+        if (event.code === CLOSE_ENDED) {
+          setState("ended");
+          keeper.stop();
+          return;
+        }
+        setState("reconnecting");
+        keeper.lost(socket);
+      };
+      return socket;
+    },
+    async beforeRetry() {
+      if (!(await loginGone())) return true;
       location.assign("/login");
-      return;
-    }
-    const delay = RETRY_DELAYS[Math.min(attempt, RETRY_DELAYS.length - 1)];
-    attempt += 1;
-    setTimeout(connect, delay * 1000);
-  };
+      return false;
+    },
+    drop: () => {},
+    end: (socket) => socket.close(),
+  });
+  keeper.start();
 }
 
 async function main() {
