@@ -1,9 +1,9 @@
 // What the console's tabs share: the state they render from, /api/v1/ calls
-// (every unsafe one sends X-CSRF-Token), the notice line, formatting, and
+// (every unsafe one sends X-CSRF-Token), form errors, the notice line, formatting, and
 // refresh()/schedulePoll(), which the entry point (console.js) provides.
 import { t, language } from "/static/i18n.js";
-import { ApiError, fieldErrors } from "/static/forms.js";
-import { el } from "/static/dom.js";
+import { apiReply, showErrors as showFormErrors } from "/static/forms.js";
+import { el, flash } from "/static/dom.js";
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const state = { csrf: null, units: [], courses: [], sites: [], sessions: [], detail: null,
@@ -23,30 +23,15 @@ export async function api(method, path, body, contentType = "application/json") 
     headers["Content-Type"] = contentType;
     data = contentType === "application/json" ? JSON.stringify(body) : body;
   }
-  const response = await fetch(`/api/v1${path}`, { method, headers, body: data });
-  if (response.status === 401) { location.href = "/login"; throw new ApiError(401, ""); }
-  if (response.status === 204) return null;
-  const reply = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, reply.error || String(response.status));
-  return reply;
+  return apiReply(await fetch(`/api/v1${path}`, { method, headers, body: data }));
 }
 
 export function showErrors(form, error) {
-  const fields = error.status === 422 ? fieldErrors(error.message) : {};
-  let placed = false;
-  for (const [name, key] of Object.entries(fields)) {
-    const slot = form.querySelector(`.field-error[data-field="${CSS.escape(name)}"]`);
-    if (slot) { slot.textContent = t(key); placed = true; }
-  }
-  if (!placed) $(".form-error", form).textContent = t("console.error", { message: error.message });
+  showFormErrors(form, error, "console.error");
 }
 
 export function notify(text) {
-  const notice = $("#notice");
-  notice.textContent = text;
-  notice.hidden = false;
-  clearTimeout(notify.timer);
-  notify.timer = setTimeout(() => { notice.hidden = true; }, 4000);
+  flash($("#notice"), text, 4000);
 }
 
 export const locale = () => (language() === "en" ? "en-GB" : "zh-CN");

@@ -2,6 +2,7 @@
 // never in window.zhixing), the state tests and a person at the console can
 // read, the API, the status line, and the 研讨 error line.
 import { t } from "/static/i18n.js";
+import { flash } from "/static/dom.js";
 
 export const token = document.body.dataset.token || "";
 export const $ = (id) => document.getElementById(id);
@@ -51,9 +52,5 @@ export function mine() {
 
 // A line under the discussion for a few seconds (a refused request, a camera problem).
 export function flashError(text) {
-  const el = $("discuss-error");
-  el.textContent = text;
-  el.hidden = false;
-  clearTimeout(flashError.timer);
-  flashError.timer = setTimeout(() => { el.hidden = true; }, ERROR_SHOWN_MS);
+  flash($("discuss-error"), text, ERROR_SHOWN_MS);
 }
