@@ -13,3 +13,11 @@ export function el(tag, props = {}, ...children) {
   for (const child of children) if (child != null) node.append(child);
   return node;
 }
+
+// Show a message in node for ms, then hide it (a later message restarts the wait).
+export function flash(node, text, ms) {
+  node.textContent = text;
+  node.hidden = false;
+  clearTimeout(node.flashTimer);
+  node.flashTimer = setTimeout(() => { node.hidden = true; }, ms);
+}

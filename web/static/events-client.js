@@ -2,6 +2,8 @@
 // token travels as a subprotocol (never in the URL), the socket reconnects
 // with backoff, every request carries an id and its ack or error is routed
 // back to the sender.
+import { KeptConnection } from "/static/kept-connection.js";
+
 export const CLOSE_ENDED = 4000; // the session has ended: do not come back
 export const CLOSE_REVOKED = 4003; // the room's link was revoked
 
@@ -20,8 +22,7 @@ export class EventsClient {
     this.onStatus = onStatus;
     this.onClose = onClose;
     this.socket = null;
-    this.attempt = 0;
-    this.timer = null;
+    this.keeper = null; // KeptConnection of the socket
     this.stopped = false;
     this.nextId = 1;
     this.pending = new Map(); // message id -> what to do on ack
@@ -32,23 +33,26 @@ export class EventsClient {
   }
 
   start() {
-    if (this.socket || this.stopped) return;
-    this.timer = null;
+    if (this.keeper || this.stopped) return;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/api/v1/sessions/`
       + `${encodeURIComponent(this.sessionId)}/events/ws`;
-    let socket;
-    try {
-      socket = new WebSocket(url, [PROTOCOL, `bearer.${this.token}`]);
-    } catch (e) {
-      this.retry();
-      return;
-    }
+    this.keeper = new KeptConnection({
+      delays: BACKOFF_S,
+      open: (keeper) => this.connect(keeper, url),
+      drop: () => {},
+      end: (socket) => socket.close(),
+    });
+    this.keeper.start();
+  }
+
+  connect(keeper, url) {
+    const socket = new WebSocket(url, [PROTOCOL, `bearer.${this.token}`]);
     this.socket = socket;
     this.onStatus("connecting");
     socket.addEventListener("open", () => {
       if (socket !== this.socket) return;
-      this.attempt = 0;
+      keeper.up(socket);
       this.onStatus("open");
     });
     socket.addEventListener("message", (message) => {
@@ -59,26 +63,16 @@ export class EventsClient {
       this.socket = null;
       this.pending.clear();
       this.onStatus("closed");
-      if (this.onClose(closed.code) !== false && closed.code !== CLOSE_ENDED) this.retry();
+      if (this.onClose(closed.code) !== false && closed.code !== CLOSE_ENDED) keeper.lost(socket);
+      else keeper.stop();
     });
-  }
-
-  retry() {
-    if (this.stopped || this.timer) return;
-    const seconds = BACKOFF_S[Math.min(this.attempt, BACKOFF_S.length - 1)];
-    this.attempt += 1;
-    this.timer = setTimeout(() => this.start(), seconds * 1000);
+    return socket;
   }
 
   stop() {
     this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = null;
-    if (this.socket) {
-      const old = this.socket;
-      this.socket = null;
-      old.close();
-    }
+    this.socket = null;
+    if (this.keeper) this.keeper.stop();
   }
 
   receive(data) {

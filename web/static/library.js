@@ -105,6 +105,11 @@ function render() {
 
 let generation = 0;
 
+function loadFailed(error) {
+  state.error = String(error.message || error);
+  $("count").textContent = t("library.load_failed");
+}
+
 async function reload() {
   const mine = ++generation;
   rememberFilters();
@@ -112,8 +117,7 @@ async function reload() {
   try {
     items = await fetchItems(filters());
   } catch (error) {
-    state.error = String(error.message || error);
-    $("count").textContent = t("library.load_failed");
+    loadFailed(error);
     return;
   }
   if (mine !== generation) return; // a newer search has been sent meanwhile
@@ -129,8 +133,7 @@ async function main() {
   try {
     state.all = await fetchItems();
   } catch (error) {
-    state.error = String(error.message || error);
-    $("count").textContent = t("library.load_failed");
+    loadFailed(error);
     return;
   }
   buildFilters();

@@ -2,7 +2,7 @@
 // districts, a district's sites over a date range; charts are SVG drawn by the
 // server, CSV downloads come straight from the API (login cookie, GET only).
 import { init, t, language, switchLanguage } from "/static/i18n.js";
-import { ApiError, clearErrors, fieldErrors } from "/static/forms.js";
+import { apiReply, clearErrors, showErrors } from "/static/forms.js";
 import { el } from "/static/dom.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -17,21 +17,11 @@ function url(path, params = {}) {
 }
 
 async function get(path, params) {
-  const response = await fetch(url(path, params));
-  if (response.status === 401) { location.href = "/login"; throw new ApiError(401, ""); }
-  const reply = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, reply.error || String(response.status));
-  return reply;
+  return apiReply(await fetch(url(path, params)));
 }
 
 function showError(form, error) {
-  const fields = error.status === 422 ? fieldErrors(error.message) : {};
-  let placed = false;
-  for (const [name, key] of Object.entries(fields)) {
-    const slot = form.querySelector(`.field-error[data-field="${CSS.escape(name)}"]`);
-    if (slot) { slot.textContent = t(key); placed = true; }
-  }
-  if (!placed) $(".form-error", form).textContent = t("reports.failed", { message: error.message });
+  showErrors(form, error, "reports.failed");
 }
 
 const locale = () => (language() === "en" ? "en-GB" : "zh-CN");

@@ -4,6 +4,8 @@
 // read only: hands, questions, the stage and the rooms' cameras. Questions
 // are the rooms' own text: everything goes in with textContent.
 import { init, switchLanguage, t } from "/static/i18n.js";
+import { KeptConnection } from "/static/kept-connection.js";
+import { el } from "/static/dom.js";
 
 const CLOSE_ENDED = 4000; // the server's close code when the session has ended
 const RETRY_DELAYS = [1, 2, 5, 10]; // seconds; the last one repeats
@@ -16,7 +18,6 @@ const zhixing = { state: "connecting", snapshot: null, updates: 0 };
 window.zhixing = zhixing;
 
 let lang = "zh-CN";
-let attempt = 0;
 
 // ---------------------------------------------------------------- formatting
 
@@ -42,13 +43,6 @@ function clock(stamp, seconds = false) {
 
 function minutes(from, to) {
   return Math.max(0, Math.floor((to - from) / 60));
-}
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 // ---------------------------------------------------------------- rendering
@@ -104,7 +98,7 @@ function quality(site) {
   ];
   for (const [key, value] of items) {
     const item = el("div");
-    item.append(el("dt", "", t(key)), el("dd", "", value));
+    item.append(el("dt", { textContent: t(key) }), el("dd", { textContent: value }));
     list.append(item);
   }
   return list;
@@ -114,31 +108,33 @@ function quality(site) {
 function discussionMarks(d) {
   if (!d) return null;
   const marks = [];
-  if (d.on_stage) marks.push(el("span", "mark stage", t("wall.site.on_stage")));
+  if (d.on_stage) {
+    marks.push(el("span", { className: "mark stage", textContent: t("wall.site.on_stage") }));
+  }
   if (d.hand) {
-    marks.push(el("span", "mark hand", t("wall.site.hand", {
-      position: d.hand.position, time: clock(d.hand.raised_at, true) })));
+    marks.push(el("span", { className: "mark hand", textContent: t("wall.site.hand", {
+      position: d.hand.position, time: clock(d.hand.raised_at, true) }) }));
   }
   const uplink = d.uplink;
   if (uplink && uplink.present) {
     const key = uplink.muted ? "wall.site.camera_muted"
       : uplink.connected ? "wall.site.camera" : "wall.site.camera_connecting";
-    const mark = el("span", "mark camera", t(key));
+    const mark = el("span", { className: "mark camera", textContent: t(key) });
     mark.dataset.state = uplink.muted ? "muted" : uplink.connected ? "connected" : "connecting";
     marks.push(mark);
   }
   if (d.questions) {
-    marks.push(el("span", "mark questions", t("wall.site.questions", {
-      count: d.questions, open: d.open_questions })));
+    marks.push(el("span", { className: "mark questions", textContent: t("wall.site.questions", {
+      count: d.questions, open: d.open_questions }) }));
   }
   if (!marks.length) return null;
-  const line = el("p", "marks");
+  const line = el("p", { className: "marks" });
   line.append(...marks);
   return line;
 }
 
 function tile(site, at) {
-  const node = el("article", "tile");
+  const node = el("article", { className: "tile" });
   node.dataset.invitation = site.invitation_id;
   node.dataset.connected = String(site.connected);
   node.dataset.level = String(site.problem.level);
@@ -147,8 +143,9 @@ function tile(site, at) {
   const badgeKey = site.problem.reason && site.problem.level >= 2
     ? `wall.problem.${site.problem.reason}`
     : site.connected ? "wall.site.connected" : "wall.site.offline";
-  title.append(el("span", "name", site.name), el("span", "badge", t(badgeKey)));
-  node.append(title, el("p", "path", site.org_path || "\u00a0"));
+  title.append(el("span", { className: "name", textContent: site.name }),
+               el("span", { className: "badge", textContent: t(badgeKey) }));
+  node.append(title, el("p", { className: "path", textContent: site.org_path || "\u00a0" }));
   const marks = discussionMarks(site.discussion);
   if (marks) {
     node.dataset.hand = String(!!site.discussion.hand);
@@ -156,11 +153,11 @@ function tile(site, at) {
     node.append(marks);
   }
   if (site.connected) {
-    node.append(el("p", "line since", t("wall.site.since", {
-      time: clock(site.connected_since), minutes: minutes(site.connected_since, at) })));
+    node.append(el("p", { className: "line since", textContent: t("wall.site.since", {
+      time: clock(site.connected_since), minutes: minutes(site.connected_since, at) }) }));
   } else if (site.disconnected_since) {
-    node.append(el("p", "line since", t("wall.site.disconnected_since", {
-      time: clock(site.disconnected_since), minutes: minutes(site.disconnected_since, at) })));
+    node.append(el("p", { className: "line since", textContent: t("wall.site.disconnected_since", {
+      time: clock(site.disconnected_since), minutes: minutes(site.disconnected_since, at) }) }));
   }
   const facts = [];
   if (site.reconnects) facts.push(t("wall.site.reconnects", { count: site.reconnects }));
@@ -168,9 +165,11 @@ function tile(site, at) {
   facts.push(site.headcount === null
     ? t("wall.site.headcount_none")
     : t("wall.site.headcount", { count: site.headcount, time: clock(site.headcount_at) }));
-  node.append(el("p", "line facts", facts.join(" · ")));
+  node.append(el("p", { className: "line facts", textContent: facts.join(" · ") }));
   for (const reason of site.problem.reasons) {
-    if (reason !== "offline") node.append(el("p", "problem", t(`wall.problem_detail.${reason}`)));
+    if (reason !== "offline") {
+      node.append(el("p", { className: "problem", textContent: t(`wall.problem_detail.${reason}`) }));
+    }
   }
   if (site.quality) node.append(quality(site));
   return node;
@@ -186,15 +185,17 @@ function renderList(id, items, item, noneKey) {
   shown.set(id, key);
   const list = $(id);
   const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-  list.replaceChildren(...(items.length ? items.map(item) : [el("li", "none", t(noneKey))]));
+  list.replaceChildren(...(items.length ? items.map(item)
+    : [el("li", { className: "none", textContent: t(noneKey) })]));
   if (atEnd) list.scrollTop = list.scrollHeight; // the newest stay in sight
 }
 
 function handItem(hand, index) {
   const li = el("li");
   li.dataset.invitation = hand.invitation_id;
-  li.append(el("span", "position", String(index + 1)), el("span", "name", hand.name),
-            el("span", "time", clock(hand.raised_at, true)));
+  li.append(el("span", { className: "position", textContent: String(index + 1) }),
+            el("span", { className: "name", textContent: hand.name }),
+            el("span", { className: "time", textContent: clock(hand.raised_at, true) }));
   return li;
 }
 
@@ -203,11 +204,14 @@ function questionItem(q) {
   li.dataset.id = String(q.id);
   li.dataset.invitation = q.invitation_id;
   li.dataset.status = q.status;
-  const head = el("div", "q-head");
-  head.append(el("span", "name", q.name), el("span", "time", clock(q.asked_at, true)),
-              el("span", "q-status", t(`wall.question.status.${q.status}`)));
-  li.append(head, el("p", "q-text", q.text));
-  if (q.answer) li.append(el("p", "q-answer", t("wall.question.answer", { text: q.answer })));
+  const head = el("div", { className: "q-head" });
+  head.append(el("span", { className: "name", textContent: q.name }),
+              el("span", { className: "time", textContent: clock(q.asked_at, true) }),
+              el("span", { className: "q-status", textContent: t(`wall.question.status.${q.status}`) }));
+  li.append(head, el("p", { className: "q-text", textContent: q.text }));
+  if (q.answer) {
+    li.append(el("p", { className: "q-answer", textContent: t("wall.question.answer", { text: q.answer }) }));
+  }
   return li;
 }
 
@@ -220,7 +224,8 @@ function uplinkItem(u) {
                              : "wall.uplink.absent")];
   if (u.muted) parts.push(t("wall.uplink.muted"));
   if (u.on_stage) parts.push(t("wall.uplink.on_stage"));
-  li.append(el("span", "name", u.name), el("span", "badge", parts.join(" · ")));
+  li.append(el("span", { className: "name", textContent: u.name }),
+            el("span", { className: "badge", textContent: parts.join(" · ") }));
   return li;
 }
 
@@ -272,33 +277,43 @@ async function loginGone() {
   }
 }
 
+// The wall's socket, kept up until the session ends or the login is gone.
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = `${scheme}//${location.host}/api/v1/sessions/${encodeURIComponent(sessionId)}/wall/ws`;
-  const socket = new WebSocket(url);
-  socket.onopen = () => {
-    attempt = 0;
-    setState("live");
-  };
-  socket.onmessage = (event) => {
-    zhixing.snapshot = JSON.parse(event.data);
-    zhixing.updates += 1;
-    render();
-  };
-  socket.onclose = async (event) => {
-    if (event.code === CLOSE_ENDED) {
-      setState("ended");
-      return;
-    }
-    setState("reconnecting");
-    if (await loginGone()) {
+  const keeper = new KeptConnection({
+    delays: RETRY_DELAYS,
+    open() {
+      const socket = new WebSocket(url);
+      socket.onopen = () => {
+        keeper.up(socket);
+        setState("live");
+      };
+      socket.onmessage = (event) => {
+        zhixing.snapshot = JSON.parse(event.data);
+        zhixing.updates += 1;
+        render();
+      };
+      socket.onclose = (event) => {
+        if (event.code === CLOSE_ENDED) {
+          setState("ended");
+          keeper.stop();
+          return;
+        }
+        setState("reconnecting");
+        keeper.lost(socket);
+      };
+      return socket;
+    },
+    async beforeRetry() {
+      if (!(await loginGone())) return true;
       location.assign("/login");
-      return;
-    }
-    const delay = RETRY_DELAYS[Math.min(attempt, RETRY_DELAYS.length - 1)];
-    attempt += 1;
-    setTimeout(connect, delay * 1000);
-  };
+      return false;
+    },
+    drop: () => {},
+    end: (socket) => socket.close(),
+  });
+  keeper.start();
 }
 
 async function main() {

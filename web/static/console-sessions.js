@@ -1,0 +1,153 @@
+// The 场次 (sessions) tab: the sessions table with each row's actions, and
+// the form that creates (live or replay) and edits a session. A row's state
+// cell is console-replay.js's, its 录制 cell console-recording.js's, the
+// invitations under the table console-invitations.js's.
+import { t } from "/static/i18n.js";
+import { clearErrors } from "/static/forms.js";
+import { el } from "/static/dom.js";
+import { $, api, fillSelect, formatTime, fromLocalInput, notify, refresh, showErrors, state,
+         toLocalInput } from "/static/console-shared.js";
+import { fillRecordingCell } from "/static/console-recording.js";
+import { fillReplayPicker, fillStateCell, setupReplayPicker, showSource } from "/static/console-replay.js";
+import { renderDetail } from "/static/console-invitations.js";
+
+const batchText = (batch) => ({ "第一批": t("console.batch.first"), "第二批": t("console.batch.second") })[batch] ?? (batch || "");
+
+export function renderSessions() {
+  const body = $("#sessions-table tbody");
+  body.replaceChildren(...state.sessions.map((s) => {
+    const actions = el("td", { className: "actions" },
+      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }),
+      el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
+        textContent: t("console.sessions.wall") }),
+      el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
+        textContent: t("console.sessions.attendance") }));
+    if (s.state !== "ended") {
+      actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
+      // A replay starts with its program (立即开始 in its state cell), never as a bare live session.
+      if (s.state === "scheduled" && !s.replay) {
+        actions.append(el("button", { type: "button", className: "start", textContent: t("console.sessions.start_now"),
+          onclick: () => startSession(s) }));
+      }
+      actions.append(el("button", { type: "button", className: "danger", textContent: t("console.sessions.end_now"),
+        onclick: () => endSession(s) }));
+    }
+    const when = [formatTime(s.scheduled_start), formatTime(s.scheduled_end)].filter(Boolean).join(" – ");
+    return el("tr", { dataset: { id: s.id }, className: state.detail === s.id ? "selected" : "" },
+      el("td", { textContent: s.title }),
+      el("td", { textContent: s.course_title || "" }),
+      el("td", { textContent: batchText(s.batch) }),
+      el("td", { textContent: when }),
+      fillStateCell(el("td", { className: "col-state" }), s),
+      fillRecordingCell(el("td", { className: "recording" }), s),
+      actions);
+  }));
+  $("#sessions-empty").hidden = state.sessions.length > 0;
+  fillSelect($("#sessions-form [name=course_id]"), state.courses, (c) => c.title);
+}
+
+export function resetSessionForm() {
+  const form = $("#sessions-form");
+  form.reset();
+  delete form.dataset.editing;
+  clearErrors(form);
+  form.elements.video_codec.disabled = false;
+  $("fieldset.source", form).disabled = false;
+  form.elements.replay_item_id.disabled = false;
+  delete form.elements.replay_item_id.dataset.shape; // drop an option editSession added
+  fillReplayPicker();
+  showSource();
+  $("#sessions-form-heading").textContent = t("console.sessions.new");
+  $(".cancel", form).hidden = true;
+}
+
+function editSession(s) {
+  const form = $("#sessions-form");
+  clearErrors(form);
+  form.dataset.editing = s.id;
+  form.elements.title.value = s.title;
+  form.elements.course_id.value = s.course_id == null ? "" : String(s.course_id);
+  form.elements.batch.value = s.batch || "";
+  form.elements.scheduled_start.value = toLocalInput(s.scheduled_start);
+  form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
+  form.elements.video_codec.value = s.video_codec;
+  form.elements.video_codec.disabled = true;
+  // The program's source is fixed once created: shown, not editable.
+  form.elements.source.value = s.replay ? "replay" : "live";
+  $("fieldset.source", form).disabled = true;
+  const picker = form.elements.replay_item_id;
+  if (s.replay) {
+    if (![...picker.options].some((option) => option.value === s.replay.item_id)) {
+      picker.append(el("option", { value: s.replay.item_id, textContent: s.replay.item_title || s.replay.item_id }));
+      picker.dataset.shape = "editing";
+    }
+    picker.value = s.replay.item_id;
+  }
+  picker.disabled = true;
+  $(".replay-filter", form).hidden = true;
+  showSource();
+  $("#sessions-form-heading").textContent = t("console.sessions.editing");
+  $(".cancel", form).hidden = false;
+  form.scrollIntoView({ block: "nearest" });
+}
+
+async function saveSession(event) {
+  event.preventDefault();
+  const form = $("#sessions-form");
+  clearErrors(form);
+  const f = form.elements;
+  const data = {
+    title: f.title.value,
+    course_id: f.course_id.value ? Number(f.course_id.value) : null,
+    batch: f.batch.value,
+    scheduled_start: fromLocalInput(f.scheduled_start.value),
+    scheduled_end: fromLocalInput(f.scheduled_end.value),
+  };
+  // A replay takes its codec (and, when left empty, its title and course) from the item.
+  const replay = !form.dataset.editing && f.source.value === "replay";
+  if (replay && !f.replay_item_id.value) {
+    $('.field-error[data-field="replay_item_id"]', form).textContent = t("console.sessions.replay_pick_item");
+    f.replay_item_id.focus();
+    return;
+  }
+  let saved;
+  try {
+    if (form.dataset.editing) saved = await api("PATCH", `/sessions/${form.dataset.editing}`, data);
+    else if (replay) saved = await api("POST", "/sessions", { ...data, replay_item_id: f.replay_item_id.value });
+    else saved = await api("POST", "/sessions", { ...data, video_codec: f.video_codec.value });
+  } catch (error) { showErrors(form, error); return; }
+  notify(t("console.saved"));
+  resetSessionForm();
+  state.detail = saved.id;
+  await refresh();
+}
+
+async function startSession(s) {
+  if (!confirm(t("console.confirm.start", { name: s.title }))) return;
+  try { await api("POST", `/sessions/${s.id}/start`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
+}
+
+async function endSession(s) {
+  if (!confirm(t("console.confirm.end", { name: s.title }))) return;
+  try { await api("DELETE", `/sessions/${s.id}`); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
+}
+
+async function openDetail(id) {
+  state.detail = id;
+  renderSessions();
+  await renderDetail();
+  $("#session-detail").scrollIntoView({ block: "nearest" });
+}
+
+export function setupSessions() {
+  $("#sessions-form").addEventListener("submit", saveSession);
+  $("#sessions-form .cancel").onclick = resetSessionForm;
+  setupReplayPicker();
+  resetSessionForm();
+}

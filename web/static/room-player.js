@@ -1,0 +1,204 @@
+// The picture (节目): the program over WHEP with its sound, kept up until the
+// session ends; 时移 (watching from the start); the link quality; fullscreen.
+import { t } from "/static/i18n.js";
+import { view } from "/static/whip-client.js";
+import { KeptConnection } from "/static/kept-connection.js";
+import { $, api, page, poll, setStatus, state, token, video } from "/static/room-page.js";
+import { renderStage } from "/static/room-discussion.js";
+
+const BACKOFF_S = [1, 2, 5, 10];
+const DISCONNECTED_GRACE_MS = 5000; // "disconnected" often heals by itself
+const stage = $("stage");
+
+let watching = null; // KeptConnection of the picture
+
+async function play() {
+  try {
+    video.muted = false;
+    await video.play();
+    $("unmute").hidden = true;
+  } catch (e) {
+    if (e && e.name === "NotAllowedError") {
+      // Autoplay with sound was blocked: play muted, offer one click for sound.
+      video.muted = true;
+      try { await video.play(); } catch (ignored) { /* shown on the click */ }
+      $("unmute").hidden = false;
+    }
+  }
+}
+
+// The picture is kept up until the session ends or the link is gone: a
+// failed or dropped connection is opened again with backoff; a refusal
+// (401/403/410) first asks the room whether it has ended.
+export function connectPicture() {
+  if (page.finished || !state.room || watching) return;
+  watching = new KeptConnection({
+    delays: BACKOFF_S,
+    graceMs: DISCONNECTED_GRACE_MS,
+    giveUp: () => false,
+    open() {
+      state.state = "connecting";
+      setStatus("room.status.connecting");
+      return view(`/whep/${encodeURIComponent(state.room.session_id)}`, token, page.iceServers);
+    },
+    async beforeRetry(e) {
+      if (e) state.error = String(e && e.message || e);
+      // Dropped, or refused: ended, or the link is gone?
+      if (!e || e.status === 401 || e.status === 403 || e.status === 410) await poll();
+    },
+    onUp(current) {
+      page.viewer = current;
+      state.pc = current.pc;
+      state.error = null;
+      state.timeshift = "live"; // a new connection starts live
+      showTimeshift();
+      video.srcObject = current.stream;
+      $("stage-video").srcObject = current.stageStream;
+      play();
+      renderStage();
+    },
+    onDown() {
+      page.viewer = null; // stop() closes the pc and ends the server's resource
+    },
+    onState(pcState) {
+      state.state = pcState;
+      if (pcState === "connected") setStatus("room.status.connected");
+    },
+    onRetry({ seconds }) {
+      state.state = "reconnecting";
+      setStatus("room.status.reconnecting", { seconds });
+    },
+  });
+  watching.start();
+}
+
+export function stopPicture() {
+  if (watching) watching.stop();
+}
+
+// ------------------------------------------------------------- timeshift
+
+// A room that joined late may watch from the beginning (时移) while the
+// lecture is recorded, then go back to live. Only this room's picture changes.
+export function showTimeshift() {
+  const room = state.room;
+  const shifted = state.timeshift === "timeshift";
+  const offered = shifted || !!(room && room.timeshift_available && page.viewer);
+  $("timeshift").hidden = !offered || page.finished;
+  $("timeshift-start").hidden = shifted;
+  $("timeshift-live").hidden = !shifted;
+  $("timeshift-badge").hidden = !shifted;
+}
+
+async function setTimeshift(mode) {
+  if (!page.viewer || !page.viewer.resourceUrl) return;
+  const resource = page.viewer.resourceUrl.split("/").pop();
+  for (const id of ["timeshift-start", "timeshift-live"]) $(id).disabled = true;
+  try {
+    const response = await api("/api/v1/room/timeshift", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ mode, resource }),
+    });
+    if (response.ok) state.timeshift = (await response.json()).mode;
+  } catch (e) {
+    // Unreachable for now: the button stays as it was.
+  } finally {
+    for (const id of ["timeshift-start", "timeshift-live"]) $(id).disabled = false;
+    showTimeshift();
+  }
+}
+
+// ---------------------------------------------------------- link quality
+
+let previous = null;
+
+export async function measure() {
+  const pc = page.viewer && page.viewer.pc;
+  if (!pc || pc.connectionState !== "connected") {
+    showQuality(null);
+    previous = null;
+    return;
+  }
+  let stats;
+  try {
+    stats = await pc.getStats();
+  } catch (e) {
+    return;
+  }
+  let received = 0, lost = 0, jitter = null, fps = null, rtt = null;
+  stats.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video"
+        && (s.mid == null || s.mid === page.viewer.programVideoMid)) {
+      received = s.packetsReceived || 0;
+      lost = Math.max(0, s.packetsLost || 0);
+      if (s.jitter != null) jitter = s.jitter * 1000;
+      if (s.framesPerSecond != null) fps = s.framesPerSecond;
+    } else if (s.type === "candidate-pair" && (s.nominated || s.selected)
+               && s.currentRoundTripTime != null) {
+      rtt = s.currentRoundTripTime * 1000;
+    }
+  });
+  const now = { received, lost };
+  let loss = 0;
+  if (previous) {
+    const got = now.received - previous.received, missed = now.lost - previous.lost;
+    loss = got + missed > 0 ? (100 * Math.max(0, missed)) / (got + missed) : 0;
+  }
+  previous = now;
+  const live = !!(state.room && state.room.publisher_connected) && received > 0;
+  let level = "good";
+  if (loss > 5 || (rtt ?? 0) > 400 || (jitter ?? 0) > 80 || (live && fps != null && fps < 10)) {
+    level = "poor";
+  } else if (loss > 1 || (rtt ?? 0) > 200 || (jitter ?? 0) > 30
+             || (live && fps != null && fps < 20)) {
+    level = "fair";
+  }
+  showQuality({ level, loss, jitter, rtt, fps });
+}
+
+function showQuality(q) {
+  state.quality = q;
+  const el = $("quality");
+  el.className = `quality ${q ? q.level : "unknown"}`;
+  $("quality-text").textContent = t(q ? `room.quality.${q.level}` : "room.quality.unknown");
+  const round = (v, digits = 0) => (v == null ? "–" : v.toFixed(digits));
+  el.title = q ? t("room.quality.details", {
+    loss: round(q.loss, 1), jitter: round(q.jitter), rtt: round(q.rtt), fps: round(q.fps),
+  }) : "";
+}
+
+// ------------------------------------------------------------ fullscreen
+
+function fullscreenElement() {
+  return document.fullscreenElement || document.webkitFullscreenElement || null;
+}
+
+function toggleFullscreen() {
+  if (fullscreenElement()) {
+    (document.exitFullscreen || document.webkitExitFullscreen).call(document);
+  } else if (stage.requestFullscreen) {
+    stage.requestFullscreen().catch(() => {});
+  } else if (stage.webkitRequestFullscreen) {
+    stage.webkitRequestFullscreen();
+  } else if (video.webkitEnterFullscreen) {
+    video.webkitEnterFullscreen(); // iPhone Safari: only the video itself
+  }
+}
+
+function onFullscreenChange() {
+  $("fullscreen").textContent = t(fullscreenElement() ? "room.fullscreen.exit" : "room.fullscreen");
+}
+
+export function setupPicture() {
+  $("fullscreen").addEventListener("click", toggleFullscreen);
+  document.addEventListener("fullscreenchange", onFullscreenChange);
+  document.addEventListener("webkitfullscreenchange", onFullscreenChange);
+  video.addEventListener("dblclick", toggleFullscreen);
+  $("unmute").addEventListener("click", () => {
+    video.muted = false;
+    video.play().then(() => { $("unmute").hidden = true; }, () => {});
+  });
+  $("timeshift-start").addEventListener("click", () => setTimeshift("start"));
+  $("timeshift-live").addEventListener("click", () => setTimeshift("live"));
+  video.addEventListener("playing", () => { if (!video.muted) $("unmute").hidden = true; });
+}
