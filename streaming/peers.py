@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -65,9 +66,15 @@ class PeerSettings:
     connect_timeout: float = 30.0  # seconds to reach "connected" before giving up
     audio_prefetch: int = 0
 
-    def configuration(self) -> RTCConfiguration:
-        # Always explicit: aiortc's default would add a public STUN server.
-        return RTCConfiguration(iceServers=list(self.ice_servers))
+    def configuration(self, bundle: bool = True) -> RTCConfiguration:
+        """ICE servers always explicit: aiortc's default would add a public
+        STUN server. Bundling: every section of a bundling offer (browsers,
+        OBS, aiortc) on one transport (max-bundle); aiortc's default
+        (balanced) gives a kind's second section a transport of its own that
+        the offer's BUNDLE group then drops, so a stage's audio never starts.
+        An offer without a BUNDLE group gets a transport per section."""
+        policy = RTCBundlePolicy.MAX_BUNDLE if bundle else RTCBundlePolicy.MAX_COMPAT
+        return RTCConfiguration(iceServers=list(self.ice_servers), bundlePolicy=policy)
 
 
 def codec_preferences(kind: MediaKind, video_codec: str) -> list[RTCRtpCodecCapability]:
@@ -90,6 +97,11 @@ def codec_preferences(kind: MediaKind, video_codec: str) -> list[RTCRtpCodecCapa
     chosen.sort(key=lambda c: str(c.parameters.get("profile-level-id", "")) != "42e01f")
     chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
     return chosen
+
+
+def offers_bundle(description: aiortc_sdp.SessionDescription) -> bool:
+    """Whether the offer groups its sections in one BUNDLE (RFC 9143)."""
+    return any(group.semantic == "BUNDLE" and group.items for group in description.group)
 
 
 def parse_offer(sdp: str) -> aiortc_sdp.SessionDescription:
@@ -158,15 +170,28 @@ class Peer:
         on_closed: Callable[[Peer], Awaitable[None]],
     ) -> None:
         self.resource_id = resource_id
-        self.pc = RTCPeerConnection(settings.configuration())
         self._settings = settings
+        self.pc = self._new_connection(bundle=True)
         self._on_closed = on_closed
         self._closed = False
         self._watchdog: asyncio.Task[None] | None = None
         # Called once, when the connection first reaches "connected".
         self.on_connected: Callable[[Peer], None] | None = None
         self.connected_at: float | None = None  # time.time() of that moment
-        self.pc.on("connectionstatechange", self._state_changed)
+
+    def _new_connection(self, bundle: bool) -> RTCPeerConnection:
+        pc = RTCPeerConnection(self._settings.configuration(bundle))
+        pc.on("connectionstatechange", self._state_changed)
+        return pc
+
+    async def _fit_bundling(self, description: aiortc_sdp.SessionDescription) -> None:
+        """Before any transceiver: an offer that does not bundle gets a
+        connection with a transport per section instead of the bundled one."""
+        if offers_bundle(description):
+            return
+        unused, self.pc = self.pc, self._new_connection(bundle=False)
+        unused.remove_listener("connectionstatechange", self._state_changed)
+        await unused.close()
 
     @property
     def connection_state(self) -> str:
@@ -263,15 +288,18 @@ class Publisher(Peer):
 
     async def answer(self, offer: str) -> str:
         description = parse_offer(offer)
-        kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
+        kinds: list[MediaKind] = ["video" if m.kind == "video" else "audio"
+                                  for m in description.media if m.kind in ("audio", "video")]
         if kinds.count("video") != 1 or kinds.count("audio") > 1:
             raise MissingMedia("a publisher offers exactly one video and at most one audio track")
         for media in description.media:
             if media.kind in ("audio", "video") and media.direction not in ("sendonly", "sendrecv"):
                 raise MissingMedia(f"the {media.kind} track of a publisher must be sendonly")
-        for kind in ("video", "audio"):
-            if kind not in kinds:
-                continue
+        await self._fit_bundling(description)
+        # In the offer's order: bundled, the first transceiver's transport is
+        # the one aiortc starts ICE on, with the first section's credentials,
+        # which the BUNDLE group tags (browsers offer audio first).
+        for kind in kinds:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(codec_preferences(kind, self.video_codec))
         answer = await self._negotiate(offer)
@@ -380,6 +408,7 @@ class Viewer(Peer):
         media = [m for m in description.media if m.kind in ("audio", "video")]
         if not any(m.kind == "video" and m.direction in ("recvonly", "sendrecv") for m in media):
             raise MissingMedia("a viewer's offer must receive video")
+        await self._fit_bundling(description)
         seen = {"audio": 0, "video": 0}
         for section in media:
             kind: MediaKind = "video" if section.kind == "video" else "audio"

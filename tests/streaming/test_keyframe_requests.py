@@ -129,3 +129,43 @@ async def test_requester_close_cancels_the_deferred_send() -> None:
     clock.advance(INTERVAL)
     await asyncio.sleep(INTERVAL + 0.1)
     assert requester.sent == 1
+
+
+def test_throttle_an_unanswered_request_is_sent_again() -> None:
+    throttle = KeyframeRequestThrottle(INTERVAL, retry_after=1.0, max_retries=2)
+    assert throttle.request(0.0) == 0.0
+    assert not throttle.retry(0.5)  # too early
+    assert throttle.retry(1.0)  # no keyframe within a second: again
+    assert not throttle.retry(1.5)
+    assert throttle.retry(2.0)
+    assert not throttle.retry(3.0)  # at most max_retries in a row
+    throttle.keyframe_arrived()  # answered: the count starts again
+    assert not throttle.retry(4.0)  # nothing unanswered
+    assert throttle.request(4.0) == 0.0
+    assert throttle.retry(5.0)
+
+
+def test_throttle_an_answered_request_is_not_sent_again() -> None:
+    throttle = KeyframeRequestThrottle(INTERVAL, retry_after=1.0)
+    assert throttle.request(0.0) == 0.0
+    throttle.keyframe_arrived()
+    assert not throttle.retry(1.0)
+    assert not throttle.retry(10.0)
+
+
+async def test_requester_sends_again_until_a_keyframe_answers() -> None:
+    loop = asyncio.get_running_loop()
+    sent_at: list[float] = []
+    requester = KeyframeRequester(lambda: sent_at.append(loop.time()), INTERVAL, loop.time,
+                                  retry_after=0.2)
+    try:
+        start = loop.time()
+        requester.request()
+        await asyncio.sleep(0.5)
+        assert len(sent_at) == 3, [t - start for t in sent_at]  # at 0, 0.2 and 0.4 s
+        assert requester.retried == 2
+        requester.keyframe_arrived()
+        await asyncio.sleep(0.5)
+        assert len(sent_at) == 3  # answered: no more
+    finally:
+        requester.close()
