@@ -197,6 +197,7 @@ class Broadcast:
         if self.on_stage is None:
             return
         current = self.uplinks.get(self.on_stage)
+        logger.info("broadcast %s: %s off stage", self.broadcast_id, self.on_stage)
         self.on_stage = None
         if current is not None:
             current.move_to(None)
@@ -317,7 +318,10 @@ class Broadcast:
             if self.uplinks.get(peer.tag) is peer:
                 del self.uplinks[peer.tag]
                 if self.on_stage == peer.tag:
-                    self.on_stage = None  # the room went away: so does the stage
+                    # The room went away: so does the stage.
+                    logger.info("broadcast %s: %s off stage (its uplink closed)",
+                                self.broadcast_id, peer.tag)
+                    self.on_stage = None
                 self._changed()
         elif isinstance(peer, Viewer) and self.viewers.pop(peer.resource_id, None) is not None:
             self._tell(peer, "closed")

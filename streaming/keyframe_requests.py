@@ -136,6 +136,11 @@ class KeyframeRequester:
         self.sent += 1
         if self._retry_timer is not None:
             self._retry_timer.cancel()
-        self._retry_timer = asyncio.get_running_loop().call_later(
-            self._throttle.retry_after, self._retry)
+            self._retry_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # a caller outside the event loop (a unit test): no retry
+        if loop is not None:
+            self._retry_timer = loop.call_later(self._throttle.retry_after, self._retry)
         self._send()

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_VIDEO_CODECS = ("H264", "VP8")
 MAX_SDP_BYTES = 32 * 1024
+# Seconds after a viewer connects by which every negotiated sender has started.
+SENDER_START_GRACE = 3.0
 
 
 class OfferError(Exception):
@@ -216,6 +218,9 @@ class Peer:
     def _prepare(self) -> None:
         """Hook between applying the offer and creating the answer."""
 
+    def _connected(self) -> None:
+        """Hook: the connection reached "connected" (once)."""
+
     async def _watch_connect(self) -> None:
         await asyncio.sleep(self._settings.connect_timeout)
         if self.pc.connectionState != "connected":
@@ -228,6 +233,7 @@ class Peer:
         logger.debug("%s connection %s", self, state)
         if state == "connected" and self.connected_at is None and not self._closed:
             self.connected_at = time.time()
+            self._connected()
             if self.on_connected is not None:
                 self.on_connected(self)
         if state in ("failed", "closed"):
@@ -381,6 +387,7 @@ class _Outgoing:
     track: RelayTrack
     sender: RTCRtpSender
     counters: aiortc_glue.SenderCounters
+    writer: aiortc_glue.ViewerWriter
 
 
 class Viewer(Peer):
@@ -402,6 +409,20 @@ class Viewer(Peer):
         self.slots = slots
         self.outgoing: list[_Outgoing] = []
         self.tag: str | None = None  # who this viewer is (an invitation id), if known
+        self._sender_check: asyncio.Task[None] | None = None
+
+    def _connected(self) -> None:
+        self._sender_check = asyncio.create_task(self._check_senders())
+
+    async def _check_senders(self) -> None:
+        """A sender negotiated but never started (no transport under it) sends
+        nothing, silently: say so, once, a little after connecting."""
+        await asyncio.sleep(SENDER_START_GRACE)
+        for out in self.outgoing:
+            if not out.writer.ready and not self._closed:
+                logger.warning("%s (%s): its %s %s sender was negotiated but never started:"
+                               " it sends nothing", self, self.tag or "no invitation",
+                               out.slot_name, out.kind)
 
     async def answer(self, offer: str) -> str:
         description = parse_offer(offer)
@@ -424,7 +445,8 @@ class Viewer(Peer):
             writer, counters = aiortc_glue.attach_sender(
                 transceiver.sender, track.viewer_requested_keyframe, track.writer_ready)
             track.bind(writer)
-            self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters))
+            self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters,
+                                           writer))
         try:
             answer = await self._negotiate(offer)
         except OfferError:
@@ -449,6 +471,8 @@ class Viewer(Peer):
         return None
 
     def _release(self) -> None:
+        if self._sender_check is not None and self._sender_check is not asyncio.current_task():
+            self._sender_check.cancel()
         for out in self.outgoing:
             out.track.stop()
 

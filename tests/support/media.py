@@ -17,6 +17,7 @@ import av
 import numpy as np
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -124,7 +125,11 @@ async def close_peer(pc: RTCPeerConnection, tasks: list[asyncio.Task[None]]) -> 
 
 
 def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    """A test peer that bundles as browsers do: aiortc's default policy
+    (balanced) would leave its own second audio section on a transport that
+    the answer's BUNDLE drops, and it would hear nothing there."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[],
+                                              bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 async def post_offer(
