@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +48,36 @@ class PairViewer:
         await close_peer(self.pc, self.tasks)
 
 
+async def view_slots(
+    service: Service, session_id: str, token: str, order: Sequence[str],
+    consume: Callable[[MediaStreamTrack, str | None], Awaitable[None]],
+    pc: RTCPeerConnection | None = None,
+) -> tuple[RTCPeerConnection, list[asyncio.Task[None]]]:
+    """A WHEP viewer whose offer has the sections of ``order`` (the first
+    video and audio are the program, the second the stage); each track is
+    read by ``consume(track, slot)``, slot "program" or "stage" by its rank
+    among the sections of its kind."""
+    pc = pc or new_pc()
+    for kind in order:
+        pc.addTransceiver(kind, direction="recvonly")
+    tasks: list[asyncio.Task[None]] = []
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        same_kind = [t for t in pc.getTransceivers() if t.kind == track.kind]
+        index = next(i for i, t in enumerate(same_kind) if t.receiver.track is track)
+        slot = ("program", "stage")[index] if index < 2 else None
+        tasks.append(asyncio.ensure_future(consume(track, slot)))
+
+    status, answer, _ = await post_offer(service.http, f"{service.base}/whep/{session_id}",
+                                         token, pc)
+    assert status == 201, answer
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return pc, tasks
+
+
 async def start_pair_viewer(service: Service, session_id: str, token: str) -> PairViewer:
     pc = new_pc()
-    for kind in ("video", "audio", "video", "audio"):
-        pc.addTransceiver(kind, direction="recvonly")
     viewer = PairViewer(pc)
     create_offer = pc.createOffer
 
@@ -64,24 +90,15 @@ async def start_pair_viewer(service: Service, session_id: str, token: str) -> Pa
     async def consume(track: MediaStreamTrack, slot: str | None) -> None:
         while True:
             frame = await track.recv()
+            if track.kind != "video":
+                continue
             if slot == "program":
                 viewer.program.append(read_barcode(frame))  # type: ignore[arg-type]
             elif slot == "stage":
                 viewer.stage.append((time.monotonic(), read_barcode(frame)))  # type: ignore[arg-type]
 
-    @pc.on("track")
-    def on_track(track: MediaStreamTrack) -> None:
-        slot = None
-        if track.kind == "video":
-            videos = [t for t in pc.getTransceivers() if t.kind == "video"]
-            index = next(i for i, t in enumerate(videos) if t.receiver.track is track)
-            slot = ("program", "stage")[index]
-        viewer.tasks.append(asyncio.ensure_future(consume(track, slot)))
-
-    status, answer, _ = await post_offer(service.http, f"{service.base}/whep/{session_id}",
-                                         token, pc)
-    assert status == 201, answer
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    _, viewer.tasks = await view_slots(service, session_id, token,
+                                       ("video", "audio", "video", "audio"), consume, pc)
     return viewer
 
 

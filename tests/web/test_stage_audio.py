@@ -25,14 +25,13 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCSessionDescription,
 )
 
 from streaming import peers
 from streaming.peers import PeerSettings
 from tests.support.archive_helpers import LECTURER_HZ, ROOM_HZ, ROOM_NAME
-from tests.support.discussion import connect
-from tests.support.media import close_peer, new_pc, post_offer, start_publisher
+from tests.support.discussion import connect, view_slots
+from tests.support.media import close_peer, new_pc, start_publisher
 from tests.support.service import Service, invite
 from web.keys import SESSIONS
 
@@ -62,10 +61,7 @@ class Ears:
 
 async def listen(service: Service, session_id: str, token: str,
                  order: Sequence[str]) -> Ears:
-    pc = new_pc()
-    for kind in order:
-        pc.addTransceiver(kind, direction="recvonly")
-    ears = Ears(pc, order)
+    ears = Ears(new_pc(), order)
 
     async def consume(track: MediaStreamTrack, slot: str | None) -> None:
         while True:
@@ -74,19 +70,7 @@ async def listen(service: Service, session_id: str, token: str,
                 mono = frame.to_ndarray().astype(np.float32).reshape(-1, len(frame.layout.channels))
                 ears.sound[slot].append((time.monotonic(), mono.mean(axis=1)))
 
-    @pc.on("track")
-    def on_track(track: MediaStreamTrack) -> None:
-        slot = None
-        if track.kind == "audio":
-            audios = [t for t in pc.getTransceivers() if t.kind == "audio"]
-            index = next(i for i, t in enumerate(audios) if t.receiver.track is track)
-            slot = ("program", "stage")[index]
-        ears.tasks.append(asyncio.ensure_future(consume(track, slot)))
-
-    status, answer, _ = await post_offer(service.http, f"{service.base}/whep/{session_id}",
-                                         token, pc)
-    assert status == 201, answer
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    _, ears.tasks = await view_slots(service, session_id, token, order, consume, ears.pc)
     return ears
 
 
