@@ -11,7 +11,7 @@ Who may do what: the session's publish token publishes the program; its
 view token views. A room's invitation token views, and publishes only that
 room's *uplink* (its own camera and microphone for questions): never the
 program, whatever it offers. An uplink reaches nobody until the presenter
-puts the room on stage (``web/discussion.py``).
+puts the room on stage (``classroom/live/discussion.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ every viewer negotiated when it joined.
 
 This module holds the rules and the state, in memory per live session, and
 fans changes out to subscribers; it knows nothing of HTTP or sockets
-(``web/discussion_ws.py`` carries it over the room-events WebSocket). A
+(``web/sockets/events.py`` carries it over the room-events WebSocket). A
 subscriber gets its own *view* of the state after each change, and only when
 its view changed:
 

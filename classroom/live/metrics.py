@@ -12,7 +12,7 @@ every ``*_total`` is retired + live, and each viewer is counted exactly once:
 at any moment between two awaits a viewer is either in its room, closing
 (waiting for its final numbers) or retired.
 
-The HTTP side (who may read it, the separate listener) is web/metrics_api.py.
+The HTTP side (who may read it, the separate listener) is web/api/metrics.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 /library/watch/{item_id}.
 
 Readers are cadres who opened a library link (``/library/k/{token}`` sets the
-``zhixing_library`` cookie, see web/archive_api.py); a logged-in admin may
+``zhixing_library`` cookie, see web/api/archive.py); a logged-in admin may
 look too. Without either, both pages answer 401 with a page that says a
 library link is needed, never a listing. The pages are static templates
 filled with the language (and the item id); their scripts read
