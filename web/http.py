@@ -103,14 +103,21 @@ def session_of(request: web.Request) -> Session:
     return session
 
 
-def int_id(request: web.Request, name: str = "row_id") -> int:
-    """A route's integer id, or 404."""
-    raw = request.match_info[name]
-    # Plain ASCII digits only: int() also takes "+1", " 1", "１" and "1_0", and an
-    # id too large for SQLite's 64-bit integers would fail inside the query.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise NotFound("no such item")
+def plain_id(raw: object) -> int | None:
+    """An id written as plain ASCII digits, else None: int() also takes "+1",
+    " 1", "１" and "1_0", and an id too large for SQLite's 64-bit integers
+    would fail inside the query."""
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
     return int(raw)
+
+
+def int_id(request: web.Request, name: str = "row_id", what: str = "item") -> int:
+    """A route's integer id, or 404 (no such ``what``)."""
+    value = plain_id(request.match_info[name])
+    if value is None:
+        raise NotFound(f"no such {what}")
+    return value
 
 
 def short_page(status: int, title: str,

@@ -39,7 +39,7 @@ from web.api.spec import (
 )
 from web.auth import LIBRARY_COOKIE, reader_role, require_admin
 from web.errors import NotAuthorized, NotFound
-from web.http import base_url, session_of
+from web.http import base_url, plain_id, session_of
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
@@ -134,10 +134,10 @@ class ArchiveQuery(Validated):
     @field_validator("course_id", "unit_id", mode="before")
     @classmethod
     def _id(cls, raw: Any) -> int:
-        # Plain ASCII digits, as a route's id (web.http.int_id).
-        if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        value = plain_id(raw)  # as a route's id
+        if value is None:
             raise ValueError("not a number")
-        return int(raw)
+        return value
 
     @field_validator("q", mode="before")
     @classmethod
@@ -185,9 +185,6 @@ def routes() -> list[web.RouteDef]:
         web.delete("/api/v1/library-links/{link_id}", revoke_link),
         web.get("/library/k/{token}", open_link),
     ]
-
-
-# ---------------------------------------------------------------------- who is asking
 
 
 # ---------------------------------------------------------------------- recording

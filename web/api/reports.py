@@ -28,8 +28,7 @@ from classroom.errors import Invalid
 from web import i18n
 from web.api.spec import ABSENT, Described, Reply, Shape, Validated, operation, read_query
 from web.auth import logged_in, require_admin
-from web.errors import NotFound
-from web.http import PAGE_HEADERS, STATIC_DIR
+from web.http import PAGE_HEADERS, STATIC_DIR, int_id
 from web.keys import ATTENDANCE, CATALOG
 
 REPORTS_PAGE = STATIC_DIR / "reports.html"
@@ -80,15 +79,8 @@ class Totals(Shape):
     attended_without_headcount: int
 
 
-class Group(Shape):
-    name: str
-    sessions: int
-    sites: int
-    rooms_invited: int
-    rooms_connected: int
-    rooms_attended: int
-    person_times: int
-    attended_without_headcount: int
+class Group(Totals):
+    name: str  # the totals of one group (a course, a district, ...)
 
 
 class Interval(Shape):
@@ -200,10 +192,7 @@ def _session(request: web.Request) -> dict[str, Any]:
 
 
 def _unit(request: web.Request) -> dict[str, Any]:
-    raw = request.match_info["unit_id"]
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise NotFound("no such unit")
-    return request.app[CATALOG].unit(int(raw))
+    return request.app[CATALOG].unit(int_id(request, "unit_id", "unit"))
 
 
 def _district_query(request: web.Request) -> tuple[str, reports.DateRange]:
