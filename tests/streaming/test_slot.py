@@ -11,11 +11,12 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame
+from streaming.keyframe_requests import DEFAULT_INTERVAL
 from streaming.relay_track import RelayTrack
 from streaming.slot import Slot
 from tests.support.fakes import FakeClock, FakeSource
 
-INTERVAL = 0.3  # the default keyframe request interval
+INTERVAL = DEFAULT_INTERVAL  # the slots' keyframe request interval
 
 
 class FakeWriter:
