@@ -5,7 +5,8 @@ ones. This module takes reassembled, undecoded frames out of a receiver (after
 SRTP, NACK/RTX, the jitter buffer and timestamp mapping have run, so feedback
 to the publisher keeps working) and feeds pre-packetized frames to senders
 (which keep their own SSRC, sequence numbers, NACK history and sender
-reports). It also makes ICE usable on an intranet and on loopback.
+reports). It also makes ICE usable on an intranet and on loopback, lets DTLS
+peers with RSA certificates in, and says why a connection failed.
 
 The versions below are pinned exactly in ``pyproject.toml``;
 :func:`check_internals` verifies at start-up that everything used here still
@@ -20,6 +21,7 @@ import logging
 import random
 import struct
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -31,6 +33,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import RtcpSrPacket
@@ -55,6 +58,7 @@ _SENDER_NTP = "_RTCRtpSender__ntp_timestamp"
 _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_OCTETS = "_RTCRtpSender__octet_count"
 _SENDER_PACKETS = "_RTCRtpSender__packet_count"
+_DTLS_LOG_DEBUG = "_RTCDtlsTransport__log_debug"
 
 # (codec name, frame bytes, timestamp, capture time on the sender's clock or None)
 FrameCallback = Callable[[str, bytes, int, float | None], None]
@@ -90,6 +94,8 @@ async def check_internals() -> None:
         (aioice.ice.StunProtocol, "send_data"),
         (aioice.ice.CandidatePair, "remote_addr"),
         (aioice.ice.Connection, "data_received"),
+        (RTCCertificate, "_create_ssl_context"),
+        (RTCDtlsTransport, _DTLS_LOG_DEBUG),
     ):
         if not hasattr(owner, name):
             problems.append(f"{owner.__module__}.{owner.__name__}.{name} is missing")
@@ -126,6 +132,7 @@ async def check_internals() -> None:
         (transceiver.sender, "_enabled"),
         (transceiver.sender.transport, "_state"),
         (transceiver.sender.transport, "_tx_srtp"),
+        (transceiver.sender.transport, "_ssl"),
         (transceiver.sender.transport.transport, "_connection"),
         (transceiver.sender.transport.transport._connection, "_nominated"),
     ):
@@ -187,6 +194,125 @@ def _demuxed_datagram_received(
 def install_rfc7983_demux() -> None:
     """Route non-STUN datagrams around aioice's STUN parser (process-wide)."""
     aioice.ice.StunProtocol.datagram_received = _demuxed_datagram_received  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------
+# DTLS: peers with RSA certificates, and why a handshake failed
+
+# aiortc offers only ECDHE-ECDSA suites as a DTLS client. Peers whose DTLS
+# certificate is RSA (GStreamer's webrtcbin, some SIP gateways and
+# hardware encoders) then answer "no shared cipher" and the connection fails.
+# The list below is what Chromium offers over DTLS: ECDSA first (aiortc's own
+# certificate is ECDSA), the RSA twin of each suite next, AEAD before CBC.
+DTLS_CIPHERS = b":".join((
+    b"ECDHE-ECDSA-AES128-GCM-SHA256", b"ECDHE-RSA-AES128-GCM-SHA256",
+    b"ECDHE-ECDSA-AES256-GCM-SHA384", b"ECDHE-RSA-AES256-GCM-SHA384",
+    b"ECDHE-ECDSA-CHACHA20-POLY1305", b"ECDHE-RSA-CHACHA20-POLY1305",
+    b"ECDHE-ECDSA-AES128-SHA", b"ECDHE-RSA-AES128-SHA",
+    b"ECDHE-ECDSA-AES256-SHA", b"ECDHE-RSA-AES256-SHA",
+))
+
+_SSL_CB_READ_ALERT = 0x4004  # OpenSSL's SSL_CB_ALERT | SSL_CB_READ
+_SSL_CB_WRITE_ALERT = 0x4008  # SSL_CB_ALERT | SSL_CB_WRITE
+# RFC 8446 §6: the alerts a failed handshake ends with.
+_ALERTS = {
+    10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+    40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
+    44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",
+    47: "illegal_parameter", 48: "unknown_ca", 49: "access_denied", 50: "decode_error",
+    51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security",
+    80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+    109: "missing_extension", 110: "unsupported_extension", 120: "no_application_protocol",
+}
+# The last fatal alert each DTLS connection sent or received ("sent"/"received", name).
+_alerts: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+_CAUSE = "_zhixing_dtls_failure"  # set on an RTCDtlsTransport whose handshake failed
+
+
+def _on_ssl_info(connection: Any, where: int, value: int) -> None:
+    if where & _SSL_CB_READ_ALERT == _SSL_CB_READ_ALERT:
+        direction = "received"
+    elif where & _SSL_CB_WRITE_ALERT == _SSL_CB_WRITE_ALERT:
+        direction = "sent"
+    else:
+        return
+    if value >> 8 == 2:  # fatal
+        code = value & 0xFF
+        _alerts[connection] = (direction, _ALERTS.get(code, f"alert {code}"))
+
+
+_original_create_ssl_context = RTCCertificate._create_ssl_context
+
+
+def _create_ssl_context(self: RTCCertificate, srtp_profiles: Any) -> Any:
+    context = _original_create_ssl_context(self, srtp_profiles)
+    context.set_cipher_list(DTLS_CIPHERS)
+    context.set_info_callback(_on_ssl_info)
+    return context
+
+
+_original_dtls_log_debug = getattr(RTCDtlsTransport, _DTLS_LOG_DEBUG)
+
+
+def _dtls_log_debug(self: RTCDtlsTransport, msg: str, *args: object) -> None:
+    # aiortc names the cause of a failed handshake only in a debug line:
+    # keep it on the transport for failure_cause().
+    if msg.startswith("x DTLS handshake failed"):
+        setattr(self, _CAUSE, _dtls_cause(self, msg % args if args else msg))
+    _original_dtls_log_debug(self, msg, *args)
+
+
+def _dtls_cause(transport: RTCDtlsTransport, message: str) -> str:
+    detail = message.removeprefix("x DTLS handshake failed").strip(" ()")
+    alert = _alerts.get(transport._ssl) if transport._ssl is not None else None
+    if "fingerprint" in detail:
+        return ("DTLS: the peer's certificate does not match the a=fingerprint of its SDP "
+                "(a proxy that rewrites SDP, or a certificate changed between offer and handshake)")
+    if "SRTP" in detail:
+        return ("DTLS: no SRTP protection profile in common "
+                "(the peer offers no DTLS-SRTP profile we take)")
+    if "connection" in detail:
+        return "DTLS: the ICE path went away during the handshake"
+    reason = detail.removeprefix("error").strip(" []")
+    if alert is not None and alert[1] == "handshake_failure":
+        side = "the peer refused" if alert[0] == "received" else "we refused"
+        return (f"DTLS: {side} the handshake (alert handshake_failure): no cipher suite or "
+                f"curve in common{f' ({reason})' if reason else ''}")
+    if alert is not None:
+        side = "the peer sent" if alert[0] == "received" else "we sent"
+        return f"DTLS: {side} alert {alert[1]}{f' ({reason})' if reason else ''}"
+    return f"DTLS: handshake failed ({reason or 'no reason given by OpenSSL'})"
+
+
+def install_dtls() -> None:
+    """DTLS suites for RSA-certificate peers and kept failure causes (process-wide)."""
+    RTCCertificate._create_ssl_context = _create_ssl_context  # type: ignore[method-assign]
+    setattr(RTCDtlsTransport, _DTLS_LOG_DEBUG, _dtls_log_debug)
+
+
+def failure_cause(pc: RTCPeerConnection) -> str:
+    """Why ``pc`` failed (or has not connected), in words an operator can act on:
+    the ICE candidates tried, or the DTLS alert and reason."""
+    causes: list[str] = []
+    transports = {id(t.receiver.transport): t.receiver.transport for t in pc.getTransceivers()}
+    for dtls in transports.values():
+        ice = dtls.transport
+        cause = getattr(dtls, _CAUSE, None)
+        if cause is not None:
+            causes.append(cause)
+        elif ice.state in ("new", "checking", "failed"):
+            connection = ice._connection
+            remote = [f"{c.host}:{c.port} {c.transport} {c.type}"
+                      for c in connection.remote_candidates[:4]]
+            local = sorted({c.host for c in connection.local_candidates})
+            verb = "failed" if ice.state == "failed" else f"still {ice.state}"
+            causes.append(
+                f"ICE {verb}: no answer between our {', '.join(local) or 'no addresses'} and "
+                f"the peer's {', '.join(remote) or 'no candidates'}"
+                + (" (the peer may offer only addresses we cannot reach)" if remote else ""))
+        elif dtls.state in ("new", "connecting"):
+            causes.append(f"DTLS handshake not finished (state {dtls.state}); ICE {ice.state}")
+    return "; ".join(dict.fromkeys(causes)) or f"connection {pc.connectionState}"
 
 
 # --------------------------------------------------------------------------

@@ -46,6 +46,9 @@ class Broadcast:
 
     A second publisher replaces the first (a classroom PC coming back after a
     network drop): the slot switches source, viewers keep their connections.
+    While the first is on air, the newcomer waits as ``pending_publisher``
+    and takes over only once it is live (connected, first keyframe in): one
+    that fails ICE or DTLS is dropped and the program never notices.
 
     An uplink is a sub-classroom's own camera and microphone, one per
     invitation (a new one replaces the old). It fills no slot, and costs no
@@ -72,6 +75,8 @@ class Broadcast:
             for name in SLOT_NAMES
         }
         self.publisher: Publisher | None = None
+        self.pending_publisher: Publisher | None = None  # waits to replace ``publisher``
+        self._closing: set[asyncio.Task[None]] = set()  # replaced publishers being closed
         self.viewers: dict[str, Viewer] = {}
         # Listeners of viewers' lifecycles: (viewer, "connected" | "closed").
         # "closed" comes for every viewer that was answered, connected or not.
@@ -110,7 +115,9 @@ class Broadcast:
     async def publish(self, offer: str) -> tuple[str, str]:
         """Answer a publisher's offer; returns (resource id, answer SDP)."""
         self._check_open()
-        publisher = Publisher(_new_id(), self.program, self.settings, self._forget)
+        publisher = Publisher(_new_id(), self.program, self.settings, self._forget,
+                              context=f"broadcast {self.broadcast_id}")
+        publisher.on_live = self._publisher_live
         try:
             answer = await publisher.answer(offer)
         except BaseException:
@@ -120,13 +127,38 @@ class Broadcast:
             # The broadcast ended while the offer was being answered.
             await publisher.close()
             raise BroadcastClosed(self.broadcast_id)
-        previous, self.publisher = self.publisher, publisher
         self.publishers_accepted += 1
-        if previous is not None:
-            logger.info("broadcast %s: publisher %s replaces %s", self.broadcast_id, publisher,
-                        previous)
-            await previous.close()
+        current, stale = self.publisher, self.pending_publisher
+        self.pending_publisher = None
+        if current is not None and current.live and current.connection_state == "connected":
+            # On air: it stays there until the newcomer is live (_publisher_live).
+            self.pending_publisher = publisher
+            logger.info("broadcast %s: publisher %s waits to replace %s until it is connected "
+                        "and sends a keyframe", self.broadcast_id, publisher, current)
+        else:
+            # Nobody on air: the newcomer is the publisher now, on air from its first keyframe.
+            self.publisher = publisher
+            if current is not None:
+                logger.info("broadcast %s: publisher %s replaces %s (not on air)",
+                            self.broadcast_id, publisher, current)
+                await current.close()
+        if stale is not None:
+            logger.info("broadcast %s: publisher %s gives way to %s before going live",
+                        self.broadcast_id, stale, publisher)
+            await stale.close()
         return publisher.resource_id, answer
+
+    def _publisher_live(self, publisher: Publisher) -> None:
+        """A publisher sent its first keyframe (it has already taken the slot)."""
+        if publisher is not self.pending_publisher:
+            return
+        previous, self.publisher, self.pending_publisher = self.publisher, publisher, None
+        logger.info("broadcast %s: publisher %s replaces %s", self.broadcast_id, publisher,
+                    previous)
+        if previous is not None:
+            task = asyncio.create_task(previous.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def publish_uplink(self, invitation_id: str, offer: str) -> tuple[str, str]:
         """Answer a room's uplink offer; returns (resource id, answer SDP).
@@ -136,7 +168,7 @@ class Broadcast:
         """
         self._check_open()
         uplink = Publisher(_new_id(), None, self.settings, self._forget,
-                           video_codec=self.video_codec)
+                           video_codec=self.video_codec, context=f"broadcast {self.broadcast_id}")
         uplink.tag = invitation_id
         uplink.muted = invitation_id in self.muted
         uplink.on_connected = lambda _peer: self._changed()
@@ -232,7 +264,7 @@ class Broadcast:
         """
         self._check_open()
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
-                        self._forget)
+                        self._forget, context=f"broadcast {self.broadcast_id}")
         viewer.tag = tag
         viewer.on_connected = self._viewer_connected
         try:
@@ -247,8 +279,9 @@ class Broadcast:
         return viewer.resource_id, answer
 
     def resource(self, resource_id: str) -> Peer | None:
-        if self.publisher is not None and self.publisher.resource_id == resource_id:
-            return self.publisher
+        for publisher in (self.publisher, self.pending_publisher):
+            if publisher is not None and publisher.resource_id == resource_id:
+                return publisher
         for uplink in self.uplinks.values():
             if uplink.resource_id == resource_id:
                 return uplink
@@ -257,16 +290,17 @@ class Broadcast:
     def is_publisher(self, peer: Peer | None) -> bool:
         """Whether ``peer`` sends to us (the program publisher or an uplink)."""
         return peer is not None and (
-            peer is self.publisher or any(peer is u for u in self.uplinks.values()))
+            peer is self.publisher or peer is self.pending_publisher
+            or any(peer is u for u in self.uplinks.values()))
 
     async def close(self) -> None:
         """End the broadcast: every peer is disconnected."""
         self.closed = True
         peers: list[Peer] = list(self.viewers.values())
         peers += self.uplinks.values()
-        if self.publisher is not None:
-            peers.append(self.publisher)
-        await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
+        peers += [p for p in (self.publisher, self.pending_publisher) if p is not None]
+        await asyncio.gather(*(peer.close() for peer in peers), *self._closing,
+                             return_exceptions=True)
         for slot in self.slots.values():
             slot.close()
         self._changed()
@@ -314,6 +348,10 @@ class Broadcast:
     async def _forget(self, peer: Peer) -> None:
         if peer is self.publisher:
             self.publisher = None
+        elif peer is self.pending_publisher:
+            self.pending_publisher = None
+            logger.warning("broadcast %s: publisher %s went away before going live; the "
+                           "program stays with %s", self.broadcast_id, peer, self.publisher)
         elif isinstance(peer, Publisher) and peer.tag is not None:
             if self.uplinks.get(peer.tag) is peer:
                 del self.uplinks[peer.tag]

@@ -170,8 +170,10 @@ class Peer:
         resource_id: str,
         settings: PeerSettings,
         on_closed: Callable[[Peer], Awaitable[None]],
+        context: str = "",
     ) -> None:
         self.resource_id = resource_id
+        self.context = context  # whose peer this is ("broadcast …"), for logs
         self._settings = settings
         self.pc = self._new_connection(bundle=True)
         self._on_closed = on_closed
@@ -224,8 +226,8 @@ class Peer:
     async def _watch_connect(self) -> None:
         await asyncio.sleep(self._settings.connect_timeout)
         if self.pc.connectionState != "connected":
-            logger.info("%s did not connect within %.0f s, closing", self,
-                        self._settings.connect_timeout)
+            logger.warning("%s did not connect within %.0f s, closing: %s", self.describe(),
+                           self._settings.connect_timeout, aiortc_glue.failure_cause(self.pc))
             await self.close()
 
     async def _state_changed(self) -> None:
@@ -236,8 +238,19 @@ class Peer:
             self._connected()
             if self.on_connected is not None:
                 self.on_connected(self)
+        if state == "failed" and not self._closed:
+            logger.warning("%s failed: %s", self.describe(), aiortc_glue.failure_cause(self.pc))
         if state in ("failed", "closed"):
             await self.close()
+
+    @property
+    def role(self) -> str:
+        return "viewer"
+
+    def describe(self) -> str:
+        """Who this peer is, for an operator's log: role, resource and context."""
+        where = f" of {self.context}" if self.context else ""
+        return f"{self.role} {self.resource_id}{where}"
 
     async def add_candidate(self, candidate: Any) -> None:
         await self.pc.addIceCandidate(candidate)
@@ -264,10 +277,16 @@ class Peer:
 class Publisher(Peer):
     """A WHIP publisher: fills a slot with its audio and video.
 
-    The program publisher fills the program slot from its answer on. A
-    room's uplink starts with no slot at all (its frames are dropped as they
-    come out of the jitter buffer, before anything else is done with them)
-    and moves to the stage slot and back with :meth:`move_to`.
+    A publisher goes **live** with the first video keyframe it sends, which
+    proves ICE and DTLS done and a picture to show: only then does it take
+    its slot (replacing whoever filled it), and only then is ``on_live``
+    called. Until then its frames are dropped. So a newcomer that never
+    connects (a failed DTLS handshake, a firewall) never blanks the program.
+
+    The program publisher's slot is the program. A room's uplink starts with
+    no slot at all (its frames are dropped as they come out of the jitter
+    buffer, before anything else is done with them) and moves to the stage
+    slot and back with :meth:`move_to`.
     """
 
     def __init__(
@@ -277,8 +296,9 @@ class Publisher(Peer):
         settings: PeerSettings,
         on_closed: Callable[[Peer], Awaitable[None]],
         video_codec: str | None = None,
+        context: str = "",
     ) -> None:
-        super().__init__(resource_id, settings, on_closed)
+        super().__init__(resource_id, settings, on_closed, context)
         if video_codec is None:
             if slot is None:
                 raise ValueError("a publisher without a slot needs its video codec")
@@ -288,9 +308,15 @@ class Publisher(Peer):
         self.tag: str | None = None  # the invitation of a room's uplink
         # While muted, frames are dropped whatever the slot.
         self.muted = False
-        self._answered = False
+        self.live = False  # a first video keyframe arrived: see the class docstring
+        # Called once, when the publisher goes live.
+        self.on_live: Callable[[Publisher], None] | None = None
         self._video_tap: aiortc_glue.ReceiverTap | None = None
         self._pli_task: asyncio.Task[None] | None = None
+
+    @property
+    def role(self) -> str:
+        return "publisher" if self.tag is None else f"uplink of {self.tag}"
 
     async def answer(self, offer: str) -> str:
         description = parse_offer(offer)
@@ -308,12 +334,7 @@ class Publisher(Peer):
         for kind in kinds:
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(codec_preferences(kind, self.video_codec))
-        answer = await self._negotiate(offer)
-        # Only a publisher whose offer was answered replaces the current one.
-        self._answered = True
-        if self.slot is not None:
-            self.slot.attach(self)
-        return answer
+        return await self._negotiate(offer)
 
     def move_to(self, slot: Slot | None) -> None:
         """Fill ``slot`` from now on (None: no slot, frames dropped).
@@ -326,12 +347,26 @@ class Publisher(Peer):
         if self.slot is not None:
             self.slot.detach(self)
         self.slot = slot
-        if slot is not None and self._answered and not self._closed:
+        if slot is not None and self.live and not self._closed:
             slot.attach(self)
 
     def _prepare(self) -> None:
         for transceiver in self.pc.getTransceivers():
             self._tap(transceiver)
+
+    def _connected(self) -> None:
+        # Browsers start with a keyframe, but it may have been lost: ask.
+        if not self.live:
+            self.request_keyframe()
+
+    def _go_live(self) -> None:
+        self.live = True
+        if self.slot is not None:
+            # The keyframe that made us live comes next: no need to ask.
+            self.slot.attach(self, ask_keyframe=False)
+        logger.debug("%s live", self.describe())
+        if self.on_live is not None:
+            self.on_live(self)
 
     def _tap(self, transceiver: RTCRtpTransceiver) -> None:
         receiver: RTCRtpReceiver = transceiver.receiver
@@ -340,6 +375,10 @@ class Publisher(Peer):
 
         def on_frame(codec: str, data: bytes, timestamp: int,
                      capture_time: float | None) -> None:
+            if not self.live:
+                if kind == "audio" or self._closed or not is_keyframe(codec, data):
+                    return
+                self._go_live()
             slot = self.slot
             if slot is None or self.muted:
                 return  # an uplink off stage, or muted: drop before any work
@@ -404,8 +443,9 @@ class Viewer(Peer):
         slots: list[Slot],
         settings: PeerSettings,
         on_closed: Callable[[Peer], Awaitable[None]],
+        context: str = "",
     ) -> None:
-        super().__init__(resource_id, settings, on_closed)
+        super().__init__(resource_id, settings, on_closed, context)
         self.slots = slots
         self.outgoing: list[_Outgoing] = []
         self.tag: str | None = None  # who this viewer is (an invitation id), if known

@@ -202,13 +202,17 @@ class Slot:
     def track(self, kind: MediaKind) -> SlotTrack:
         return self.video if kind == "video" else self.audio
 
-    def attach(self, source: FrameSource) -> None:
-        """Make ``source`` the one that fills this slot (replacing any other)."""
+    def attach(self, source: FrameSource, ask_keyframe: bool = True) -> None:
+        """Make ``source`` the one that fills this slot (replacing any other).
+
+        Video waits for the new source's next keyframe, which is asked for
+        unless the source is about to push one anyway (``ask_keyframe``)."""
         self._source = source
         on_demand = getattr(source, "keyframes_on_demand", True)
         for track in (self.video, self.audio):
             track.switch_source(on_demand)
-        self.video.keyframes.request()
+        if ask_keyframe:
+            self.video.keyframes.request()
 
     def detach(self, source: FrameSource) -> None:
         """Empty the slot if ``source`` still fills it."""

@@ -81,6 +81,7 @@ async def _school_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     await aiortc_glue.check_internals()
     aiortc_glue.install_rfc7983_demux()
+    aiortc_glue.install_dtls()
     aiortc_glue.configure_ice(config.ice_hosts)
     settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
                               min_free_bytes=config.min_free_bytes)

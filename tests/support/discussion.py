@@ -22,6 +22,15 @@ API = "/api/v1"
 A_START, B_START = 10000, 20000  # barcode ranges of room A's and room B's uplinks
 
 
+async def until_live(*publishers: Any, timeout: float = 5.0) -> None:
+    """Wait until each relay-side publisher sent its first keyframe (it takes
+    its slot only then)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not all(p.live for p in publishers):
+        assert asyncio.get_running_loop().time() < deadline, f"not live: {publishers}"
+        await asyncio.sleep(0.05)
+
+
 def source_of(index: int) -> str:
     if index >= B_START:
         return "B"

@@ -193,6 +193,7 @@ class TestViewer:
     pc: RTCPeerConnection
     location: str | None
     indices: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each frame
     first_frame_at: float | None = None
     audio_frames: int = 0
     decode_errors: int = 0
@@ -224,9 +225,11 @@ async def start_viewer(
     async def consume_video(track: MediaStreamTrack) -> None:
         while True:
             frame = await track.recv()
+            now = time.monotonic()
             if viewer.first_frame_at is None:
-                viewer.first_frame_at = time.monotonic()
+                viewer.first_frame_at = now
             viewer.indices.append(read_barcode(frame))
+            viewer.arrivals.append(now)
 
     async def consume_audio(track: MediaStreamTrack) -> None:
         while True:

@@ -31,6 +31,7 @@ from tests.support.discussion import (
     connect,
     source_of,
     start_pair_viewer,
+    until_live,
     ws_url,
 )
 from tests.support.media import new_pc, post_offer, start_publisher
@@ -109,6 +110,7 @@ async def test_rooms_on_stage_reach_every_viewer_without_renegotiation(
         # The rooms' tokens published uplinks, not the program.
         program_peer = room.publisher
         assert isinstance(program_peer, Publisher)
+        await until_live(program_peer, *room.uplinks.values())
         assert room.program.source is program_peer and room.publishers_accepted == 1
         assert set(room.uplinks) == {s.a["id"], s.b["id"]}
         assert all(u.slot is None for u in room.uplinks.values())
@@ -215,6 +217,7 @@ async def test_mute_and_replace_an_uplink(service: Service) -> None:
         second = await start_publisher(service.http, service.base, sid, s.a["token"],
                                        start=A_START + 5000)
         assert room.uplinks[s.a["id"]] is not old and len(room.uplinks) == 1
+        await until_live(room.uplinks[s.a["id"]])
         assert room.stage.source is room.uplinks[s.a["id"]]
 
         # Muting takes the room off stage; a muted room cannot go on stage.
