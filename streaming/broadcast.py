@@ -7,6 +7,7 @@ sub-classroom (分课堂), which is one of the viewers here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 import time
@@ -31,10 +32,15 @@ SLOT_NAMES = ("program", "stage")
 # A room's uplink is for a question, not a lecture: its video is capped
 # (the page also asks its camera for 360p).
 UPLINK_VIDEO_KBPS = 500
+MAX_REPLACED = 32  # replaced publishers remembered for their reconnections
 
 
 class BroadcastClosed(Exception):
     """The broadcast has ended; nobody can join it any more."""
+
+
+class PublisherReplaced(Exception):
+    """A publisher asked to resume after another one took the program over."""
 
 
 class StageError(Exception):
@@ -77,6 +83,8 @@ class Broadcast:
         self.publisher: Publisher | None = None
         self.pending_publisher: Publisher | None = None  # waits to replace ``publisher``
         self._closing: set[asyncio.Task[None]] = set()  # replaced publishers being closed
+        # Publishers replaced by a live newcomer: resource id -> the newcomer's.
+        self.replaced: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.viewers: dict[str, Viewer] = {}
         # Listeners of viewers' lifecycles: (viewer, "connected" | "closed").
         # "closed" comes for every viewer that was answered, connected or not.
@@ -112,9 +120,21 @@ class Broadcast:
             return source.connection_state == "connected"
         return bool(getattr(source, "on_air", True))
 
-    async def publish(self, offer: str) -> tuple[str, str]:
-        """Answer a publisher's offer; returns (resource id, answer SDP)."""
+    async def publish(self, offer: str, resumes: str | None = None) -> tuple[str, str]:
+        """Answer a publisher's offer; returns (resource id, answer SDP).
+
+        ``resumes``: the resource an automatic reconnection comes back for.
+        If a newer publisher replaced that one and is still on, the newer
+        one keeps the program (:class:`PublisherReplaced`), so two presenter
+        PCs never take the program from each other in turn; a fresh publish
+        (no ``resumes``) always takes over.
+        """
         self._check_open()
+        if resumes is not None:
+            successor = self.replaced.get(resumes)
+            if successor is not None and self.publisher is not None \
+                    and self.publisher.resource_id == successor:
+                raise PublisherReplaced(successor)
         publisher = Publisher(_new_id(), self.program, self.settings, self._forget,
                               context=f"broadcast {self.broadcast_id}")
         publisher.on_live = self._publisher_live
@@ -156,6 +176,9 @@ class Broadcast:
         logger.info("broadcast %s: publisher %s replaces %s", self.broadcast_id, publisher,
                     previous)
         if previous is not None:
+            self.replaced[previous.resource_id] = publisher.resource_id
+            while len(self.replaced) > MAX_REPLACED:
+                self.replaced.popitem(last=False)
             task = asyncio.create_task(previous.close())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)

@@ -16,15 +16,18 @@ puts the room on stage (``classroom/live/discussion.py``).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from aiohttp import web
 from aiortc import sdp as aiortc_sdp
+from pydantic import Field
 
 from classroom.access.invitations import is_invitation_token
 from classroom.access.tokens import Role
 from classroom.live.sessions import Session
-from streaming.broadcast import BroadcastClosed
+from streaming.broadcast import BroadcastClosed, PublisherReplaced
 from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
-from web.api.spec import Reply, operation
+from web.api.spec import ABSENT, Reply, Validated, operation, read_query
 from web.errors import (
     BadRequest,
     Conflict,
@@ -101,7 +104,16 @@ async def _read_body(request: web.Request, content_type: str) -> str:
         raise BadRequest("body is not UTF-8 text") from exc
 
 
-@operation(WHIP_SUMMARY, path="/whip/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
+class PublishQuery(Validated):
+    resumes: str = Field(ABSENT, max_length=64, description=(
+        "an automatic reconnection: the resource id this publisher had. If another publisher "
+        "has since taken the program over and is still on, the answer is 409 and that one "
+        "stays; without it, a new publisher always takes over"))
+    refusals: ClassVar[dict[str, str]] = {"resumes": "error.too_long"}
+
+
+@operation(WHIP_SUMMARY, path="/whip/{session_id}", body_media=SDP_BODY,
+           errors=(*SDP_ERRORS, 409), query=(PublishQuery,),
            replies={201: Reply("SDP answer; Location names the new resource",
                                media=SDP_BODY)})
 @operation("View (WHEP)", path="/whep/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
@@ -120,7 +132,8 @@ async def create_resource(request: web.Request) -> web.Response:
             assert invitation_id is not None
             resource_id, answer = await room.publish_uplink(invitation_id, offer)
         elif _role(request) is Role.PUBLISH:
-            resource_id, answer = await room.publish(offer)
+            resumes = read_query(request, PublishQuery).resumes
+            resource_id, answer = await room.publish(offer, resumes=resumes)
         else:
             resource_id, answer = await room.view(offer, tag=invitation_id)
     except MalformedOffer as exc:
@@ -131,6 +144,9 @@ async def create_resource(request: web.Request) -> web.Response:
         raise NotAcceptable(f"{exc} (this session sends {session.video_codec} and Opus)") from exc
     except BroadcastClosed as exc:
         raise Gone("this session has ended") from exc
+    except PublisherReplaced as exc:
+        raise Conflict("another publisher has taken over this session's program; publish "
+                       "again without 'resumes' to take it back") from exc
     location = f"{request.path}/{resource_id}"
     headers = {
         "Location": location,

@@ -144,6 +144,12 @@ async def post_offer(
         return response.status, await response.text(), response.headers.get("Location")
 
 
+class WhipRefused(AssertionError):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"WHIP answered {status}: {text}")
+        self.status = status
+
+
 @dataclass
 class TestPublisher:
     pc: RTCPeerConnection
@@ -166,6 +172,7 @@ async def start_publisher(
     codec: str | None = None,
     wrap_pc: Callable[[RTCPeerConnection], None] | None = None,
     tone: float = 440.0,
+    resumes: str | None = None,
 ) -> TestPublisher:
     pc = new_pc()
     video = BarcodeTrack(width, height, start=start)
@@ -180,10 +187,12 @@ async def start_publisher(
     pc.addTransceiver(ToneTrack(tone), direction="sendonly")
     if wrap_pc is not None:
         wrap_pc(pc)
-    status, answer, location = await post_offer(http, f"{base}/whip/{session_id}", token, pc)
+    query = f"?resumes={resumes}" if resumes is not None else ""
+    status, answer, location = await post_offer(http, f"{base}/whip/{session_id}{query}",
+                                                token, pc)
     if status != 201:
         await pc.close()
-        raise AssertionError(f"WHIP answered {status}: {answer}")
+        raise WhipRefused(status, answer)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     return TestPublisher(pc, video, location)
 

@@ -17,6 +17,10 @@ const RETRY_DELAYS = [1, 2, 5, 10]; // seconds; the last one repeats
 const DISCONNECTED_GRACE_MS = 3000; // "disconnected" often heals by itself
 
 let publishing = null; // KeptConnection: the operator pressed 开始直播 and not yet 结束直播
+// The WHIP resource this page last had: an automatic reconnection names it
+// (?resumes=), so that it does not take the program back from another
+// presenter PC that has taken over since; 开始直播 always takes over.
+let lastResource = null;
 
 // ---------------------------------------------------------------- texts
 
@@ -73,18 +77,23 @@ function keepPublishing() {
       } catch (e) {
         throw new MediaFailed(String(e));
       }
-      return publish(`/whip/${encodeURIComponent(sessionId)}`, token, stream, await rtcServers());
+      const resumes = lastResource ? `?resumes=${encodeURIComponent(lastResource)}` : "";
+      return publish(`/whip/${encodeURIComponent(sessionId)}${resumes}`, token, stream,
+                     await rtcServers());
     },
     giveUp: (e) => e instanceof MediaFailed || isRefusal(e),
     onGiveUp(e) {
       publishing = null;
-      // The server said no (bad or revoked token, ended session): retrying won't help.
-      if (!(e instanceof MediaFailed)) showError("presenter.error.rejected", { error: serverText(e) });
+      // The server said no (bad or revoked token, ended session, or another
+      // presenter PC took over while we were away): retrying won't help.
+      if (e?.status === 409) showError("presenter.error.replaced");
+      else if (!(e instanceof MediaFailed)) showError("presenter.error.rejected", { error: serverText(e) });
       setStatus("failed", "presenter.state.failed");
       updateButtons();
     },
     async onUp(result) {
       page.sending = result;
+      lastResource = result.resourceUrl.split("/").pop();
       zhixing.pc = result.pc;
       await applyBitrate(result.pc);
       if (page.sending === result && result.pc.connectionState === "connected") {
@@ -119,6 +128,7 @@ function updateButtons() {
 
 function start() {
   if (publishing) return;
+  lastResource = null;
   publishing = keepPublishing();
   showError(null);
   updateButtons();

@@ -72,6 +72,7 @@ export async function publish(url, token, stream, iceServers = []) {
   const resourceUrl = await negotiateOrClose(pc, url, token);
   return {
     pc,
+    resourceUrl,
     async stop() {
       pc.close();
       await endResource(resourceUrl, token);
