@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,8 +37,11 @@ async def _viewer_count(service: Service, session_id: str) -> int:
     return count
 
 
-async def test_a_viewer_that_never_connects_is_forgotten(impatient_service: Service) -> None:
+async def test_a_viewer_that_never_connects_is_forgotten(
+    impatient_service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
     service = impatient_service
+    caplog.set_level(logging.WARNING, logger="streaming")
     session = await service.create_session()
     pc = new_pc()
     pc.addTransceiver("video", direction="recvonly")
@@ -51,6 +55,10 @@ async def test_a_viewer_that_never_connects_is_forgotten(impatient_service: Serv
         while await _viewer_count(service, session["id"]):
             assert time.monotonic() < deadline, "the unconnected viewer was never forgotten"
             await asyncio.sleep(0.1)
+        # The operator's log says who and why: the ICE candidates that never answered.
+        [line] = [r.getMessage() for r in caplog.records if "did not connect" in r.getMessage()]
+        assert line.startswith("viewer ") and f"of broadcast {session['id']}" in line, line
+        assert "ICE" in line and "no answer between our 127.0.0.1 and the peer's" in line, line
     finally:
         await pc.close()
 
