@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
+from classroom.access.turn import TurnCredentials, TurnSecret
+
 DEFAULT_PORT = 8080
 
 
@@ -23,6 +25,10 @@ class Config:
     turn_urls: list[str] = field(default_factory=list)
     turn_username: str | None = None
     turn_password: str | None = None
+    # The TURN server's --static-auth-secret: pages get time-limited
+    # credentials made from it (classroom/access/turn.py), never a password.
+    turn_secret: str | None = None
+    turn_ttl: float = 12 * 3600.0
     admin_token: str | None = None
     # The first account's password (env ZHIXING_ADMIN_PASSWORD only; never a flag,
     # so it stays out of the process list). Used only when no account exists yet.
@@ -48,14 +54,22 @@ class Config:
         ]
         return servers
 
-    def browser_ice_servers(self) -> list[dict[str, object]]:
-        """The ICE servers a page should use (same servers as the relay)."""
+    def browser_ice_servers(self, turn: TurnCredentials | None = None) -> list[dict[str, object]]:
+        """The ICE servers a page should use: the STUN servers, and the TURN
+        servers with ``turn``, credentials issued to that page (see
+        :meth:`turn_issuer`). A static TURN password is the relay's own and
+        never goes to a page."""
         servers: list[dict[str, object]] = [{"urls": url} for url in self.stun_urls]
-        servers += [
-            {"urls": url, "username": self.turn_username, "credential": self.turn_password}
-            for url in self.turn_urls
-        ]
+        if turn is not None and self.turn_urls:
+            servers.append({"urls": list(self.turn_urls), "username": turn.username,
+                            "credential": turn.credential})
         return servers
+
+    def turn_issuer(self) -> TurnSecret | None:
+        """Who makes pages' TURN credentials (None: no --turn-secret)."""
+        if not self.turn_secret or not self.turn_urls:
+            return None
+        return TurnSecret(self.turn_secret, self.turn_ttl)
 
 
 def _env(name: str) -> str | None:
@@ -96,11 +110,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--turn", action="append", metavar="URL",
         help="TURN server URL (turn:host:port?transport=udp|tcp) (env ZHIXING_TURN_URLS)")
     parser.add_argument(
+        # The variable is read in config_from_args: --help must not print it.
+        "--turn-secret", metavar="SECRET",
+        help="the TURN server's shared secret (coturn --use-auth-secret "
+             "--static-auth-secret): pages get credentials made from it that expire "
+             "(env ZHIXING_TURN_SECRET, preferred: a flag shows in the process list)")
+    parser.add_argument(
+        "--turn-hours", type=_hours, default=env("TURN_HOURS") or "12", metavar="H",
+        help="how long pages' TURN credentials last (env ZHIXING_TURN_HOURS; default 12)")
+    parser.add_argument(
         "--turn-username", default=env("TURN_USERNAME"),
-        help="TURN user name (env ZHIXING_TURN_USERNAME)")
+        help="TURN user name for the relay's own use, never given to pages "
+             "(env ZHIXING_TURN_USERNAME)")
     parser.add_argument(
         "--turn-password", default=env("TURN_PASSWORD"),
-        help="TURN password (env ZHIXING_TURN_PASSWORD)")
+        help="TURN password for the relay's own use (env ZHIXING_TURN_PASSWORD)")
     parser.add_argument(
         "--min-free-mb", type=int, default=int(env("MIN_FREE_MB") or 64), metavar="MB",
         help="stop a recording cleanly (item marked failed: disk full) when the data "
@@ -141,6 +165,16 @@ def listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
     return host, int(port)
 
 
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = 0.0
+    if not 0 < hours <= 24 * 30:
+        raise argparse.ArgumentTypeError(f"not a number of hours from 0 to 720: {text!r}")
+    return hours
+
+
 def _headcount_limit(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 100_000:
         raise argparse.ArgumentTypeError(f"not a whole number from 1 to 100000: {text!r}")
@@ -163,6 +197,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         turn_urls=listed(args.turn, "TURN_URLS"),
         turn_username=args.turn_username,
         turn_password=args.turn_password,
+        turn_secret=args.turn_secret or _env("TURN_SECRET"),
+        turn_ttl=args.turn_hours * 3600.0,
         admin_token=_env("ADMIN_TOKEN"),
         admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,

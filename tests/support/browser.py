@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -269,9 +272,28 @@ def _require_chromium() -> None:
                            "(Debian's chromium package), or deselect with -m 'not browser'")
 
 
+def _trust(home: Path, ca: Path) -> None:
+    """An NSS database under ``home`` (where Chromium on Linux looks for the
+    user's certificates) that trusts ``ca`` for TLS servers."""
+    database = home / ".pki" / "nssdb"
+    database.mkdir(parents=True)
+    for argv in (["certutil", "-N", "-d", f"sql:{database}", "--empty-password"],
+                 ["certutil", "-A", "-d", f"sql:{database}", "-n", "zhixing-test-ca",
+                  "-t", "C,,", "-i", str(ca)]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()} (Debian's "
+                               "libnss3-tools: scripts/install-system-deps)")
+
+
 @contextlib.asynccontextmanager
-async def open_chromium(artifact_prefix: str) -> AsyncIterator[Chromium]:
+async def open_chromium(artifact_prefix: str,
+                        trusted_ca: Path | None = None) -> AsyncIterator[Chromium]:
     """Playwright, a headless Chromium and one context; all ended on exit.
+
+    ``trusted_ca``: a CA certificate the browser trusts besides the system's,
+    as an intranet's PCs trust its own CA (an NSS database in a HOME of the
+    browser's own, which goes with it).
 
     Screenshots of the pages still open are saved on exit, pass or fail.
     """
@@ -279,8 +301,13 @@ async def open_chromium(artifact_prefix: str) -> AsyncIterator[Chromium]:
     async with contextlib.AsyncExitStack() as stack:
         playwright = await async_playwright().start()
         stack.push_async_callback(playwright.stop)
+        env = None
+        if trusted_ca is not None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chromium-home-")))
+            _trust(home, trusted_ca)
+            env = {**os.environ, "HOME": str(home)}
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=env)
         stack.push_async_callback(browser.close)
         context = await browser.new_context(viewport={"width": 800, "height": 640})
         stack.push_async_callback(context.close)

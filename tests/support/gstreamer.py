@@ -2,9 +2,10 @@
 the network they need.
 
 libnice, webrtcbin's ICE agent, never gathers candidates on a loopback
-interface. Inside the suite's network namespace, :func:`lan_address` gives
-the namespace a veth pair with a private address, as a real machine has a
-LAN address; the relay offers it too. Nothing in the GStreamer client is
+interface. Inside the suite's network namespace,
+:func:`tests.support.netns.lan_address` gives the namespace a veth pair with
+a private address, as a real machine has a LAN address; the relay offers it
+too. Nothing in the GStreamer client is
 changed for the relay.
 """
 
@@ -13,23 +14,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import os
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from tests.support.netns import lan_address
 from tests.support.service import ADMIN_TOKEN, Service
 from web.app import create_app
 from web.config import Config
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-gi and python3-gst-1.0
 PEER_SCRIPT = Path(__file__).with_name("gstreamer_peer.py")
-_names = itertools.count()
 
 
 def require_gstreamer() -> None:
@@ -42,29 +42,6 @@ def require_gstreamer() -> None:
         raise RuntimeError("GStreamer's webrtcbin is missing: run scripts/install-system-deps "
                            f"(Debian's gstreamer1.0-plugins-bad, -nice, python3-gst-1.0): "
                            f"{probe.stderr.strip()[-300:]}")
-
-
-@contextlib.contextmanager
-def lan_address() -> Iterator[str]:
-    """A non-loopback address of this network namespace, for the test's length."""
-    n = next(_names)
-    here, there = f"zxg{os.getpid() % 100000}a{n}", f"zxg{os.getpid() % 100000}b{n}"
-    address = f"10.{77 + n % 100}.{os.getpid() % 250}.1"
-
-    def ip(*args: str) -> None:
-        done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()} (run the suite "
-                               "with scripts/run-tests, which gives it a network namespace)")
-
-    ip("link", "add", here, "type", "veth", "peer", "name", there)
-    try:
-        ip("addr", "add", f"{address}/24", "dev", here)
-        ip("link", "set", here, "up")
-        ip("link", "set", there, "up")
-        yield address
-    finally:
-        subprocess.run(["ip", "link", "del", here], capture_output=True, check=False)
 
 
 @contextlib.asynccontextmanager

@@ -318,7 +318,7 @@ def test_every_variable_the_container_sets_is_one_serve_reads() -> None:
     _, baseline = parse_serve(["serve"])
     for name in names:
         changed = False
-        for value in ("12345", "127.0.0.1:9108"):
+        for value in ("12345", "127.0.0.1:9108", "6"):
             with contextlib.suppress(ValueError, argparse.ArgumentTypeError,
                                      pytest.fail.Exception):
                 changed = parse_serve(["serve"], {name: value})[1] != baseline

@@ -8,8 +8,10 @@ from typing import Any, ClassVar, Literal
 from aiohttp import web
 from pydantic import Field, model_validator
 
-from classroom.access.invitations import invitation_url
+from classroom.access.invitations import invitation_url, is_invitation_token
+from classroom.access.tokens import Role
 from classroom.catalog import MAX_BATCH, MAX_NAME
+from classroom.errors import NotAuthorized
 from classroom.live.sessions import Session as LiveSession
 from web.api.models import Recording
 from web.api.spec import (
@@ -25,8 +27,8 @@ from web.api.spec import (
 )
 from web.auth import require_admin
 from web.errors import Unprocessable
-from web.http import base_url, session_of
-from web.keys import ARCHIVE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, SIGNER
+from web.http import base_url, bearer_token, session_of
+from web.keys import ARCHIVE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, SIGNER, TOKENS
 
 # ---------------------------------------------------------------------- the contract
 
@@ -197,11 +199,36 @@ def describe(request: web.Request, session: LiveSession) -> dict[str, Any]:
     }
 
 
-@operation("ICE servers for pages (the deployment's own STUN/TURN)", security=None,
+@operation("ICE servers for pages (the deployment's own STUN/TURN). With a bearer token (a "
+           "room's link, a session's publish or view token, the admin token) the TURN servers "
+           "come with credentials issued to its holder that expire (--turn-secret); without "
+           "one, STUN only", security=None, errors=(401, 403, 410),
            replies={200: Reply("{iceServers: [...]}")})
 async def rtc_config(request: web.Request) -> web.Response:
     """ICE servers for pages: the project's own, never a public one."""
-    return web.json_response({"iceServers": request.app[CONFIG].browser_ice_servers()})
+    config = request.app[CONFIG]
+    issuer = config.turn_issuer()
+    turn = None
+    if "Authorization" in request.headers:
+        holder = _turn_holder(request, bearer_token(request))
+        if issuer is not None:
+            turn = issuer.issue(holder)
+    return web.json_response({"iceServers": config.browser_ice_servers(turn)},
+                             headers={"Cache-Control": "no-store"})
+
+
+def _turn_holder(request: web.Request, token: str) -> str:
+    """Who a token belongs to, as TURN credentials name it (401/403/410 if it is no good)."""
+    if is_invitation_token(token):
+        invitation = request.app[SCHOOL].check_invitation(token, None)
+        return f"room-{invitation['id']}"
+    grant = request.app[TOKENS].lookup(token)
+    if grant is None:
+        raise NotAuthorized("unknown or revoked token")
+    if grant.role is Role.ADMIN:
+        return "admin"
+    role = "presenter" if grant.role is Role.PUBLISH else "viewer"
+    return f"{role}-{grant.session_id}"
 
 
 @operation("Create a session", body=SessionInput, errors=(*ADMIN, *JSON_BODY_ERRORS),

@@ -54,6 +54,6 @@ export function errorKey() {
 
 // Loaded once, for the publish and the stage viewer.
 export async function rtcServers() {
-  if (iceServers === null) iceServers = await loadIceServers();
+  if (iceServers === null) iceServers = await loadIceServers(token);
   return iceServers;
 }

@@ -6,7 +6,7 @@
 // room-camera.js's, and what they share room-page.js's.
 import { init, language, t, switchLanguage } from "/static/i18n.js";
 import { loadIceServers } from "/static/whip-client.js";
-import { $, api, hooks, page, renderStatus, setStatus, state } from "/static/room-page.js";
+import { $, api, hooks, page, renderStatus, setStatus, state, token } from "/static/room-page.js";
 import { connectPicture, measure, setupPicture, showTimeshift, stopPicture } from "/static/room-player.js";
 import { connectEvents, setupDiscussion, stopDiscussion } from "/static/room-discussion.js";
 import { setupCamera } from "/static/room-camera.js";
@@ -125,7 +125,7 @@ async function main() {
   setInterval(measure, STATS_MS);
   if (page.finished) return;
   try {
-    page.iceServers = await loadIceServers();
+    page.iceServers = await loadIceServers(token);
   } catch (e) {
     page.iceServers = [];
   }

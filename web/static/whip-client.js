@@ -3,8 +3,11 @@
 
 const GATHER_TIMEOUT_MS = 3000;
 
-export async function loadIceServers() {
-  const response = await fetch("/api/v1/rtc-config");
+// With the page's token, TURN servers come with credentials of its own that
+// expire (never a shared password); without one, STUN only.
+export async function loadIceServers(token = null) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch("/api/v1/rtc-config", { headers, cache: "no-store" });
   if (!response.ok) return [];
   return (await response.json()).iceServers || [];
 }
