@@ -36,7 +36,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtp import RtcpSrPacket
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
@@ -84,6 +84,7 @@ async def check_internals() -> None:
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCRtpReceiver, "_handle_rtcp_packet"),
         (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpSender, "_handle_rtcp_packet"),
         (RTCRtpSender, "_retransmit"),
         (RTCRtpSender, "_run_rtp"),
         (RTCRtpSender, "send"),
@@ -373,6 +374,10 @@ class SenderCounters:
     nacked_packets: int = 0
     retransmitted_packets: int = 0
     remb_bitrate: int | None = None
+    # From the viewer's latest receiver report on this sender's SSRC: the
+    # fraction (0..1) of packets lost since its previous one, and when it came.
+    fraction_lost: float | None = None
+    report_at: float | None = None  # time.monotonic()
 
 
 _NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 to 1970
@@ -657,7 +662,18 @@ def attach_sender(
         counters.keyframe_requests += 1
         on_keyframe_request()
 
+    original_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    counters.fraction_lost = report.fraction_lost / 256
+                    counters.report_at = time.monotonic()
+        await original_rtcp(packet)
+
     sender.send = send  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
     sender._run_rtp = writer.run  # type: ignore[method-assign]
     sender._retransmit = writer.retransmit  # type: ignore[method-assign]
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]

@@ -24,6 +24,7 @@ from streaming.peers import (
     Viewer,
     limit_bandwidth,
 )
+from streaming.quality import QualityController
 from streaming.slot import Slot
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ SLOT_NAMES = ("program", "stage")
 # (the page also asks its camera for 360p).
 UPLINK_VIDEO_KBPS = 500
 MAX_REPLACED = 32  # replaced publishers remembered for their reconnections
+QUALITY_INTERVAL = 1.0  # seconds between two readings of the viewers' feedback
 
 
 class BroadcastClosed(Exception):
@@ -74,6 +76,8 @@ class Broadcast:
         if video_codec not in SUPPORTED_VIDEO_CODECS:
             raise ValueError(f"unsupported video codec {video_codec}")
         self.broadcast_id = broadcast_id
+        self._clock = clock
+        self._quality_task: asyncio.Task[None] | None = None
         self.video_codec = video_codec
         self.settings = settings
         self.slots = {
@@ -289,6 +293,7 @@ class Broadcast:
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
                         self._forget, context=f"broadcast {self.broadcast_id}")
         viewer.tag = tag
+        viewer.quality = QualityController(clock=self._clock)
         viewer.on_connected = self._viewer_connected
         try:
             answer = await viewer.answer(offer)
@@ -299,7 +304,26 @@ class Broadcast:
             await viewer.close()
             raise BroadcastClosed(self.broadcast_id)
         self.viewers[viewer.resource_id] = viewer
+        if self._quality_task is None or self._quality_task.done():
+            self._quality_task = asyncio.create_task(self._watch_quality())
         return viewer.resource_id, answer
+
+    async def _watch_quality(self) -> None:
+        """Once a second, each connected viewer's feedback moves it between the
+        picture and sound only (streaming/quality.py); ends with the last viewer."""
+        while not self.closed and self.viewers:
+            await asyncio.sleep(QUALITY_INTERVAL)
+            now = self._clock()
+            needed = self.program.video.stats.bitrate or None
+            for viewer in list(self.viewers.values()):
+                if viewer.connection_state != "connected":
+                    continue
+                if viewer.quality.observe(viewer.quality_sample(now, needed)):
+                    viewer.apply_quality()
+                    logger.info("broadcast %s: viewer %s (%s) now %s (its link: %s)",
+                                self.broadcast_id, viewer.resource_id,
+                                viewer.tag or "no invitation", viewer.level,
+                                viewer.quality.level)
 
     def resource(self, resource_id: str) -> Peer | None:
         for publisher in (self.publisher, self.pending_publisher):
@@ -321,8 +345,11 @@ class Broadcast:
         self.closed = True
         peers: list[Peer] = list(self.viewers.values())
         peers += self.uplinks.values()
+        watching = [self._quality_task] if self._quality_task is not None else []
+        for task in watching:
+            task.cancel()
         peers += [p for p in (self.publisher, self.pending_publisher) if p is not None]
-        await asyncio.gather(*(peer.close() for peer in peers), *self._closing,
+        await asyncio.gather(*(peer.close() for peer in peers), *self._closing, *watching,
                              return_exceptions=True)
         for slot in self.slots.values():
             slot.close()

@@ -33,6 +33,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from streaming import aiortc_glue
 from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, MediaKind
 from streaming.keyframes import is_keyframe
+from streaming.quality import Level, QualityController, Sample
 from streaming.relay_track import RelayTrack
 from streaming.slot import Slot
 
@@ -450,6 +451,7 @@ class Viewer(Peer):
         self.outgoing: list[_Outgoing] = []
         self.tag: str | None = None  # who this viewer is (an invitation id), if known
         self._sender_check: asyncio.Task[None] | None = None
+        self.quality = QualityController()
 
     def _connected(self) -> None:
         self._sender_check = asyncio.create_task(self._check_senders())
@@ -502,6 +504,38 @@ class Viewer(Peer):
         for out in self.outgoing:
             if out.slot_name == slot_name:
                 out.track.switch(slot.track(out.track.kind))  # type: ignore[arg-type]
+
+    @property
+    def level(self) -> Level:
+        """What this viewer gets now: the picture and sound, or sound only."""
+        return self.quality.effective
+
+    def apply_quality(self) -> None:
+        """Pause or resume this viewer's pictures to match :attr:`level`."""
+        audio_only = self.quality.effective is Level.AUDIO
+        for out in self.outgoing:
+            if out.kind == "video":
+                if audio_only:
+                    out.track.pause()
+                else:
+                    out.track.resume()
+
+    def quality_sample(self, now: float, needed_bps: float | None) -> Sample:
+        """This second's feedback from the viewer, for its controller: the
+        worst fresh loss of its program sound and (if flowing) picture."""
+        stale = self.quality.rules.stale_after
+        losses: list[float] = []
+        remb: float | None = None
+        for out in self.outgoing:
+            if out.slot_name != self.slots[0].name or (out.kind == "video" and out.track.paused):
+                continue
+            counters = out.counters
+            if counters.fraction_lost is not None and counters.report_at is not None \
+                    and now - counters.report_at <= stale:
+                losses.append(counters.fraction_lost)
+            if out.kind == "video" and counters.remb_bitrate is not None:
+                remb = float(counters.remb_bitrate)
+        return Sample(max(losses) if losses else None, remb, needed_bps)
 
     def watching(self, slot_name: str) -> Slot | None:
         """The slot this viewer's ``slot_name`` video now comes from."""

@@ -48,6 +48,7 @@ class RelayTrack(MediaStreamTrack):
         self.overflows = 0
         self.keyframe_requests = 0
         self._rebase_next = False  # switched to another slot track: re-base the next frame
+        self._paused = False  # off the slot track: this viewer gets sound only
 
     def bind(self, writer: FrameWriter) -> None:
         self._writer = writer
@@ -74,15 +75,41 @@ class RelayTrack(MediaStreamTrack):
         self._slot_track = slot_track
         self._gated = self.kind == "video"
         self._rebase_next = True
-        if self._started:
+        if self._started and not self._paused:
             slot_track.subscribe(self, request_keyframe=False)
             if self.kind == "video" and not slot_track.catch_up(self):
                 slot_track.request_keyframe()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Send nothing until :meth:`resume` (a viewer on sound only): off the
+        slot track, so the paused viewer costs nothing per frame."""
+        if self._paused:
+            return
+        self._paused = True
+        if self._started:
+            self._slot_track.unsubscribe(self)
+
+    def resume(self) -> None:
+        """Send again, from the next keyframe (asked for now)."""
+        if not self._paused:
+            return
+        self._paused = False
+        self._gated = self.kind == "video"
+        if self._started:
+            self._slot_track.subscribe(self, request_keyframe=False)
+            if not self._slot_track.catch_up(self):
+                self._slot_track.request_keyframe()
 
     def writer_ready(self) -> None:
         """The viewer is connected: frames reach it from the next keyframe on
         (or at once from the slot's cache, for a source that cannot make one)."""
         self._gated = True
+        if self._paused:
+            return
         if not self._slot_track.catch_up(self):
             self._slot_track.request_keyframe()
 

@@ -18,8 +18,17 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from classroom.access.invitations import is_invitation_token
 from classroom.errors import DomainError
+from streaming.peers import Viewer
 from web import i18n
-from web.api.spec import JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
+from web.api.spec import (
+    JSON_BODY_ERRORS,
+    Reply,
+    Shape,
+    Validated,
+    operation,
+    read_model,
+    read_query,
+)
 from web.errors import (
     AppError,
     Forbidden,
@@ -99,6 +108,41 @@ class TimeshiftRequest(Validated):
 class TimeshiftState(Shape):
     mode: Literal["live", "timeshift"]
     position: float | None = Field(description="seconds into the lecture (timeshift)")
+
+
+class QualityRequest(Validated):
+    resource: str = Field(min_length=1, max_length=64,
+                          description="the id of this room's WHEP resource (the last part "
+                                      "of its Location)")
+    audio_only: bool = Field(description="true: sound only (仅声音) by the room's own choice; "
+                                         "false: whatever the link can take")
+    refusals: ClassVar[dict[str, str]] = {
+        "resource": "resource must name this room's WHEP resource",
+        "audio_only": "audio_only must be true or false"}
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return Unprocessable(cls.refusals[fields[0]])
+
+
+class QualityQuery(Validated):
+    resource: str = Field(min_length=1, max_length=64,
+                          description="the id of this room's WHEP resource")
+    refusals: ClassVar[dict[str, str]] = {
+        "resource": "resource must name this room's WHEP resource"}
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return Unprocessable(cls.refusals[fields[0]])
+
+
+class QualityState(Shape):
+    level: Literal["full", "audio"] = Field(
+        description="what the room gets now: full (高清, picture and sound) or audio (仅声音)")
+    link: Literal["full", "audio"] = Field(
+        description="what the room's link can take, by the relay's reading of its RTCP "
+                    "(loss, bandwidth estimate), with hysteresis")
+    audio_only: bool = Field(description="the room chose sound only itself")
 
 
 ROOM_TOKEN = (401, 403, 410)
@@ -213,10 +257,7 @@ async def timeshift(request: web.Request) -> web.Response:
     session = request.app[SESSIONS].get(str(invitation["session_id"]))
     if session is None or session.state == "ended":
         raise Gone("this session has ended")
-    viewer = session.broadcast.viewers.get(resource)
-    # Another room's viewer is as unknown as a made-up one.
-    if viewer is None or viewer.tag != invitation["id"]:
-        raise NotFound("no such viewer of this room")
+    viewer = _own_viewer(request, invitation, resource)
     timeshifts = request.app[TIMESHIFTS]
     if mode == "start":
         state = await timeshifts.start(session, viewer)
@@ -225,10 +266,51 @@ async def timeshift(request: web.Request) -> web.Response:
     return web.json_response(state, headers={"Cache-Control": "no-store"})
 
 
+def _own_viewer(request: web.Request, invitation: dict[str, Any], resource: str) -> Viewer:
+    session = request.app[SESSIONS].get(str(invitation["session_id"]))
+    if session is None or session.state == "ended":
+        raise Gone("this session has ended")
+    viewer = session.broadcast.viewers.get(resource)
+    # Another room's viewer is as unknown as a made-up one.
+    if viewer is None or viewer.tag != invitation["id"]:
+        raise NotFound("no such viewer of this room")
+    return viewer
+
+
+def _quality(viewer: Viewer) -> dict[str, Any]:
+    return {"level": str(viewer.level), "link": str(viewer.quality.level),
+            "audio_only": viewer.quality.chosen_audio_only}
+
+
+@operation("What this room's viewer gets (高清 / 仅声音) and what its link can take; with "
+           "the room's invitation token", query=(QualityQuery,),
+           errors=(*ROOM_TOKEN, 404, 422),
+           replies={200: Reply("the viewer's quality", QualityState)})
+async def quality(request: web.Request) -> web.Response:
+    invitation = _invitation(request)
+    viewer = _own_viewer(request, invitation, read_query(request, QualityQuery).resource)
+    return web.json_response(_quality(viewer), headers={"Cache-Control": "no-store"})
+
+
+@operation("Sound only (仅声音) by the room's own choice, or back to what the link can take; "
+           "with the room's invitation token. Sound never stops", body=QualityRequest,
+           errors=(*ROOM_TOKEN, *JSON_BODY_ERRORS, 404),
+           replies={200: Reply("the viewer's quality", QualityState)})
+async def choose_quality(request: web.Request) -> web.Response:
+    invitation = _invitation(request)
+    wanted = await read_model(request, QualityRequest)
+    viewer = _own_viewer(request, invitation, wanted.resource)
+    viewer.quality.chosen_audio_only = wanted.audio_only
+    viewer.apply_quality()
+    return web.json_response(_quality(viewer), headers={"Cache-Control": "no-store"})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/join/{token}", join),
         web.get("/api/v1/room", room),
         web.post("/api/v1/room/headcount", headcount),
         web.post("/api/v1/room/timeshift", timeshift),
+        web.get("/api/v1/room/quality", quality),
+        web.post("/api/v1/room/quality", choose_quality),
     ]

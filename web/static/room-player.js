@@ -108,6 +108,57 @@ async function setTimeshift(mode) {
   }
 }
 
+// ------------------------------------------------------ 高清 / 仅声音
+
+// What the relay sends this room (its reading of the room's link, or the
+// room's own choice of sound only); asked with each quality measurement.
+async function fetchLevel() {
+  const resource = page.viewer && page.viewer.resourceUrl && page.viewer.resourceUrl.split("/").pop();
+  if (!resource) {
+    state.level = null;
+    return;
+  }
+  try {
+    const response = await api(`/api/v1/room/quality?resource=${encodeURIComponent(resource)}`);
+    state.level = response.ok ? await response.json() : null;
+  } catch (e) {
+    // the network: keep what we had
+  }
+}
+
+export function showLevel() {
+  const level = state.level;
+  const shown = !!level && !page.finished && !!page.viewer;
+  $("level").hidden = !shown;
+  const audio = shown && level.level === "audio";
+  $("audio-screen").hidden = !audio;
+  if (!shown) return;
+  const badge = $("level-badge");
+  badge.textContent = t(`room.level.${level.level}`);
+  badge.className = `badge ${level.level}`;
+  $("audio-only").hidden = level.audio_only;
+  $("picture-back").hidden = !level.audio_only;
+  $("audio-reason").textContent = t(level.audio_only ? "room.level.reason_chosen"
+                                                     : "room.level.reason_link");
+}
+
+async function chooseAudioOnly(audioOnly) {
+  const resource = page.viewer && page.viewer.resourceUrl && page.viewer.resourceUrl.split("/").pop();
+  if (!resource) return;
+  for (const id of ["audio-only", "picture-back"]) $(id).disabled = true;
+  try {
+    const response = await api("/api/v1/room/quality", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ resource, audio_only: audioOnly }),
+    });
+    if (response.ok) state.level = await response.json();
+  } finally {
+    for (const id of ["audio-only", "picture-back"]) $(id).disabled = false;
+    showLevel();
+  }
+}
+
 // ---------------------------------------------------------- link quality
 
 let previous = null;
@@ -117,8 +168,12 @@ export async function measure() {
   if (!pc || pc.connectionState !== "connected") {
     showQuality(null);
     previous = null;
+    state.level = null;
+    showLevel();
     return;
   }
+  await fetchLevel();
+  showLevel();
   let stats;
   try {
     stats = await pc.getStats();
@@ -198,6 +253,8 @@ export function setupPicture() {
     video.muted = false;
     video.play().then(() => { $("unmute").hidden = true; }, () => {});
   });
+  $("audio-only").addEventListener("click", () => chooseAudioOnly(true));
+  $("picture-back").addEventListener("click", () => chooseAudioOnly(false));
   $("timeshift-start").addEventListener("click", () => setTimeshift("start"));
   $("timeshift-live").addEventListener("click", () => setTimeshift("live"));
   video.addEventListener("playing", () => { if (!video.muted) $("unmute").hidden = true; });

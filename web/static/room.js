@@ -7,7 +7,8 @@
 import { init, language, t, switchLanguage } from "/static/i18n.js";
 import { loadIceServers } from "/static/whip-client.js";
 import { $, api, hooks, page, renderStatus, setStatus, state, token } from "/static/room-page.js";
-import { connectPicture, measure, setupPicture, showTimeshift, stopPicture } from "/static/room-player.js";
+import { connectPicture, measure, setupPicture, showLevel, showTimeshift, stopPicture }
+  from "/static/room-player.js";
 import { connectEvents, setupDiscussion, stopDiscussion } from "/static/room-discussion.js";
 import { setupCamera } from "/static/room-camera.js";
 
@@ -45,6 +46,7 @@ function showRoom(room) {
     input.value = String(room.headcount);
   }
   showTimeshift();
+  showLevel();
   if (room.state === "ended") {
     finish("ended");
   } else if (room.program_failed) {
