@@ -121,8 +121,10 @@ async def gstreamer(mode: str, url: str, token: str, codec: str,
                     seconds: float = 60.0) -> AsyncIterator[GstPeer]:
     """``gstreamer_peer.py mode url token`` running; ended on exit."""
     process = await asyncio.create_subprocess_exec(
-        SYSTEM_PYTHON, str(PEER_SCRIPT), mode, url, token, "--codec", codec,
-        "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE,
+        # "--": a token may begin with "-" (token_urlsafe), which argparse would
+        # take for an option.
+        SYSTEM_PYTHON, str(PEER_SCRIPT), "--codec", codec, "--seconds", str(seconds),
+        "--", mode, url, token, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GST_DEBUG": os.environ.get("GST_DEBUG", "1")})
     peer = GstPeer(process)

@@ -346,7 +346,8 @@ PUBLIC_API_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/rtc-confi
 PRESENTER_API_ROUTES = {("GET", "/api/v1/sessions/{session_id}/presence")}
 # The room's invitation token (tests/pages/test_room_page.py).
 ROOM_API_ROUTES = {("GET", "/api/v1/room"), ("POST", "/api/v1/room/headcount"),
-                   ("POST", "/api/v1/room/timeshift")}
+                   ("POST", "/api/v1/room/timeshift"), ("GET", "/api/v1/room/quality"),
+                   ("POST", "/api/v1/room/quality")}  # quality: tests/web/test_quality.py
 # The archive's routes: admin-only and reader routes (tests/web/test_archive_api.py).
 ARCHIVE_API_ROUTES = {
     ("POST", "/api/v1/sessions/{session_id}/recording"),
