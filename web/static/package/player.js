@@ -59,6 +59,7 @@
     state.lang = state.lang === "en" ? "zh-CN" : "en";
     try { localStorage.setItem(LANG_KEY, state.lang); } catch (e) { /* a convenience */ }
     translatePage();
+    buildFilters();
     render();
     if (state.item) showItem(state.item);
   }
