@@ -141,7 +141,8 @@
   function render() {
     const shown = catalog.items.filter(matches);
     state.shown = shown.map((item) => item.id);
-    const groups = new Map();
+    // Courses in the catalog's order, then the lectures without a course.
+    const groups = new Map(catalog.courses.map((course) => [String(course.id), []]));
     for (const item of shown) {
       const key = item.course_id == null ? "" : String(item.course_id);
       if (!groups.has(key)) groups.set(key, []);
@@ -149,6 +150,7 @@
     }
     const sections = [];
     for (const [key, items] of groups) {
+      if (!items.length) continue;
       const course = courses.get(Number(key));
       const unit = course && course.unit_id != null ? units.get(course.unit_id) : null;
       const heading = course ? [unit && unit.name, course.title].filter(Boolean).join(" · ")
