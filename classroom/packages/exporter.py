@@ -17,18 +17,23 @@ is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import io
 import json
+import mmap
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from classroom.db import Database
 from classroom.errors import Invalid, Missing
@@ -43,11 +48,14 @@ from recordings.finish import POSTER_NAME
 from recordings.manager import Recordings, valid_item_id
 
 CHUNK = 4 * 1024 * 1024
+KERNEL_CHUNK = 64 * 1024 * 1024
+WORKERS = 2  # files copied and hashed at once: SHA-256 runs at about cp's speed per core
 FORMATS = ("dir", "zip", "iso")
 ITEM_COLUMNS = ("id", "course_id", "title", "lecturer", "description", "recorded_at", "origin",
                 "duration", "size", "video_codec", "audio_codec", "width", "height",
                 "media_file", "stage_file")
 Progress = Callable[[float], None]
+T = TypeVar("T")
 
 
 class ExportFailed(Exception):
@@ -180,8 +188,89 @@ def copy_hashing(source: IO[bytes], target: IO[bytes] | None,
     return size, digest.hexdigest()
 
 
+def hash_file(path: Path, advance: Callable[[int], None]) -> tuple[int, str]:
+    """(size, SHA-256) of a file, hashed from a memory map: no copy of the
+    bytes into Python, and the GIL is released while each slice is hashed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            return 0, digest.hexdigest()
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                for start in range(0, size, CHUNK):
+                    digest.update(view[start:start + CHUNK])
+                    advance(min(CHUNK, size - start))
+            finally:
+                view.release()
+    return size, digest.hexdigest()
+
+
+def run_all(tasks: list[Callable[[], T]], workers: int) -> list[T]:
+    """The tasks' results in order, ``workers`` at a time; the first failure
+    is raised once the running tasks end (the queued ones do not start)."""
+    if workers <= 1:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(workers, thread_name_prefix="package") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def copy_file(source: Path, target: Path, advance: Callable[[int], None]) -> tuple[int, str]:
+    """Copy ``source`` to a new ``target``; (size, SHA-256 of what was copied).
+
+    The kernel copies (``copy_file_range``, as ``cp`` does: the bytes never
+    pass through Python) while this thread hashes the source from a memory
+    map; the two overlap, and the second read comes from the page cache the
+    first one filled."""
+    with source.open("rb") as reading, target.open("xb") as writing, \
+            ThreadPoolExecutor(1, thread_name_prefix="package-copy") as pool:
+        copying = pool.submit(_kernel_copy, reading.fileno(), writing.fileno())
+        try:
+            size, digest = hash_file(source, advance)
+        finally:
+            copied = copying.result()
+    if copied != size:
+        raise OSError(errno.EIO, f"{source} changed while it was copied")
+    return size, digest
+
+
+def _kernel_copy(source: int, target: int) -> int:
+    """Copy from the current offsets to the end; the bytes copied."""
+    copied = 0
+    try:
+        while count := os.copy_file_range(source, target, KERNEL_CHUNK):
+            copied += count
+        return copied
+    except OSError as exc:
+        # Another file system, or an old kernel: sendfile, then plain reads.
+        if copied or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP,
+                                       errno.EINVAL):
+            raise
+    try:
+        while count := os.sendfile(target, source, None, KERNEL_CHUNK):
+            copied += count
+        return copied
+    except OSError as exc:
+        if copied or exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+    while chunk := os.read(source, CHUNK):
+        os.write(target, chunk)  # a regular file takes all of it
+        copied += len(chunk)
+    return copied
+
+
 class _Writer:
-    """One kind of target; ``add`` writes a file and returns its entry."""
+    """One kind of target; ``add`` writes a file and returns its entry
+    (from several threads at once when ``parallel``)."""
+
+    parallel = False
 
     def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
             ) -> PackageFile:
@@ -199,6 +288,8 @@ def _opened(source: Path | bytes) -> IO[bytes]:
 
 
 class _FolderWriter(_Writer):
+    parallel = True
+
     def __init__(self, root: Path) -> None:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise Invalid({"target": "error.package_target_exists"})
@@ -210,6 +301,9 @@ class _FolderWriter(_Writer):
             ) -> PackageFile:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            size, digest = copy_file(source, target, advance)
+            return PackageFile(path, size, digest)
         with _opened(source) as reading, target.open("xb") as writing:
             size, digest = copy_hashing(reading, writing, advance)
         return PackageFile(path, size, digest)
@@ -260,6 +354,8 @@ class _IsoWriter(_Writer):
     """The small files are written to a folder beside the image; the media
     are hashed where they are and grafted into the image by xorriso."""
 
+    parallel = True
+
     def __init__(self, target: Path) -> None:
         if target.exists():
             raise Invalid({"target": "error.package_target_exists"})
@@ -279,8 +375,7 @@ class _IsoWriter(_Writer):
             size, digest = len(source), hashlib.sha256(source).hexdigest()
             advance(size)
             return PackageFile(path, size, digest)
-        with source.open("rb") as reading:
-            size, digest = copy_hashing(reading, None, advance)
+        size, digest = hash_file(source, advance)
         # '=' and '\\' are xorriso's graft syntax; the archive's paths have neither.
         self.grafts.append(f"/{path}={source.resolve()}")
         return PackageFile(path, size, digest)
@@ -309,6 +404,23 @@ def _writer(target: Path, kind: str) -> _Writer:
     return _FolderWriter(target)
 
 
+class Advance:
+    """Bytes done of ``total``, from any thread, as a share to ``progress``."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total = total or 1
+        self.progress = progress
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            share = min(self.done / self.total, 0.999)
+        if self.progress is not None:
+            self.progress(share)
+
+
 def export(db: Database, recordings: Recordings, selection: Selection, target: Path,
            player: Mapping[str, bytes], *, created_at: float, kind: str | None = None,
            progress: Progress | None = None) -> Manifest:
@@ -321,16 +433,12 @@ def export(db: Database, recordings: Recordings, selection: Selection, target: P
     files: list[tuple[str, Path | bytes]] = [
         *player.items(), (CATALOG_SCRIPT, catalog_script(manifest)), *sources.items()]
     total = sum(len(s) if isinstance(s, bytes) else s.stat().st_size for _, s in files) or 1
-    done = [0]
-
-    def advance(count: int) -> None:
-        done[0] += count
-        if progress is not None:
-            progress(min(done[0] / total, 0.999))
-
+    advance = Advance(total, progress)
     writer = _writer(target, kind or format_of(target))
     try:
-        manifest.files = [writer.add(path, source, advance) for path, source in files]
+        manifest.files = run_all(
+            [functools.partial(writer.add, path, source, advance) for path, source in files],
+            WORKERS if writer.parallel else 1)
         writer.finish(manifest.dumps())
     except BaseException:
         writer.abort()

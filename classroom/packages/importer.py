@@ -16,6 +16,7 @@ gets one unit per topic, not one per disc.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -30,11 +31,19 @@ from typing import IO, Any
 
 from classroom.db import Database
 from classroom.errors import StateConflict
-from classroom.packages.exporter import copy_hashing
+from classroom.packages.exporter import (
+    WORKERS,
+    Advance,
+    copy_file,
+    copy_hashing,
+    hash_file,
+    run_all,
+)
 from classroom.packages.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST,
     Manifest,
+    PackageFile,
     PackageRefused,
     item_paths,
     parse,
@@ -67,7 +76,7 @@ class _Folder:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    def open(self, path: str) -> IO[bytes]:
+    def file(self, path: str) -> Path:
         # The path is checked (manifest.safe_path); links are not followed,
         # so nothing outside the package is ever read.
         current = self.root
@@ -77,7 +86,10 @@ class _Folder:
                 raise PackageRefused(path, "a link, not a file of the package")
         if not current.is_file():
             raise PackageRefused(path, "missing from the package")
-        return current.open("rb")
+        return current
+
+    def open(self, path: str) -> IO[bytes]:
+        return self.file(path).open("rb")
 
     def close(self) -> None:
         pass
@@ -187,25 +199,22 @@ def import_package(db: Database, recordings: Recordings, path: Path, *, now: flo
 def _verify_and_stage(source: _Folder | _Zip, manifest: Manifest,
                       copies: dict[str, dict[str, Any]], staging: Path,
                       progress: Progress | None) -> None:
-    total = sum(file.size for file in manifest.files) or 1
-    done = [0]
+    advance = Advance(sum(file.size for file in manifest.files), progress)
 
-    def advance(count: int) -> None:
-        done[0] += count
-        if progress is not None:
-            progress(min(done[0] / total, 0.999))
-
-    for entry in manifest.files:
-        item = copies.get(entry.path)
+    def check(entry: PackageFile) -> None:
+        copied = entry.path in copies
+        target = staging / entry.path
+        if copied:
+            target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with source.open(entry.path) as reading:
-                if item is None:
-                    size, digest = copy_hashing(reading, None, advance)
-                else:
-                    target = staging / entry.path
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with target.open("xb") as writing:
-                        size, digest = copy_hashing(reading, writing, advance)
+            if isinstance(source, _Folder):
+                path = source.file(entry.path)
+                size, digest = copy_file(path, target, advance) if copied \
+                    else hash_file(path, advance)
+            else:
+                with source.open(entry.path) as reading, \
+                        (target.open("xb") if copied else contextlib.nullcontext()) as writing:
+                    size, digest = copy_hashing(reading, writing, advance)
         except (zipfile.BadZipFile, EOFError) as exc:
             raise PackageRefused(entry.path, f"damaged ({exc})") from None
         if size != entry.size:
@@ -214,6 +223,11 @@ def _verify_and_stage(source: _Folder | _Zip, manifest: Manifest,
         if digest != entry.sha256:
             raise PackageRefused(entry.path, "its SHA-256 differs from the manifest's: "
                                              "the file is damaged")
+
+    # A folder's files are read two at a time (hashing is the cost); a ZIP
+    # file is one stream.
+    run_all([functools.partial(check, entry) for entry in manifest.files],
+            WORKERS if isinstance(source, _Folder) else 1)
 
 
 def _enter(db: Database, recordings: Recordings, manifest: Manifest, report: ImportReport,
