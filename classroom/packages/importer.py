@@ -83,9 +83,9 @@ class _Folder:
         for part in path.split("/"):
             current = current / part
             if current.is_symlink():
-                raise PackageRefused(path, "a link, not a file of the package")
+                raise PackageRefused(path, "a link, not a file of the package", "outside")
         if not current.is_file():
-            raise PackageRefused(path, "missing from the package")
+            raise PackageRefused(path, "missing from the package", "missing")
         return current
 
     def open(self, path: str) -> IO[bytes]:
@@ -100,15 +100,16 @@ class _Zip:
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
-            raise PackageRefused(path.name, f"not a readable ZIP file ({exc})") from None
+            raise PackageRefused(path.name, f"not a readable ZIP file ({exc})",
+                                 "not_package") from None
 
     def open(self, path: str) -> IO[bytes]:
         try:
             return self.zip.open(path)
         except KeyError:
-            raise PackageRefused(path, "missing from the package") from None
+            raise PackageRefused(path, "missing from the package", "missing") from None
         except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
-            raise PackageRefused(path, f"unreadable ({exc})") from None
+            raise PackageRefused(path, f"unreadable ({exc})", "damaged") from None
 
     def close(self) -> None:
         self.zip.close()
@@ -128,7 +129,7 @@ def _opened(path: Path, scratch: Path) -> Iterator[_Folder | _Zip]:
         yield _Folder(path)
         return
     if not path.is_file():
-        raise PackageRefused(path.name, "no such file or folder")
+        raise PackageRefused(path.name, "no such file or folder", "missing")
     if zipfile.is_zipfile(path):
         source = _Zip(path)
         try:
@@ -137,16 +138,19 @@ def _opened(path: Path, scratch: Path) -> Iterator[_Folder | _Zip]:
             source.close()
         return
     if not _is_iso(path):
-        raise PackageRefused(path.name, "not a package folder, ZIP file or ISO image")
+        raise PackageRefused(path.name, "not a package folder, ZIP file or ISO image",
+                             "not_package")
     if shutil.which("xorriso") is None:
-        raise PackageRefused(path.name, "ISO images need xorriso (apt-get install xorriso)")
+        raise PackageRefused(path.name, "ISO images need xorriso (apt-get install xorriso)",
+                             "not_package")
     folder = Path(tempfile.mkdtemp(prefix=".package-iso-", dir=scratch))
     try:
         done = subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(path),
                                "-extract", "/", str(folder)],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise PackageRefused(path.name, f"unreadable ISO image: {done.stderr[-300:]}")
+            raise PackageRefused(path.name, f"unreadable ISO image: {done.stderr[-300:]}",
+                                     "damaged")
         yield _Folder(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -216,13 +220,14 @@ def _verify_and_stage(source: _Folder | _Zip, manifest: Manifest,
                         (target.open("xb") if copied else contextlib.nullcontext()) as writing:
                     size, digest = copy_hashing(reading, writing, advance)
         except (zipfile.BadZipFile, EOFError) as exc:
-            raise PackageRefused(entry.path, f"damaged ({exc})") from None
+            raise PackageRefused(entry.path, f"damaged ({exc})", "damaged") from None
         if size != entry.size:
             raise PackageRefused(entry.path, f"{size} bytes where the manifest says "
-                                             f"{entry.size}: the file is incomplete or damaged")
+                                             f"{entry.size}: the file is incomplete or damaged",
+                                 "incomplete")
         if digest != entry.sha256:
             raise PackageRefused(entry.path, "its SHA-256 differs from the manifest's: "
-                                             "the file is damaged")
+                                             "the file is damaged", "damaged")
 
     # A folder's files are read two at a time (hashing is the cost); a ZIP
     # file is one stream.

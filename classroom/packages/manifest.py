@@ -42,10 +42,14 @@ class PackageRefused(Invalid):
 
     ``path`` names the file (or the manifest field) at fault."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    KINDS = ("manifest", "missing", "incomplete", "damaged", "outside", "not_package")
+
+    def __init__(self, path: str, reason: str, kind: str = "manifest") -> None:
         super().__init__({"package": "error.package_refused"})
+        assert kind in self.KINDS, kind
         self.path = path
         self.reason = reason
+        self.kind = kind  # for a message in the reader's language
         self.message = f"package refused: {path}: {reason}"
 
     def __str__(self) -> str:
@@ -100,7 +104,7 @@ def safe_path(path: object) -> str:
     if (not path or len(path) > MAX_PATH or path.startswith("/")
             or any(not PATH_PART.fullmatch(part) for part in parts)):
         raise PackageRefused(path[:MAX_PATH] or "(empty)", "the path leads outside the package "
-                             "or is not a plain file name")
+                             "or is not a plain file name", "outside")
     return path
 
 

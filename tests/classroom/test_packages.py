@@ -210,6 +210,10 @@ def test_damaged_packages_are_refused_naming_the_file(source: Archived, district
             import_package(district, path)
         assert caught.value.path == named, caught.value
         assert reason in caught.value.reason, caught.value
+        kinds = {"SHA-256 differs": "damaged", "missing": "missing", "bytes where": "incomplete",
+                 "outside": "outside", "a link": "outside", "not a package": "not_package"}
+        assert caught.value.kind == next(
+            (kind for text, kind in kinds.items() if text in reason), "manifest"), caught.value
         assert snapshot(district) == before, f"{path.name} changed the archive"
 
     # A flipped byte in the middle of a lecture, in a folder and in a ZIP.

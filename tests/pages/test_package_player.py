@@ -1,11 +1,14 @@
-"""The offline player of a course package, in Debian's Chromium, opened from
-``file://`` with no server: it lists the units, courses and lectures, finds
-lectures by title, plays one (frames decoded), shows the room on stage as a
-picture-in-picture and jumps to a turn; it reads nothing but the package's
-own files, in Chinese first and in English."""
+"""Course packages in Debian's Chromium: the offline player opened from
+``file://`` with no server (it lists the units, courses and lectures, finds
+lectures by title, plays one with frames decoded, shows the room on stage as
+a picture-in-picture and jumps to a turn; it reads nothing but the
+package's own files, in Chinese first and in English), and the console's
+课程包 tab (export with progress and download, upload import, a damaged
+package refused)."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from classroom.packages import exporter
 from classroom.packages.exporter import Selection
 from tests.support.browser import Chromium
 from tests.support.packages import TURN, make_archive, make_media, open_archive
+from tests.support.pages import API, open_console, request
+from tests.support.service import Service
 from web.package_player import player_files
 
 UI_TIMEOUT = 15.0
@@ -133,3 +138,70 @@ async def test_the_package_plays_from_file_with_no_server(tmp_path: Path,
         requested
     errors = [line for line in page.console if "pageerror" in line or "error:" in line]
     assert not errors, errors
+
+
+@pytest.mark.browser
+async def test_the_console_exports_with_progress_and_imports_an_upload(
+        admin_service: Service, tmp_path: Path, chromium: Chromium) -> None:
+    """The console's 课程包 tab: a unit exported as a ZIP file (progress, then
+    a download link), uploaded back after its lectures were deleted here (they
+    return with their files), then a damaged copy refused naming the file."""
+    service = admin_service
+    source = make_archive(tmp_path / "data", make_media(tmp_path / "media"))
+    page = await open_console(chromium, service.base, "console")
+    await page.page.click("#tab-packages")
+    await page.page.select_option("#packages-form [name=unit_id]", str(source.units[0]["id"]))
+    await page.page.click("#packages-form button[type=submit]")
+    job = await chromium.wait_for_js(
+        page, "the package ready",
+        "() => { const job = window.zhixingConsole.packages.job; "
+        "return job?.state === 'ready' && job; }",
+        UI_TIMEOUT)
+    assert job["items"] == 3 and job["format"] == "zip", job
+    shown = await page.evaluate("""() => ({
+        status: document.getElementById('package-status').textContent,
+        href: document.getElementById('package-download').getAttribute('href'),
+        visible: !document.getElementById('package-download').hidden })""")
+    assert shown["status"].startswith("课程包已生成") and "3 个录像" in shown["status"], shown
+    assert shown["visible"] and shown["href"] == f"/api/v1/packages/{job['id']}/file", shown
+    async with page.page.expect_download() as waiting:
+        await page.page.click("#package-download")
+    download = await waiting.value
+    package = tmp_path / "downloaded.zip"
+    await download.save_as(package)
+    assert package.stat().st_size == job["size"]
+    with zipfile.ZipFile(package) as opened:
+        assert "index.html" in opened.namelist() and "manifest.json" in opened.namelist()
+
+    # Delete the unit's lectures here, then upload the package: they come back.
+    exported = sorted(item["id"] for item in source.items[:3])
+    for item_id in exported:
+        status, _, text = await request(service, "DELETE", f"{API}/archive/{item_id}")
+        assert status == 204, text
+    await page.page.set_input_files("#package-import-form [name=file]", str(package))
+    await page.page.click("#package-import-form button[type=submit]")
+    imported = await chromium.wait_for_js(
+        page, "the package imported", "window.zhixingConsole.packages.imported", UI_TIMEOUT)
+    assert sorted(imported["added"]) == exported, imported
+    assert await page.evaluate("document.getElementById('package-import-status').textContent") \
+        == "已导入 3 个录像（已有 0 个未重复导入），新建专题 0 个、课程 0 个。"
+    status, listed, _ = await request(service, "GET", f"{API}/archive?state=ready")
+    assert sorted(i["id"] for i in listed["items"] if i["id"] in exported) == exported
+
+    # A damaged copy: refused, naming the file.
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(package) as reading, zipfile.ZipFile(damaged, "w") as writing:
+        for info in reading.infolist():
+            data = reading.read(info)
+            if info.filename == "player/player.css":
+                data = data.replace(b"#a3191e", b"#a3191f", 1)
+            writing.writestr(info, data)
+    await page.page.set_input_files("#package-import-form [name=file]", str(damaged))
+    await page.page.click("#package-import-form button[type=submit]")
+    refused = await chromium.wait_for_js(
+        page, "the package refused", "window.zhixingConsole.packages.refused", UI_TIMEOUT)
+    assert refused["file"] == "player/player.css", refused
+    status_text = await page.evaluate(
+        "document.getElementById('package-import-status').textContent")
+    assert status_text == \
+        "课程包未导入：文件 player/player.css 已损坏（SHA-256 校验值与清单不符）", status_text

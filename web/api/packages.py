@@ -178,7 +178,8 @@ async def import_package(request: web.Request) -> web.Response:
         except PackageRefused as exc:
             name = exc.path if exc.path != upload.name else "the uploaded file"
             return web.json_response({"error": f"package refused: {name}: {exc.reason}",
-                                      "file": name, "reason": exc.reason}, status=422)
+                                      "file": name, "reason": exc.reason, "kind": exc.kind},
+                                     status=422)
         except OSError as exc:
             raise StateConflict(f"the package could not be imported: {exc.strerror}") from exc
     finally:
