@@ -2,41 +2,44 @@
 
 The lectures go as they are stored (no transcoding), with their posters and
 stage files; the catalog rows they belong to go into the manifest and, for
-the offline player, into ``catalog.js``. Each file is hashed while it is
-copied (one read of every byte), so an export costs about what ``cp`` of the
-same files costs. The player's own files (HTML, JS, CSS, its messages) are
-given by the caller: they are the web layer's.
+the offline player, into ``catalog.js``. Each file is hashed while the
+kernel copies it, two files at a time (``copying.py``). The player's own
+files (HTML, JS, CSS, its messages) are given by the caller: they are the
+web layer's.
 
 Targets: a folder (which must not exist or be empty), a ZIP file (stored,
-not compressed: video does not compress; ZIP64 for files over 4 GiB) or an
-ISO image (ISO 9660 level 3 with Rock Ridge and Joliet, by Debian's
-``xorriso``, which reads the media from the archive itself). A file target
-is written under a temporary name and renamed when complete.
+not compressed, ZIP64: ``zipstore.py``) or an ISO image (ISO 9660 level 3
+with Rock Ridge and Joliet, by Debian's ``xorriso``, which reads the media
+from the archive itself). A file target is written under a temporary name
+and renamed when complete.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import functools
 import hashlib
 import io
 import json
-import mmap
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
-import zipfile
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from classroom.db import Database
 from classroom.errors import Invalid, Missing
+from classroom.packages.copying import (
+    WORKERS,
+    Advance,
+    Progress,
+    copy_file,
+    copy_hashing,
+    hash_file,
+    run_all,
+)
 from classroom.packages.manifest import (
     CATALOG_SCRIPT,
     MANIFEST_NAME,
@@ -44,18 +47,14 @@ from classroom.packages.manifest import (
     PackageFile,
     item_paths,
 )
+from classroom.packages.zipstore import StoredZip
 from recordings.finish import POSTER_NAME
 from recordings.manager import Recordings, valid_item_id
 
-CHUNK = 4 * 1024 * 1024
-KERNEL_CHUNK = 64 * 1024 * 1024
-WORKERS = 2  # files copied and hashed at once: SHA-256 runs at about cp's speed per core
 FORMATS = ("dir", "zip", "iso")
 ITEM_COLUMNS = ("id", "course_id", "title", "lecturer", "description", "recorded_at", "origin",
                 "duration", "size", "video_codec", "audio_codec", "width", "height",
                 "media_file", "stage_file")
-Progress = Callable[[float], None]
-T = TypeVar("T")
 
 
 class ExportFailed(Exception):
@@ -168,102 +167,7 @@ def catalog_script(manifest: Manifest) -> bytes:
     return f"window.ZHIXING_PACKAGE = {text};\n".encode()
 
 
-# ---------------------------------------------------------------------- copying
-
-
-def copy_hashing(source: IO[bytes], target: IO[bytes] | None,
-                 advance: Callable[[int], None]) -> tuple[int, str]:
-    """Copy ``source`` to ``target`` (or only read it, for None); (size, SHA-256)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    size = 0
-    while count := source.readinto(buffer):  # type: ignore[attr-defined]
-        chunk = view[:count]
-        digest.update(chunk)  # releases the GIL: hashing a chunk costs no event-loop time
-        if target is not None:
-            target.write(chunk)
-        size += count
-        advance(count)
-    return size, digest.hexdigest()
-
-
-def hash_file(path: Path, advance: Callable[[int], None]) -> tuple[int, str]:
-    """(size, SHA-256) of a file, hashed from a memory map: no copy of the
-    bytes into Python, and the GIL is released while each slice is hashed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size == 0:
-            return 0, digest.hexdigest()
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                for start in range(0, size, CHUNK):
-                    digest.update(view[start:start + CHUNK])
-                    advance(min(CHUNK, size - start))
-            finally:
-                view.release()
-    return size, digest.hexdigest()
-
-
-def run_all(tasks: list[Callable[[], T]], workers: int) -> list[T]:
-    """The tasks' results in order, ``workers`` at a time; the first failure
-    is raised once the running tasks end (the queued ones do not start)."""
-    if workers <= 1:
-        return [task() for task in tasks]
-    with ThreadPoolExecutor(workers, thread_name_prefix="package") as pool:
-        futures = [pool.submit(task) for task in tasks]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-def copy_file(source: Path, target: Path, advance: Callable[[int], None]) -> tuple[int, str]:
-    """Copy ``source`` to a new ``target``; (size, SHA-256 of what was copied).
-
-    The kernel copies (``copy_file_range``, as ``cp`` does: the bytes never
-    pass through Python) while this thread hashes the source from a memory
-    map; the two overlap, and the second read comes from the page cache the
-    first one filled."""
-    with source.open("rb") as reading, target.open("xb") as writing, \
-            ThreadPoolExecutor(1, thread_name_prefix="package-copy") as pool:
-        copying = pool.submit(_kernel_copy, reading.fileno(), writing.fileno())
-        try:
-            size, digest = hash_file(source, advance)
-        finally:
-            copied = copying.result()
-    if copied != size:
-        raise OSError(errno.EIO, f"{source} changed while it was copied")
-    return size, digest
-
-
-def _kernel_copy(source: int, target: int) -> int:
-    """Copy from the current offsets to the end; the bytes copied."""
-    copied = 0
-    try:
-        while count := os.copy_file_range(source, target, KERNEL_CHUNK):
-            copied += count
-        return copied
-    except OSError as exc:
-        # Another file system, or an old kernel: sendfile, then plain reads.
-        if copied or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP,
-                                       errno.EINVAL):
-            raise
-    try:
-        while count := os.sendfile(target, source, None, KERNEL_CHUNK):
-            copied += count
-        return copied
-    except OSError as exc:
-        if copied or exc.errno not in (errno.ENOSYS, errno.EINVAL):
-            raise
-    while chunk := os.read(source, CHUNK):
-        os.write(target, chunk)  # a regular file takes all of it
-        copied += len(chunk)
-    return copied
+# ---------------------------------------------------------------------- writing
 
 
 class _Writer:
@@ -323,30 +227,32 @@ class _FolderWriter(_Writer):
 
 
 class _ZipWriter(_Writer):
+    parallel = True
+
     def __init__(self, target: Path) -> None:
         if target.exists():
             raise Invalid({"target": "error.package_target_exists"})
         self.target = target
         self.partial = target.with_name(target.name + ".partial")
-        self.zip = zipfile.ZipFile(self.partial, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self.partial.unlink(missing_ok=True)  # a previous attempt's
+        self.zip = StoredZip(self.partial)
 
     def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
             ) -> PackageFile:
-        info = zipfile.ZipInfo(path, date_time=(2000, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_STORED
-        info.external_attr = 0o644 << 16
-        with _opened(source) as reading, self.zip.open(info, "w", force_zip64=True) as writing:
-            size, digest = copy_hashing(reading, writing, advance)
+        if isinstance(source, bytes):
+            size, digest = self.zip.add_bytes(path, source)
+            advance(size)
+        else:
+            size, digest = self.zip.add_file(path, source, advance)
         return PackageFile(path, size, digest)
 
     def finish(self, manifest: bytes) -> None:
-        self.zip.writestr(MANIFEST_NAME, manifest)
+        self.zip.add_bytes(MANIFEST_NAME, manifest)
         self.zip.close()
         os.replace(self.partial, self.target)
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.zip.close()
+        self.zip.discard()
         self.partial.unlink(missing_ok=True)
 
 
@@ -375,7 +281,7 @@ class _IsoWriter(_Writer):
             size, digest = len(source), hashlib.sha256(source).hexdigest()
             advance(size)
             return PackageFile(path, size, digest)
-        size, digest = hash_file(source, advance)
+        size, digest, _ = hash_file(source, advance)
         # '=' and '\\' are xorriso's graft syntax; the archive's paths have neither.
         self.grafts.append(f"/{path}={source.resolve()}")
         return PackageFile(path, size, digest)
@@ -402,23 +308,6 @@ def _writer(target: Path, kind: str) -> _Writer:
     if kind == "iso":
         return _IsoWriter(target)
     return _FolderWriter(target)
-
-
-class Advance:
-    """Bytes done of ``total``, from any thread, as a share to ``progress``."""
-
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total = total or 1
-        self.progress = progress
-        self.done = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, count: int) -> None:
-        with self._lock:
-            self.done += count
-            share = min(self.done / self.total, 0.999)
-        if self.progress is not None:
-            self.progress(share)
 
 
 def export(db: Database, recordings: Recordings, selection: Selection, target: Path,

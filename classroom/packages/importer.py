@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from classroom.db import Database
 from classroom.errors import StateConflict
-from classroom.packages.exporter import (
+from classroom.packages.copying import (
     WORKERS,
     Advance,
     copy_file,
@@ -214,7 +214,7 @@ def _verify_and_stage(source: _Folder | _Zip, manifest: Manifest,
             if isinstance(source, _Folder):
                 path = source.file(entry.path)
                 size, digest = copy_file(path, target, advance) if copied \
-                    else hash_file(path, advance)
+                    else hash_file(path, advance)[:2]
             else:
                 with source.open(entry.path) as reading, \
                         (target.open("xb") if copied else contextlib.nullcontext()) as writing:

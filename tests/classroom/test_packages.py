@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import subprocess
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,12 @@ def test_round_trip_between_two_data_folders(source: Archived, district: Path, t
     with_stage = source.items[0]["id"]
     assert f"media/{with_stage}/stage.mp4" in paths and f"media/{with_stage}/poster.jpg" in paths
 
+    if name.endswith(".zip"):  # Info-ZIP reads it too
+        checked = subprocess.run(["unzip", "-tq", str(target)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        with zipfile.ZipFile(target) as opened:
+            assert opened.testzip() is None
+            assert sorted(opened.namelist()) == sorted([*paths, "manifest.json"])
     report = import_package(district, target)
     assert sorted(report.added) == sorted(exported) and report.present == []
     assert (report.units_added, report.courses_added) == (1, 2)
