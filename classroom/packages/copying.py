@@ -1,26 +1,26 @@
 """Copying and hashing files for packages at about the speed of ``cp``.
 
-Every byte of a package is hashed (SHA-256, and CRC-32 for a ZIP entry)
-while it is copied. The kernel copies (``copy_file_range``, as ``cp`` does:
-the bytes never pass through Python) while the calling thread hashes the
-source from a memory map (no copy into Python; the GIL is released while a
-slice is hashed); the second read comes from the page cache the first one
-filled. Files are taken two at a time (:data:`WORKERS`): SHA-256 runs at
-about the speed of a kernel copy per core.
+A lecture whose digests were kept when it was made (``recordings.digests``)
+is copied by the kernel alone. Any other file is hashed (SHA-256, and
+CRC-32 for a ZIP entry) while it is copied: the kernel copies
+(``copy_file_range``, as ``cp`` does: the bytes never pass through Python)
+while the calling thread hashes the source from a memory map; the second
+read comes from the page cache the first one filled. Files are taken two at
+a time (:data:`WORKERS`): SHA-256 costs about twice a kernel copy per byte.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import mmap
 import os
 import threading
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TypeVar
+
+from recordings.digests import Digest, file_digest
 
 CHUNK = 4 * 1024 * 1024
 KERNEL_CHUNK = 64 * 1024 * 1024
@@ -80,52 +80,41 @@ def copy_hashing(source: IO[bytes], target: IO[bytes] | None,
     return size, digest.hexdigest()
 
 
-def hash_file(path: Path, advance: Callable[[int], None], *, size: int | None = None,
-              crc: bool = False) -> tuple[int, str, int]:
-    """(size, SHA-256, CRC-32 or 0) of a file's first ``size`` bytes (all of it)."""
-    digest = hashlib.sha256()
-    check = 0
-    with path.open("rb") as file:
-        if size is None:
-            size = os.fstat(file.fileno()).st_size
-        if size == 0:
-            return 0, digest.hexdigest(), 0
-        with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                for start in range(0, size, CHUNK):
-                    piece = view[start:start + CHUNK]
-                    digest.update(piece)
-                    if crc:
-                        check = zlib.crc32(piece, check)
-                    piece.release()
-                    advance(min(CHUNK, size - start))
-            finally:
-                view.release()
-    return size, digest.hexdigest(), check
+def hash_file(path: Path, advance: Callable[[int], None]) -> tuple[int, str]:
+    """(size, SHA-256) of a file, read through a memory map."""
+    digest = file_digest(path, advance, crc=False)
+    return digest.size, digest.sha256
 
 
 def copy_into(source: Path, target: int, offset: int, advance: Callable[[int], None], *,
-              crc: bool = False) -> tuple[int, str, int]:
+              crc: bool = False, known: Digest | None = None) -> tuple[int, str, int]:
     """Copy ``source`` into the open file ``target`` at ``offset``;
-    (size, SHA-256, CRC-32 or 0) of what was copied."""
+    (size, SHA-256, CRC-32 or 0) of what was copied. With the file's
+    ``known`` digest (kept since it was made, and still matching), only the
+    kernel copies: nothing is read twice."""
     size = source.stat().st_size
-    with source.open("rb") as reading, \
-            ThreadPoolExecutor(1, thread_name_prefix="package-copy") as pool:
-        copying = pool.submit(_kernel_copy, reading.fileno(), target, size, offset)
-        try:
-            found = hash_file(source, advance, size=size, crc=crc)
-        finally:
-            copied = copying.result()
-    if copied != size or found[0] != size:
+    with source.open("rb") as reading:
+        if known is not None and known.size == size and (known.crc32 is not None or not crc):
+            copied = _kernel_copy(reading.fileno(), target, size, offset)
+            advance(copied)
+            found = Digest(size, known.mtime_ns, known.sha256, known.crc32)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="package-copy") as pool:
+                copying = pool.submit(_kernel_copy, reading.fileno(), target, size, offset)
+                try:
+                    found = file_digest(source, advance, size=size, crc=crc)
+                finally:
+                    copied = copying.result()
+    if copied != size or found.size != size:
         raise OSError(errno.EIO, f"{source} changed while it was copied")
-    return found
+    return size, found.sha256, found.crc32 or 0
 
 
-def copy_file(source: Path, target: Path, advance: Callable[[int], None]) -> tuple[int, str]:
+def copy_file(source: Path, target: Path, advance: Callable[[int], None],
+              known: Digest | None = None) -> tuple[int, str]:
     """Copy ``source`` to a new file ``target``; (size, SHA-256)."""
     with target.open("xb") as writing:
-        size, digest, _ = copy_into(source, writing.fileno(), 0, advance)
+        size, digest, _ = copy_into(source, writing.fileno(), 0, advance, known=known)
     return size, digest
 
 

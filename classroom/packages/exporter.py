@@ -48,6 +48,8 @@ from classroom.packages.manifest import (
     item_paths,
 )
 from classroom.packages.zipstore import StoredZip
+from recordings.digests import Digest
+from recordings.digests import known as digests_known
 from recordings.finish import POSTER_NAME
 from recordings.manager import Recordings, valid_item_id
 
@@ -79,11 +81,17 @@ def format_of(target: Path) -> str:
 # ---------------------------------------------------------------------- the plan
 
 
+@dataclass
+class Plan:
+    manifest: Manifest  # without its file list
+    sources: dict[str, Path]  # package path → archive file
+    known: dict[str, Digest]  # package path → the digest kept since it was made
+
+
 def plan(db: Database, recordings: Recordings, selection: Selection,
-         created_at: float) -> tuple[Manifest, dict[str, Path]]:
-    """The manifest (without its file list) and the archive file of each
-    package path. Raises Invalid (nothing chosen, an item not ready) or
-    Missing (no such unit, course or item)."""
+         created_at: float) -> Plan:
+    """What a package of ``selection`` holds. Raises Invalid (nothing
+    chosen, an item not ready) or Missing (no such unit, course or item)."""
     chosen = sum((selection.unit_id is not None, selection.course_id is not None,
                   bool(selection.item_ids)))
     if chosen != 1:
@@ -130,7 +138,9 @@ def plan(db: Database, recordings: Recordings, selection: Selection,
              for u in db.all("SELECT * FROM units ORDER BY id") if u["id"] in unit_ids]
     items: list[dict[str, Any]] = []
     sources: dict[str, Path] = {}
+    known: dict[str, Digest] = {}
     for row in rows:
+        digests = json.loads(row["file_digests"] or "{}")
         item = {column: row[column] for column in ITEM_COLUMNS}
         item["poster_file"] = POSTER_NAME if row["has_poster"] else None
         item["stage_turns"] = json.loads(row["stage_turns"] or "[]") if row["stage_file"] \
@@ -142,10 +152,13 @@ def plan(db: Database, recordings: Recordings, selection: Selection,
             if not source.is_file() or source.is_symlink():
                 raise Missing(f"the archive lacks a file of item {row['id']}: {item[column]}")
             sources[path] = source
+            digest = digests_known(digests, str(item[column]), source)
+            if digest is not None:
+                known[path] = digest
         items.append(item)
     manifest = Manifest(created_at=created_at, title=title, units=units, courses=courses,
                         items=items)
-    return manifest, sources
+    return Plan(manifest, sources, known)
 
 
 def catalog_script(manifest: Manifest) -> bytes:
@@ -176,8 +189,8 @@ class _Writer:
 
     parallel = False
 
-    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
-            ) -> PackageFile:
+    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None],
+            known: Digest | None = None) -> PackageFile:
         raise NotImplementedError
 
     def finish(self, manifest: bytes) -> None:
@@ -201,12 +214,12 @@ class _FolderWriter(_Writer):
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
 
-    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
-            ) -> PackageFile:
+    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None],
+            known: Digest | None = None) -> PackageFile:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(source, Path):
-            size, digest = copy_file(source, target, advance)
+            size, digest = copy_file(source, target, advance, known)
             return PackageFile(path, size, digest)
         with _opened(source) as reading, target.open("xb") as writing:
             size, digest = copy_hashing(reading, writing, advance)
@@ -237,13 +250,13 @@ class _ZipWriter(_Writer):
         self.partial.unlink(missing_ok=True)  # a previous attempt's
         self.zip = StoredZip(self.partial)
 
-    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
-            ) -> PackageFile:
+    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None],
+            known: Digest | None = None) -> PackageFile:
         if isinstance(source, bytes):
             size, digest = self.zip.add_bytes(path, source)
             advance(size)
         else:
-            size, digest = self.zip.add_file(path, source, advance)
+            size, digest = self.zip.add_file(path, source, advance, known)
         return PackageFile(path, size, digest)
 
     def finish(self, manifest: bytes) -> None:
@@ -272,8 +285,8 @@ class _IsoWriter(_Writer):
         self.staging = Path(tempfile.mkdtemp(prefix=".package-", dir=target.parent))
         self.grafts: list[str] = []
 
-    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None]
-            ) -> PackageFile:
+    def add(self, path: str, source: Path | bytes, advance: Callable[[int], None],
+            known: Digest | None = None) -> PackageFile:
         if isinstance(source, bytes):
             staged = self.staging / path
             staged.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +294,11 @@ class _IsoWriter(_Writer):
             size, digest = len(source), hashlib.sha256(source).hexdigest()
             advance(size)
             return PackageFile(path, size, digest)
-        size, digest, _ = hash_file(source, advance)
+        if known is not None and known.size == source.stat().st_size:
+            size, digest = known.size, known.sha256
+            advance(size)
+        else:
+            size, digest = hash_file(source, advance)
         # '=' and '\\' are xorriso's graft syntax; the archive's paths have neither.
         self.grafts.append(f"/{path}={source.resolve()}")
         return PackageFile(path, size, digest)
@@ -318,7 +335,8 @@ def export(db: Database, recordings: Recordings, selection: Selection, target: P
     ``player`` maps package paths (``index.html``, ``player/…``) to the
     offline player's files. Raises Invalid / Missing before anything is
     written, ExportFailed (or OSError) with the partial target removed."""
-    manifest, sources = plan(db, recordings, selection, created_at)
+    planned = plan(db, recordings, selection, created_at)
+    manifest, sources = planned.manifest, planned.sources
     files: list[tuple[str, Path | bytes]] = [
         *player.items(), (CATALOG_SCRIPT, catalog_script(manifest)), *sources.items()]
     total = sum(len(s) if isinstance(s, bytes) else s.stat().st_size for _, s in files) or 1
@@ -326,7 +344,8 @@ def export(db: Database, recordings: Recordings, selection: Selection, target: P
     writer = _writer(target, kind or format_of(target))
     try:
         manifest.files = run_all(
-            [functools.partial(writer.add, path, source, advance) for path, source in files],
+            [functools.partial(writer.add, path, source, advance, planned.known.get(path))
+             for path, source in files],
             WORKERS if writer.parallel else 1)
         writer.finish(manifest.dumps())
     except BaseException:

@@ -48,6 +48,7 @@ from classroom.packages.manifest import (
     item_paths,
     parse,
 )
+from recordings.digests import Digest
 from recordings.manager import Recordings
 
 Progress = Callable[[float], None]
@@ -274,6 +275,8 @@ def _enter(db: Database, recordings: Recordings, manifest: Manifest, report: Imp
                     shutil.rmtree(folder)
                 os.replace(staging / "media" / item["id"], folder)
                 placed.append(folder)
+                db.execute("UPDATE archive_items SET file_digests = ? WHERE id = ?",
+                           (json.dumps(_digests(manifest, item, folder)), item["id"]))
     except BaseException:
         for folder in placed:
             shutil.rmtree(folder, ignore_errors=True)
@@ -291,3 +294,16 @@ def _insert(db: Database, item: dict[str, Any], course_id: int | None, now: floa
          item["video_codec"], item["audio_codec"], item["width"], item["height"],
          item["media_file"], int(item["poster_file"] is not None), item["stage_file"],
          json.dumps(item["stage_turns"], ensure_ascii=False), now, now))
+
+
+def _digests(manifest: Manifest, item: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The item's files' digests as verified (a package of it made here
+    later copies them without hashing them again)."""
+    entries = {file.path: file for file in manifest.files}
+    digests = {}
+    for path in item_paths(item).values():
+        name = path.rsplit("/", 1)[1]
+        entry = entries[path]
+        digests[name] = Digest(entry.size, (folder / name).stat().st_mtime_ns,
+                               entry.sha256).json()
+    return digests

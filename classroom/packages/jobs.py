@@ -87,7 +87,7 @@ class PackageJobs:
         if any(job.state == "running" for job in self._jobs.values()):
             raise StateConflict("a package is being exported; wait until it is ready")
         now = self._clock()
-        manifest, _ = exporter.plan(self.db, self.recordings, selection, now)
+        manifest = exporter.plan(self.db, self.recordings, selection, now).manifest
         job_id = secrets.token_hex(6)
         job = ExportJob(job_id, kind, selection, manifest.title, len(manifest.items), now,
                         self.folder / f"{job_id}.{kind}")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classroom.packages.copying import copy_into
+from recordings.digests import Digest
 
 VERSION = 45  # ZIP64
 FLAGS = 0x0800  # names are UTF-8
@@ -64,13 +65,13 @@ class StoredZip:
             self._entries.append(entry)
         return entry
 
-    def add_file(self, name: str, source: Path,
-                 advance: Callable[[int], None]) -> tuple[int, str]:
+    def add_file(self, name: str, source: Path, advance: Callable[[int], None],
+                 known: Digest | None = None) -> tuple[int, str]:
         """Copy a file in as ``name``; (size, SHA-256)."""
         entry = self._reserve(name, source.stat().st_size)
         header = _local_header(entry.name, entry.size, 0)
         size, digest, entry.crc = copy_into(source, self._fd, entry.offset + len(header),
-                                            advance, crc=True)
+                                            advance, crc=True, known=known)
         os.pwrite(self._fd, _local_header(entry.name, entry.size, entry.crc), entry.offset)
         return size, digest
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -308,3 +309,47 @@ def test_bad_selections_write_nothing(source: Archived, tmp_path: Path) -> None:
     with pytest.raises(Invalid):
         export(source.data_dir, Selection(unit_id=1), target)
     assert target.read_bytes() == b"old"
+
+
+def test_digests_kept_since_a_lecture_was_made_are_used(source: Archived, district: Path,
+                                                         tmp_path: Path) -> None:
+    """A lecture's SHA-256 is computed where it is made and kept; an export
+    copies it without reading it again, so a file damaged since then is
+    caught by the import, not blessed by the export. A digest whose file
+    changed (size or time) is not used."""
+    item = source.items[0]["id"]
+    lecture = source.data_dir / ARCHIVE_DIR / item / "lecture.mp4"
+    conn = sqlite3.connect(source.data_dir / DATABASE_FILE)
+    try:
+        kept = json.loads(conn.execute("SELECT file_digests FROM archive_items WHERE id = ?",
+                                       (item,)).fetchone()[0])
+        assert set(kept) == {"lecture.mp4", "poster.jpg", "stage.mp4"}
+        assert kept["lecture.mp4"]["sha256"] == hashlib.sha256(lecture.read_bytes()).hexdigest()
+        # The file is damaged on the disk, its size and time unchanged.
+        data = lecture.read_bytes()
+        stat = lecture.stat()
+        lecture.write_bytes(_flip(data, 5000))
+        os.utime(lecture, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    finally:
+        conn.close()
+    for name in ("kept", "kept.zip"):
+        manifest = export(source.data_dir, Selection(item_ids=(item,)), tmp_path / name)
+        listed = {file.path: file.sha256 for file in manifest.files}
+        assert listed[f"media/{item}/lecture.mp4"] == kept["lecture.mp4"]["sha256"]
+        with pytest.raises(PackageRefused) as caught:
+            import_package(district, tmp_path / name)
+        assert caught.value.path == f"media/{item}/lecture.mp4" and caught.value.kind == "damaged"
+    # Touched since: the digest no longer applies and the file is hashed again.
+    os.utime(lecture)
+    manifest = export(source.data_dir, Selection(item_ids=(item,)), tmp_path / "again")
+    listed = {file.path: file.sha256 for file in manifest.files}
+    assert listed[f"media/{item}/lecture.mp4"] == hashlib.sha256(lecture.read_bytes()).hexdigest()
+    assert import_package(district, tmp_path / "again").added == [item]
+    # The district keeps the verified digests of what it imported.
+    conn = sqlite3.connect(district / DATABASE_FILE)
+    try:
+        imported = json.loads(conn.execute("SELECT file_digests FROM archive_items WHERE id = ?",
+                                           (item,)).fetchone()[0])
+    finally:
+        conn.close()
+    assert imported["lecture.mp4"]["sha256"] == listed[f"media/{item}/lecture.mp4"]

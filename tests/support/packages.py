@@ -14,6 +14,7 @@ from typing import Any
 from classroom.archive.items import Archive
 from classroom.catalog import Catalog
 from classroom.db import Database
+from recordings.digests import item_digests
 from recordings.finish import describe, make_poster
 from recordings.manager import Recordings
 from web.app import ARCHIVE_DIR, DATABASE_FILE
@@ -68,6 +69,8 @@ def add_lecture(archive: Archive, media: tuple[Path, Path], *, title: str,
     if stage:
         shutil.copyfile(media[1], folder / "stage.mp4")
         result.stage_file = "stage.mp4"
+    # As finishing keeps them.
+    result.digests = item_digests(folder, ("lecture.mp4", "poster.jpg", result.stage_file))
     archive.record_result(item["id"], result)
     if stage:  # the room's name as finishing would have found it by invitation
         archive.db.execute("UPDATE archive_items SET stage_turns = ? WHERE id = ?",
