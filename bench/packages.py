@@ -4,12 +4,15 @@
 Run as ``.venv/bin/python -m bench.packages`` (``--quick``: two 2-minute
 lectures, for a smoke run). A clip of ``--bitrate`` H.264 + AAC is encoded
 once by ffmpeg and made ``--minutes`` long by stream copy (no hours of
-encoding); ``--lectures`` archive items get a copy of it each, with a poster.
+encoding); ``--lectures`` archive items get a copy of it each, with a poster
+and the files' digests, as finishing keeps them.
 Then, alternating ``--repeats`` times:
 
 - export of the unit to a folder (``exporter.export``, in process) against
   ``cp -r`` of the items' folders (the same lectures and posters);
 - the same as a ZIP file;
+- the folder again with the lectures' kept digests forgotten (as for items
+  recorded before digests were kept): every file hashed while it is copied;
 - import of the exported folder into an empty data folder
   (``importer.import_package``: every file verified, the new ones copied)
   against ``cp -r`` of the package's media folder.
@@ -23,6 +26,7 @@ end, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -39,6 +43,7 @@ from classroom.catalog import Catalog
 from classroom.db import Database
 from classroom.packages import exporter, importer
 from classroom.packages.exporter import Selection
+from recordings.digests import item_digests
 from recordings.finish import describe, make_poster
 from recordings.manager import Recordings
 from web.app import ARCHIVE_DIR, DATABASE_FILE
@@ -103,6 +108,7 @@ def make_data(data_dir: Path, lecture: Path, count: int) -> list[Path]:
             else:
                 shutil.copyfile(poster, folder / "poster.jpg")
                 result.poster = True
+            result.digests = item_digests(folder, ("lecture.mp4", "poster.jpg"))  # as finishing
             archive.record_result(item["id"], result)
             folders.append(folder)
         return folders
@@ -130,6 +136,21 @@ def export_to(data_dir: Path, target: Path) -> None:
     try:
         exporter.export(db, Recordings(data_dir / ARCHIVE_DIR), Selection(unit_id=1), target,
                         player_files(), created_at=time.time())
+    finally:
+        db.close()
+
+
+def forget_digests(data_dir: Path, keep: str | None) -> str:
+    """Set (or clear, for None) the items' kept digests; returns what was there."""
+    db = Database(data_dir / DATABASE_FILE)
+    try:
+        rows = db.all("SELECT id, file_digests FROM archive_items")
+        kept = json.dumps({row["id"]: row["file_digests"] for row in rows})
+        values = json.loads(keep) if keep else {}
+        for row in rows:
+            db.execute("UPDATE archive_items SET file_digests = ? WHERE id = ?",
+                       (values.get(row["id"], "{}"), row["id"]))
+        return kept
     finally:
         db.close()
 
@@ -179,8 +200,9 @@ def main() -> None:
         folders = make_data(work / "city", lecture, args.lectures)
         lecture.unlink()
         total = sum(path.stat().st_size for folder in folders for path in folder.iterdir())
+        names = ("export, folder", "export, ZIP", "… hashing again", "import")
         results: dict[str, tuple[Timings, Timings]] = {
-            name: (Timings(), Timings()) for name in ("export, folder", "export, ZIP", "import")}
+            name: (Timings(), Timings()) for name in names}
         for repeat in range(args.repeats):
             log(f"round {repeat + 1} of {args.repeats} ...")
             base, ours = results["export, folder"]
@@ -191,6 +213,14 @@ def main() -> None:
             base, ours = results["export, ZIP"]
             ours.add(*timed(lambda: export_to(work / "city", work / "package.zip")))
             remove(work / "package.zip")
+            base.add(*timed(lambda: cp(folders, work / "cp")))
+            remove(work / "cp")
+            # Items whose digests were not kept (recorded before they were).
+            base, ours = results["… hashing again"]
+            kept = forget_digests(work / "city", None)
+            ours.add(*timed(lambda: export_to(work / "city", work / "hashed")))
+            forget_digests(work / "city", kept)
+            remove(work / "hashed")
             base.add(*timed(lambda: cp(folders, work / "cp")))
             remove(work / "cp")
             base, ours = results["import"]
