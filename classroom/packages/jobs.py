@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from classroom.db import Database
-from classroom.errors import Missing, StateConflict
+from classroom.errors import Invalid, Missing, StateConflict
 from classroom.packages import exporter, importer
 from classroom.packages.exporter import Selection
 from recordings.manager import Recordings
@@ -117,7 +117,7 @@ class PackageJobs:
             await asyncio.to_thread(run)
         except _Stopped:
             return
-        except (exporter.ExportFailed, OSError, Missing) as exc:
+        except (exporter.ExportFailed, OSError, Missing, Invalid) as exc:  # e.g. deleted since
             job.state, job.error = "failed", str(exc)
             logger.error("package %s failed: %s", job.id, exc)
             return

@@ -168,19 +168,21 @@ def test_importing_the_same_package_twice_changes_nothing(source: Archived, dist
 def test_items_export_and_their_courses(source: Archived, district: Path,
                                         tmp_path: Path) -> None:
     lone = source.items[3]  # a course of the other unit
-    target = tmp_path / "two"
-    manifest = export(source.data_dir, Selection(item_ids=(lone["id"], source.items[1]["id"])),
-                      target)
+    loose = source.items[4]  # no course at all
+    target = tmp_path / "three"
+    chosen = (lone["id"], source.items[1]["id"], loose["id"])
+    manifest = export(source.data_dir, Selection(item_ids=chosen), target)
     assert sorted(unit["name"] for unit in manifest.units) == sorted(
         unit["name"] for unit in source.units)
     script = (target / "catalog.js").read_text(encoding="utf-8")
     assert script.startswith("window.ZHIXING_PACKAGE = {")
     catalog = json.loads(script.removeprefix("window.ZHIXING_PACKAGE = ").rstrip().rstrip(";"))
     assert {item["media"] for item in catalog["items"]} == {
-        f"media/{lone['id']}/lecture.mp4", f"media/{source.items[1]['id']}/lecture.mp4"}
+        f"media/{item_id}/lecture.mp4" for item_id in chosen}
+    assert [item["course_id"] for item in catalog["items"] if item["id"] == loose["id"]] == [None]
     import_package(district, target)
-    assert catalog_of(district) == catalog_of(source.data_dir,
-                                              {lone["id"], source.items[1]["id"]})
+    assert catalog_of(district) == catalog_of(source.data_dir, set(chosen))
+    assert len(catalog_of(district)["items"]) == 3
 
 
 def _zip_with(original: Path, target: Path, change: Callable[[str, bytes], bytes | None]) -> None:

@@ -79,8 +79,9 @@ def add_lecture(archive: Archive, media: tuple[Path, Path], *, title: str,
 
 
 def make_archive(data_dir: Path, media: tuple[Path, Path]) -> Archived:
-    """Two units; three courses (one of another unit); four ready lectures
-    (one with a room on stage, one without a course) and one failed item."""
+    """Two units; three courses (one of another unit); five ready lectures
+    (the first with a room on stage, the last without a course) and one
+    failed item."""
     db, archive = open_archive(data_dir)
     try:
         catalog = Catalog(db)
@@ -99,6 +100,7 @@ def make_archive(data_dir: Path, media: tuple[Path, Path]) -> Archived:
             add_lecture(archive, media, title="执法规范化", course_id=second["id"],
                         lecturer="李老师"),
             add_lecture(archive, media, title="数据要素", course_id=other["id"]),
+            add_lecture(archive, media, title="专题报告会", course_id=None, lecturer="张主任"),
         ]
         archive.create_item(title="断电的一讲", recorded_at=1.75e9, course_id=first["id"],
                             state="failed")
