@@ -240,7 +240,9 @@ class _FolderWriter(_Writer):
 
 
 class _ZipWriter(_Writer):
-    parallel = True
+    # One entry at a time: two kernel copies into one file at once ran at a
+    # quarter of the speed of one after the other here (ext4).
+    parallel = False
 
     def __init__(self, target: Path) -> None:
         if target.exists():

@@ -1,14 +1,15 @@
-"""A ZIP file of stored (uncompressed) entries, written by several threads.
+"""A ZIP file of stored (uncompressed) entries, copied in by the kernel.
 
 Video does not compress, so a package's ZIP stores its files as they are.
-Python's ``zipfile`` writes one entry at a time through Python (about a
-third of ``cp``'s speed here); every size is known before an entry is
-written, so each entry's place in the file is reserved at once and its
-bytes are copied by the kernel (``copying.copy_into``) while the CRC-32 and
-SHA-256 are computed beside it; the CRC is written into the entry's header
-afterwards. Every entry carries ZIP64 sizes (a lecture may pass 4 GiB);
-Python's ``zipfile``, Info-ZIP's ``unzip``, Windows Explorer and 7-Zip read
-it.
+Python's ``zipfile`` passes every byte through Python (about a third of
+``cp``'s speed here); here every size is known before an entry is written,
+so its place in the file is reserved and its bytes are copied by the kernel
+(``copying.copy_into``) while the CRC-32 and SHA-256 are computed beside it
+(or taken from the digests kept since the file was made); the CRC is written
+into the entry's header afterwards. Entries may be added from several
+threads, but one at a time is faster on ext4. Every entry carries ZIP64
+sizes (a lecture may pass 4 GiB); Python's ``zipfile`` and Info-ZIP's
+``unzip`` read it (the tests check both).
 """
 
 from __future__ import annotations
