@@ -26,6 +26,7 @@ end, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -140,6 +141,16 @@ def export_to(data_dir: Path, target: Path) -> None:
         db.close()
 
 
+def run_pair(results: dict[str, tuple[Timings, Timings]], baseline_first: bool, name: str,
+             baseline: Callable[[], object], ours: Callable[[], object],
+             after: Callable[[], None]) -> None:
+    timings = results[name]
+    order = [(timings[0], baseline), (timings[1], ours)]
+    for store, run in order if baseline_first else order[::-1]:
+        store.add(*timed(run))
+        after()
+
+
 def forget_digests(data_dir: Path, keep: str | None) -> str:
     """Set (or clear, for None) the items' kept digests; returns what was there."""
     db = Database(data_dir / DATABASE_FILE)
@@ -178,6 +189,7 @@ def remove(*paths: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    subprocess.run(["sync"], check=True)
 
 
 def main() -> None:
@@ -205,30 +217,25 @@ def main() -> None:
             name: (Timings(), Timings()) for name in names}
         for repeat in range(args.repeats):
             log(f"round {repeat + 1} of {args.repeats} ...")
-            base, ours = results["export, folder"]
-            base.add(*timed(lambda: cp(folders, work / "cp")))
-            remove(work / "cp")
-            ours.add(*timed(lambda: export_to(work / "city", work / "package")))
-            # Kept for the import.
-            base, ours = results["export, ZIP"]
-            ours.add(*timed(lambda: export_to(work / "city", work / "package.zip")))
-            remove(work / "package.zip")
-            base.add(*timed(lambda: cp(folders, work / "cp")))
-            remove(work / "cp")
+            # Which of a pair goes first alternates from round to round.
+            pair = functools.partial(run_pair, results, repeat % 2 == 0)
+            pair("export, folder", lambda: cp(folders, work / "cp"),
+                 lambda: export_to(work / "city", work / "package"),
+                 lambda: remove(work / "cp"))  # the package is kept for the import
+            pair("export, ZIP", lambda: cp(folders, work / "cp"),
+                 lambda: export_to(work / "city", work / "package.zip"),
+                 lambda: remove(work / "cp", work / "package.zip"))
             # Items whose digests were not kept (recorded before they were).
-            base, ours = results["… hashing again"]
             kept = forget_digests(work / "city", None)
-            ours.add(*timed(lambda: export_to(work / "city", work / "hashed")))
+            pair("… hashing again", lambda: cp(folders, work / "cp"),
+                 lambda: export_to(work / "city", work / "hashed"),
+                 lambda: remove(work / "cp", work / "hashed"))
             forget_digests(work / "city", kept)
-            remove(work / "hashed")
-            base.add(*timed(lambda: cp(folders, work / "cp")))
-            remove(work / "cp")
-            base, ours = results["import"]
             media = sorted((work / "package" / "media").iterdir())
-            base.add(*timed(lambda media=media: cp(media, work / "cp")))
-            remove(work / "cp")
             empty_data(work / "district")
-            ours.add(*timed(lambda: import_into(work / "package", work / "district")))
+            pair("import", lambda: cp(media, work / "cp"),
+                 lambda: import_into(work / "package", work / "district"),
+                 lambda: remove(work / "cp"))
             remove(work / "district", work / "package")
     finally:
         shutil.rmtree(work, ignore_errors=True)
