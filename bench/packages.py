@@ -233,7 +233,7 @@ def main() -> None:
             forget_digests(work / "city", kept)
             media = sorted((work / "package" / "media").iterdir())
             empty_data(work / "district")
-            pair("import", lambda: cp(media, work / "cp"),
+            pair("import", lambda media=media: cp(media, work / "cp"),
                  lambda: import_into(work / "package", work / "district"),
                  lambda: remove(work / "cp"))
             remove(work / "district", work / "package")
