@@ -119,6 +119,23 @@ async def test_the_package_plays_from_file_with_no_server(tmp_path: Path,
                             lambda: page.evaluate(PLAYBACK),
                             lambda v: v["turn"] is None and not v["stage_shown"], UI_TIMEOUT)
 
+    # Stopped there, the lecture resumes there when opened again.
+    await page.evaluate("document.getElementById('video').pause()")
+    stopped = await page.evaluate("document.getElementById('video').currentTime")
+    await page.page.reload()
+    await chromium.wait_for_js(page, "the player ready again", "window.zhixingPackage?.ready",
+                               UI_TIMEOUT)
+    resumed = await chromium.wait_for_js(
+        page, "resumed where it stopped", "window.zhixingPackage.resumedFrom", UI_TIMEOUT)
+    assert abs(resumed - stopped) < 0.5, (resumed, stopped)
+    note = await page.evaluate("document.getElementById('resume').hidden ? null : "
+                               "document.getElementById('resume-text').textContent")
+    assert note == f"已从上次看到的 0:{int(resumed):02d} 处继续。", note
+    await page.page.click("#restart")
+    await chromium.wait_for(
+        "played from the start", lambda: page.evaluate(PLAYBACK),
+        lambda v: v["time"] < TURN["at"] and not v["paused"], UI_TIMEOUT)
+
     # Back to the list, then English.
     await page.page.click("#back")
     await chromium.wait_for_js(page, "the list again",

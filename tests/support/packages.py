@@ -19,7 +19,7 @@ from recordings.finish import describe, make_poster
 from recordings.manager import Recordings
 from web.app import ARCHIVE_DIR, DATABASE_FILE
 
-LECTURE_SECONDS = 8
+LECTURE_SECONDS = 20  # the player resumes between 2 s in and 10 s from the end
 TURN = {"at": 3.0, "offset": 0.0, "duration": 3.0, "site_name": "新碶街道分课堂",
         "org_path": "北仑区 / 新碶街道"}
 H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "25"]

@@ -15,6 +15,11 @@
   const SKIP_S = 10;
   const STAGE_DRIFT_S = 0.3; // re-seek the stage picture when it is further off than this
   const SEARCH_DELAY_MS = 200;
+  // Where this browser stopped in each lecture, as the library keeps it.
+  const RESUME_KEY = "zhixing.package.resume.";
+  const SAVE_EVERY_MS = 4000;
+  const RESUME_MIN_S = 2; // not worth resuming a few seconds in
+  const RESUME_TAIL_S = 10; // stopped in the last seconds: start again from the top
 
   const catalog = window.ZHIXING_PACKAGE || { units: [], courses: [], items: [] };
   const allMessages = window.ZHIXING_MESSAGES || {};
@@ -23,7 +28,8 @@
   const stageVideo = $("stage-video");
 
   // For tests and the curious: what is shown.
-  const state = { ready: false, lang: "zh-CN", shown: [], item: null, turn: null, error: null };
+  const state = { ready: false, lang: "zh-CN", shown: [], item: null, turn: null, error: null,
+                  resumedFrom: null };
   window.zhixingPackage = state;
 
   // ---------------------------------------------------------------- language
@@ -240,6 +246,9 @@
     $("description").textContent = item.description || "";
     if (video.dataset.item !== item.id) {
       video.dataset.item = item.id;
+      decided = false;
+      state.resumedFrom = null;
+      $("resume").hidden = true;
       $("unavailable").hidden = true;
       video.poster = item.poster || "";
       video.src = item.media;
@@ -254,6 +263,50 @@
     $("unavailable").hidden = false;
   }
 
+  // ---------------------------------------------------------------- resume
+
+  let decided = false; // resume decided for the lecture shown: from then on it is saved
+  let lastSaved = 0;
+
+  function savedPosition(itemId) {
+    try {
+      const value = JSON.parse(localStorage.getItem(RESUME_KEY + itemId));
+      return value && Number.isFinite(value.position) ? value : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function save() {
+    if (!state.item || !decided || !Number.isFinite(video.duration)) return;
+    lastSaved = Date.now();
+    try {
+      if (video.ended) localStorage.removeItem(RESUME_KEY + state.item.id);
+      else localStorage.setItem(RESUME_KEY + state.item.id,
+        JSON.stringify({ position: video.currentTime, duration: video.duration, at: Date.now() }));
+    } catch (e) { /* storage off or full: resuming is a convenience */ }
+  }
+
+  function decideResume() {
+    if (decided || !state.item) return;
+    decided = true;
+    const saved = savedPosition(state.item.id);
+    if (!saved || !Number.isFinite(video.duration)) return;
+    if (saved.position < RESUME_MIN_S || saved.position > video.duration - RESUME_TAIL_S) return;
+    video.currentTime = saved.position;
+    state.resumedFrom = saved.position;
+    $("resume-text").textContent = t("package.player.resumed", { time: formatDuration(saved.position) });
+    $("resume").hidden = false;
+  }
+
+  function restart() {
+    video.currentTime = 0;
+    $("resume").hidden = true;
+    state.resumedFrom = null;
+    save();
+    video.play().catch(() => {});
+  }
+
   // ---------------------------------------------------------------- places
 
   function route() {
@@ -265,6 +318,7 @@
       showItem(item);
       window.scrollTo(0, 0);
     } else {
+      save();
       video.pause();
       stageVideo.pause();
       state.item = null;
@@ -309,6 +363,14 @@
       $("speed").blur();
     });
     video.addEventListener("error", showFailure);
+    video.addEventListener("loadedmetadata", decideResume);
+    video.addEventListener("timeupdate", () => { if (Date.now() - lastSaved >= SAVE_EVERY_MS) save(); });
+    video.addEventListener("pause", save);
+    video.addEventListener("seeked", () => { if (video.paused) save(); });
+    video.addEventListener("ended", save);
+    window.addEventListener("pagehide", save);
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") save(); });
+    $("restart").addEventListener("click", restart);
     for (const name of ["timeupdate", "seeked", "seeking", "play", "pause", "ratechange", "ended"]) {
       video.addEventListener(name, followStage);
     }
