@@ -268,6 +268,11 @@ def _enter(db: Database, recordings: Recordings, manifest: Manifest, report: Imp
             for item in manifest.items:
                 if item["id"] not in report.added:
                     continue
+                if db.one("SELECT 1 FROM archive_items WHERE id = ?", (item["id"],)):
+                    # Another import of it finished while this one verified.
+                    report.added.remove(item["id"])
+                    report.present.append(item["id"])
+                    continue
                 _insert(db, item, courses.get(item["course_id"]) if item["course_id"] else None,
                         now)
                 folder = recordings.item_dir(item["id"])

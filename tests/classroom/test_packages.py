@@ -355,3 +355,30 @@ def test_digests_kept_since_a_lecture_was_made_are_used(source: Archived, distri
     finally:
         conn.close()
     assert imported["lecture.mp4"]["sha256"] == listed[f"media/{item}/lecture.mp4"]
+
+
+def test_two_imports_of_one_package_at_once_add_it_once(
+        source: Archived, district: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's upload and the command at the same time: whichever
+    enters the catalog second finds the lectures there and adds nothing."""
+    target = tmp_path / "unit.zip"
+    export(source.data_dir, Selection(unit_id=source.units[0]["id"]), target)
+    verify = importer._verify_and_stage
+    reports: list[importer.ImportReport] = []
+    started: list[bool] = []
+
+    def meanwhile(*args: Any) -> None:
+        verify(*args)
+        if not started:  # the other import finishes while this one verifies
+            started.append(True)
+            reports.append(import_package(district, target))
+
+    monkeypatch.setattr(importer, "_verify_and_stage", meanwhile)
+    second = import_package(district, target)
+    assert len(reports[0].added) == 3
+    assert second.added == [] and sorted(second.present) == sorted(reports[0].added)
+    assert (second.units_added, second.courses_added) == (0, 0)
+    assert len(catalog_of(district)["items"]) == 3
+    assert sorted(p.name for p in (district / ARCHIVE_DIR).iterdir()) == \
+        sorted(reports[0].added)

@@ -1,10 +1,10 @@
 """Course packages in Debian's Chromium: the offline player opened from
 ``file://`` with no server (it lists the units, courses and lectures, finds
 lectures by title, plays one with frames decoded, shows the room on stage as
-a picture-in-picture and jumps to a turn; it reads nothing but the
-package's own files, in Chinese first and in English), and the console's
-课程包 tab (export with progress and download, upload import, a damaged
-package refused)."""
+a picture-in-picture, jumps to a turn and resumes where it stopped; it reads
+nothing but the package's own files, in Chinese first and in English), and
+the console's 课程包 tab (export with progress and download, upload import, a
+damaged package refused)."""
 
 from __future__ import annotations
 
