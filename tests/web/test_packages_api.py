@@ -156,13 +156,23 @@ async def test_bad_exports_and_uploads_are_refused_and_change_nothing(
             assert isinstance(error, dict) and error["error"], error
         assert (await call(city, "POST", f"{API}/packages", data=b"{",
                            headers={"Content-Type": "application/json"}))[0] == 400
-        assert (await call(city, "POST", f"{API}/packages", json={"unit_id": 1},
-                           token=None))[0] == 401
-        assert (await call(city, "GET", f"{API}/packages", token="wrong"))[0] == 401
+        # Admins only: no token, a wrong one, a session's tokens.
+        session = await city.create_session()
+        ready, _ = await export(city, course_id=city_archive.courses[0]["id"])
+        routes = [("POST", f"{API}/packages", {"json": {"unit_id": 1}}),
+                  ("GET", f"{API}/packages", {}), ("GET", f"{API}/packages/{ready['id']}", {}),
+                  ("GET", f"{API}/packages/{ready['id']}/file", {}),
+                  ("POST", f"{API}/package-imports",
+                   {"data": b"PK", "headers": {"Content-Type": "application/zip"}})]
+        for method, path, extra in routes:
+            for token, refused in ((None, 401), ("wrong", 401), (session["view_token"], 403),
+                                   (session["publish_token"], 403)):
+                status, error = await call(city, method, path, token=token, **extra)
+                assert status == refused, (method, path, token, error)
+        status, listed = await call(city, "GET", f"{API}/packages")
+        assert [job["id"] for job in listed["packages"]] == [ready["id"]]  # nothing started
         assert (await call(city, "GET", f"{API}/packages/nope"))[0] == 404
         assert (await call(city, "GET", f"{API}/packages/nope/file"))[0] == 404
-        status, listed = await call(city, "GET", f"{API}/packages")
-        assert status == 200 and listed == {"packages": []}
         _, good = await export(city, unit_id=city_archive.units[0]["id"])
 
     async with serve(tmp_path / "district") as district:
