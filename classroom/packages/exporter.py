@@ -343,6 +343,10 @@ def export(db: Database, recordings: Recordings, selection: Selection, target: P
         *player.items(), (CATALOG_SCRIPT, catalog_script(manifest)), *sources.items()]
     total = sum(len(s) if isinstance(s, bytes) else s.stat().st_size for _, s in files) or 1
     advance = Advance(total, progress)
+    # The files hashed now, as they were before (a lecture finished before
+    # digests were kept): their digests are kept afterwards.
+    hashed = {path: source.stat() for path, source in sources.items()
+              if path not in planned.known}
     writer = _writer(target, kind or format_of(target))
     try:
         manifest.files = run_all(
@@ -353,6 +357,29 @@ def export(db: Database, recordings: Recordings, selection: Selection, target: P
     except BaseException:
         writer.abort()
         raise
+    _keep_digests(db, manifest, sources, hashed)
     if progress is not None:
         progress(1.0)
     return manifest
+
+
+def _keep_digests(db: Database, manifest: Manifest, sources: Mapping[str, Path],
+                  hashed: Mapping[str, os.stat_result]) -> None:
+    """Keep the digests of the files this export hashed, for the next one
+    (only of a file that did not change while it was read)."""
+    found = {file.path: file for file in manifest.files}
+    by_item: dict[str, dict[str, Any]] = {}
+    for path, before in hashed.items():
+        after = sources[path].stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) \
+                or found[path].size != after.st_size:
+            continue
+        _, item_id, name = path.split("/")
+        by_item.setdefault(item_id, {})[name] = Digest(
+            after.st_size, after.st_mtime_ns, found[path].sha256).json()
+    for item_id, digests in by_item.items():
+        row = db.one("SELECT file_digests FROM archive_items WHERE id = ?", (item_id,))
+        if row is not None:
+            kept = {**json.loads(row["file_digests"] or "{}"), **digests}
+            db.execute("UPDATE archive_items SET file_digests = ? WHERE id = ?",
+                       (json.dumps(kept), item_id))

@@ -347,6 +347,16 @@ def test_digests_kept_since_a_lecture_was_made_are_used(source: Archived, distri
     listed = {file.path: file.sha256 for file in manifest.files}
     assert listed[f"media/{item}/lecture.mp4"] == hashlib.sha256(lecture.read_bytes()).hexdigest()
     assert import_package(district, tmp_path / "again").added == [item]
+    # That export kept the new digest for the next one.
+    conn = sqlite3.connect(source.data_dir / DATABASE_FILE)
+    try:
+        again = json.loads(conn.execute("SELECT file_digests FROM archive_items WHERE id = ?",
+                                        (item,)).fetchone()[0])
+    finally:
+        conn.close()
+    assert again["lecture.mp4"]["sha256"] == listed[f"media/{item}/lecture.mp4"]
+    assert again["lecture.mp4"]["mtime_ns"] == lecture.stat().st_mtime_ns
+    assert again["stage.mp4"] == kept["stage.mp4"]  # the others as they were
     # The district keeps the verified digests of what it imported.
     conn = sqlite3.connect(district / DATABASE_FILE)
     try:
