@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from classroom.db import Database
 from classroom.errors import Invalid, Missing
@@ -36,7 +35,6 @@ from classroom.packages.copying import (
     Advance,
     Progress,
     copy_file,
-    copy_hashing,
     hash_file,
     run_all,
 )
@@ -53,7 +51,6 @@ from recordings.digests import known as digests_known
 from recordings.finish import POSTER_NAME
 from recordings.manager import Recordings, valid_item_id
 
-FORMATS = ("dir", "zip", "iso")
 ITEM_COLUMNS = ("id", "course_id", "title", "lecturer", "description", "recorded_at", "origin",
                 "duration", "size", "video_codec", "audio_codec", "width", "height",
                 "media_file", "stage_file")
@@ -200,10 +197,6 @@ class _Writer:
         raise NotImplementedError
 
 
-def _opened(source: Path | bytes) -> IO[bytes]:
-    return io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
-
-
 class _FolderWriter(_Writer):
     parallel = True
 
@@ -220,9 +213,10 @@ class _FolderWriter(_Writer):
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(source, Path):
             size, digest = copy_file(source, target, advance, known)
-            return PackageFile(path, size, digest)
-        with _opened(source) as reading, target.open("xb") as writing:
-            size, digest = copy_hashing(reading, writing, advance)
+        else:
+            target.write_bytes(source)
+            size, digest = len(source), hashlib.sha256(source).hexdigest()
+            advance(size)
         return PackageFile(path, size, digest)
 
     def finish(self, manifest: bytes) -> None:
