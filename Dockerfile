@@ -18,9 +18,11 @@ COPY web/ web/
 RUN /opt/zhixing/bin/pip install .
 
 FROM python:3.11-slim-bookworm
-# Noto Sans CJK for the Chinese labels of the attendance charts (web/charts.py).
+# Noto Sans CJK for the Chinese labels of the attendance charts (web/charts.py);
+# xorriso for course packages as ISO images (classroom/packages/).
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends fonts-noto-cjk \
+        xorriso \
     && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so that a bind-mounted data folder can be given to it (chown 10001).
 RUN groupadd --system --gid 10001 zhixing \

@@ -164,6 +164,12 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE archive_items ADD COLUMN stage_file TEXT;
     ALTER TABLE archive_items ADD COLUMN stage_turns TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: the SHA-256 and CRC-32 of an item's files, computed where they were
+    # made (JSON: {file name: {size, mtime_ns, sha256, crc32}}), so a course
+    # package copies a lecture without reading it twice.
+    """
+    ALTER TABLE archive_items ADD COLUMN file_digests TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 
 

@@ -34,6 +34,7 @@ from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
 from classroom.live.wall import SiteHistory, Wall
+from classroom.packages.jobs import PackageJobs
 from recordings.manager import Recordings
 from streaming.peers import PeerSettings
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 DATABASE_FILE = "zhixing.sqlite3"
 ARCHIVE_DIR = "archive"
+PACKAGES_DIR = "packages"
 CATALOG_KINDS = ("units", "courses", "sites")
 
 
@@ -66,6 +68,7 @@ class School:
     library_links: LibraryLinks
     replays: Replays
     timeshifts: Timeshifts
+    packages: PackageJobs
     discussions: Discussions
     site_history: SiteHistory
     wall: Wall
@@ -117,6 +120,8 @@ class School:
         closing.push_async_callback(self.replays.close)
         self.timeshifts = Timeshifts(self.archive)
         closing.push_async_callback(self.timeshifts.close)
+        self.packages = PackageJobs(self.db, self.archive.recordings, data_dir / PACKAGES_DIR)
+        closing.push_async_callback(self.packages.close)
         self.discussions = Discussions()
         closing.callback(self.discussions.close)
         self.site_history = SiteHistory()

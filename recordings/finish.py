@@ -44,6 +44,8 @@ from typing import Any
 import av
 import numpy as np
 
+from recordings.digests import item_digests
+
 logger = logging.getLogger(__name__)
 
 MEDIA_NAMES = {"h264": "lecture.mp4", "vp8": "lecture.webm"}
@@ -86,6 +88,8 @@ class FinishResult:
     # the stage file, "duration": seconds, "source": invitation id or None}.
     stage: list[dict[str, Any]] = field(default_factory=list)
     mixed_seconds: float = 0.0  # audio decoded, mixed and encoded again
+    # {file name: Digest.json()} of the lecture, poster and stage files.
+    digests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def segment_paths(item_dir: Path) -> list[Path]:
@@ -508,6 +512,7 @@ def finish(item_dir: Path, progress: Progress | None = None) -> FinishResult:
     result.stage_file = stage_name
     result.stage = turns
     result.mixed_seconds = round(mixer.mixed / AUDIO_RATE, 3) if mixer is not None else 0.0
+    result.digests = item_digests(item_dir, (media_name, POSTER_NAME, stage_name))
     report(1.0)
     return result
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import av
 
+from recordings.digests import item_digests
 from recordings.finish import MEDIA_NAMES, POSTER_NAME, FinishResult, describe, make_poster
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ def import_file(source: Path, item_dir: Path, *, transcode: bool = False,
             report(0.95)
             result = describe(item_dir, chosen.media_name)
             result.poster = make_poster(target, item_dir / POSTER_NAME, result.duration)
+            result.digests = item_digests(item_dir, (chosen.media_name, POSTER_NAME))
         except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
             shutil.rmtree(item_dir, ignore_errors=True)
             verb = "transcoding" if chosen.transcodes else "remuxing"

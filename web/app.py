@@ -35,6 +35,7 @@ from web.keys import (
     LIBRARY_LINKS,
     LOGIN_LIMITER,
     METRICS,
+    PACKAGES,
     PEER_SETTINGS,
     REPLAYS,
     SCHOOL,
@@ -96,6 +97,7 @@ async def _school_context(app: web.Application) -> AsyncIterator[None]:
     app[LIBRARY_LINKS] = school.library_links
     app[REPLAYS] = school.replays
     app[TIMESHIFTS] = school.timeshifts
+    app[PACKAGES] = school.packages
     app[DISCUSSIONS] = school.discussions
     app[METRICS] = school.metrics
     try:

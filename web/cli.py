@@ -18,13 +18,18 @@ from classroom.access.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, Unkn
 from classroom.archive.items import Archive
 from classroom.catalog import MAX_NAME, Catalog
 from classroom.db import Database
-from classroom.errors import Missing
+from classroom.errors import Invalid, Missing, StateConflict
+from classroom.packages import exporter, importer
+from classroom.packages.exporter import Selection
+from classroom.packages.manifest import PackageRefused
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
 from web.access_log import AccessLogger
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
 from web.config import _env, add_serve_arguments, config_from_args
+from web.i18n import catalog
 from web.keys import ACCOUNTS, ADMIN_TOKEN
+from web.package_player import player_files
 
 # Times the catalog accepts (web.catalog.Fields.timestamp): 2000 … 2100.
 EARLIEST, LATEST = 946684800.0, 4102444800.0
@@ -92,7 +97,47 @@ def build_parser() -> argparse.ArgumentParser:
                               help="convert what the library cannot play as it is to "
                                    "H.264/AAC in MP4 (slow: about as long as the video "
                                    "or longer)")
+    _add_package_commands(commands)
     return parser
+
+
+def _add_package_commands(commands: Any) -> None:
+    package = commands.add_parser("package", help="export and import course packages (课程包)")
+    actions = package.add_subparsers(dest="package_command", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export", help="write a unit, a course or chosen lectures as a course package",
+        description="Write a course package: the lectures as they are stored (no "
+                    "transcoding), their posters, stage files and turns, a manifest "
+                    "(manifest.json: the catalog's units, courses and items, and the SHA-256 "
+                    "of every file) and an offline player: double-click index.html on the "
+                    "USB stick or disc to watch with no server. The target's name decides "
+                    "its form: FILE.zip, FILE.iso (needs xorriso) or a folder (new or "
+                    "empty). Only lectures ready to play are exported. Safe to run while "
+                    "the service runs on the same data folder.")
+    chosen = export.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--unit", type=int, metavar="ID", help="every ready lecture of a unit")
+    chosen.add_argument("--course", type=int, metavar="ID",
+                        help="every ready lecture of a course")
+    chosen.add_argument("--items", nargs="+", metavar="ID",
+                        help="these lectures (archive item ids)")
+    export.add_argument("-o", "--output", type=Path, required=True,
+                        metavar="DIR|FILE.zip|FILE.iso", help="where to write the package")
+    export.add_argument("--data", default=_env("DATA") or "data", metavar="DIR",
+                        help="data folder, as for serve (env ZHIXING_DATA; default ./data)")
+    import_package = actions.add_parser(
+        "import", help="import a course package into the archive",
+        description="Import a course package (a folder, a ZIP file or an ISO image): every "
+                    "file's size and SHA-256 is checked against the manifest first, and a "
+                    "partial or damaged package is refused naming the file, with nothing "
+                    "imported. The lectures enter the archive with their units and courses "
+                    "(matched by name, created when missing); lectures already in the archive "
+                    "are left as they are, so importing a package twice changes nothing. "
+                    "Safe to run while the service runs on the same data folder.")
+    import_package.add_argument("path", type=Path, metavar="PATH",
+                                help="the package: a folder, FILE.zip or FILE.iso")
+    import_package.add_argument("--data", default=_env("DATA") or "data", metavar="DIR",
+                                help="data folder, as for serve (env ZHIXING_DATA; "
+                                     "default ./data)")
 
 
 def _date(text: str) -> float:
@@ -283,8 +328,95 @@ def import_files(data_dir: Path, files: Sequence[Path], *, course_id: int | None
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------- course packages
+
+
+def _open_archive(data_dir: Path) -> tuple[Database, Recordings] | None:
+    database = data_dir / DATABASE_FILE
+    if not database.exists():
+        print(f"zhixing: no database in {data_dir} (start the service once first, "
+              "or give --data)", file=sys.stderr)
+        return None
+    db = Database(database)
+    db.migrate()
+    return db, Recordings(data_dir / ARCHIVE_DIR)
+
+
+def export_package(data_dir: Path, selection: Selection, target: Path) -> int:
+    """``zhixing package export``: 0 when the package was written."""
+    opened = _open_archive(data_dir)
+    if opened is None:
+        return 1
+    db, recordings = opened
+    bar = ProgressBar(target.name)
+    try:
+        manifest = exporter.export(db, recordings, selection, target, player_files(),
+                                   created_at=time.time(), progress=bar)
+    except (Invalid, Missing) as exc:
+        print(f"zhixing: not exported: {_domain_text(exc)}", file=sys.stderr)
+        return 1
+    except (exporter.ExportFailed, OSError) as exc:
+        print(f"zhixing: not exported: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"zhixing: interrupted; {target} was not written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        db.close()
+    size = sum(file.size for file in manifest.files)
+    print(f"{target}\t{len(manifest.items)} lectures\t{size} bytes", flush=True)
+    return 0
+
+
+def import_package(data_dir: Path, path: Path) -> int:
+    """``zhixing package import``: 0 when the package was verified and imported."""
+    opened = _open_archive(data_dir)
+    if opened is None:
+        return 1
+    db, recordings = opened
+    bar = ProgressBar(path.name)
+    try:
+        report = importer.import_package(db, recordings, path, now=time.time(), progress=bar)
+    except PackageRefused as exc:
+        bar.close()
+        print(f"zhixing: {path}: not imported: {exc.path}: {exc.reason}", file=sys.stderr)
+        return 1
+    except (StateConflict, OSError) as exc:
+        bar.close()
+        print(f"zhixing: {path}: not imported: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"zhixing: interrupted; {path} was not imported", file=sys.stderr)
+        return 130
+    finally:
+        db.close()
+    bar.close()
+    for item_id in report.added:
+        print(f"{item_id}\timported", flush=True)
+    for item_id in report.present:
+        print(f"{item_id}\talready in the archive", flush=True)
+    print(f"{len(report.added)} lectures imported, {len(report.present)} already there; "
+          f"{report.units_added} units and {report.courses_added} courses added", flush=True)
+    return 0
+
+
+def _domain_text(exc: Invalid | Missing) -> str:
+    if isinstance(exc, Invalid):
+        messages = catalog("en")
+        return "; ".join(f"{name}: {messages.get(key, key)}" for name, key in exc.errors.items())
+    return exc.message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "package":
+        if args.package_command == "export":
+            selection = Selection(unit_id=args.unit, course_id=args.course,
+                                  item_ids=tuple(args.items or ()))
+            return export_package(Path(args.data), selection, args.output)
+        return import_package(Path(args.data), args.path)
     if args.command == "admin":
         return set_password(Path(args.data), args.username)
     if args.command == "archive":

@@ -19,6 +19,7 @@ from classroom.catalog import Catalog
 from classroom.live.discussion import Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import SessionRegistry
+from classroom.packages.jobs import PackageJobs
 from classroom.school import School
 from streaming.peers import PeerSettings
 from web.config import Config
@@ -38,6 +39,7 @@ ARCHIVE = web.AppKey("archive", Archive)
 LIBRARY_LINKS = web.AppKey("library_links", LibraryLinks)
 REPLAYS = web.AppKey("replays", Replays)
 TIMESHIFTS = web.AppKey("timeshifts", Timeshifts)
+PACKAGES = web.AppKey("packages", PackageJobs)
 ATTENDANCE = web.AppKey("attendance", AttendanceLog)
 METRICS = web.AppKey("metrics", RelayMetrics)
 DISCUSSIONS = web.AppKey("discussions", Discussions)

@@ -314,7 +314,8 @@ class Archive:
                   video_codec=result.video_codec, audio_codec=result.audio_codec,
                   width=result.width, height=result.height, media_file=result.media_file,
                   has_poster=int(result.poster), stage_file=result.stage_file,
-                  stage_turns=json.dumps(self._named_turns(result.stage), ensure_ascii=False))
+                  stage_turns=json.dumps(self._named_turns(result.stage), ensure_ascii=False),
+                  file_digests=json.dumps(result.digests))
         logger.info("item %s finished: %.1f s, %d bytes", item_id, result.duration, result.size)
 
     def _named_turns(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:

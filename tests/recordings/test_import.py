@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import io
 import itertools
+import json
 import os
 import sqlite3
 import subprocess
@@ -219,6 +221,11 @@ def test_a_playable_file_is_remuxed_into_a_ready_item(
         (media_file, video, audio)
     assert item_folders(data) == [row["id"]]
     item_dir = data / ARCHIVE_DIR / row["id"]
+    # The files' SHA-256, kept for course packages.
+    digests = json.loads(row["file_digests"])
+    assert sorted(digests) == sorted([media_file, "poster.jpg"])
+    for file_name, digest in digests.items():
+        assert digest["sha256"] == hashlib.sha256((item_dir / file_name).read_bytes()).hexdigest()
     probe = check_playable(item_dir, row, source, media_file.rsplit(".", 1)[1])
     assert [s["codec_name"] for s in probe["streams"]] == [video, audio]
     if not name.endswith(".ts"):  # (TS carries H.264 in another framing)

@@ -6,10 +6,12 @@ real finishing code remuxes them, and ffprobe/ffmpeg judge the result.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,6 +214,12 @@ async def test_the_stage_is_heard_in_the_lecture_and_seen_in_its_own_file(
     assert result.stage_file == ("stage.mp4" if codec == "H264" else "stage.webm")
     stage_file = item / result.stage_file
     assert decode_errors(stage_file) == ""
+    # The files' digests, for course packages: as the files are.
+    assert set(result.digests) == {result.media_file, "poster.jpg", result.stage_file}
+    for name, digest in result.digests.items():
+        data = (item / name).read_bytes()
+        assert digest["size"] == len(data) and digest["crc32"] == zlib.crc32(data), name
+        assert digest["sha256"] == hashlib.sha256(data).hexdigest(), name
     probe = ffprobe(stage_file)
     assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
     assert float(probe["format"]["duration"]) == pytest.approx(3.7, abs=0.2)

@@ -376,6 +376,12 @@ ATTENDANCE_API_ROUTES = {
     ("GET", "/api/v1/reports/districts"),
     ("GET", "/api/v1/reports/districts/chart.svg"),
 }
+# Course packages: admin only (tests/web/test_packages_api.py).
+PACKAGE_API_ROUTES = {
+    ("POST", "/api/v1/packages"), ("GET", "/api/v1/packages"),
+    ("GET", "/api/v1/packages/{package_id}"), ("GET", "/api/v1/packages/{package_id}/file"),
+    ("POST", "/api/v1/package-imports"),
+}
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}
 
@@ -401,7 +407,7 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
     assert table == (api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
                      - ARCHIVE_API_ROUTES - WALL_API_ROUTES - ATTENDANCE_API_ROUTES
-                     - DISCUSSION_API_ROUTES)
+                     - DISCUSSION_API_ROUTES - PACKAGE_API_ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,

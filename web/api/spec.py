@@ -77,6 +77,7 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "invitation_id": {"type": "string"},
     "item_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
     "link_id": {"type": "string"},
+    "package_id": {"type": "string"},
     "unit_id": {"type": "integer", "minimum": 1},
     "lang": {"type": "string", "enum": ["zh-CN", "en"]},
 }

@@ -1,7 +1,8 @@
 // The admin console (管理后台): the entry point that wires its tabs, each a
 // module: 场次 console-sessions.js (with console-replay.js,
 // console-recording.js and console-invitations.js), 专题/课程/分课堂
-// console-editors.js, 课程录像 console-archive.js, 回放链接 console-links.js;
+// console-editors.js, 课程录像 console-archive.js, 回放链接 console-links.js,
+// 课程包 console-packages.js;
 // what they share is console-shared.js. Here: switching tabs, reloading
 // everything, and polling while something is live.
 import { init, t, switchLanguage } from "/static/i18n.js";
@@ -12,8 +13,9 @@ import { fillSessionRow, replayRunning } from "/static/console-replay.js";
 import { renderDetail, setupInvitations } from "/static/console-invitations.js";
 import { renderArchive, setupArchive } from "/static/console-archive.js";
 import { renderLinks, setupLinks } from "/static/console-links.js";
+import { renderPackages, setupPackages } from "/static/console-packages.js";
 
-const TABS = ["sessions", "units", "courses", "sites", "archive", "links"];
+const TABS = ["sessions", "units", "courses", "sites", "archive", "links", "packages"];
 const LIVE_POLL_MS = 2000; // while a session is recorded, a replay runs or an item finished
 const MAX_TIMER_MS = 3600 * 1000; // a far replay start is looked at again hourly (setTimeout caps at 24.8 days)
 
@@ -79,6 +81,7 @@ async function refresh() {
   renderSessions();
   renderArchive();
   renderLinks();
+  renderPackages();
   schedulePoll();
   await renderDetail();
 }
@@ -100,6 +103,7 @@ async function main() {
   setupInvitations();
   setupArchive();
   setupLinks();
+  setupPackages();
   const tab = location.hash.slice(1);
   showTab(TABS.includes(tab) ? tab : "sessions");
   await refresh();
