@@ -78,6 +78,8 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "item_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
     "link_id": {"type": "string"},
     "unit_id": {"type": "integer", "minimum": 1},
+    "node_id": {"type": "integer", "minimum": 1},
+    "account_id": {"type": "integer", "minimum": 1},
     "lang": {"type": "string", "enum": ["zh-CN", "en"]},
 }
 

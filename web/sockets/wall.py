@@ -27,7 +27,8 @@ from pydantic import Field
 from classroom.live.sessions import Session, SessionRegistry
 from classroom.live.wall import CLOSE_ENDED, SEND_TIMEOUT, SNAPSHOT_INTERVAL, Wall
 from web.api.spec import Reply, Shape, operation
-from web.auth import COOKIE, authenticate_admin
+from web.auth import COOKIE, require_reader
+from web.errors import Forbidden
 from web.http import check_origin, session_of
 from web.keys import SCHOOL
 
@@ -284,10 +285,12 @@ WALL_HUB = web.AppKey("wall_hub", WallHub)
                     200: Reply("one snapshot (no Upgrade header)", WallSnapshot)})
 async def wall_socket(request: web.Request) -> web.StreamResponse:
     by_cookie = "Authorization" not in request.headers and COOKIE in request.cookies
-    authenticate_admin(request)
+    caller = require_reader(request)
     if by_cookie:
         check_origin(request)
     session = session_of(request)
+    if not caller.scope.watches_wall(session.row):
+        raise Forbidden("this session belongs to another part of the organization")
     hub = request.app[WALL_HUB]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT)
     if not ws.can_prepare(request).ok:
