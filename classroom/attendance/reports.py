@@ -298,3 +298,63 @@ def session_summary(row: SiteRow) -> dict[str, Any]:
             "window": None if row.window is None else {
                 "start": row.window.start, "end": row.window.end}}
 
+
+# ------------------------------------------------------------------ organizers
+# The city's own training (市级培训) and each district's extension training
+# (延伸培训) counted apart: who organized the session, not where the room is.
+
+@dataclass
+class Organizer:
+    id: int | None
+    name: str
+    city: bool
+    totals: attendance.Totals
+    months: dict[str, Group]
+    units: dict[str, Group]
+    districts: dict[str, Group]
+    levels: dict[str, Group]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name,
+                "training": "city" if self.city else "extension",
+                **self.totals.as_dict(),
+                "months": [g.as_dict() for g in sorted(self.months.values(),
+                                                       key=lambda g: g.name)],
+                "units": ordered(self.units), "districts": ordered(self.districts),
+                "levels": ordered(self.levels)}
+
+
+def organizer_of(row: SiteRow) -> tuple[int | None, str, bool]:
+    session = row.session
+    return (session["organizer_id"], session["organizer_name"] or "",
+            bool(session["organizer_is_city"]) or session["organizer_id"] is None)
+
+
+async def organizer_report(db: Database, days: DateRange, now: float,
+                           own: str = "") -> dict[str, Any]:
+    """Person-times per organizer (the city first, then the districts by
+    person-times), each per month, unit, district (the sites' first path
+    part) and level (the sites' node kind: district, town, village,
+    department); only the sites under ``own``."""
+    where, params = within(own, f"{SESSION_TIME} >= ? AND {SESSION_TIME} < ?",
+                           [days.start, days.end])
+    organizers: dict[int | None, Organizer] = {}
+    totals = attendance.Totals()
+    async for row in site_rows(db, where, params, now):
+        key, name, city = organizer_of(row)
+        organizer = organizers.get(key)
+        if organizer is None:
+            organizer = organizers[key] = Organizer(key, name, city, attendance.Totals(),
+                                                    {}, {}, {}, {})
+        session_id, site_id = row.session["id"], row.site["site_id"]
+        organizer.totals.add(row.result, session_id, site_id)
+        month = dt.datetime.fromtimestamp(row.session["session_time"], days.tz).strftime("%Y-%m")
+        add_to_group(organizer.months, month, row)
+        add_to_group(organizer.units, row.session["unit_name"] or "", row)
+        add_to_group(organizer.districts, group_of(row.site["org_path"], ""), row)
+        add_to_group(organizer.levels, row.site["site_kind"] or "", row)
+        totals.add(row.result, session_id, site_id)
+    listed = sorted(organizers.values(),
+                    key=lambda o: (not o.city, -o.totals.person_times, o.name))
+    return {"from": days.first.isoformat(), "to": days.last.isoformat(),
+            "organizers": [o.as_dict() for o in listed], "totals": totals.as_dict()}

@@ -388,6 +388,8 @@ ATTENDANCE_API_ROUTES = {
     ("GET", "/api/v1/reports/units/{unit_id}/chart.svg"),
     ("GET", "/api/v1/reports/districts"),
     ("GET", "/api/v1/reports/districts/chart.svg"),
+    # split by organizer (tests/web/test_scopes.py)
+    ("GET", "/api/v1/reports/organizers"), ("GET", "/api/v1/reports/organizers/chart.svg"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

@@ -4,6 +4,9 @@ role; the organization tree's bad input; accounts; the audit log."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,7 @@ from tests.web.test_catalog_api import (
 )
 from web.app import create_app
 from web.config import Config
+from web.keys import ACCOUNTS
 
 API = "/api/v1"
 READERS = {"city", "district_a", "district_b", "auditor"}
@@ -121,6 +125,8 @@ CASES: list[Case] = [
     case("GET", "/api/v1/reports/units/{report_unit}/chart.svg", READERS),
     case("GET", f"/api/v1/reports/districts?prefix=北仑区&{DAYS}", A_READ),
     case("GET", f"/api/v1/reports/districts/chart.svg?prefix=北仑区&{DAYS}", A_READ),
+    case("GET", f"/api/v1/reports/organizers?{DAYS}", READERS),
+    case("GET", f"/api/v1/reports/organizers/chart.svg?{DAYS}", READERS),
     # the wall and the room events (sockets; without Upgrade they answer one state)
     case("GET", "/api/v1/sessions/{session_a}/wall/ws", A_READ),
     case("GET", "/api/v1/sessions/{city_session}/wall/ws", {"city", "auditor"}),
@@ -301,11 +307,11 @@ async def test_a_cycle_or_a_dangling_node_is_422_and_changes_nothing(service: Se
         reply = await world.call(role, "PATCH", f"{API}/org/{node}", change)
         assert reply.status == 422, (change, reply.status, reply.text)
         assert "parent_id (error.org_" in reply.json()["error"], reply.text
-    for csv in ("code,name,parent\r\nx,甲,y\r\ny,乙,x\r\n",  # a cycle
-                "code,name,parent\r\nx,甲,不存在的区\r\n",  # dangling
-                "code,name,parent\r\nx,甲,x\r\n"):  # its own parent
-        reply = await world.call("city", "POST", f"{API}/org/import", csv)
-        assert reply.status == 422, (csv, reply.text)
+    for text in ("code,name,parent\r\nx,甲,y\r\ny,乙,x\r\n",  # a cycle
+                 "code,name,parent\r\nx,甲,不存在的区\r\n",  # dangling
+                 "code,name,parent\r\nx,甲,x\r\n"):  # its own parent
+        reply = await world.call("city", "POST", f"{API}/org/import", text)
+        assert reply.status == 422, (text, reply.text)
         assert "row 1 (error.org_" in reply.json()["error"], reply.text
     reply = await world.call("city", "POST", f"{API}/org", {"name": "某镇", "parent_id": 999})
     assert reply.status == 422
@@ -336,10 +342,10 @@ async def test_a_site_moves_with_its_node(service: Service) -> None:
 
 async def test_an_org_csv_import_builds_a_subtree(service: Service) -> None:
     world = await make_districts(service)
-    csv = ("\ufeffcode,name,parent,kind\r\n"
-           "c1,大碶街道,,town\r\nc2,横河村,c1,village\r\nc3,组织部,,department\r\n"
-           "c4,新碶街道,,\r\n")  # exists already: kept
-    reply = await world.call("district_a", "POST", f"{API}/org/import", csv)
+    text = ("\ufeffcode,name,parent,kind\r\n"
+            "c1,大碶街道,,town\r\nc2,横河村,c1,village\r\nc3,组织部,,department\r\n"
+            "c4,新碶街道,,\r\n")  # exists already: kept
+    reply = await world.call("district_a", "POST", f"{API}/org/import", text)
     assert reply.status == 201, reply.text
     made = {(n["path"], n["kind"]) for n in reply.json()["nodes"]}
     assert made == {("北仑区 / 大碶街道", "town"), ("北仑区 / 大碶街道 / 横河村", "village"),
@@ -420,3 +426,71 @@ async def test_every_change_is_in_the_audit_log_with_a_csv_for_the_city(
     assert reply.status == 422
     assert (await world.call("auditor", "GET", f"{API}/audit")).status == 403
 
+
+
+# ------------------------------------------------------------------ reports by organizer
+
+
+def _attended(world: Districts, session_id: str, site_id: int, invitation_id: str,
+              start: float, headcount: int) -> None:
+    """A room that was there the whole session and reported its headcount."""
+    db = world.service.app[ACCOUNTS].db
+    db.execute("INSERT INTO attendance_intervals (session_id, site_id, invitation_id, "
+               "resource_id, connected_at, disconnected_at, ended_by) "
+               "VALUES (?, ?, ?, ?, ?, ?, 'left')",
+               (session_id, site_id, invitation_id, f"r-{invitation_id}", start - 60,
+                start + 3600))
+    db.execute("INSERT INTO headcount_reports (session_id, site_id, invitation_id, count, "
+               "reported_at) VALUES (?, ?, ?, ?, ?)",
+               (session_id, site_id, invitation_id, headcount, start + 600))
+
+
+async def test_reports_count_city_training_and_extension_training_apart(
+        service: Service) -> None:
+    world = await make_districts(service)
+    ids = world.ids
+    march = dt.datetime(2026, 3, 7, 9, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
+    window = {"scheduled_start": march, "scheduled_end": march + 3600}
+    await world.ok("city", "PATCH", f"{API}/sessions/{ids['city_session']}", window)
+    evening = {"scheduled_start": march + 86400 * 3, "scheduled_end": march + 86400 * 3 + 3600}
+    await world.ok("district_a", "PATCH", f"{API}/sessions/{ids['session_a']}", evening)
+    _attended(world, ids["city_session"], ids["site_a"], ids["city_inv_a"], march, 30)
+    _attended(world, ids["city_session"], ids["site_b"], ids["city_inv_b"], march, 40)
+    _attended(world, ids["session_a"], ids["site_a"], ids["inv_a"], march + 86400 * 3, 25)
+    query = f"{API}/reports/organizers?from=2026-03-01&to=2026-03-31&utc_offset=480"
+
+    def summary(report: dict[str, Any]) -> dict[str, Any]:
+        return {(o["training"], o["name"]): (
+            o["person_times"], {g["name"]: g["person_times"] for g in o["months"]},
+            {g["name"]: g["person_times"] for g in o["districts"]},
+            {g["name"]: g["person_times"] for g in o["levels"]}) for o in report["organizers"]}
+
+    city = await world.ok("city", "GET", query)
+    assert summary(city) == {
+        ("city", "全市"): (70, {"2026-03": 70}, {"北仑区": 30, "鄞州区": 40}, {"town": 70}),
+        ("extension", "北仑区"): (25, {"2026-03": 25}, {"北仑区": 25}, {"town": 25})}
+    assert [o["training"] for o in city["organizers"]] == ["city", "extension"]
+    assert city["totals"]["person_times"] == 95
+    district_a = await world.ok("district_a", "GET", query)
+    assert summary(district_a) == {
+        ("city", "全市"): (30, {"2026-03": 30}, {"北仑区": 30}, {"town": 30}),
+        ("extension", "北仑区"): (25, {"2026-03": 25}, {"北仑区": 25}, {"town": 25})}
+    district_b = await world.ok("district_b", "GET", query)
+    assert summary(district_b) == {
+        ("city", "全市"): (40, {"2026-03": 40}, {"鄞州区": 40}, {"town": 40})}
+    # A district's own district report is its own sites', whatever prefix it asks.
+    reply = await world.call("district_a", "GET",
+                             f"{API}/reports/districts?from=2026-03-01&to=2026-03-31")
+    assert reply.json()["prefix"] == "北仑区" and reply.json()["totals"]["person_times"] == 55
+    # CSV for Excel, one row per (organizer, grouping, group).
+    reply = await world.call("city", "GET", query + "&format=csv")
+    rows = list(csv.reader(io.StringIO(reply.body.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["主办", "类别", "分组方式", "分组"]
+    assert ["市级培训", "市级培训", "合计", "", "1", "2", "2", "70"] in rows
+    assert ["北仑区 延伸培训", "延伸培训", "按层级", "乡镇街道", "1", "1", "1", "25"] in rows
+    reply = await world.call("city", "GET", query.replace("reports/organizers",
+                                                          "reports/organizers/chart.svg"))
+    assert reply.status == 200 and b"<svg" in reply.body
+    reply = await world.call("city", "GET", f"{API}/reports/organizers?from=2026-03-31"
+                                            "&to=2026-03-01")
+    assert reply.status == 422

@@ -138,6 +138,33 @@ class UnitReport(Shape):
     totals: Totals
 
 
+class Organizers(Described):
+    from_: dt.date = Field(alias="from", description="first day")
+    to: dt.date = Field(description="last day (included); less than a year after from")
+
+
+class OrganizerGroup(Totals):
+    """the totals of one organizer: the city's own training or a district's extension
+    training (延伸培训), and its groups"""
+
+    id: int | None
+    name: str
+    training: Literal["city", "extension"]
+    months: list[Group] = Field(description="YYYY-MM, in order")
+    units: list[Group]
+    districts: list[Group] = Field(description="by the sites' first org path part")
+    levels: list[Group] = Field(description="by the sites' node kind: district, town, "
+                                            "village, department")
+
+
+class OrganizerReport(Shape):
+    from_: str = Field(alias="from")
+    to: str
+    organizers: list[OrganizerGroup] = Field(description="the city first, then by "
+                                                         "person-times")
+    totals: Totals
+
+
 class DistrictReport(Shape):
     prefix: str
     from_: str = Field(alias="from")
@@ -162,6 +189,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/reports/units/{unit_id}/chart.svg", unit_chart),
         web.get("/api/v1/reports/districts", district_report),
         web.get("/api/v1/reports/districts/chart.svg", district_chart),
+        web.get("/api/v1/reports/organizers", organizer_report),
+        web.get("/api/v1/reports/organizers/chart.svg", organizer_chart),
     ]
 
 
@@ -423,3 +452,68 @@ async def district_chart(request: web.Request) -> web.Response:
         last=days.last.isoformat())
     return _svg(await _bars(texts, report["groups"], title))
 
+
+# --------------------------------------------------------------- organizers
+
+def _organizer_query(request: web.Request) -> tuple[str, reports.DateRange]:
+    caller = require_reader(request)
+    return _own(request, caller), reports.parse_range(request.query, _tz(request))
+
+
+def _organizer_name(texts: dict[str, str], organizer: dict[str, Any]) -> str:
+    if organizer["training"] == "city":
+        return texts["reports.organizer.city"]
+    return texts["reports.organizer.extension"].format(name=organizer["name"])
+
+
+@operation("Person-times per organizer: the city's own training (市级培训) and each "
+           "district's extension training (延伸培训), each per month, unit, district and "
+           "level; a district's account sees its own sites only; ?format=csv: one row per "
+           "(organizer, grouping, group)", query=(Organizers, TimeZone, ReportFormat),
+           errors=(*ADMIN, (422, "bad dates or format")),
+           replies={200: Reply("report", OrganizerReport, media=CSV)})
+async def organizer_report(request: web.Request) -> web.StreamResponse:
+    require_reader(request)
+    as_csv = _wants_csv(request)
+    own, days = _organizer_query(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.organizer_report(request.app[CATALOG].db, days, _now(request), own)
+    if not as_csv:
+        return web.json_response(report, headers={"Cache-Control": "no-store"})
+    texts = _texts(request)
+    first, last = days.first.isoformat(), days.last.isoformat()
+    export = CsvExport(request, texts["reports.file.organizers"].format(first=first, last=last)
+                       + ".csv", f"attendance-organizers-{first}-{last}.csv")
+    await export.start([texts[f"reports.csv.{name}"] for name in (
+        "organizer", "training", "grouping", "group", "sessions", "rooms_invited",
+        "rooms_attended", "person_times")])
+    for organizer in report["organizers"]:
+        name = _organizer_name(texts, organizer)
+        training = texts[f"reports.training.{organizer['training']}"]
+        rows = [(texts["reports.grouping.total"], "", organizer)]
+        for grouping in ("months", "units", "districts", "levels"):
+            for group in organizer[grouping]:
+                label = group["name"]
+                if grouping == "levels":
+                    label = texts.get(f"org.kind.{label}", label)
+                rows.append((texts[f"reports.grouping.{grouping}"],
+                             label or texts["reports.ungrouped"], group))
+        for grouping, label, group in rows:
+            await export.row([name, training, grouping, label, group["sessions"],
+                              group["rooms_invited"], group["rooms_attended"],
+                              group["person_times"]])
+    return await export.finish()
+
+
+@operation("Person-times per organizer (bar chart) for the same query",
+           query=(Organizers, TimeZone), errors=(*ADMIN, 422), replies=SVG)
+async def organizer_chart(request: web.Request) -> web.Response:
+    own, days = _organizer_query(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.organizer_report(request.app[CATALOG].db, days, _now(request), own)
+    texts = _texts(request)
+    groups = [{"name": _organizer_name(texts, o), "person_times": o["person_times"]}
+              for o in report["organizers"]]
+    title = texts["reports.chart.organizers"].format(first=days.first.isoformat(),
+                                                     last=days.last.isoformat())
+    return _svg(await _bars(texts, groups, title))
