@@ -106,6 +106,8 @@ class ArchiveItem(Shape):
     owner_id: int | None = Field(description="the org node it belongs to (its session's "
                                              "organizer; the city for imports)")
     owner_name: str | None
+    manageable: bool | None = Field(
+        description="the calling account may edit and delete it (null for a library link)")
 
 
 class ArchiveItemChange(Described):
@@ -246,7 +248,8 @@ async def list_items(request: web.Request) -> web.Response:
         state="ready" if caller is None else query.state, course_id=query.course_id,
         unit_id=query.unit_id, query=query.q or None)
     if caller is not None:
-        items = [item for item in items if caller.scope.reads_item(item)]
+        items = [{**item, "manageable": caller.scope.manages_item(item)}
+                 for item in items if caller.scope.reads_item(item)]
     return web.json_response({"items": items})
 
 
@@ -271,6 +274,8 @@ def _readable_item(request: web.Request) -> dict[str, Any]:
             raise NotFound("no such archive item")
     elif not caller.scope.reads_item(item):
         raise Forbidden("this archive item belongs to another part of the organization")
+    else:
+        item["manageable"] = caller.scope.manages_item(item)
     return item
 
 
@@ -286,7 +291,8 @@ async def get_item(request: web.Request) -> web.Response:
 async def update_item(request: web.Request) -> web.Response:
     item = _managed_item(request)
     data = await read_described(request, ArchiveItemChange)
-    return web.json_response(request.app[ARCHIVE].update_item(item["id"], data))
+    changed = request.app[ARCHIVE].update_item(item["id"], data)
+    return web.json_response({**changed, "manageable": True})
 
 
 @operation("Delete an item and its files", errors=(*ADMIN, 404),

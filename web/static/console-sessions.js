@@ -13,16 +13,36 @@ import { renderDetail } from "/static/console-invitations.js";
 
 const batchText = (batch) => ({ "第一批": t("console.batch.first"), "第二批": t("console.batch.second") })[batch] ?? (batch || "");
 
+// 市级培训, or a district's extension training (延伸培训).
+const organizerText = (s) => (s.organizer === "city" ? t("console.sessions.organizer_city")
+  : t("console.sessions.organizer_district", { name: s.organizer_name || "" }));
+
+function sessionActions(s) {
+  const actions = el("td", { className: "actions" });
+  if (state.role === "presenter") {
+    // A presenter's one use of the console: its sessions' presenter page.
+    if (s.presenter_url && s.state !== "ended" && !s.replay) {
+      actions.append(el("a", { className: "button present", href: s.presenter_url, target: "_blank",
+        rel: "noopener", textContent: t("console.presenter.open") }));
+    }
+    return actions;
+  }
+  actions.append(el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
+  // The wall shows every invited room: a session of the caller's own part of the tree.
+  if (s.manageable || state.role === "auditor") {
+    actions.append(el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
+      textContent: t("console.sessions.wall") }));
+  }
+  actions.append(el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
+    textContent: t("console.sessions.attendance") }));
+  return actions;
+}
+
 export function renderSessions() {
   const body = $("#sessions-table tbody");
   body.replaceChildren(...state.sessions.map((s) => {
-    const actions = el("td", { className: "actions" },
-      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }),
-      el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
-        textContent: t("console.sessions.wall") }),
-      el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
-        textContent: t("console.sessions.attendance") }));
-    if (s.state !== "ended") {
+    const actions = sessionActions(s);
+    if (s.state !== "ended" && s.manageable) {
       actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
       // A replay starts with its program (立即开始 in its state cell), never as a bare live session.
       if (s.state === "scheduled" && !s.replay) {
@@ -33,8 +53,11 @@ export function renderSessions() {
         onclick: () => endSession(s) }));
     }
     const when = [formatTime(s.scheduled_start), formatTime(s.scheduled_end)].filter(Boolean).join(" – ");
-    return el("tr", { dataset: { id: s.id }, className: state.detail === s.id ? "selected" : "" },
+    // A session of another level (the city's, seen from a district) is read-only here.
+    const classes = [state.detail === s.id ? "selected" : "", s.manageable ? "" : "readonly"];
+    return el("tr", { dataset: { id: s.id }, className: classes.filter(Boolean).join(" ") },
       el("td", { textContent: s.title }),
+      el("td", { className: `organizer organizer-${s.organizer}`, textContent: organizerText(s) }),
       el("td", { textContent: s.course_title || "" }),
       el("td", { textContent: batchText(s.batch) }),
       el("td", { textContent: when }),
@@ -44,6 +67,9 @@ export function renderSessions() {
   }));
   $("#sessions-empty").hidden = state.sessions.length > 0;
   fillSelect($("#sessions-form [name=course_id]"), state.courses, (c) => c.title);
+  fillSelect($("#sessions-form [name=presenter_id]"),
+    (state.accounts || []).filter((a) => a.role === "presenter" && !a.disabled),
+    (a) => [a.username, a.org_path].filter(Boolean).join(" · "));
 }
 
 export function resetSessionForm() {
@@ -68,6 +94,7 @@ function editSession(s) {
   form.elements.title.value = s.title;
   form.elements.course_id.value = s.course_id == null ? "" : String(s.course_id);
   form.elements.batch.value = s.batch || "";
+  form.elements.presenter_id.value = s.presenter_id == null ? "" : String(s.presenter_id);
   form.elements.scheduled_start.value = toLocalInput(s.scheduled_start);
   form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
   form.elements.video_codec.value = s.video_codec;
@@ -100,6 +127,7 @@ async function saveSession(event) {
     title: f.title.value,
     course_id: f.course_id.value ? Number(f.course_id.value) : null,
     batch: f.batch.value,
+    presenter_id: f.presenter_id.value ? Number(f.presenter_id.value) : null,
     scheduled_start: fromLocalInput(f.scheduled_start.value),
     scheduled_end: fromLocalInput(f.scheduled_end.value),
   };
