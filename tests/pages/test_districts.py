@@ -17,6 +17,7 @@ from playwright.async_api import Dialog
 from classroom.db import ROOT_NODE
 from tests.pages.test_console_replay import add_item
 from tests.support.browser import BrowserPage, Chromium
+from tests.support.pages import open_console
 from tests.support.service import ADMIN_TOKEN, Service
 from tests.support.synthetic import make_lecture
 from web.keys import ACCOUNTS
@@ -189,3 +190,78 @@ async def test_a_district_replays_a_city_lecture_for_its_towns_and_counts_it_apa
     assert {("beilun", "login"), ("beilun", "create /api/v1/sites/import"),
             ("beilun", "create /api/v1/sessions"),
             ("beilun", "create /api/v1/sessions/{session_id}/invitations")} <= made, made
+
+
+@pytest.mark.browser
+async def test_the_console_of_the_city_a_presenter_and_an_auditor(
+    admin_service: Service, chromium: Chromium
+) -> None:
+    service = admin_service
+    base = service.base
+    city = await open_console(chromium, base, "console-city")
+
+    async def accept(dialog: Dialog) -> None:
+        await dialog.accept()
+
+    city.page.on("dialog", accept)
+    assert await city.evaluate(VISIBLE_TABS) == [
+        "sessions", "units", "courses", "sites", "archive", "links", "access", "/admin/reports"]
+    await city.page.click("#tab-access")
+    # A node from the form, then a CSV whose rows are each other's parents: refused, by row.
+    await city.page.fill("#org-form [name=name]", "北仑区")
+    await city.page.click("#org-form button[type=submit]")
+    await chromium.wait_for_js(city, "the new node", "() => [...document.querySelectorAll("
+                               "'#org-table tbody td')].some((td) => td.textContent === '北仑区')",
+                               UI_TIMEOUT)
+    await city.page.fill("#org-import [name=text]",
+                         "code,name,parent,kind\na,甲镇,b,town\nb,乙镇,a,town\n")
+    await city.page.click("#org-import button[type=submit]")
+    await chromium.wait_for_js(city, "the cycle named per row", "() => document.querySelector("
+                               "'#org-import .row-errors').textContent.includes('循环')",
+                               UI_TIMEOUT)
+    # A presenter account under 北仑区: its password is shown once.
+    await city.page.fill("#accounts-form [name=username]", "lecturer")
+    await city.page.select_option("#accounts-form [name=role]", "presenter")
+    await city.page.select_option("#accounts-form [name=org_node_id]", label="北仑区")
+    await city.page.click("#accounts-form button[type=submit]")
+    await chromium.wait_for_js(city, "the generated password",
+                               "() => !document.getElementById('new-password').hidden",
+                               UI_TIMEOUT)
+    shown = await city.evaluate("() => document.getElementById('new-password').textContent")
+    password = shown.split("：")[1].split("（")[0]
+    accounts = (await as_city(service, "GET", "/accounts"))["accounts"]
+    presenter = next(a for a in accounts if a["username"] == "lecturer")
+    assert presenter["org_path"] == "北仑区"
+    session = await as_city(service, "POST", "/sessions",
+                            {"title": "第一讲", "presenter_id": presenter["id"]})
+    await as_city(service, "POST", "/sessions", {"title": "第二讲"})
+    await as_city(service, "POST", "/accounts", {"username": "auditor", "role": "auditor",
+                                                 "password": PASSWORD})
+    # The audit log, for the city: the account just made is in it.
+    await city.page.reload()
+    await chromium.wait_for_js(city, "the audit log", "() => [...document.querySelectorAll("
+                               "'#audit-table tbody td')].some((td) => td.textContent"
+                               " === 'lecturer')", UI_TIMEOUT)
+
+    # The presenter (logging in replaces the city admin's login in this browser):
+    # its own session's presenter page, nothing else.
+    page = await chromium.open(f"{base}/login", "console-presenter")
+    await page.page.fill("[name=username]", "lecturer")
+    await page.page.fill("[name=password]", password)
+    await page.page.click("form[action='/login'] button")
+    await chromium.wait_for_js(page, "the console is ready", "() => location.pathname === "
+                               "'/admin' && document.body.dataset.ready === 'true'", UI_TIMEOUT)
+    assert await page.evaluate(VISIBLE_TABS) == ["sessions"]
+    rows = await page.evaluate("""() => [...document.querySelectorAll('#sessions-table tbody tr')]
+      .map((tr) => [tr.children[0].textContent, tr.querySelector('a.present')?.href])""")
+    assert rows == [["第一讲", session["presenter_url"]]], rows
+    assert not await page.evaluate(
+        "() => document.getElementById('sessions-form').checkVisibility()")
+
+    # The auditor reads: sessions, the archive, reports; no form, no links.
+    auditor = await log_in(chromium, base, "auditor")
+    assert await auditor.evaluate(VISIBLE_TABS) == ["sessions", "archive", "/admin/reports"]
+    assert await auditor.evaluate(
+        "() => document.querySelectorAll('#sessions-table tbody tr').length") == 2
+    assert not await auditor.evaluate(
+        "() => document.getElementById('sessions-form').checkVisibility()")
