@@ -92,12 +92,6 @@ class Scope:
     def manages_session(self, row: Mapping[str, Any]) -> bool:
         return self.manages and self.covers(row.get("organizer_id"))
 
-    def watches_wall(self, row: Mapping[str, Any]) -> bool:
-        """The room wall shows every invited room, so only of sessions of its
-        own subtree (a district sees its rooms in a city session through the
-        invitations and the attendance, which are filtered)."""
-        return self.reads and self.covers(row.get("organizer_id"))
-
     def sees_tokens(self, row: Mapping[str, Any]) -> bool:
         """The publish and view tokens: its manager's, or the assigned presenter's."""
         if self.role is AccountRole.PRESENTER:

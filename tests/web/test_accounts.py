@@ -324,6 +324,9 @@ def test_set_password_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert accounts.verify("admin", PASSWORD) is None
     assert (accounts.password_hash("admin") or "").startswith("scrypt$")
     assert db.all("SELECT * FROM login_sessions") == []  # logged out everywhere
+    # The audit log says so.
+    assert [(e["username"], e["action"], e["object_id"]) for e in db.all(
+        "SELECT * FROM audit_log")] == [("(command line)", "set-password", "admin")]
     db.close()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from classroom.live.wall import scoped_snapshot
 from tests.support.scopes import ROLES, Districts, make_districts
 from tests.support.service import Service
 from tests.web.test_catalog_api import (
@@ -129,7 +130,7 @@ CASES: list[Case] = [
     case("GET", f"/api/v1/reports/organizers/chart.svg?{DAYS}", READERS),
     # the wall and the room events (sockets; without Upgrade they answer one state)
     case("GET", "/api/v1/sessions/{session_a}/wall/ws", A_READ),
-    case("GET", "/api/v1/sessions/{city_session}/wall/ws", {"city", "auditor"}),
+    case("GET", "/api/v1/sessions/{city_session}/wall/ws", READERS),  # own rooms only
     case("GET", "/api/v1/sessions/{session_a}/events/ws", A),
     # the organization tree
     case("GET", "/api/v1/org", READERS),
@@ -246,6 +247,12 @@ async def test_each_role_sees_its_own_lists(service: Service) -> None:
     assert await _names(world, "district_a", path, "invitations", "id") == {ids["city_inv_a"]}
     assert await _names(world, "city", path, "invitations", "id") == {
         ids["city_inv_a"], ids["city_inv_b"]}
+    # ... on the wall too.
+    wall = await world.ok("district_a", "GET", f"{API}/sessions/{ids['city_session']}/wall/ws")
+    assert [site["invitation_id"] for site in wall["sites"]] == [ids["city_inv_a"]]
+    assert wall["summary"]["invited"] == 1
+    wall = await world.ok("city", "GET", f"{API}/sessions/{ids['city_session']}/wall/ws")
+    assert wall["summary"]["invited"] == 2
     city_session = await world.ok("district_a", "GET", f"{API}/sessions/{ids['city_session']}")
     assert city_session["publish_token"] is None and city_session["view_token"] is None
     assert city_session["presenter_url"] is None and city_session["manageable"] is False
@@ -494,3 +501,33 @@ async def test_reports_count_city_training_and_extension_training_apart(
     reply = await world.call("city", "GET", f"{API}/reports/organizers?from=2026-03-31"
                                             "&to=2026-03-01")
     assert reply.status == 422
+
+
+def test_a_scoped_wall_keeps_a_districts_own_rooms_and_their_discussion() -> None:
+    def site(invitation: str, path: str, connected: bool, level: int) -> dict[str, Any]:
+        return {"invitation_id": invitation, "org_path": path, "connected": connected,
+                "viewers": int(connected), "headcount": 20, "problem": {
+                    "level": level, "reason": "late" if level == 3 else None}}
+
+    snapshot = {
+        "session": {"id": "s"}, "summary": {"invited": 3},
+        "sites": [site("a1", "北仑区 / 新碶街道", True, 0), site("a2", "北仑区", False, 3),
+                  site("b1", "鄞州区", True, 0)],
+        "discussion": {
+            "locked": False, "stage": {"invitation_id": "b1", "name": "鄞州"},
+            "hands": [{"invitation_id": "b1"}, {"invitation_id": "a1"}],
+            "questions": [{"invitation_id": "b1", "status": "open"},
+                          {"invitation_id": "a1", "status": "open"},
+                          {"invitation_id": "a1", "status": "answered"}],
+            "questions_total": 3, "open_questions": 2,
+            "uplinks": [{"invitation_id": "b1", "present": True}]}}
+    seen = scoped_snapshot(snapshot, "北仑区")
+    assert [s["invitation_id"] for s in seen["sites"]] == ["a1", "a2"]
+    assert seen["summary"] == {"invited": 2, "connected": 1, "problems": 1, "late": 1,
+                               "headcount": 20, "viewers": 1, "other_viewers": 0,
+                               "hands": 1, "open_questions": 1, "cameras": 0}
+    assert seen["discussion"]["hands"] == [{"invitation_id": "a1"}]
+    assert seen["discussion"]["questions_total"] == 2 and seen["discussion"]["uplinks"] == []
+    assert seen["discussion"]["stage"] == snapshot["discussion"]["stage"]  # every room sees it
+    assert scoped_snapshot(snapshot, "") == snapshot
+    assert scoped_snapshot(snapshot, "北仑")["sites"] == []  # whole parts only

@@ -28,11 +28,9 @@ function sessionActions(s) {
     return actions;
   }
   actions.append(el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
-  // The wall shows every invited room: a session of the caller's own part of the tree.
-  if (s.manageable || state.role === "auditor") {
-    actions.append(el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
-      textContent: t("console.sessions.wall") }));
-  }
+  // The wall (a district sees its own rooms on the city's).
+  actions.append(el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
+    textContent: t("console.sessions.wall") }));
   actions.append(el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
     textContent: t("console.sessions.attendance") }));
   return actions;
