@@ -120,9 +120,26 @@ class OrgTree:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
+        # Every admin request reads the tree (its caller's scope): it is kept
+        # until a write here (the generation) or by another connection (SQLite's
+        # data_version) changes it. Callers never change a Tree they get.
+        self._generation = 0
+        self._cached: tuple[tuple[int, int], Tree] | None = None
 
     def tree(self) -> Tree:
-        return Tree(self.db.all("SELECT id, parent_id, name, kind FROM org_nodes"))
+        version = self.db.one("PRAGMA data_version")
+        key = (self._generation, int(next(iter(version.values()))) if version else 0)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, Tree(self.db.all(
+                "SELECT id, parent_id, name, kind FROM org_nodes")))
+        return self._cached[1]
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        """A write to org_nodes; the cached tree is stale from now on."""
+        try:
+            return self.db.execute(sql, params)
+        finally:
+            self._generation += 1
 
     def node(self, node_id: int) -> dict[str, Any]:
         tree = self.tree()
@@ -188,7 +205,7 @@ class OrgTree:
             raise Invalid({"name": "error.org_duplicate"})
         if tree.depth(parent) + 1 > MAX_DEPTH:
             raise Invalid({"parent_id": "error.org_too_deep"})
-        node_id = self.db.execute(
+        node_id = self._write(
             "INSERT INTO org_nodes (parent_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
             (parent, name, kind or _kind_for(tree.depth(parent) + 1), self._clock()))
         return self.node(node_id)
@@ -250,7 +267,7 @@ class OrgTree:
         if values:
             with self.db.transaction():
                 assignments = ", ".join(f"{column} = ?" for column in values)
-                self.db.execute(f"UPDATE org_nodes SET {assignments} WHERE id = ?",
+                self._write(f"UPDATE org_nodes SET {assignments} WHERE id = ?",
                                 (*values.values(), node_id))
                 self.sync_site_paths()
         return self.node(node_id)
@@ -271,7 +288,7 @@ class OrgTree:
                                     ("archive_items", "owner_id", "archive items")):
             if self.db.one(f"SELECT 1 FROM {table} WHERE {column} = ?", (node_id,)):
                 raise StateConflict(f"the node still has {what}")
-        self.db.execute("DELETE FROM org_nodes WHERE id = ?", (node_id,))
+        self._write("DELETE FROM org_nodes WHERE id = ?", (node_id,))
 
     def sync_site_paths(self) -> None:
         """Every site's org_path from its node (called with the tree changed)."""
@@ -296,7 +313,7 @@ class OrgTree:
             raise Invalid({"org_path": "error.org_dangling"})
         for name in missing:
             depth += 1
-            node = self.db.execute(
+            node = self._write(
                 "INSERT INTO org_nodes (parent_id, name, kind, created_at) VALUES (?, ?, ?, ?)",
                 (node, name, _kind_for(depth), self._clock()))
         return node
@@ -410,7 +427,7 @@ class OrgTree:
                 depth = current_tree.depth(parent) + 1
                 if depth > MAX_DEPTH:
                     raise Invalid({f"row {number}": "error.org_too_deep"})
-                existing = self.db.execute(
+                existing = self._write(
                     "INSERT INTO org_nodes (parent_id, name, kind, created_at) "
                     "VALUES (?, ?, ?, ?)",
                     (parent, name, record.get("kind") or _kind_for(depth), self._clock()))
@@ -420,7 +437,8 @@ class OrgTree:
             placed[number] = existing
             return existing
 
-        current_tree = tree
+        current_tree = Tree([{"id": n.id, "parent_id": n.parent_id, "name": n.name,
+                              "kind": n.kind} for n in tree.nodes.values()])
         with self.db.transaction():
             for number in range(1, len(records) + 1):
                 place(number)
