@@ -531,3 +531,17 @@ def test_a_scoped_wall_keeps_a_districts_own_rooms_and_their_discussion() -> Non
     assert seen["discussion"]["stage"] == snapshot["discussion"]["stage"]  # every room sees it
     assert scoped_snapshot(snapshot, "") == snapshot
     assert scoped_snapshot(snapshot, "北仑")["sites"] == []  # whole parts only
+
+
+async def test_a_districts_recording_goes_into_its_own_part_of_the_archive(
+        service: Service) -> None:
+    world = await make_districts(service)
+    ids = world.ids
+    item = await world.ok("district_a", "POST", f"{API}/sessions/{ids['session_a']}/recording")
+    assert (item["owner_id"], item["owner_name"]) == (ids["node_a"], "北仑区")
+    assert (await world.call("district_b", "GET", f"{API}/archive/{item['id']}")).status == 403
+    listed = await _names(world, "district_b", f"{API}/archive", "items", "id")
+    assert item["id"] not in listed
+    mine = await world.ok("district_a", "GET", f"{API}/archive/{item['id']}")
+    assert mine["manageable"] is True
+    await world.ok("district_a", "DELETE", f"{API}/sessions/{ids['session_a']}/recording")
