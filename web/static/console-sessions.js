@@ -65,6 +65,12 @@ export function renderSessions() {
   }));
   $("#sessions-empty").hidden = state.sessions.length > 0;
   fillSelect($("#sessions-form [name=course_id]"), state.courses, (c) => c.title);
+  // The organizer: the caller's own node (the default) or one below it.
+  const organizer = $("#sessions-form [name=organizer_id]");
+  const current = organizer.value;
+  organizer.replaceChildren(...(state.org || []).map((node) => el("option", { value: String(node.id),
+    textContent: node.parent_id == null ? t("console.sessions.organizer_city") : node.path })));
+  organizer.value = current || String(state.me?.org_node_id ?? "");
   fillSelect($("#sessions-form [name=presenter_id]"),
     (state.accounts || []).filter((a) => a.role === "presenter" && !a.disabled),
     (a) => [a.username, a.org_path].filter(Boolean).join(" · "));
@@ -78,6 +84,8 @@ export function resetSessionForm() {
   form.elements.video_codec.disabled = false;
   $("fieldset.source", form).disabled = false;
   form.elements.replay_item_id.disabled = false;
+  form.elements.organizer_id.disabled = false;
+  form.elements.organizer_id.value = String(state.me?.org_node_id ?? "");
   delete form.elements.replay_item_id.dataset.shape; // drop an option editSession added
   fillReplayPicker();
   showSource();
@@ -97,6 +105,8 @@ function editSession(s) {
   form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
   form.elements.video_codec.value = s.video_codec;
   form.elements.video_codec.disabled = true;
+  form.elements.organizer_id.value = String(s.organizer_id);
+  form.elements.organizer_id.disabled = true;
   // The program's source is fixed once created: shown, not editable.
   form.elements.source.value = s.replay ? "replay" : "live";
   $("fieldset.source", form).disabled = true;
@@ -139,8 +149,11 @@ async function saveSession(event) {
   let saved;
   try {
     if (form.dataset.editing) saved = await api("PATCH", `/sessions/${form.dataset.editing}`, data);
-    else if (replay) saved = await api("POST", "/sessions", { ...data, replay_item_id: f.replay_item_id.value });
-    else saved = await api("POST", "/sessions", { ...data, video_codec: f.video_codec.value });
+    else {
+      const organizer = f.organizer_id.value ? { organizer_id: Number(f.organizer_id.value) } : {};
+      if (replay) saved = await api("POST", "/sessions", { ...data, ...organizer, replay_item_id: f.replay_item_id.value });
+      else saved = await api("POST", "/sessions", { ...data, ...organizer, video_codec: f.video_codec.value });
+    }
   } catch (error) { showErrors(form, error); return; }
   notify(t("console.saved"));
   resetSessionForm();
