@@ -189,31 +189,44 @@ class Catalog:
         fields.reference("unit_id", self._exists("units"))
         return fields.check()
 
-    def create_course(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    # A course belongs to the node that made it: the city's are every
+    # district's to use, a district's (its own lecturers) its own.
+
+    def create_course(self, data: Mapping[str, Any], scope: Scope = CITY) -> dict[str, Any]:
         values = self._course_fields(data, partial=False)
         row_id = self.db.execute(
-            "INSERT INTO courses (title, lecturer, unit_id, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO courses (title, lecturer, unit_id, created_at, owner_id) "
+            "VALUES (?, ?, ?, ?, ?)",
             (values["title"], values.get("lecturer", ""), values.get("unit_id"),
-             self._clock()))
+             self._clock(), scope.node_id))
         return self.course(row_id)
 
-    def course(self, course_id: int) -> dict[str, Any]:
-        return _found(self.db.one(
+    def course(self, course_id: int, scope: Scope = CITY) -> dict[str, Any]:
+        row = _found(self.db.one(
             "SELECT c.*, u.name AS unit_name FROM courses c "
             "LEFT JOIN units u ON u.id = c.unit_id WHERE c.id = ?", (course_id,)), "course")
+        if not scope.reads_course(row):
+            raise Forbidden("this course belongs to another part of the organization")
+        return row
 
-    def courses(self) -> list[dict[str, Any]]:
-        return self.db.all("SELECT c.*, u.name AS unit_name FROM courses c "
+    def courses(self, scope: Scope = CITY) -> list[dict[str, Any]]:
+        rows = self.db.all("SELECT c.*, u.name AS unit_name FROM courses c "
                            "LEFT JOIN units u ON u.id = c.unit_id ORDER BY c.id")
+        return [row for row in rows if scope.reads_course(row)]
 
-    def update_course(self, course_id: int, data: Mapping[str, Any]) -> dict[str, Any]:
-        self.course(course_id)
+    def _managed_course(self, course_id: int, scope: Scope) -> None:
+        if not scope.manages_course(self.course(course_id, scope)):
+            raise Forbidden("this course is the city's (or another district's)")
+
+    def update_course(self, course_id: int, data: Mapping[str, Any],
+                      scope: Scope = CITY) -> dict[str, Any]:
+        self._managed_course(course_id, scope)
         self._update("courses", course_id, self._course_fields(data, partial=True))
         return self.course(course_id)
 
-    def delete_course(self, course_id: int) -> list[dict[str, Any]]:
+    def delete_course(self, course_id: int, scope: Scope = CITY) -> list[dict[str, Any]]:
         """Delete a course (its sessions stay, unassigned); no invitation goes."""
-        self.course(course_id)
+        self._managed_course(course_id, scope)
         self.db.execute("DELETE FROM courses WHERE id = ?", (course_id,))
         return []
 

@@ -27,7 +27,7 @@ def _org_tree(conn: sqlite3.Connection) -> None:
     Every site's org path ('北仑区 / 新碶街道') becomes a chain of nodes under
     the city (depth 1 a district, 2 a town or street, deeper a village or
     community); today's admins become city admins; today's sessions and
-    archive items belong to the city.
+    archive items and courses belong to the city.
     """
     for statement in _statements(_ORG_TREE_SQL):
         conn.execute(statement)
@@ -51,7 +51,7 @@ def _org_tree(conn: sqlite3.Connection) -> None:
             node = known[key]
         conn.execute("UPDATE sites SET org_node_id = ? WHERE id = ?", (node, site_id))
     for table, column in (("admins", "org_node_id"), ("sessions", "organizer_id"),
-                          ("archive_items", "owner_id")):
+                          ("archive_items", "owner_id"), ("courses", "owner_id")):
         conn.execute(f"UPDATE {table} SET {column} = ?", (ROOT_NODE,))
 
 
@@ -72,6 +72,7 @@ ALTER TABLE sessions ADD COLUMN organizer_id INTEGER REFERENCES org_nodes(id);
 ALTER TABLE sessions ADD COLUMN presenter_id INTEGER REFERENCES admins(id) ON DELETE SET NULL;
 CREATE INDEX sessions_by_organizer ON sessions (organizer_id);
 ALTER TABLE archive_items ADD COLUMN owner_id INTEGER REFERENCES org_nodes(id);
+ALTER TABLE courses ADD COLUMN owner_id INTEGER REFERENCES org_nodes(id);
 ALTER TABLE admins ADD COLUMN role TEXT NOT NULL DEFAULT 'city_admin'
     CHECK (role IN ('city_admin', 'district_admin', 'presenter', 'auditor'));
 ALTER TABLE admins ADD COLUMN org_node_id INTEGER REFERENCES org_nodes(id);

@@ -200,8 +200,8 @@ class School:
         stop working and their rooms are disconnected."""
         if kind not in CATALOG_KINDS:
             raise ValueError(kind)
-        removed = (self.catalog.delete_site(row_id, scope or Scope.city()) if kind == "sites"
-                   else getattr(self.catalog, f"delete_{kind[:-1]}")(row_id))
+        scoped = {"scope": scope or Scope.city()} if kind in ("sites", "courses") else {}
+        removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
         for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
 
@@ -230,6 +230,7 @@ class School:
         else:
             raise Invalid({"organizer_id": "error.unknown_reference"})
         self._check_presenter(values, scope)
+        self._check_course(values, scope)
         item_id = values.get("replay_item_id")
         if isinstance(item_id, str) and item_id:
             row = self.db.one("SELECT owner_id, state FROM archive_items WHERE id = ?",
@@ -237,6 +238,14 @@ class School:
             if row is not None and not scope.reads_item(row):
                 raise Forbidden("this lecture belongs to another part of the organization")
         return values
+
+    def _check_course(self, data: Mapping[str, Any], scope: Scope) -> None:
+        """A session's course: the city's or the caller's own (Forbidden else)."""
+        course = data.get("course_id")
+        if isinstance(course, int) and not isinstance(course, bool):
+            row = self.db.one("SELECT owner_id FROM courses WHERE id = ?", (course,))
+            if row is not None and not (scope.reads_course(row) or scope.is_city):
+                raise Forbidden("this course belongs to another part of the organization")
 
     def _check_presenter(self, data: Mapping[str, Any], scope: Scope) -> None:
         presenter = data.get("presenter_id")
@@ -256,6 +265,7 @@ class School:
     def reschedule_session(self, session: Session, data: Mapping[str, Any],
                            scope: Scope | None = None) -> Session:
         self._check_presenter(data, scope or Scope.city())
+        self._check_course(data, scope or Scope.city())
         session = self.sessions.update(session, data)
         self.replays.schedule(session.id)  # the start time may have moved
         return session

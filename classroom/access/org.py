@@ -285,7 +285,8 @@ class OrgTree:
         for table, column, what in (("sites", "org_node_id", "sites"),
                                     ("sessions", "organizer_id", "sessions"),
                                     ("admins", "org_node_id", "accounts"),
-                                    ("archive_items", "owner_id", "archive items")):
+                                    ("archive_items", "owner_id", "archive items"),
+                                    ("courses", "owner_id", "courses")):
             if self.db.one(f"SELECT 1 FROM {table} WHERE {column} = ?", (node_id,)):
                 raise StateConflict(f"the node still has {what}")
         self._write("DELETE FROM org_nodes WHERE id = ?", (node_id,))

@@ -1,10 +1,10 @@
 """Roles and scopes: what an account may see and change.
 
 Four roles. A **city admin** may do everything. A **district admin** is
-scoped to one node of the organization tree: it manages the sites, sessions,
-archive items and accounts of that node's subtree, reads the sessions and
-ready lectures of the nodes above it (the city's), so it can schedule
-replays of them for its rooms, and sees only its own rooms in them. A
+scoped to one node of the organization tree: it manages the sites, courses, sessions,
+archive items and accounts of that node's subtree, reads the sessions,
+courses and ready lectures of the nodes above it (the city's), so it can
+schedule replays of them for its rooms, and sees only its own rooms in them. A
 **presenter** opens the presenter page of the sessions assigned to it and
 nothing else. An **auditor** reads (reports, the wall, the archive) within
 its node's subtree and changes nothing.
@@ -107,6 +107,14 @@ class Scope:
 
     def manages_item(self, item: Mapping[str, Any]) -> bool:
         return self.manages and self.covers(item.get("owner_id"))
+
+    def reads_course(self, row: Mapping[str, Any]) -> bool:
+        """The city's courses and its own (a district's lecturers)."""
+        owner = row.get("owner_id")
+        return self.reads and (self.covers(owner) or owner in self.above)
+
+    def manages_course(self, row: Mapping[str, Any]) -> bool:
+        return self.manages and self.covers(row.get("owner_id"))
 
     def manages_account(self, account: Mapping[str, Any]) -> bool:
         """City admins manage every account; a district admin the accounts of

@@ -98,8 +98,8 @@ async def test_a_district_replays_a_city_lecture_for_its_towns_and_counts_it_apa
 
     page.page.on("dialog", accept)
     # The console shows the district admin what it may use, in Chinese.
-    assert await page.evaluate(VISIBLE_TABS) == ["sessions", "sites", "archive", "access",
-                                                 "/admin/reports"]
+    assert await page.evaluate(VISIBLE_TABS) == ["sessions", "courses", "sites", "archive",
+                                                 "access", "/admin/reports"]
     who = await page.evaluate("() => document.getElementById('who').textContent")
     assert "beilun" in who and "区县管理员" in who and "北仑区" in who, who
     assert not await page.evaluate("() => document.getElementById('audit').checkVisibility()")

@@ -52,6 +52,7 @@ class Case:
                  "item_a": "item_id", "item_b": "item_id", "item_city": "item_id",
                  "node_a": "node_id", "town_a": "node_id", "empty_a": "node_id",
                  "presenter": "account_id", "unit": "row_id", "course": "row_id",
+                 "course_a": "row_id",
                  "link": "link_id", "report_unit": "unit_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
@@ -90,10 +91,13 @@ CASES: list[Case] = [
     case("PATCH", "/api/v1/units/{unit}", {"city"}, {"name": "专题二"}),
     case("DELETE", "/api/v1/units/{unit}", {"city"}),
     case("GET", "/api/v1/courses", READERS),
-    case("POST", "/api/v1/courses", {"city"}, {"title": "课程"}),
-    case("GET", "/api/v1/courses/{course}", READERS),
+    case("POST", "/api/v1/courses", MANAGERS, {"title": "课程"}),  # a district's lecturers
+    case("GET", "/api/v1/courses/{course}", READERS),  # the city's
+    case("GET", "/api/v1/courses/{course_a}", A_READ),
     case("PATCH", "/api/v1/courses/{course}", {"city"}, {"title": "课程二"}),
+    case("PATCH", "/api/v1/courses/{course_a}", A, {"title": "课程三"}),
     case("DELETE", "/api/v1/courses/{course}", {"city"}),
+    case("DELETE", "/api/v1/courses/{course_a}", A),
     case("GET", "/api/v1/sites", READERS),
     case("POST", "/api/v1/sites", A, {"name": "新站", "org_path": "北仑区 / 新碶街道"}),
     case("GET", "/api/v1/sites/{site_a}", A_READ),
@@ -183,11 +187,13 @@ async def _more_objects(world: Districts) -> None:
     ids = world.ids
     unit = await world.ok("city", "POST", f"{API}/units", {"name": "党史"})
     course = await world.ok("city", "POST", f"{API}/courses", {"title": "第一课"})
+    course_a = await world.ok("district_a", "POST", f"{API}/courses",
+                              {"title": "区委书记讲党课", "lecturer": "北仑区委书记"})
     link = await world.ok("city", "POST", f"{API}/library-links", {"label": "全市干部"})
     empty = await world.ok("district_a", "POST", f"{API}/org",
                            {"name": "空节点", "parent_id": world.a["id"]})
-    ids.update(unit=unit["id"], course=course["id"], link=link["id"], empty_a=empty["id"],
-               report_unit=unit["id"])
+    ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
+               empty_a=empty["id"], report_unit=unit["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])
@@ -290,6 +296,16 @@ async def test_a_district_schedules_a_replay_of_a_city_lecture_not_of_another_di
     reply = await world.call("district_a", "POST", f"{API}/sessions/{ids['session_a']}/invitations",
                              {"site_id": ids["site_b"]})
     assert reply.status == 403, reply.text
+    course_b = service.app[ACCOUNTS].db.execute(
+        "INSERT INTO courses (title, created_at, owner_id) VALUES ('鄞州课', 0, ?)",
+        (ids["node_b"],))
+    before = world.tables()
+    for body in ({"title": "夜学", "course_id": course_b},):
+        reply = await world.call("district_a", "POST", f"{API}/sessions", body)
+        assert reply.status == 403, reply.text
+        reply = await world.call("district_a", "PATCH", f"{API}/sessions/{ids['session_a']}",
+                                 body)
+        assert reply.status == 403, reply.text
     assert world.tables() == before
     # The city's lecture is readable, so a replay of it gets as far as the file
     # (which this test never made: 404, not 403; tests/pages/test_districts.py

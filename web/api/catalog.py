@@ -4,7 +4,7 @@ the sites' CSV import."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from pydantic import Field
@@ -63,6 +63,9 @@ class Course(Shape):
     unit_id: int | None
     unit_name: str | None
     created_at: float
+    owner_id: int = Field(description="the org node whose course it is: the city's are "
+                                      "everyone's, a district's (its own lecturers) its own")
+    manageable: bool = Field(description="the caller may change it")
 
 
 class CourseInput(Described):
@@ -171,30 +174,38 @@ def _crud(table: Table, action: str) -> Handler:
     }
 
     async def handler(request: web.Request) -> web.Response:
-        # Units and courses are the city's programme: every reader sees them,
-        # city admins change them. Sites are each admin's own part of the tree.
+        # Units are the city's programme: every reader sees them, city admins
+        # change them. Courses and sites are each admin's own part of the tree
+        # (a district also reads the city's courses).
         if action in ("list", "get"):
             caller = require_reader(request)
-        elif kind == "sites":
+        elif kind in ("sites", "courses"):
             caller = require_admin(request)
         else:
             caller = require_city(request)
-        scoped = {"scope": caller.scope} if kind == "sites" else {}
+        scoped = {"scope": caller.scope} if kind in ("sites", "courses") else {}
+
+        def shown(row: dict[str, Any]) -> dict[str, Any]:
+            if kind == "courses":
+                return {**row, "manageable": caller.scope.manages_course(row)}
+            return row
+
         catalog = request.app[CATALOG]
         if action == "list":
-            return web.json_response({kind: getattr(catalog, kind)(**scoped)})
+            return web.json_response({kind: [shown(r) for r in
+                                             getattr(catalog, kind)(**scoped)]})
         if action == "create":
             data = await read_described(request, table.create)
             created = getattr(catalog, f"create_{singular}")(data, **scoped)
-            return web.json_response(created, status=201,
+            return web.json_response(shown(created), status=201,
                                      headers={"Location": f"/api/v1/{kind}/{created['id']}"})
         row_id = int_id(request)
         if action == "get":
-            return web.json_response(getattr(catalog, singular)(row_id, **scoped))
+            return web.json_response(shown(getattr(catalog, singular)(row_id, **scoped)))
         if action == "update":
             data = await read_described(request, table.change)
-            return web.json_response(getattr(catalog, f"update_{singular}")(row_id, data,
-                                                                            **scoped))
+            return web.json_response(shown(getattr(catalog, f"update_{singular}")(
+                row_id, data, **scoped)))
         # Links that stop working take their connected rooms with them.
         await request.app[SCHOOL].delete_from_catalog(kind, row_id, caller.scope)
         return web.Response(status=204)

@@ -9,7 +9,7 @@ import { $, api, formatTime, notify, refresh, showErrors, state } from "/static/
 // The tabs each role may use (the first is where it starts).
 export const ROLE_TABS = {
   city_admin: ["sessions", "units", "courses", "sites", "archive", "links", "access"],
-  district_admin: ["sessions", "sites", "archive", "access"],
+  district_admin: ["sessions", "courses", "sites", "archive", "access"],
   auditor: ["sessions", "archive"],
   presenter: ["sessions"],
 };
