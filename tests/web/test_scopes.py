@@ -561,3 +561,13 @@ async def test_a_districts_recording_goes_into_its_own_part_of_the_archive(
     mine = await world.ok("district_a", "GET", f"{API}/archive/{item['id']}")
     assert mine["manageable"] is True
     await world.ok("district_a", "DELETE", f"{API}/sessions/{ids['session_a']}/recording")
+
+
+async def test_a_presenter_has_no_reports_page(service: Service) -> None:
+    world = await make_districts(service)
+    async with service.http.get(f"{service.base}/admin/reports", allow_redirects=False,
+                                headers=world.logins["presenter"].headers()) as reply:
+        assert (reply.status, reply.headers["Location"]) == (303, "/admin")
+    async with service.http.get(f"{service.base}/admin/reports", allow_redirects=False,
+                                headers=world.logins["auditor"].headers()) as reply:
+        assert reply.status == 200

@@ -22,7 +22,7 @@ from classroom.attendance import intervals as attendance
 from classroom.errors import Invalid
 from web import i18n
 from web.api.spec import ABSENT, Described, Reply, Shape, Validated, operation, read_query
-from web.auth import Caller, logged_in, readable_session, require_reader
+from web.auth import Caller, authenticate_admin, logged_in, readable_session, require_reader
 from web.errors import Forbidden
 from web.exports import CsvExport
 from web.http import PAGE_HEADERS, STATIC_DIR, int_id
@@ -197,6 +197,8 @@ def routes() -> list[web.RouteDef]:
 async def page(request: web.Request) -> web.StreamResponse:
     if not logged_in(request):
         raise web.HTTPSeeOther("/login")
+    if not authenticate_admin(request).scope.reads:
+        raise web.HTTPSeeOther("/admin")  # a presenter has no reports
     return web.FileResponse(REPORTS_PAGE, headers=PAGE_HEADERS)
 
 
