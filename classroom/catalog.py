@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from classroom.db import Database
-from classroom.errors import Invalid, Missing
+from classroom.access.org import OrgTree
+from classroom.access.roles import Scope
+from classroom.db import ROOT_NODE, Database
+from classroom.errors import Forbidden, Invalid, Missing
 
 MAX_NAME = 200
 MAX_TEXT = 2000
@@ -125,10 +127,24 @@ class Fields:
         return self.values
 
 
+CITY = Scope.city()
+SESSIONS_SQL = ("SELECT s.*, c.title AS course_title, c.lecturer AS lecturer, "
+                "u.name AS unit_name, o.name AS organizer_name, "
+                "o.parent_id IS NULL AS organizer_is_city, p.username AS presenter_name "
+                "FROM sessions s LEFT JOIN courses c ON c.id = s.course_id "
+                "LEFT JOIN units u ON u.id = c.unit_id "
+                "LEFT JOIN org_nodes o ON o.id = s.organizer_id "
+                "LEFT JOIN admins p ON p.id = s.presenter_id")
+INVITATIONS_SQL = ("SELECT i.*, s.name AS site_name, s.org_path AS org_path, "
+                   "s.org_node_id AS org_node_id FROM invitations i "
+                   "JOIN sites s ON s.id = i.site_id")
+
+
 class Catalog:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
+        self.org = OrgTree(db, clock)
 
     # ---------------------------------------------------------------- units
     def _exists(self, table: str) -> Callable[[int], bool]:
@@ -173,51 +189,95 @@ class Catalog:
         fields.reference("unit_id", self._exists("units"))
         return fields.check()
 
-    def create_course(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    # A course belongs to the node that made it: the city's are every
+    # district's to use, a district's (its own lecturers) its own.
+
+    def create_course(self, data: Mapping[str, Any], scope: Scope = CITY) -> dict[str, Any]:
         values = self._course_fields(data, partial=False)
         row_id = self.db.execute(
-            "INSERT INTO courses (title, lecturer, unit_id, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO courses (title, lecturer, unit_id, created_at, owner_id) "
+            "VALUES (?, ?, ?, ?, ?)",
             (values["title"], values.get("lecturer", ""), values.get("unit_id"),
-             self._clock()))
+             self._clock(), scope.node_id))
         return self.course(row_id)
 
-    def course(self, course_id: int) -> dict[str, Any]:
-        return _found(self.db.one(
+    def course(self, course_id: int, scope: Scope = CITY) -> dict[str, Any]:
+        row = _found(self.db.one(
             "SELECT c.*, u.name AS unit_name FROM courses c "
             "LEFT JOIN units u ON u.id = c.unit_id WHERE c.id = ?", (course_id,)), "course")
+        if not scope.reads_course(row):
+            raise Forbidden("this course belongs to another part of the organization")
+        return row
 
-    def courses(self) -> list[dict[str, Any]]:
-        return self.db.all("SELECT c.*, u.name AS unit_name FROM courses c "
+    def courses(self, scope: Scope = CITY) -> list[dict[str, Any]]:
+        rows = self.db.all("SELECT c.*, u.name AS unit_name FROM courses c "
                            "LEFT JOIN units u ON u.id = c.unit_id ORDER BY c.id")
+        return [row for row in rows if scope.reads_course(row)]
 
-    def update_course(self, course_id: int, data: Mapping[str, Any]) -> dict[str, Any]:
-        self.course(course_id)
+    def _managed_course(self, course_id: int, scope: Scope) -> None:
+        if not scope.manages_course(self.course(course_id, scope)):
+            raise Forbidden("this course is the city's (or another district's)")
+
+    def update_course(self, course_id: int, data: Mapping[str, Any],
+                      scope: Scope = CITY) -> dict[str, Any]:
+        self._managed_course(course_id, scope)
         self._update("courses", course_id, self._course_fields(data, partial=True))
         return self.course(course_id)
 
-    def delete_course(self, course_id: int) -> list[dict[str, Any]]:
+    def delete_course(self, course_id: int, scope: Scope = CITY) -> list[dict[str, Any]]:
         """Delete a course (its sessions stay, unassigned); no invitation goes."""
-        self.course(course_id)
+        self._managed_course(course_id, scope)
         self.db.execute("DELETE FROM courses WHERE id = ?", (course_id,))
         return []
 
     # ---------------------------------------------------------------- sites
+    # A site hangs on an org node; its org_path is the node's path. A form
+    # names the node (org_node_id) or the path (org_path, whose missing nodes
+    # are made); either must lie in the caller's part of the tree.
+
     def _site_fields(self, data: Mapping[str, Any], partial: bool) -> dict[str, Any]:
         fields = Fields(data, partial=partial)
         fields.text("name", required=True)
         fields.text("org_path", max_length=MAX_TEXT)
+        fields.reference("org_node_id", self._exists("org_nodes"))
         values = fields.check()
         if "org_path" in values:
             values["org_path"] = normalize_org_path(values["org_path"])
+        if values.get("org_node_id") is None:
+            values.pop("org_node_id", None)
         return values
 
-    def create_site(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _place_site(self, values: dict[str, Any], scope: Scope) -> dict[str, Any]:
+        """Resolve the site's node from the checked values (in the scope)."""
+        if "org_node_id" in values:
+            scope.require_covers(values["org_node_id"], "organization node")
+            values["org_path"] = self.org.path(values["org_node_id"])
+        elif "org_path" in values:
+            values["org_node_id"] = self.org.resolve_path(values["org_path"], scope.node_id,
+                                                          create=True)
+        return values
+
+    def _site_node_allowed(self, values: Mapping[str, Any], scope: Scope) -> None:
+        """Forbidden if the values name a node or path outside the scope."""
+        if "org_node_id" in values:
+            scope.require_covers(values["org_node_id"], "organization node")
+        elif "org_path" in values:
+            self.org.check_path(values["org_path"], scope.node_id)
+
+    def create_site(self, data: Mapping[str, Any], scope: Scope = CITY) -> dict[str, Any]:
         values = self._site_fields(data, partial=False)
+        if "org_node_id" not in values and "org_path" not in values:
+            values["org_node_id"] = scope.node_id
+        self._site_node_allowed(values, scope)
+        if "org_node_id" in values:
+            values["org_path"] = self.org.path(values["org_node_id"])
         if self._site_taken(values["name"], values.get("org_path", "")):
             raise Invalid({"name": "error.duplicate_site"})
-        row_id = self.db.execute(
-            "INSERT INTO sites (name, org_path, created_at) VALUES (?, ?, ?)",
-            (values["name"], values.get("org_path", ""), self._clock()))
+        with self.db.transaction():
+            self._place_site(values, scope)
+            row_id = self.db.execute(
+                "INSERT INTO sites (name, org_path, org_node_id, created_at) VALUES (?, ?, ?, ?)",
+                (values["name"], values["org_path"], values["org_node_id"], self._clock()))
         return self.site(row_id)
 
     def _site_taken(self, name: str, org_path: str, other_than: int | None = None) -> bool:
@@ -225,35 +285,44 @@ class Catalog:
                           (name, org_path))
         return row is not None and row["id"] != other_than
 
-    def site(self, site_id: int) -> dict[str, Any]:
-        return _found(self.db.one("SELECT * FROM sites WHERE id = ?", (site_id,)), "site")
+    def site(self, site_id: int, scope: Scope = CITY) -> dict[str, Any]:
+        row = _found(self.db.one("SELECT * FROM sites WHERE id = ?", (site_id,)), "site")
+        scope.require_covers(row["org_node_id"], "site")
+        return row
 
-    def sites(self) -> list[dict[str, Any]]:
-        return self.db.all("SELECT * FROM sites ORDER BY org_path, name")
+    def sites(self, scope: Scope = CITY) -> list[dict[str, Any]]:
+        rows = self.db.all("SELECT * FROM sites ORDER BY org_path, name")
+        return [row for row in rows if scope.covers(row["org_node_id"])]
 
-    def update_site(self, site_id: int, data: Mapping[str, Any]) -> dict[str, Any]:
-        current = self.site(site_id)
+    def update_site(self, site_id: int, data: Mapping[str, Any],
+                    scope: Scope = CITY) -> dict[str, Any]:
+        current = self.site(site_id, scope)
         values = self._site_fields(data, partial=True)
-        merged = {**current, **values}
-        if self._site_taken(merged["name"], merged["org_path"], other_than=site_id):
+        self._site_node_allowed(values, scope)
+        path = (self.org.path(values["org_node_id"]) if "org_node_id" in values
+                else values.get("org_path", current["org_path"]))
+        if self._site_taken(values.get("name", current["name"]), path, other_than=site_id):
             raise Invalid({"name": "error.duplicate_site"})
-        self._update("sites", site_id, values)
+        with self.db.transaction():
+            self._update("sites", site_id, self._place_site(values, scope))
         return self.site(site_id)
 
-    def delete_site(self, site_id: int) -> list[dict[str, Any]]:
+    def delete_site(self, site_id: int, scope: Scope = CITY) -> list[dict[str, Any]]:
         """Delete a site and its invitations; returns the invitations removed
         (so rooms still connected through them can be disconnected)."""
-        self.site(site_id)
+        self.site(site_id, scope)
         removed = self.db.all("SELECT id, session_id FROM invitations WHERE site_id = ?",
                               (site_id,))
         self.db.execute("DELETE FROM sites WHERE id = ?", (site_id,))
         return removed
 
-    def import_sites(self, text: str) -> list[dict[str, Any]]:
+    def import_sites(self, text: str, scope: Scope = CITY) -> list[dict[str, Any]]:
         """CSV with a header row: name,org_path. All rows or none.
 
         Raises :class:`Invalid` with keys ``row N`` (1-based data rows) for
-        every bad row; nothing is written then.
+        every bad row, and :class:`Forbidden` for a path outside the scope;
+        nothing is written then. An empty path puts the site on the scope's
+        own node.
         """
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
         try:
@@ -266,12 +335,21 @@ class Catalog:
         rows: list[dict[str, Any]] = []
         errors: dict[str, str] = {}
         seen: set[tuple[str, str]] = set()
+        outside = False
+        own_path = self.org.path(scope.node_id)
         for number, raw in enumerate(records, start=1):
             record = {(k or "").strip(): (v or "") for k, v in raw.items()}
+            record.pop("org_node_id", None)
             try:
                 values = self._site_fields(record, partial=False)
+                if not values.get("org_path"):
+                    values["org_path"] = own_path
+                self._site_node_allowed(values, scope)
             except Invalid as exc:
                 errors[f"row {number}"] = next(iter(exc.errors.values()))
+                continue
+            except Forbidden:
+                outside = True
                 continue
             key = (values["name"], values.get("org_path", ""))
             if key in seen or self._site_taken(*key):
@@ -279,6 +357,8 @@ class Catalog:
                 continue
             seen.add(key)
             rows.append(values)
+        if outside:
+            raise Forbidden("a row names an organization path outside your part of the tree")
         if not rows and not errors:
             raise Invalid({"file": "error.csv_empty"})
         if errors:
@@ -286,9 +366,11 @@ class Catalog:
         created = []
         with self.db.transaction():
             for values in rows:
+                self._place_site(values, scope)
                 row_id = self.db.execute(
-                    "INSERT INTO sites (name, org_path, created_at) VALUES (?, ?, ?)",
-                    (values["name"], values.get("org_path", ""), self._clock()))
+                    "INSERT INTO sites (name, org_path, org_node_id, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (values["name"], values["org_path"], values["org_node_id"], self._clock()))
                 created.append(row_id)
         return [self.site(row_id) for row_id in created]
 
@@ -302,11 +384,14 @@ class Catalog:
         fields.timestamp("scheduled_end")
         # A room attended if connected for at least this percent of the session.
         fields.whole_number("attendance_threshold", 1, 100)
+        fields.reference("presenter_id", lambda account: self.db.one(
+            "SELECT 1 FROM admins WHERE id = ? AND role = 'presenter'", (account,)) is not None)
         if not partial:
+            fields.reference("organizer_id", self._exists("org_nodes"))
             fields.choice("video_codec", VIDEO_CODECS, default="H264")
             fields.text("replay_item_id", max_length=16)
         else:
-            for fixed in ("video_codec", "replay_item_id"):
+            for fixed in ("video_codec", "replay_item_id", "organizer_id"):
                 if fixed in data:
                     fields.errors[fixed] = "error.fixed_once_created"
         values = fields.check()
@@ -323,27 +408,22 @@ class Catalog:
         self.db.execute(
             "INSERT INTO sessions (id, title, course_id, batch, scheduled_start, scheduled_end,"
             " video_codec, publish_token, view_token, created_at, replay_item_id, replay_state,"
-            " attendance_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attendance_threshold, organizer_id, presenter_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, values["title"], values.get("course_id"), values.get("batch", ""),
              values.get("scheduled_start"), values.get("scheduled_end"),
              values["video_codec"], publish_token, view_token, self._clock(), replay,
-             "waiting" if replay else None, values.get("attendance_threshold", 80)))
+             "waiting" if replay else None, values.get("attendance_threshold", 80),
+             values.get("organizer_id") or ROOT_NODE, values.get("presenter_id")))
         return self.session(session_id)
 
     def session(self, session_id: str) -> dict[str, Any]:
         return _found(self.db.one(
-            "SELECT s.*, c.title AS course_title, c.lecturer AS lecturer, "
-            "u.name AS unit_name FROM sessions s "
-            "LEFT JOIN courses c ON c.id = s.course_id "
-            "LEFT JOIN units u ON u.id = c.unit_id WHERE s.id = ?", (session_id,)), "session")
+            SESSIONS_SQL + " WHERE s.id = ?", (session_id,)), "session")
 
     def sessions(self) -> list[dict[str, Any]]:
         return self.db.all(
-            "SELECT s.*, c.title AS course_title, c.lecturer AS lecturer, "
-            "u.name AS unit_name FROM sessions s "
-            "LEFT JOIN courses c ON c.id = s.course_id "
-            "LEFT JOIN units u ON u.id = c.unit_id "
-            "ORDER BY COALESCE(s.scheduled_start, s.created_at) DESC")
+            SESSIONS_SQL + " ORDER BY COALESCE(s.scheduled_start, s.created_at) DESC")
 
     def update_session(self, session_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         current = self.session(session_id)
@@ -363,12 +443,21 @@ class Catalog:
         return self.session(session_id)
 
     # ---------------------------------------------------------- invitations
-    def create_invitation(self, session_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    def create_invitation(self, session_id: str, data: Mapping[str, Any],
+                          scope: Scope = CITY) -> dict[str, Any]:
+        """A site's link; the site must be the caller's and lie under the
+        session's organizer (a city session invites every district's rooms,
+        a district's session its own)."""
         session = self.session(session_id)
+        if not scope.manages_session(session):
+            raise Forbidden("this session belongs to another part of the organization")
         fields = Fields(data)
         fields.reference("site_id", self._exists("sites"), required=True)
         fields.timestamp("expires_at")
         values = fields.check()
+        site = self.site(values["site_id"], scope)
+        if site["org_node_id"] not in self.org.subtree(session["organizer_id"] or ROOT_NODE):
+            raise Invalid({"site_id": "error.site_outside_organizer"})
         expires_at = values.get("expires_at")
         if expires_at is None:
             base = session["scheduled_end"] or self._clock()
@@ -397,18 +486,23 @@ class Catalog:
         return None if row is None else str(row["name"])
 
     def invitation(self, invitation_id: str) -> dict[str, Any]:
-        return _found(self.db.one(
-            "SELECT i.*, s.name AS site_name, s.org_path AS org_path FROM invitations i "
-            "JOIN sites s ON s.id = i.site_id WHERE i.id = ?", (invitation_id,)), "invitation")
+        return _found(self.db.one(INVITATIONS_SQL + " WHERE i.id = ?", (invitation_id,)),
+                      "invitation")
 
-    def invitations(self, session_id: str) -> list[dict[str, Any]]:
-        return self.db.all(
-            "SELECT i.*, s.name AS site_name, s.org_path AS org_path FROM invitations i "
-            "JOIN sites s ON s.id = i.site_id WHERE i.session_id = ? "
-            "ORDER BY s.org_path, s.name", (session_id,))
+    def invitations(self, session_id: str, scope: Scope = CITY) -> list[dict[str, Any]]:
+        """The session's links; a scoped caller sees its own sites' only."""
+        rows = self.db.all(INVITATIONS_SQL + " WHERE i.session_id = ? "
+                           "ORDER BY s.org_path, s.name", (session_id,))
+        return [row for row in rows if scope.covers(row["org_node_id"])]
 
-    def revoke_invitation(self, invitation_id: str) -> dict[str, Any]:
-        self.invitation(invitation_id)
+    def revoke_invitation(self, invitation_id: str, scope: Scope = CITY) -> dict[str, Any]:
+        """Revoke a link: the caller must manage its session (or, in a
+        session from above, the link's site)."""
+        row = self.invitation(invitation_id)
+        session = self.session(row["session_id"])
+        if not scope.manages_session(session):
+            raise Forbidden("this link belongs to a session of another part of the "
+                            "organization")
         self.db.execute("UPDATE invitations SET revoked_at = COALESCE(revoked_at, ?) "
                         "WHERE id = ?", (self._clock(), invitation_id))
         return self.invitation(invitation_id)

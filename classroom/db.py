@@ -9,12 +9,90 @@ numbered SQL scripts applied in order inside one transaction each, recorded in
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MIGRATIONS: Sequence[str] = (
+# A migration is a SQL script, or a function of the connection for a step
+# that SQL alone cannot do (splitting the sites' org paths into a tree).
+Migration = str | Callable[[sqlite3.Connection], None]
+
+ROOT_NODE = 1  # the city: the org tree's one root, made by migration 7
+
+
+def _org_tree(conn: sqlite3.Connection) -> None:
+    """Migration 7: the organization tree, accounts' roles, organizers, the audit log.
+
+    Every site's org path ('北仑区 / 新碶街道') becomes a chain of nodes under
+    the city (depth 1 a district, 2 a town or street, deeper a village or
+    community); today's admins become city admins; today's sessions and
+    archive items and courses belong to the city.
+    """
+    for statement in _statements(_ORG_TREE_SQL):
+        conn.execute(statement)
+    now = conn.execute("SELECT COALESCE(MIN(created_at), 0) FROM admins").fetchone()[0]
+    conn.execute("INSERT INTO org_nodes (id, parent_id, name, kind, created_at) "
+                 "VALUES (?, NULL, '全市', 'city', ?)", (ROOT_NODE, now))
+    kinds = ("district", "town")
+    known: dict[tuple[int, str], int] = {}
+    for site_id, org_path, created_at in conn.execute(
+            "SELECT id, org_path, created_at FROM sites ORDER BY id").fetchall():
+        node = ROOT_NODE
+        for depth, name in enumerate(p.strip() for p in str(org_path).split("/")):
+            if not name:
+                continue
+            key = (node, name)
+            if key not in known:
+                kind = kinds[depth] if depth < len(kinds) else "village"
+                known[key] = int(conn.execute(
+                    "INSERT INTO org_nodes (parent_id, name, kind, created_at) "
+                    "VALUES (?, ?, ?, ?)", (node, name, kind, created_at)).lastrowid or 0)
+            node = known[key]
+        conn.execute("UPDATE sites SET org_node_id = ? WHERE id = ?", (node, site_id))
+    for table, column in (("admins", "org_node_id"), ("sessions", "organizer_id"),
+                          ("archive_items", "owner_id"), ("courses", "owner_id")):
+        conn.execute(f"UPDATE {table} SET {column} = ?", (ROOT_NODE,))
+
+
+_ORG_TREE_SQL = """
+CREATE TABLE org_nodes (
+    id INTEGER PRIMARY KEY,
+    parent_id INTEGER REFERENCES org_nodes(id),
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL
+        CHECK (kind IN ('city', 'district', 'town', 'village', 'department')),
+    created_at REAL NOT NULL,
+    UNIQUE (parent_id, name)
+);
+CREATE INDEX org_nodes_by_parent ON org_nodes (parent_id);
+ALTER TABLE sites ADD COLUMN org_node_id INTEGER REFERENCES org_nodes(id);
+CREATE INDEX sites_by_node ON sites (org_node_id);
+ALTER TABLE sessions ADD COLUMN organizer_id INTEGER REFERENCES org_nodes(id);
+ALTER TABLE sessions ADD COLUMN presenter_id INTEGER REFERENCES admins(id) ON DELETE SET NULL;
+CREATE INDEX sessions_by_organizer ON sessions (organizer_id);
+ALTER TABLE archive_items ADD COLUMN owner_id INTEGER REFERENCES org_nodes(id);
+ALTER TABLE courses ADD COLUMN owner_id INTEGER REFERENCES org_nodes(id);
+ALTER TABLE admins ADD COLUMN role TEXT NOT NULL DEFAULT 'city_admin'
+    CHECK (role IN ('city_admin', 'district_admin', 'presenter', 'auditor'));
+ALTER TABLE admins ADD COLUMN org_node_id INTEGER REFERENCES org_nodes(id);
+ALTER TABLE admins ADD COLUMN disabled_at REAL;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    account_id INTEGER,
+    username TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_by_time ON audit_log (at)
+"""
+
+MIGRATIONS: Sequence[Migration] = (
     # 1: the schedule (units, courses, sites, sessions, invitations) and admins
     """
     CREATE TABLE units (
@@ -170,6 +248,8 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE archive_items ADD COLUMN file_digests TEXT NOT NULL DEFAULT '{}';
     """,
+    # 7: the organization tree, roles, organizers and the audit log (_org_tree)
+    _org_tree,
 )
 
 
@@ -199,8 +279,11 @@ class Database:
             if number <= self.version:
                 continue
             with self.transaction():
-                for statement in _statements(script):
-                    self._conn.execute(statement)
+                if callable(script):
+                    script(self._conn)
+                else:
+                    for statement in _statements(script):
+                        self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {number}")
         return self.version
 

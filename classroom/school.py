@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classroom.access.accounts import Accounts
+from classroom.access.accounts import Accounts, Admin
+from classroom.access.audit import AuditLog
 from classroom.access.invitations import check_invitation
+from classroom.access.org import OrgTree
+from classroom.access.roles import AccountRole, Scope
 from classroom.access.signing import Signer, load_or_create_secret
 from classroom.access.tokens import TokenIndex
 from classroom.archive.items import Archive, LibraryLinks
@@ -29,7 +32,8 @@ from classroom.archive.replays import Replays
 from classroom.archive.timeshift import Timeshifts
 from classroom.attendance.log import AttendanceLog
 from classroom.catalog import Catalog
-from classroom.db import Database
+from classroom.db import ROOT_NODE, Database
+from classroom.errors import Forbidden, Invalid
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
@@ -60,7 +64,9 @@ class School:
 
     db: Database
     catalog: Catalog
+    org: OrgTree
     accounts: Accounts
+    audit: AuditLog
     signer: Signer
     sessions: SessionRegistry
     attendance: AttendanceLog
@@ -102,7 +108,9 @@ class School:
         closing.callback(self.db.close)
         self.db.migrate()
         self.catalog = Catalog(self.db)
+        self.org = self.catalog.org
         self.accounts = Accounts(self.db)
+        self.audit = AuditLog(self.db)
         self.accounts.ensure_admin(self.settings.admin_password)
         self.signer = Signer(load_or_create_secret(data_dir))
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
@@ -173,38 +181,96 @@ class School:
             discussion.forget_room(invitation_id)
         return len(viewers)
 
-    async def invite(self, session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
+    async def invite(self, session: Session, data: Mapping[str, Any],
+                     scope: Scope | None = None) -> dict[str, Any]:
         """A new link for a site; the site's previous link of this session
         stops working and its room is disconnected."""
         # The site's current link, found by the validated site id (never by raw input).
         current = {item["site_id"]: item["id"] for item in self.catalog.invitations(session.id)}
-        row = self.catalog.create_invitation(session.id, data)
+        row = self.catalog.create_invitation(session.id, data, scope or Scope.city())
         previous = current.get(row["site_id"])
         if previous is not None:
             await self.disconnect_invitation(session.id, previous)
         return row
 
-    async def revoke(self, invitation_id: str) -> dict[str, Any]:
+    async def revoke(self, invitation_id: str, scope: Scope | None = None) -> dict[str, Any]:
         """Revoke a link and disconnect its room."""
-        row = self.catalog.revoke_invitation(invitation_id)
+        row = self.catalog.revoke_invitation(invitation_id, scope or Scope.city())
         await self.disconnect_invitation(row["session_id"], row["id"])
         return row
 
-    async def delete_from_catalog(self, kind: str, row_id: int) -> None:
+    async def delete_from_catalog(self, kind: str, row_id: int,
+                                  scope: Scope | None = None) -> None:
         """Delete a unit, course or site; the invitations it takes with it
         stop working and their rooms are disconnected."""
         if kind not in CATALOG_KINDS:
             raise ValueError(kind)
-        for invitation in getattr(self.catalog, f"delete_{kind[:-1]}")(row_id):
+        scoped = {"scope": scope or Scope.city()} if kind in ("sites", "courses") else {}
+        removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
+        for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
 
-    def schedule_session(self, data: Mapping[str, Any]) -> Session:
-        """A new session (live, or a replay of an archived lecture)."""
-        session = self.sessions.create(self.replays.prepare(data))
+    # ------------------------------------------------------------ scopes
+
+    def scope_of(self, admin: Admin) -> Scope:
+        """What an account may see and change, from its role and node."""
+        if admin.role is AccountRole.CITY_ADMIN:
+            return Scope.city(admin.id)
+        tree = self.org.tree()
+        node = admin.org_node_id if admin.org_node_id in tree else ROOT_NODE
+        chain = tree.chain(node)
+        return Scope(admin.role, node, frozenset(tree.subtree(node)), frozenset(chain[:-1]),
+                     admin.id)
+
+    def _organizer(self, data: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+        """The form with its organizer: the caller's node unless it names one
+        of its subtree; a replay's lecture must be one the caller may read."""
+        values = dict(data)
+        organizer = values.get("organizer_id")
+        if organizer in (None, ""):
+            values["organizer_id"] = scope.node_id
+        elif isinstance(organizer, int) and not isinstance(organizer, bool) \
+                and organizer in self.org.tree():
+            scope.require_covers(organizer, "organization node")
+        else:
+            raise Invalid({"organizer_id": "error.unknown_reference"})
+        self._check_presenter(values, scope)
+        self._check_course(values, scope)
+        item_id = values.get("replay_item_id")
+        if isinstance(item_id, str) and item_id:
+            row = self.db.one("SELECT owner_id, state FROM archive_items WHERE id = ?",
+                              (item_id,))
+            if row is not None and not scope.reads_item(row):
+                raise Forbidden("this lecture belongs to another part of the organization")
+        return values
+
+    def _check_course(self, data: Mapping[str, Any], scope: Scope) -> None:
+        """A session's course: the city's or the caller's own (Forbidden else)."""
+        course = data.get("course_id")
+        if isinstance(course, int) and not isinstance(course, bool):
+            row = self.db.one("SELECT owner_id FROM courses WHERE id = ?", (course,))
+            if row is not None and not (scope.reads_course(row) or scope.is_city):
+                raise Forbidden("this course belongs to another part of the organization")
+
+    def _check_presenter(self, data: Mapping[str, Any], scope: Scope) -> None:
+        presenter = data.get("presenter_id")
+        if isinstance(presenter, int) and not isinstance(presenter, bool):
+            row = self.db.one("SELECT org_node_id FROM admins WHERE id = ?", (presenter,))
+            if row is not None and not scope.covers(row["org_node_id"]):
+                raise Forbidden("this presenter belongs to another part of the organization")
+
+    def schedule_session(self, data: Mapping[str, Any], scope: Scope | None = None) -> Session:
+        """A new session (live, or a replay of an archived lecture), organized
+        by the caller's node (or a node of its subtree)."""
+        values = self._organizer(data, scope or Scope.city())
+        session = self.sessions.create(self.replays.prepare(values))
         self.replays.schedule(session.id)
         return session
 
-    def reschedule_session(self, session: Session, data: Mapping[str, Any]) -> Session:
+    def reschedule_session(self, session: Session, data: Mapping[str, Any],
+                           scope: Scope | None = None) -> Session:
+        self._check_presenter(data, scope or Scope.city())
+        self._check_course(data, scope or Scope.city())
         session = self.sessions.update(session, data)
         self.replays.schedule(session.id)  # the start time may have moved
         return session

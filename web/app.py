@@ -20,6 +20,7 @@ from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
 from web.api import contract, metrics
+from web.audit import audit_middleware
 from web.auth import logged_in
 from web.config import Config
 from web.errors import error_middleware
@@ -56,7 +57,8 @@ MAX_BODY = 1024 * 1024
 
 def create_app(config: Config) -> web.Application:
     """Build the application; ``config.admin_token`` is generated if unset."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[error_middleware, audit_middleware],
+                          client_max_size=MAX_BODY)
     app[CONFIG] = config
     tokens = TokenIndex()
     admin_token = config.admin_token or new_token()

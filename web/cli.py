@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from classroom.access.accounts import MAX_PASSWORD, MIN_PASSWORD, Accounts, UnknownUser
+from classroom.access.audit import AuditLog, Entry
 from classroom.archive.items import Archive
 from classroom.catalog import MAX_NAME, Catalog
 from classroom.db import Database
@@ -180,6 +181,8 @@ def set_password(data_dir: Path, username: str) -> int:
     try:
         db.migrate()
         Accounts(db).set_password(username, password)
+        AuditLog(db).record(Entry(None, "(command line)", "", "set-password", "account",
+                                  username))
     except UnknownUser:
         print(f"zhixing: no admin account named {username!r}", file=sys.stderr)
         return 1

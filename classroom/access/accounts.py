@@ -1,4 +1,7 @@
-"""Admin accounts: creation, password login, login sessions and a login rate limit.
+"""Accounts: creation, roles, password login, login sessions and a login rate limit.
+
+An account has a role and an organization node (classroom.access.roles); a
+disabled account cannot log in and its login sessions end.
 
 Passwords are stored as scrypt hashes (web.passwords). A login session is a
 random 32-byte token held by the browser in a cookie; the database keeps only
@@ -16,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from classroom.access.passwords import hash_password, verify_password
-from classroom.db import Database
+from classroom.access.roles import ROLES, AccountRole
+from classroom.db import ROOT_NODE, Database
+from classroom.errors import Invalid, Missing, StateConflict
 
 DEFAULT_USERNAME = "admin"
 SESSION_SECONDS = 12 * 3600
@@ -39,6 +44,16 @@ class UnknownUser(LookupError):
 class Admin:
     id: int
     username: str
+    role: AccountRole = AccountRole.CITY_ADMIN
+    org_node_id: int = ROOT_NODE
+
+
+ACCOUNT_COLUMNS = "a.id, a.username, a.role, a.org_node_id, a.disabled_at, a.created_at"
+
+
+def _admin(row: dict[str, object]) -> Admin:
+    return Admin(int(str(row["id"])), str(row["username"]), AccountRole(str(row["role"])),
+                 int(str(row["org_node_id"] or ROOT_NODE)))
 
 
 @dataclass(frozen=True)
@@ -83,13 +98,113 @@ class Accounts:
         self.generated_password = generated
         return generated
 
-    def create(self, username: str, password: str) -> Admin:
+    def create(self, username: str, password: str,
+               role: AccountRole = AccountRole.CITY_ADMIN,
+               org_node_id: int = ROOT_NODE) -> Admin:
         if not password:
             raise ValueError("the password must not be empty")
         admin_id = self.db.execute(
-            "INSERT INTO admins (username, password_hash, created_at) VALUES (?, ?, ?)",
-            (username, hash_password(password), self.clock()))
-        return Admin(admin_id, username)
+            "INSERT INTO admins (username, password_hash, created_at, role, org_node_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (username, hash_password(password), self.clock(), role.value, org_node_id))
+        return Admin(admin_id, username, role, org_node_id)
+
+    # ------------------------------------------------------------ management
+
+    def account(self, account_id: int) -> dict[str, object]:
+        row = self.db.one(f"SELECT {ACCOUNT_COLUMNS} FROM admins a WHERE a.id = ?",
+                          (account_id,))
+        if row is None:
+            raise Missing("no such account")
+        return row
+
+    def accounts(self) -> list[dict[str, object]]:
+        return self.db.all(f"SELECT {ACCOUNT_COLUMNS} FROM admins a ORDER BY a.username")
+
+    @staticmethod
+    def check_fields(data: dict[str, object], partial: bool) -> dict[str, object]:
+        """username (new accounts), role, org_node_id, password, disabled: every
+        bad field at once (Invalid)."""
+        errors: dict[str, str] = {}
+        values: dict[str, object] = {}
+        if not partial:
+            name = data.get("username")
+            if not isinstance(name, str) or not name.strip():
+                errors["username"] = "error.required"
+            elif len(name.strip()) > MAX_USERNAME or any(ord(c) < 33 for c in name.strip()):
+                errors["username"] = "error.bad_username"
+            else:
+                values["username"] = name.strip()
+        if "role" in data or not partial:
+            if data.get("role") not in ROLES:
+                errors["role"] = "error.bad_choice"
+            else:
+                values["role"] = data["role"]
+        if "org_node_id" in data:
+            node = data["org_node_id"]
+            if isinstance(node, bool) or not isinstance(node, int) or node <= 0:
+                errors["org_node_id"] = "error.not_a_number"
+            else:
+                values["org_node_id"] = node
+        if "password" in data and data["password"] not in (None, ""):
+            password = data["password"]
+            if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+                errors["password"] = "error.bad_password"
+            else:
+                values["password"] = password
+        if "disabled" in data:
+            if not isinstance(data["disabled"], bool):
+                errors["disabled"] = "error.not_a_boolean"
+            else:
+                values["disabled"] = data["disabled"]
+        if errors:
+            raise Invalid(errors)
+        return values
+
+    def add(self, values: dict[str, object]) -> tuple[dict[str, object], str | None]:
+        """A new account from checked values; (row, the generated password or None)."""
+        username = str(values["username"])
+        if self.db.one("SELECT 1 FROM admins WHERE username = ?", (username,)):
+            raise Invalid({"username": "error.duplicate_username"})
+        generated = None if values.get("password") else generate_password()
+        admin = self.create(username, str(values.get("password") or generated),
+                            AccountRole(str(values["role"])),
+                            int(str(values.get("org_node_id", ROOT_NODE))))
+        return self.account(admin.id), generated
+
+    def change(self, account_id: int, values: dict[str, object]) -> dict[str, object]:
+        """Role, node, disabled (a disabled account's login sessions end)."""
+        current = self.account(account_id)
+        role = values.get("role", current["role"])
+        disabled = values.get("disabled", current["disabled_at"] is not None)
+        if current["role"] == AccountRole.CITY_ADMIN and (
+                role != AccountRole.CITY_ADMIN or disabled) and self._other_city_admins(
+                account_id) == 0:
+            raise StateConflict("the last city admin must stay an enabled city admin")
+        with self.db.transaction():
+            for column in ("role", "org_node_id"):
+                if column in values:
+                    self.db.execute(f"UPDATE admins SET {column} = ? WHERE id = ?",
+                                    (values[column], account_id))
+            if "disabled" in values:
+                self.db.execute("UPDATE admins SET disabled_at = ? WHERE id = ?",
+                                (self.clock() if disabled else None, account_id))
+            if disabled or "role" in values or "org_node_id" in values:
+                # A changed account logs in again with its new rights.
+                self.db.execute("DELETE FROM login_sessions WHERE admin_id = ?", (account_id,))
+        return self.account(account_id)
+
+    def _other_city_admins(self, account_id: int) -> int:
+        row = self.db.one("SELECT COUNT(*) AS n FROM admins WHERE role = 'city_admin' AND "
+                          "disabled_at IS NULL AND id != ?", (account_id,))
+        return int(row["n"]) if row else 0
+
+    def reset_password(self, account_id: int, password: str | None) -> str | None:
+        """A new password (generated if none given; returned then)."""
+        row = self.account(account_id)
+        generated = None if password else generate_password()
+        self.set_password(str(row["username"]), password or generated or "")
+        return generated
 
     def set_password(self, username: str, password: str) -> None:
         """Replace the password and end every login session of that account."""
@@ -111,11 +226,11 @@ class Accounts:
         """The account and its stored hash (checking is up to the caller, see verify)."""
         if len(username) > MAX_USERNAME:
             return None
-        row = self.db.one("SELECT id, username, password_hash FROM admins WHERE username = ?",
-                          (username,))
+        row = self.db.one("SELECT id, username, role, org_node_id, password_hash FROM admins "
+                          "WHERE username = ? AND disabled_at IS NULL", (username,))
         if row is None:
             return None
-        return Admin(int(row["id"]), str(row["username"])), str(row["password_hash"])
+        return _admin(row), str(row["password_hash"])
 
     def verify(self, username: str, password: str) -> Admin | None:
         """The account if the password is right; ``None`` otherwise (same cost either way).
@@ -146,15 +261,15 @@ class Accounts:
         if not token or len(token) > 200:
             return None
         row = self.db.one(
-            "SELECT s.csrf_token, s.expires_at, a.id, a.username FROM login_sessions s "
-            "JOIN admins a ON a.id = s.admin_id WHERE s.id_digest = ?", (_digest(token),))
+            "SELECT s.csrf_token, s.expires_at, a.id, a.username, a.role, a.org_node_id "
+            "FROM login_sessions s JOIN admins a ON a.id = s.admin_id "
+            "WHERE s.id_digest = ? AND a.disabled_at IS NULL", (_digest(token),))
         if row is None:
             return None
         if row["expires_at"] <= self.clock():
             self.end_session(token)
             return None
-        return LoginSession(Admin(int(row["id"]), str(row["username"])),
-                            str(row["csrf_token"]), float(row["expires_at"]))
+        return LoginSession(_admin(row), str(row["csrf_token"]), float(row["expires_at"]))
 
     def end_session(self, token: str) -> None:
         self.db.execute("DELETE FROM login_sessions WHERE id_digest = ?", (_digest(token),))

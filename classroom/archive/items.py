@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from classroom.catalog import MAX_TEXT, Fields
-from classroom.db import Database
+from classroom.db import ROOT_NODE, Database
 from classroom.errors import Invalid, Missing, StateConflict
 from recordings.finish import POSTER_NAME, FinishError, FinishResult
 from recordings.manager import Recordings, valid_item_id
@@ -39,9 +39,11 @@ NOTICE_INTERVAL = 10.0  # at most one notice of a kind per item in this many sec
 MAX_NOTICES = 20
 STATES = ("recording", "finishing", "ready", "failed")
 # Items with their course's title and unit.
-ITEMS_SQL = ("SELECT a.*, c.title AS course_title, c.unit_id AS unit_id, u.name AS unit_name "
-             "FROM archive_items a LEFT JOIN courses c ON c.id = a.course_id "
-             "LEFT JOIN units u ON u.id = c.unit_id")
+ITEMS_SQL = ("SELECT a.*, c.title AS course_title, c.unit_id AS unit_id, u.name AS unit_name, "
+             "o.name AS owner_name FROM archive_items a "
+             "LEFT JOIN courses c ON c.id = a.course_id "
+             "LEFT JOIN units u ON u.id = c.unit_id "
+             "LEFT JOIN org_nodes o ON o.id = a.owner_id")
 
 
 @dataclass
@@ -115,7 +117,8 @@ class Archive:
         item = {key: row[key] for key in (
             "id", "session_id", "course_id", "course_title", "unit_id", "unit_name", "title",
             "lecturer", "description", "recorded_at", "origin", "state", "failure", "progress",
-            "duration", "size", "video_codec", "audio_codec", "width", "height", "created_at")}
+            "duration", "size", "video_codec", "audio_codec", "width", "height", "created_at",
+            "owner_id", "owner_name")}
         item["media_url"] = f"/archive/{row['id']}/media" if ready else None
         item["poster_url"] = (f"/archive/{row['id']}/{POSTER_NAME}"
                               if ready and row["has_poster"] else None)
@@ -131,15 +134,17 @@ class Archive:
     def create_item(self, *, title: str, recorded_at: float, origin: str = "recording",
                     session_id: str | None = None, course_id: int | None = None,
                     lecturer: str = "", description: str = "",
-                    state: str = "recording") -> dict[str, Any]:
+                    state: str = "recording", owner_id: int = ROOT_NODE) -> dict[str, Any]:
+        """A new item, owned by an org node (its session's organizer; the city
+        for an import)."""
         item_id = secrets.token_hex(8)
         now = self._clock()
         self.db.execute(
             "INSERT INTO archive_items (id, session_id, course_id, title, lecturer, description,"
-            " recorded_at, origin, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " recorded_at, origin, state, created_at, updated_at, owner_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (item_id, session_id, course_id, title, lecturer, description, recorded_at,
-             origin, state, now, now))
+             origin, state, now, now, owner_id))
         return self.item(item_id)
 
     def update_item(self, item_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,7 +245,8 @@ class Archive:
         item = self.create_item(
             title=title, recorded_at=now, session_id=session_id,
             course_id=session_row.get("course_id"),
-            lecturer=str(session_row.get("lecturer") or ""))
+            lecturer=str(session_row.get("lecturer") or ""),
+            owner_id=int(session_row.get("organizer_id") or ROOT_NODE))
         item_id = item["id"]
         self._live[session_id] = _Live(item_id, session_id, now)
         try:

@@ -164,9 +164,10 @@ class AttendanceLog:
                             "WHERE id = ?", (count, now, invitation["id"]))
 
     # ----------------------------------------------------------------- report
-    def session_report(self, session: dict[str, Any]) -> dict[str, Any]:
+    def session_report(self, session: dict[str, Any], own: str = "") -> dict[str, Any]:
         """Per invitation: intervals, time, share, attended, headcount and its
-        history; totals; and the rooms-connected timeline."""
+        history; totals; and the rooms-connected timeline. Only the sites under
+        the org path ``own`` (a district's account; '' is every site)."""
         self.flush()
         now = self._clock()
         session_id = session["id"]
@@ -191,7 +192,9 @@ class AttendanceLog:
         for invitation in self.db.all(
                 "SELECT i.id, i.site_id, i.revoked_at, s.name AS site_name, s.org_path "
                 "FROM invitations i JOIN sites s ON s.id = i.site_id "
-                "WHERE i.session_id = ? ORDER BY s.org_path, s.name, s.id", (session_id,)):
+                "WHERE i.session_id = ? AND (? = '' OR s.org_path = ? OR "
+                "substr(s.org_path, 1, length(?) + 3) = ? || ' / ') "
+                "ORDER BY s.org_path, s.name, s.id", (session_id, own, own, own, own)):
             site_id = invitation["site_id"]
             raw = intervals.get(site_id, [])
             reports = history.get(site_id, [])

@@ -40,13 +40,16 @@ SELECT s.id AS session_id, s.title, s.batch, s.scheduled_start, s.scheduled_end,
        c.title AS course_title, u.id AS unit_id, u.name AS unit_name,
        (SELECT MIN(f.connected_at) FROM attendance_intervals f
          WHERE f.session_id = s.id) AS first_connection,
-       st.id AS site_id, st.name AS site_name, st.org_path,
+       st.id AS site_id, st.name AS site_name, st.org_path, sn.kind AS site_kind,
+       s.organizer_id, o.name AS organizer_name, o.parent_id IS NULL AS organizer_is_city,
        i.id AS invitation_id, i.revoked_at,
        h.count AS headcount, h.reported_at AS headcount_at,
        a.connected_at, a.disconnected_at
 FROM sessions s
 JOIN invitations i ON i.session_id = s.id
 JOIN sites st ON st.id = i.site_id
+LEFT JOIN org_nodes sn ON sn.id = st.org_node_id
+LEFT JOIN org_nodes o ON o.id = s.organizer_id
 LEFT JOIN courses c ON c.id = s.course_id
 LEFT JOIN units u ON u.id = c.unit_id
 LEFT JOIN headcount_reports h ON h.id = (
@@ -162,8 +165,9 @@ class SiteRow:
 
 SESSION_COLUMNS = ("session_id", "title", "batch", "scheduled_start", "scheduled_end",
                    "started_at", "ended_at", "created_at", "attendance_threshold",
-                   "session_time", "course_title", "unit_id", "unit_name", "first_connection")
-SITE_COLUMNS = ("site_id", "site_name", "org_path", "invitation_id", "revoked_at",
+                   "session_time", "course_title", "unit_id", "unit_name", "first_connection",
+                   "organizer_id", "organizer_name", "organizer_is_city")
+SITE_COLUMNS = ("site_id", "site_name", "org_path", "site_kind", "invitation_id", "revoked_at",
                 "headcount", "headcount_at")
 
 
@@ -246,14 +250,30 @@ def district_where(prefix: str, days: DateRange) -> tuple[str, list[Any]]:
             [days.start, days.end, *params])
 
 
-async def unit_report(db: Database, unit: dict[str, Any], now: float) -> dict[str, Any]:
+def within(prefix: str, where: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """``where`` limited to the sites under ``prefix`` (a scoped account's own
+    path; '' is everything)."""
+    if not prefix:
+        return where, params
+    clause, extra = prefix_clause(prefix)
+    return f"({where}) AND {clause}", [*params, *extra]
+
+
+def covers_prefix(own: str, prefix: str) -> bool:
+    """Whether ``prefix`` lies under ``own`` (on whole path parts)."""
+    return not own or prefix == own or prefix.startswith(own + SEPARATOR)
+
+
+async def unit_report(db: Database, unit: dict[str, Any], now: float,
+                      own: str = "") -> dict[str, Any]:
     """The unit's sessions (in order) with their sums, and sums per district
-    (the first part of the sites' org paths)."""
+    (the first part of the sites' org paths); only sites under ``own``."""
     sessions: dict[str, dict[str, Any]] = {}
     session_totals: dict[str, attendance.Totals] = {}
     districts: dict[str, Group] = {}
     totals = attendance.Totals()
-    async for row in site_rows(db, "c.unit_id = ?", [unit["id"]], now):
+    where, params = within(own, "c.unit_id = ?", [unit["id"]])
+    async for row in site_rows(db, where, params, now):
         session_id = row.session["id"]
         if session_id not in sessions:
             sessions[session_id] = session_summary(row)
@@ -277,3 +297,64 @@ def session_summary(row: SiteRow) -> dict[str, Any]:
             "threshold": session["attendance_threshold"],
             "window": None if row.window is None else {
                 "start": row.window.start, "end": row.window.end}}
+
+
+# ------------------------------------------------------------------ organizers
+# The city's own training (市级培训) and each district's extension training
+# (延伸培训) counted apart: who organized the session, not where the room is.
+
+@dataclass
+class Organizer:
+    id: int | None
+    name: str
+    city: bool
+    totals: attendance.Totals
+    months: dict[str, Group]
+    units: dict[str, Group]
+    districts: dict[str, Group]
+    levels: dict[str, Group]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name,
+                "training": "city" if self.city else "extension",
+                **self.totals.as_dict(),
+                "months": [g.as_dict() for g in sorted(self.months.values(),
+                                                       key=lambda g: g.name)],
+                "units": ordered(self.units), "districts": ordered(self.districts),
+                "levels": ordered(self.levels)}
+
+
+def organizer_of(row: SiteRow) -> tuple[int | None, str, bool]:
+    session = row.session
+    return (session["organizer_id"], session["organizer_name"] or "",
+            bool(session["organizer_is_city"]) or session["organizer_id"] is None)
+
+
+async def organizer_report(db: Database, days: DateRange, now: float,
+                           own: str = "") -> dict[str, Any]:
+    """Person-times per organizer (the city first, then the districts by
+    person-times), each per month, unit, district (the sites' first path
+    part) and level (the sites' node kind: district, town, village,
+    department); only the sites under ``own``."""
+    where, params = within(own, f"{SESSION_TIME} >= ? AND {SESSION_TIME} < ?",
+                           [days.start, days.end])
+    organizers: dict[int | None, Organizer] = {}
+    totals = attendance.Totals()
+    async for row in site_rows(db, where, params, now):
+        key, name, city = organizer_of(row)
+        organizer = organizers.get(key)
+        if organizer is None:
+            organizer = organizers[key] = Organizer(key, name, city, attendance.Totals(),
+                                                    {}, {}, {}, {})
+        session_id, site_id = row.session["id"], row.site["site_id"]
+        organizer.totals.add(row.result, session_id, site_id)
+        month = dt.datetime.fromtimestamp(row.session["session_time"], days.tz).strftime("%Y-%m")
+        add_to_group(organizer.months, month, row)
+        add_to_group(organizer.units, row.session["unit_name"] or "", row)
+        add_to_group(organizer.districts, group_of(row.site["org_path"], ""), row)
+        add_to_group(organizer.levels, row.site["site_kind"] or "", row)
+        totals.add(row.result, session_id, site_id)
+    listed = sorted(organizers.values(),
+                    key=lambda o: (not o.city, -o.totals.person_times, o.name))
+    return {"from": days.first.isoformat(), "to": days.last.isoformat(),
+            "organizers": [o.as_dict() for o in listed], "totals": totals.as_dict()}

@@ -357,3 +357,39 @@ def _site_marks(view: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if view["stage"] is not None and view["stage"]["invitation_id"] is not None:
         mark(view["stage"]["invitation_id"])["on_stage"] = True
     return marks
+
+
+def within_path(org_path: str, prefix: str) -> bool:
+    """Whether a site's org path lies under ``prefix`` (whole parts; '' is all)."""
+    return not prefix or org_path == prefix or org_path.startswith(prefix + " / ")
+
+
+def scoped_snapshot(snapshot: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The wall as a district's account sees a session organized above it:
+    only its own rooms (sites under ``prefix``), their hands, questions and
+    cameras, and the summary over them. The session's own facts and who is on
+    stage (which every room sees anyway) stay."""
+    if not prefix:
+        return dict(snapshot)
+    sites = [s for s in snapshot["sites"] if within_path(s["org_path"], prefix)]
+    own = {s["invitation_id"] for s in sites}
+    whole = snapshot["discussion"]
+    questions = [q for q in whole["questions"] if q["invitation_id"] in own]
+    discussion = {**whole,
+                  "hands": [h for h in whole["hands"] if h["invitation_id"] in own],
+                  "questions": questions, "questions_total": len(questions),
+                  "open_questions": sum(1 for q in questions if q["status"] == "open"),
+                  "uplinks": [u for u in whole["uplinks"] if u["invitation_id"] in own]}
+    summary = {
+        "invited": len(sites),
+        "connected": sum(1 for s in sites if s["connected"]),
+        "problems": sum(1 for s in sites if s["problem"]["level"] >= WARNING),
+        "late": sum(1 for s in sites if s["problem"]["reason"] == "late"),
+        "headcount": sum(s["headcount"] or 0 for s in sites if s["connected"]),
+        "viewers": sum(s["viewers"] for s in sites),
+        "other_viewers": 0,
+        "hands": len(discussion["hands"]),
+        "open_questions": discussion["open_questions"],
+        "cameras": sum(1 for u in discussion["uplinks"] if u["present"]),
+    }
+    return {**snapshot, "summary": summary, "discussion": discussion, "sites": sites}

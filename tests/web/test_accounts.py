@@ -113,7 +113,8 @@ async def test_login_sets_a_strict_http_only_cookie(accounts_service: Service) -
 
 async def test_me_with_the_bearer_token_has_no_csrf_token(accounts_service: Service) -> None:
     assert await me(accounts_service, accounts_service.admin) == (
-        200, {"username": None, "csrf_token": None})
+        200, {"username": None, "csrf_token": None, "role": "city_admin", "org_node_id": 1,
+              "org_path": "", "org_name": "全市"})
     status, _ = await me(accounts_service)
     assert status == 401
 
@@ -323,6 +324,9 @@ def test_set_password_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert accounts.verify("admin", PASSWORD) is None
     assert (accounts.password_hash("admin") or "").startswith("scrypt$")
     assert db.all("SELECT * FROM login_sessions") == []  # logged out everywhere
+    # The audit log says so.
+    assert [(e["username"], e["action"], e["object_id"]) for e in db.all(
+        "SELECT * FROM audit_log")] == [("(command line)", "set-password", "admin")]
     db.close()
 
 

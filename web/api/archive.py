@@ -2,8 +2,10 @@
 
 Who may do what:
 
-- admins (bearer admin token or login cookie) start and stop recordings,
-  list every item in any state, edit and delete items, and hand out library
+- admins (bearer admin token or login cookie) start and stop recordings of
+  the sessions they manage, list the items of their part of the tree in any
+  state (and the city's ready lectures, to replay them), edit and delete
+  their own items; auditors read the same; city admins hand out library
   links;
 - readers (cadres, with a library link: the link sets the ``zhixing_library``
   cookie; scripts may send the link's token as a bearer token) list ready
@@ -37,9 +39,16 @@ from web.api.spec import (
     read_described,
     read_query,
 )
-from web.auth import LIBRARY_COOKIE, reader_role, require_admin
-from web.errors import NotAuthorized, NotFound
-from web.http import base_url, plain_id, session_of
+from web.auth import (
+    LIBRARY_COOKIE,
+    managed_session,
+    readable_session,
+    reader_role,
+    require_admin,
+    require_city,
+)
+from web.errors import Forbidden, NotAuthorized, NotFound
+from web.http import base_url, plain_id
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
@@ -94,6 +103,11 @@ class ArchiveItem(Shape):
                     "their sound is in the media")
     stage: list[StageTurn]
     created_at: float
+    owner_id: int | None = Field(description="the org node it belongs to (its session's "
+                                             "organizer; the city for imports)")
+    owner_name: str | None
+    manageable: bool | None = Field(
+        description="the calling account may edit and delete it (null for a library link)")
 
 
 class ArchiveItemChange(Described):
@@ -194,8 +208,7 @@ def routes() -> list[web.RouteDef]:
            replies={201: Reply("the new item (state recording)", ArchiveItem),
                     409: Reply("already recording, or the session has ended")})
 async def start_recording(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    _, session = managed_session(request)
     room = session.broadcast
     item = request.app[ARCHIVE].start_recording(session.row, room.program, room.stage)
     return web.json_response(item, status=201,
@@ -206,8 +219,7 @@ async def start_recording(request: web.Request) -> web.Response:
            replies={200: Reply("running", Recording),
                     404: Reply("no such session, or not recording")})
 async def get_recording(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    _, session = readable_session(request)
     recording = request.app[ARCHIVE].recording_of(session.id)
     if recording is None:
         raise NotFound("this session is not being recorded")
@@ -218,8 +230,7 @@ async def get_recording(request: web.Request) -> web.Response:
            replies={200: Reply("the item (state finishing)", ArchiveItem),
                     409: Reply("not recording")})
 async def stop_recording(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    _, session = managed_session(request)
     item = request.app[ARCHIVE].stop_recording(session.id)
     return web.json_response(item)
 
@@ -231,11 +242,14 @@ async def stop_recording(request: web.Request) -> web.Response:
            query=(ArchiveQuery,), errors=(*ADMIN, 422),
            replies={200: Reply("{items: [ArchiveItem]}", ArchiveItem, listed="items")})
 async def list_items(request: web.Request) -> web.Response:
-    role = reader_role(request)
-    query = read_query(request, ArchiveQuery, {"reader": role == "reader"})
+    caller = reader_role(request)
+    query = read_query(request, ArchiveQuery, {"reader": caller is None})
     items = request.app[ARCHIVE].items(
-        state="ready" if role == "reader" else query.state, course_id=query.course_id,
+        state="ready" if caller is None else query.state, course_id=query.course_id,
         unit_id=query.unit_id, query=query.q or None)
+    if caller is not None:
+        items = [{**item, "manageable": caller.scope.manages_item(item)}
+                 for item in items if caller.scope.reads_item(item)]
     return web.json_response({"items": items})
 
 
@@ -243,39 +257,60 @@ def _item(request: web.Request) -> dict[str, Any]:
     return request.app[ARCHIVE].item(request.match_info["item_id"])
 
 
+def _managed_item(request: web.Request) -> dict[str, Any]:
+    caller = require_admin(request)
+    item = _item(request)
+    if not caller.scope.manages_item(item):
+        raise Forbidden("this archive item belongs to another part of the organization")
+    return item
+
+
+def _readable_item(request: web.Request) -> dict[str, Any]:
+    """The item for a library link (ready ones) or an account that may read it."""
+    caller = reader_role(request)
+    item = _item(request)
+    if caller is None:
+        if item["state"] != "ready":
+            raise NotFound("no such archive item")
+    elif not caller.scope.reads_item(item):
+        raise Forbidden("this archive item belongs to another part of the organization")
+    else:
+        item["manageable"] = caller.scope.manages_item(item)
+    return item
+
+
 @operation("One archive item", security=READER, errors=(*ADMIN, 404),
            replies={200: Reply("the item", ArchiveItem)})
 async def get_item(request: web.Request) -> web.Response:
-    role = reader_role(request)
-    item = _item(request)
-    if role == "reader" and item["state"] != "ready":
-        raise NotFound("no such archive item")
-    return web.json_response(item)
+    return web.json_response(_readable_item(request))
 
 
 @operation("Edit an item's metadata", body=ArchiveItemChange,
            errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
            replies={200: Reply("the changed item", ArchiveItem)})
 async def update_item(request: web.Request) -> web.Response:
-    require_admin(request)
-    item = _item(request)
+    item = _managed_item(request)
     data = await read_described(request, ArchiveItemChange)
-    return web.json_response(request.app[ARCHIVE].update_item(item["id"], data))
+    changed = request.app[ARCHIVE].update_item(item["id"], data)
+    return web.json_response({**changed, "manageable": True})
 
 
 @operation("Delete an item and its files", errors=(*ADMIN, 404),
            replies={204: Reply("deleted"), 409: Reply("still recording or finishing")})
 async def delete_item(request: web.Request) -> web.Response:
-    require_admin(request)
-    item = _item(request)
+    item = _managed_item(request)
     request.app[ARCHIVE].delete_item(item["id"])
     return web.Response(status=204)
 
 
 async def _serve(request: web.Request, poster: bool = False,
                  stage: bool = False) -> web.StreamResponse:
-    reader_role(request)
     archive = request.app[ARCHIVE]
+    caller = reader_role(request)
+    if caller is not None:  # an account: only the items of its scope
+        item = _item(request)
+        if not caller.scope.reads_item(item):
+            raise Forbidden("this archive item belongs to another part of the organization")
     path = archive.media_path(request.match_info["item_id"], poster=poster, stage=stage)
     root = archive.recordings.root.resolve()
     # The name comes from the catalog, the folder from a validated id; still,
@@ -321,7 +356,7 @@ def _describe_link(request: web.Request, row: dict[str, Any],
            errors=(*ADMIN, *JSON_BODY_ERRORS),
            replies={201: Reply("the link, with its token and URL", LibraryLink)})
 async def create_link(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     data = await read_described(request, LibraryLinkInput)
     row, token = request.app[LIBRARY_LINKS].create(data)
     return web.json_response(_describe_link(request, row, token), status=201)
@@ -331,14 +366,14 @@ async def create_link(request: web.Request) -> web.Response:
            replies={200: Reply("{links: [LibraryLink]} (no tokens)", LibraryLink,
                                listed="links")})
 async def list_links(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     return web.json_response(
         {"links": [_describe_link(request, row) for row in request.app[LIBRARY_LINKS].links()]})
 
 
 @operation("Revoke a library link", errors=(*ADMIN, 404), replies={204: Reply("revoked")})
 async def revoke_link(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     request.app[LIBRARY_LINKS].revoke(request.match_info["link_id"])
     return web.Response(status=204)
 

@@ -4,7 +4,7 @@ the sites' CSV import."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from pydantic import Field
@@ -20,7 +20,7 @@ from web.api.spec import (
     operation,
     read_described,
 )
-from web.auth import require_admin
+from web.auth import require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.http import int_id, read_limited
 from web.keys import CATALOG, SCHOOL
@@ -63,6 +63,9 @@ class Course(Shape):
     unit_id: int | None
     unit_name: str | None
     created_at: float
+    owner_id: int = Field(description="the org node whose course it is: the city's are "
+                                      "everyone's, a district's (its own lecturers) its own")
+    manageable: bool = Field(description="the caller may change it")
 
 
 class CourseInput(Described):
@@ -86,17 +89,21 @@ class Site(Shape):
     component: ClassVar[bool] = True
     id: int
     name: str
-    org_path: str = Field(description="normalized: '北仑区 / 新碶街道'")
+    org_path: str = Field(description="normalized: '北仑区 / 新碶街道'; its node's path")
+    org_node_id: int = Field(description="the organization node it hangs on")
     created_at: float
 
 
-ORG_PATH = "levels separated by '/'"
+ORG_PATH = ("levels separated by '/' below the city; missing nodes are made; it must lie "
+            "in the caller's part of the tree (403)")
+ORG_NODE = "the organization node (instead of org_path); in the caller's part of the tree"
 
 
 class SiteInput(Described):
     component: ClassVar[bool] = True
     name: str = Field(min_length=1, max_length=MAX_NAME)
     org_path: str = Field(ABSENT, max_length=MAX_TEXT, description=ORG_PATH)
+    org_node_id: int = Field(ABSENT, description=ORG_NODE)
 
 
 class SiteChange(Described):
@@ -104,6 +111,7 @@ class SiteChange(Described):
 
     name: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
     org_path: str = Field(ABSENT, max_length=MAX_TEXT, description=ORG_PATH)
+    org_node_id: int = Field(ABSENT, description=ORG_NODE)
 
 
 class SitesImported(Shape):
@@ -166,23 +174,40 @@ def _crud(table: Table, action: str) -> Handler:
     }
 
     async def handler(request: web.Request) -> web.Response:
-        require_admin(request)
+        # Units are the city's programme: every reader sees them, city admins
+        # change them. Courses and sites are each admin's own part of the tree
+        # (a district also reads the city's courses).
+        if action in ("list", "get"):
+            caller = require_reader(request)
+        elif kind in ("sites", "courses"):
+            caller = require_admin(request)
+        else:
+            caller = require_city(request)
+        scoped = {"scope": caller.scope} if kind in ("sites", "courses") else {}
+
+        def shown(row: dict[str, Any]) -> dict[str, Any]:
+            if kind == "courses":
+                return {**row, "manageable": caller.scope.manages_course(row)}
+            return row
+
         catalog = request.app[CATALOG]
         if action == "list":
-            return web.json_response({kind: getattr(catalog, kind)()})
+            return web.json_response({kind: [shown(r) for r in
+                                             getattr(catalog, kind)(**scoped)]})
         if action == "create":
             data = await read_described(request, table.create)
-            created = getattr(catalog, f"create_{singular}")(data)
-            return web.json_response(created, status=201,
+            created = getattr(catalog, f"create_{singular}")(data, **scoped)
+            return web.json_response(shown(created), status=201,
                                      headers={"Location": f"/api/v1/{kind}/{created['id']}"})
         row_id = int_id(request)
         if action == "get":
-            return web.json_response(getattr(catalog, singular)(row_id))
+            return web.json_response(shown(getattr(catalog, singular)(row_id, **scoped)))
         if action == "update":
             data = await read_described(request, table.change)
-            return web.json_response(getattr(catalog, f"update_{singular}")(row_id, data))
+            return web.json_response(shown(getattr(catalog, f"update_{singular}")(
+                row_id, data, **scoped)))
         # Links that stop working take their connected rooms with them.
-        await request.app[SCHOOL].delete_from_catalog(kind, row_id)
+        await request.app[SCHOOL].delete_from_catalog(kind, row_id, caller.scope)
         return web.Response(status=204)
 
     handler.__name__ = f"{action}_{singular}"
@@ -190,7 +215,8 @@ def _crud(table: Table, action: str) -> Handler:
 
 
 @operation("Import sites from CSV (UTF-8, BOM allowed, header name,org_path): every row or "
-           "none",
+           "none; an empty org_path is the caller's own node, a path outside the caller's part "
+           "of the tree is 403",
            body_media={"text/csv": {"schema": {"type": "string"}},
                        "text/plain": {"schema": {"type": "string"}}},
            errors=(*ADMIN, (400, "not UTF-8"), 413, 415,
@@ -198,7 +224,7 @@ def _crud(table: Table, action: str) -> Handler:
            replies={201: Reply("imported", SitesImported)})
 async def import_sites(request: web.Request) -> web.Response:
     """CSV (UTF-8, header ``name,org_path``): every row is imported or none."""
-    require_admin(request)
+    caller = require_admin(request)
     if request.content_type not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType("Content-Type must be text/csv")
     body = await read_limited(request, MAX_CSV_BYTES)
@@ -206,5 +232,5 @@ async def import_sites(request: web.Request) -> web.Response:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("the CSV file must be UTF-8") from exc
-    sites = request.app[CATALOG].import_sites(text)
+    sites = request.app[CATALOG].import_sites(text, caller.scope)
     return web.json_response({"imported": len(sites), "sites": sites}, status=201)

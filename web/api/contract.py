@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from web import auth, i18n, signaling
-from web.api import archive, catalog, metrics, packages, reports, sessions
+from web.api import accounts, archive, audit, catalog, metrics, org, packages, reports, sessions
 from web.api.spec import (
     ERROR,
     JSON,
@@ -39,7 +39,7 @@ from web.sockets import wall as wall_socket
 
 # Every module with routes, in the order the application adds them.
 ROUTE_MODULES: tuple[ModuleType, ...] = (
-    sessions, catalog, archive, packages, reports, metrics,  # admin API
+    sessions, catalog, archive, packages, reports, metrics, org, accounts, audit,  # admin API
     auth, login, console, room, presenter, library, wall,  # pages
     signaling, events, wall_socket, i18n,
 )

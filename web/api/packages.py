@@ -24,7 +24,7 @@ from classroom.errors import StateConflict
 from classroom.packages.exporter import Selection
 from classroom.packages.manifest import PackageRefused
 from web.api.spec import ABSENT, JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
-from web.auth import require_admin
+from web.auth import require_city
 from web.errors import PayloadTooLarge, UnsupportedMediaType
 from web.keys import PACKAGES
 from web.package_player import player_files
@@ -98,7 +98,7 @@ def _described(job: dict[str, object]) -> dict[str, object]:
            replies={202: Reply("the export, running", PackageExport),
                     409: Reply("another export is running")})
 async def start_export(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     data = await read_model(request, PackageExportInput)
     selection = Selection(unit_id=data.unit_id, course_id=data.course_id,
                           item_ids=tuple(data.item_ids or ()))
@@ -111,7 +111,7 @@ async def start_export(request: web.Request) -> web.Response:
            replies={200: Reply("{packages: [PackageExport]}", PackageExport,
                                listed="packages")})
 async def list_exports(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     return web.json_response(
         {"packages": [_described(job) for job in request.app[PACKAGES].jobs()]})
 
@@ -119,7 +119,7 @@ async def list_exports(request: web.Request) -> web.Response:
 @operation("One export and its progress", errors=(*ADMIN, 404),
            replies={200: Reply("the export", PackageExport)})
 async def get_export(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     return web.json_response(_described(request.app[PACKAGES].job(
         request.match_info["package_id"])))
 
@@ -128,7 +128,7 @@ async def get_export(request: web.Request) -> web.Response:
            replies={200: Reply("the file"), 206: Reply("the requested range"),
                     416: Reply("range out of bounds")})
 async def download(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    require_city(request)
     path, job = request.app[PACKAGES].file(request.match_info["package_id"])
     day = datetime.date.fromtimestamp(float(str(job["created_at"]))).isoformat()
     name = f"{job['title'] or '课程包'}-{day}.{job['format']}"
@@ -165,7 +165,7 @@ async def _receive(request: web.Request, target: Path) -> None:
            replies={200: Reply("imported", PackageImported),
                     409: Reply("not enough free disk space")})
 async def import_package(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_city(request)
     if request.content_type not in UPLOAD_TYPES:
         raise UnsupportedMediaType("Content-Type must be application/zip, "
                                    "application/x-iso9660-image or application/octet-stream")

@@ -10,14 +10,9 @@ cursor is read, so a year of rows costs the memory of a few rows.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import re
-from collections.abc import Sequence
 from contextlib import aclosing
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import Field
@@ -27,14 +22,13 @@ from classroom.attendance import intervals as attendance
 from classroom.errors import Invalid
 from web import i18n
 from web.api.spec import ABSENT, Described, Reply, Shape, Validated, operation, read_query
-from web.auth import logged_in, require_admin
+from web.auth import Caller, authenticate_admin, logged_in, readable_session, require_reader
+from web.errors import Forbidden
+from web.exports import CsvExport
 from web.http import PAGE_HEADERS, STATIC_DIR, int_id
-from web.keys import ATTENDANCE, CATALOG
+from web.keys import ATTENDANCE, CATALOG, SCHOOL
 
 REPORTS_PAGE = STATIC_DIR / "reports.html"
-FLUSH_BYTES = 16 * 1024
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
@@ -144,6 +138,33 @@ class UnitReport(Shape):
     totals: Totals
 
 
+class Organizers(Described):
+    from_: dt.date = Field(alias="from", description="first day")
+    to: dt.date = Field(description="last day (included); less than a year after from")
+
+
+class OrganizerGroup(Totals):
+    """the totals of one organizer: the city's own training or a district's extension
+    training (延伸培训), and its groups"""
+
+    id: int | None
+    name: str
+    training: Literal["city", "extension"]
+    months: list[Group] = Field(description="YYYY-MM, in order")
+    units: list[Group]
+    districts: list[Group] = Field(description="by the sites' first org path part")
+    levels: list[Group] = Field(description="by the sites' node kind: district, town, "
+                                            "village, department")
+
+
+class OrganizerReport(Shape):
+    from_: str = Field(alias="from")
+    to: str
+    organizers: list[OrganizerGroup] = Field(description="the city first, then by "
+                                                         "person-times")
+    totals: Totals
+
+
 class DistrictReport(Shape):
     prefix: str
     from_: str = Field(alias="from")
@@ -168,12 +189,16 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/reports/units/{unit_id}/chart.svg", unit_chart),
         web.get("/api/v1/reports/districts", district_report),
         web.get("/api/v1/reports/districts/chart.svg", district_chart),
+        web.get("/api/v1/reports/organizers", organizer_report),
+        web.get("/api/v1/reports/organizers/chart.svg", organizer_chart),
     ]
 
 
 async def page(request: web.Request) -> web.StreamResponse:
     if not logged_in(request):
         raise web.HTTPSeeOther("/login")
+    if not authenticate_admin(request).scope.reads:
+        raise web.HTTPSeeOther("/admin")  # a presenter has no reports
     return web.FileResponse(REPORTS_PAGE, headers=PAGE_HEADERS)
 
 
@@ -187,15 +212,29 @@ def _tz(request: web.Request) -> dt.tzinfo:
     return reports.parse_tz(request.query)
 
 
-def _session(request: web.Request) -> dict[str, Any]:
-    return request.app[CATALOG].session(request.match_info["session_id"])
+def _own(request: web.Request, caller: Caller) -> str:
+    """The org path a scoped account's reports stay under ('' for the city)."""
+    if caller.scope.everything:
+        return ""
+    return request.app[SCHOOL].org.path(caller.scope.node_id)
 
 
-def _unit(request: web.Request) -> dict[str, Any]:
-    return request.app[CATALOG].unit(int_id(request, "unit_id", "unit"))
+def _session(request: web.Request) -> tuple[dict[str, Any], str]:
+    """The session's row and the path its report is limited to."""
+    caller, session = readable_session(request)
+    return session.row, _own(request, caller)
+
+
+def _unit(request: web.Request) -> tuple[dict[str, Any], str]:
+    caller = require_reader(request)
+    return request.app[CATALOG].unit(int_id(request, "unit_id", "unit")), _own(request, caller)
 
 
 def _district_query(request: web.Request) -> tuple[str, reports.DateRange]:
+    """The prefix (a scoped account's own path when none or a wider one is
+    asked; 403 for another district's) and the days."""
+    caller = require_reader(request)
+    own = _own(request, caller)
     errors: dict[str, str] = {}
     prefix = ""
     days = None
@@ -209,18 +248,16 @@ def _district_query(request: web.Request) -> tuple[str, reports.DateRange]:
         errors.update(exc.errors)
     if errors or days is None:
         raise Invalid(errors)
+    if not reports.covers_prefix(own, prefix):
+        if reports.covers_prefix(prefix, own):
+            prefix = own  # a wider question gets the caller's own part
+        else:
+            raise Forbidden("this org path belongs to another part of the organization")
     return prefix, days
 
 
 def _now(request: web.Request) -> float:
     return request.app[ATTENDANCE].now()
-
-
-def _cell(value: Any) -> Any:
-    """A text cell that Excel would take for a formula starts with a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _minutes(seconds: float) -> float:
@@ -234,46 +271,6 @@ def _percent(share: float | None) -> float | str:
 def _local(seconds: float | None, tz: dt.tzinfo, pattern: str = "%Y-%m-%d %H:%M") -> str:
     return "" if seconds is None else dt.datetime.fromtimestamp(seconds, tz).strftime(pattern)
 
-
-class CsvExport:
-    """A streamed CSV download: BOM and header first, rows as they come."""
-
-    def __init__(self, request: web.Request, filename: str, fallback: str) -> None:
-        self.request = request
-        safe = UNSAFE_FILENAME.sub("_", filename).strip() or fallback
-        disposition = (f'attachment; filename="{fallback}"; '
-                       f"filename*=UTF-8''{quote(safe, safe='')}")
-        self.response = web.StreamResponse(headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": disposition,
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        })
-        self.response.enable_chunked_encoding()
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
-
-    async def start(self, header: Sequence[str]) -> None:
-        await self.response.prepare(self.request)
-        self._buffer.write("\ufeff")
-        await self.row(header)
-
-    async def row(self, values: Sequence[Any]) -> None:
-        self._writer.writerow([_cell(value) for value in values])
-        if self._buffer.tell() >= FLUSH_BYTES:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        data = self._buffer.getvalue().encode("utf-8")
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        if data:
-            await self.response.write(data)
-
-    async def finish(self) -> web.StreamResponse:
-        await self._flush()
-        await self.response.write_eof()
-        return self.response
 
 
 def _texts(request: web.Request) -> dict[str, str]:
@@ -294,12 +291,11 @@ def _svg(body: bytes) -> web.Response:
            "downloads it", query=(ReportFormat, TimeZone), errors=(*ADMIN, 404, 422),
            replies={200: Reply("attendance (JSON), or CSV", SessionAttendance, media=CSV)})
 async def session_attendance(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
-    session = _session(request)
+    session, own = _session(request)
     as_csv = _wants_csv(request)
     tz = _tz(request)
     if not as_csv:
-        return web.json_response(request.app[ATTENDANCE].session_report(session),
+        return web.json_response(request.app[ATTENDANCE].session_report(session, own),
                                  headers={"Cache-Control": "no-store"})
     request.app[ATTENDANCE].flush()
     texts = _texts(request)
@@ -310,8 +306,8 @@ async def session_attendance(request: web.Request) -> web.StreamResponse:
     await export.start([texts[f"reports.csv.{name}"] for name in (
         "site", "org_path", "connections", "reconnects", "minutes", "percent", "attended",
         "headcount", "headcount_at", "person_times", "intervals")])
-    rows = reports.site_rows(request.app[CATALOG].db, "s.id = ?", [session["id"]],
-                             _now(request))
+    where, params = reports.within(own, "s.id = ?", [session["id"]])
+    rows = reports.site_rows(request.app[CATALOG].db, where, params, _now(request))
     async with aclosing(rows):  # a client that goes away closes the cursor now
         async for row in rows:
             result = row.result
@@ -329,10 +325,9 @@ async def session_attendance(request: web.Request) -> web.StreamResponse:
 @operation("Timeline of rooms connected over the session", query=(TimeZone,),
            errors=(*ADMIN, 404, 422), replies=SVG)
 async def session_chart(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = _session(request)
+    session, own = _session(request)
     tz = _tz(request)
-    report = request.app[ATTENDANCE].session_report(session)
+    report = request.app[ATTENDANCE].session_report(session, own)
     texts = _texts(request)
     window = report["window"]
     body = await charts.render(
@@ -351,14 +346,13 @@ async def session_chart(request: web.Request) -> web.Response:
            "the org path); ?format=csv: one row per session", query=(ReportFormat, TimeZone),
            errors=(*ADMIN, 404, 422), replies={200: Reply("report", UnitReport, media=CSV)})
 async def unit_report(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
-    unit = _unit(request)
+    unit, own = _unit(request)
     as_csv = _wants_csv(request)
     tz = _tz(request)
     db = request.app[CATALOG].db
     request.app[ATTENDANCE].flush()
     if not as_csv:
-        return web.json_response(await reports.unit_report(db, unit, _now(request)),
+        return web.json_response(await reports.unit_report(db, unit, _now(request), own),
                                  headers={"Cache-Control": "no-store"})
     texts = _texts(request)
     export = CsvExport(request, texts["reports.file.unit"].format(name=unit["name"]) + ".csv",
@@ -377,7 +371,8 @@ async def unit_report(request: web.Request) -> web.StreamResponse:
                               session["batch"], totals.invited, totals.connected,
                               totals.attended, totals.person_times])
 
-    rows = reports.site_rows(db, "c.unit_id = ?", [unit["id"]], _now(request))
+    where, params = reports.within(own, "c.unit_id = ?", [unit["id"]])
+    rows = reports.site_rows(db, where, params, _now(request))
     async with aclosing(rows):
         async for row in rows:
             if current is None or row.session["id"] != current.session["id"]:
@@ -392,10 +387,9 @@ async def unit_report(request: web.Request) -> web.StreamResponse:
 @operation("Person-times per district of a unit (bar chart)", errors=(*ADMIN, 404),
            replies=SVG)
 async def unit_chart(request: web.Request) -> web.Response:
-    require_admin(request)
-    unit = _unit(request)
+    unit, own = _unit(request)
     request.app[ATTENDANCE].flush()
-    report = await reports.unit_report(request.app[CATALOG].db, unit, _now(request))
+    report = await reports.unit_report(request.app[CATALOG].db, unit, _now(request), own)
     texts = _texts(request)
     return _svg(await _bars(texts, report["districts"],
                             texts["reports.chart.unit"].format(name=unit["name"])))
@@ -416,7 +410,7 @@ async def _bars(texts: dict[str, str], groups: list[dict[str, Any]], title: str)
            errors=(*ADMIN, BAD_DISTRICTS),
            replies={200: Reply("report", DistrictReport, media=CSV)})
 async def district_report(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    require_reader(request)
     as_csv = _wants_csv(request)
     prefix, days = _district_query(request)
     db = request.app[CATALOG].db
@@ -450,7 +444,6 @@ async def district_report(request: web.Request) -> web.StreamResponse:
 @operation("Person-times per district (bar chart) for the same query",
            query=(Districts, TimeZone), errors=(*ADMIN, 422), replies=SVG)
 async def district_chart(request: web.Request) -> web.Response:
-    require_admin(request)
     prefix, days = _district_query(request)
     request.app[ATTENDANCE].flush()
     report = await reports.district_report(request.app[CATALOG].db, prefix, days,
@@ -460,3 +453,69 @@ async def district_chart(request: web.Request) -> web.Response:
         prefix=prefix or texts["reports.all_sites"], first=days.first.isoformat(),
         last=days.last.isoformat())
     return _svg(await _bars(texts, report["groups"], title))
+
+
+# --------------------------------------------------------------- organizers
+
+def _organizer_query(request: web.Request) -> tuple[str, reports.DateRange]:
+    caller = require_reader(request)
+    return _own(request, caller), reports.parse_range(request.query, _tz(request))
+
+
+def _organizer_name(texts: dict[str, str], organizer: dict[str, Any]) -> str:
+    if organizer["training"] == "city":
+        return texts["reports.organizer.city"]
+    return texts["reports.organizer.extension"].format(name=organizer["name"])
+
+
+@operation("Person-times per organizer: the city's own training (市级培训) and each "
+           "district's extension training (延伸培训), each per month, unit, district and "
+           "level; a district's account sees its own sites only; ?format=csv: one row per "
+           "(organizer, grouping, group)", query=(Organizers, TimeZone, ReportFormat),
+           errors=(*ADMIN, (422, "bad dates or format")),
+           replies={200: Reply("report", OrganizerReport, media=CSV)})
+async def organizer_report(request: web.Request) -> web.StreamResponse:
+    require_reader(request)
+    as_csv = _wants_csv(request)
+    own, days = _organizer_query(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.organizer_report(request.app[CATALOG].db, days, _now(request), own)
+    if not as_csv:
+        return web.json_response(report, headers={"Cache-Control": "no-store"})
+    texts = _texts(request)
+    first, last = days.first.isoformat(), days.last.isoformat()
+    export = CsvExport(request, texts["reports.file.organizers"].format(first=first, last=last)
+                       + ".csv", f"attendance-organizers-{first}-{last}.csv")
+    await export.start([texts[f"reports.csv.{name}"] for name in (
+        "organizer", "training", "grouping", "group", "sessions", "rooms_invited",
+        "rooms_attended", "person_times")])
+    for organizer in report["organizers"]:
+        name = _organizer_name(texts, organizer)
+        training = texts[f"reports.training.{organizer['training']}"]
+        rows = [(texts["reports.grouping.total"], "", organizer)]
+        for grouping in ("months", "units", "districts", "levels"):
+            for group in organizer[grouping]:
+                label = group["name"]
+                if grouping == "levels":
+                    label = texts.get(f"org.kind.{label}", label)
+                rows.append((texts[f"reports.grouping.{grouping}"],
+                             label or texts["reports.ungrouped"], group))
+        for grouping, label, group in rows:
+            await export.row([name, training, grouping, label, group["sessions"],
+                              group["rooms_invited"], group["rooms_attended"],
+                              group["person_times"]])
+    return await export.finish()
+
+
+@operation("Person-times per organizer (bar chart) for the same query",
+           query=(Organizers, TimeZone), errors=(*ADMIN, 422), replies=SVG)
+async def organizer_chart(request: web.Request) -> web.Response:
+    own, days = _organizer_query(request)
+    request.app[ATTENDANCE].flush()
+    report = await reports.organizer_report(request.app[CATALOG].db, days, _now(request), own)
+    texts = _texts(request)
+    groups = [{"name": _organizer_name(texts, o), "person_times": o["person_times"]}
+              for o in report["organizers"]]
+    title = texts["reports.chart.organizers"].format(first=days.first.isoformat(),
+                                                     last=days.last.isoformat())
+    return _svg(await _bars(texts, groups, title))

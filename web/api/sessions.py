@@ -25,8 +25,14 @@ from web.api.spec import (
     read_described,
     read_model,
 )
-from web.auth import require_admin
-from web.errors import Unprocessable
+from web.auth import (
+    Caller,
+    authenticate_admin,
+    managed_session,
+    readable_session,
+    require_admin,
+)
+from web.errors import Forbidden, Unprocessable
 from web.http import base_url, bearer_token, session_of
 from web.keys import ARCHIVE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, SIGNER, TOKENS
 
@@ -68,12 +74,20 @@ class Session(Shape):
     created_at: float
     started_at: float | None
     ended_at: float | None
-    publish_token: str
-    view_token: str
+    publish_token: str | None = Field(
+        description="null for a caller who does not manage the session (nor present it)")
+    view_token: str | None
     whip_url: str
     whep_url: str
-    presenter_url: str = Field(
+    presenter_url: str | None = Field(
         description="the presenter page (主课堂), publish token in the fragment")
+    organizer_id: int = Field(description="the org node organizing it: the city or a district")
+    organizer_name: str | None
+    organizer: Literal["city", "district"] = Field(
+        description="city training, or a district's extension training (延伸培训)")
+    presenter_id: int | None = Field(description="the presenter account assigned to it")
+    presenter_name: str | None
+    manageable: bool = Field(description="the caller may change it")
     stats: dict[str, Any] | None = Field(
         description="live statistics (GET of one session only)")
     recording: Recording | None
@@ -95,6 +109,10 @@ class SessionInput(Described):
         "the session takes its codec, title and course; it starts by itself at "
         "scheduled_start, or with the replay action start")
     attendance_threshold: int = Field(80, ge=1, le=100, description=THRESHOLD)
+    organizer_id: int | None = Field(
+        None, description="an org node of the caller's part of the tree (default: the "
+                          "caller's own node; 403 outside it)")
+    presenter_id: int | None = Field(None, description="a presenter account")
 
 
 class SessionChange(Described):
@@ -107,6 +125,7 @@ class SessionChange(Described):
     scheduled_start: float | None = Field(None, description=TIME)
     scheduled_end: float | None = Field(None, description=TIME)
     attendance_threshold: int = Field(80, ge=1, le=100, description=THRESHOLD)
+    presenter_id: int | None = Field(None, description="a presenter account")
 
 
 class Invitation(Shape):
@@ -121,8 +140,9 @@ class Invitation(Shape):
     expires_at: float
     revoked_at: float | None
     headcount: int | None
-    token: str = Field(description="bearer token for WHEP of this session only")
-    url: str = Field(description="the /join/{token} link")
+    token: str | None = Field(description="bearer token for WHEP of this session only "
+                                          "(null for an auditor)")
+    url: str | None = Field(description="the /join/{token} link")
     connected: bool = Field(description="a viewer is connected with it (lists only)")
 
 
@@ -170,9 +190,14 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-def describe(request: web.Request, session: LiveSession) -> dict[str, Any]:
+def describe(request: web.Request, session: LiveSession,
+             caller: Caller | None = None) -> dict[str, Any]:
+    """The session as ``caller`` may see it: its tokens only for whoever
+    manages or presents it."""
     base = base_url(request)
     row = session.row
+    scope = caller.scope if caller is not None else None
+    tokens = scope is None or scope.sees_tokens(row)
     return {
         "id": session.id,
         "title": session.title,
@@ -189,11 +214,18 @@ def describe(request: web.Request, session: LiveSession) -> dict[str, Any]:
         "created_at": row["created_at"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
-        "publish_token": session.publish_token,
-        "view_token": session.view_token,
+        "publish_token": session.publish_token if tokens else None,
+        "view_token": session.view_token if tokens else None,
         "whip_url": f"{base}/whip/{session.id}",
         "whep_url": f"{base}/whep/{session.id}",
-        "presenter_url": f"{base}/present/{session.id}#token={session.publish_token}",
+        "presenter_url": f"{base}/present/{session.id}#token={session.publish_token}"
+        if tokens else None,
+        "organizer_id": row["organizer_id"],
+        "organizer_name": row.get("organizer_name"),
+        "organizer": "city" if row.get("organizer_is_city", 1) else "district",
+        "presenter_id": row.get("presenter_id"),
+        "presenter_name": row.get("presenter_name"),
+        "manageable": scope is None or scope.manages_session(row),
         "recording": request.app[ARCHIVE].recording_of(session.id),
         "replay": request.app[REPLAYS].describe(session.id),
     }
@@ -234,28 +266,39 @@ def _turn_holder(request: web.Request, token: str) -> str:
 @operation("Create a session", body=SessionInput, errors=(*ADMIN, *JSON_BODY_ERRORS),
            replies={201: Reply("created", Session)})
 async def create_session(request: web.Request) -> web.Response:
-    require_admin(request)
+    caller = require_admin(request)
     data = await read_described(request, SessionInput)
-    session = request.app[SCHOOL].schedule_session(data)
-    return web.json_response(describe(request, session), status=201,
+    session = request.app[SCHOOL].schedule_session(data, caller.scope)
+    return web.json_response(describe(request, session, caller), status=201,
                              headers={"Location": f"/api/v1/sessions/{session.id}"})
 
 
-@operation("List sessions", errors=ADMIN,
+@operation("List the sessions the caller may see: its part of the tree's, those organized "
+           "above it (read-only, without tokens); a presenter its assigned ones",
+           errors=ADMIN,
            replies={200: Reply("{sessions: [Session]}", Session, listed="sessions")})
 async def list_sessions(request: web.Request) -> web.Response:
-    require_admin(request)
+    caller = authenticate_admin(request)
     return web.json_response(
-        {"sessions": [describe(request, s) for s in request.app[SESSIONS].all()]}
+        {"sessions": [describe(request, s, caller) for s in request.app[SESSIONS].all()
+                      if caller.scope.reads_session(s.row)]}
     )
+
+
+def _visible_session(request: web.Request) -> tuple[Caller, LiveSession]:
+    """The route's session for any account that may see it (a presenter its own)."""
+    caller = authenticate_admin(request)
+    session = session_of(request)
+    if not caller.scope.reads_session(session.row):
+        raise Forbidden("this session belongs to another part of the organization")
+    return caller, session
 
 
 @operation("A session with live stats", errors=(*ADMIN, 404),
            replies={200: Reply("Session with stats", Session)})
 async def get_session(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
-    body = describe(request, session)
+    caller, session = _visible_session(request)
+    body = describe(request, session, caller)
     body["stats"] = await session.broadcast.stats() if session.ended_at is None else None
     return web.json_response(body)
 
@@ -264,21 +307,19 @@ async def get_session(request: web.Request) -> web.Response:
            errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
            replies={200: Reply("the changed session", Session)})
 async def update_session(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    caller, session = managed_session(request)
     data = await read_described(request, SessionChange)
-    session = request.app[SCHOOL].reschedule_session(session, data)
-    return web.json_response(describe(request, session))
+    session = request.app[SCHOOL].reschedule_session(session, data, caller.scope)
+    return web.json_response(describe(request, session, caller))
 
 
 @operation("Mark a scheduled session live", errors=(*ADMIN, 404, 422),
            replies={200: Reply("the session", Session)})
 async def start_session(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    caller, session = managed_session(request)
     if session.ended_at is not None:
         raise Unprocessable("this session has ended")
-    return web.json_response(describe(request, request.app[SESSIONS].start(session)))
+    return web.json_response(describe(request, request.app[SESSIONS].start(session), caller))
 
 
 @operation("Control a replay session: start now, pause, resume, seek", body=ReplayControl,
@@ -287,8 +328,7 @@ async def start_session(request: web.Request) -> web.Response:
                     409: Reply("not a replay session, or not in a state for this action")})
 async def control_replay(request: web.Request) -> web.Response:
     """Start now, pause, resume or seek a replay session's program."""
-    require_admin(request)
-    session = session_of(request)
+    _, session = managed_session(request)
     control = await read_model(request, ReplayControl)
     position = float(control.position) if control.action == "seek" else None
     replay = await request.app[REPLAYS].control(session, control.action, position)
@@ -298,14 +338,14 @@ async def control_replay(request: web.Request) -> web.Response:
 @operation("End a session and disconnect everyone", errors=(*ADMIN, 404),
            replies={204: Reply("ended")})
 async def delete_session(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    _, session = managed_session(request)
     await request.app[SCHOOL].end_session(session)
     return web.Response(status=204)
 
 
-def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str, Any]:
-    token = request.app[SIGNER].sign_invitation(row)
+def _describe_invitation(request: web.Request, row: dict[str, Any],
+                         links: bool = True) -> dict[str, Any]:
+    token = request.app[SIGNER].sign_invitation(row) if links else None
     return {
         "id": row["id"],
         "session_id": row["session_id"],
@@ -316,7 +356,7 @@ def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str,
         "revoked_at": row["revoked_at"],
         "headcount": row["headcount"],
         "token": token,
-        "url": invitation_url(base_url(request), token),
+        "url": invitation_url(base_url(request), token) if token else None,
     }
 
 
@@ -325,26 +365,25 @@ def _describe_invitation(request: web.Request, row: dict[str, Any]) -> dict[str,
            errors=(*ADMIN, 400, 404, 413, 415, (422, "bad fields, or the session has ended")),
            replies={201: Reply("the invitation with its link", Invitation)})
 async def create_invitation(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    caller, session = managed_session(request)
     if session.ended_at is not None:
         raise Unprocessable("this session has ended")
     data = await read_described(request, InvitationInput)
-    row = await request.app[SCHOOL].invite(session, data)
+    row = await request.app[SCHOOL].invite(session, data, caller.scope)
     return web.json_response(_describe_invitation(request, row), status=201)
 
 
-@operation("The session's invitations, with who is connected", errors=(*ADMIN, 404),
+@operation("The session's invitations, with who is connected; a district's account sees "
+           "its own sites' only", errors=(*ADMIN, 404),
            replies={200: Reply("{invitations: [Invitation]}", Invitation,
                                listed="invitations")})
 async def list_invitations(request: web.Request) -> web.Response:
-    require_admin(request)
-    session = session_of(request)
+    caller, session = readable_session(request)
     connected = {viewer.tag for viewer in session.broadcast.viewers.values()
                  if viewer.connection_state == "connected"}
     items = []
-    for row in request.app[CATALOG].invitations(session.id):
-        item = _describe_invitation(request, row)
+    for row in request.app[CATALOG].invitations(session.id, caller.scope):
+        item = _describe_invitation(request, row, links=caller.scope.manages)
         item["connected"] = row["id"] in connected
         items.append(item)
     return web.json_response({"invitations": items})
@@ -353,6 +392,6 @@ async def list_invitations(request: web.Request) -> web.Response:
 @operation("Revoke an invitation and disconnect its viewers", errors=(*ADMIN, 404),
            replies={204: Reply("revoked")})
 async def revoke_invitation(request: web.Request) -> web.Response:
-    require_admin(request)
-    await request.app[SCHOOL].revoke(request.match_info["invitation_id"])
+    caller = require_admin(request)
+    await request.app[SCHOOL].revoke(request.match_info["invitation_id"], caller.scope)
     return web.Response(status=204)

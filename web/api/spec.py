@@ -79,6 +79,8 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "link_id": {"type": "string"},
     "package_id": {"type": "string"},
     "unit_id": {"type": "integer", "minimum": 1},
+    "node_id": {"type": "integer", "minimum": 1},
+    "account_id": {"type": "integer", "minimum": 1},
     "lang": {"type": "string", "enum": ["zh-CN", "en"]},
 }
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from classroom.access.invitations import invitation_url
 from web.api.spec import Reply, operation
 from web.auth import COOKIE, require_admin
+from web.errors import Forbidden
 from web.http import PAGE_HEADERS, STATIC_DIR, base_url
 from web.keys import ACCOUNTS, CATALOG, SIGNER
 
@@ -50,8 +51,12 @@ def qr_svg(url: str) -> bytes:
            replies={200: Reply("the QR code",
                                media={"image/svg+xml": {"schema": {"type": "string"}}})})
 async def invitation_qr(request: web.Request) -> web.Response:
-    require_admin(request)
+    caller = require_admin(request)
     row = request.app[CATALOG].invitation(request.match_info["invitation_id"])
+    # A room's link: for whoever manages its session, or its own district's admin.
+    if not (caller.scope.manages_session(request.app[CATALOG].session(row["session_id"]))
+            or caller.scope.covers(row["org_node_id"])):
+        raise Forbidden("this link belongs to another part of the organization")
     url = invitation_url(base_url(request), request.app[SIGNER].sign_invitation(row))
     return web.Response(body=qr_svg(url), content_type="image/svg+xml",
                         headers={"Cache-Control": "no-store"})

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from classroom.errors import DomainError, Missing
 from web import i18n
-from web.auth import reader_role
+from web.auth import Caller, reader_role
 from web.errors import AppError, status_of
 from web.http import STATIC_DIR
 from web.keys import ARCHIVE
@@ -37,14 +37,16 @@ def routes() -> list[web.RouteDef]:
     return [web.get("/library", library), web.get("/library/watch/{item_id}", watch)]
 
 
-def _role(request: web.Request) -> str | None:
-    """'admin', 'reader', or None for anyone without a valid link or login."""
+def _role(request: web.Request) -> tuple[str, Caller | None] | None:
+    """('admin', the account) or ('reader', None); None for anyone without a
+    valid link or a login that may read the archive."""
     try:
-        return reader_role(request)
+        caller = reader_role(request)
     except (AppError, DomainError) as exc:
         if status_of(exc) in (401, 403):
             return None
         raise
+    return ("reader", None) if caller is None else ("admin", caller)
 
 
 def _page(request: web.Request, template: Path, item_id: str = "") -> web.Response:
@@ -86,9 +88,10 @@ async def library(request: web.Request) -> web.Response:
 
 
 async def watch(request: web.Request) -> web.Response:
-    role = _role(request)
-    if role is None:
+    found = _role(request)
+    if found is None:
         return _link_needed(request)
+    role, caller = found
     item_id = request.match_info["item_id"]
     try:
         item = request.app[ARCHIVE].item(item_id)
@@ -96,7 +99,8 @@ async def watch(request: web.Request) -> web.Response:
         item = None
     # Readers see ready items only; an admin may open one still being made
     # (the page says it cannot be played yet).
-    if item is None or (role == "reader" and item["state"] != "ready"):
+    if item is None or (role == "reader" and item["state"] != "ready") or (
+            caller is not None and not caller.scope.reads_item(item)):
         return _notice_page(request, 404, "library.missing.title", [
             f'<p class="reason">{html.escape(i18n.text(request, "library.missing.body"))}</p>',
             f'<p><a href="/library">{html.escape(i18n.text(request, "library.back"))}</a></p>',

@@ -12,10 +12,10 @@ from aiohttp import web
 from yarl import URL
 
 from classroom.access.accounts import SESSION_SECONDS, check_password
-from web.auth import COOKIE
+from web.auth import CALLER, COOKIE, Caller
 from web.errors import Forbidden
 from web.http import PAGE_HEADERS, STATIC_DIR, allowed_origins
-from web.keys import ACCOUNTS, CONFIG, LOGIN_LIMITER
+from web.keys import ACCOUNTS, CONFIG, LOGIN_LIMITER, SCHOOL
 
 LOGIN_PAGE = STATIC_DIR / "login.html"
 MESSAGE_MARK = "<!--message-->"
@@ -80,7 +80,10 @@ async def login(request: web.Request) -> web.Response:
         limiter.failed(address, username)
         return _page("用户名或密码错误。 Wrong user name or password.", status=401)
     limiter.succeeded(address, username)
-    token, _ = accounts.start_session(found[0])
+    token, session = accounts.start_session(found[0])
+    # For the audit log: who logged in.
+    request[CALLER] = Caller(found[0].username, session.csrf_token,
+                             request.app[SCHOOL].scope_of(found[0]))
     response = web.Response(status=303, headers={"Location": "/"})
     response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, path="/", httponly=True,
                         samesite="Strict", secure=_secure(request))
@@ -91,6 +94,10 @@ async def logout(request: web.Request) -> web.Response:
     _check_same_origin(request)
     token = request.cookies.get(COOKIE)
     if token:
+        session = request.app[ACCOUNTS].session(token)
+        if session is not None:  # for the audit log: who logged out
+            request[CALLER] = Caller(session.admin.username, session.csrf_token,
+                                     request.app[SCHOOL].scope_of(session.admin))
         request.app[ACCOUNTS].end_session(token)
     response = web.Response(status=303, headers={"Location": "/login"})
     response.del_cookie(COOKIE, path="/", httponly=True, samesite="Strict",

@@ -164,8 +164,10 @@ def _participant(request: web.Request, session: Session) -> Participant:
     if token is None:
         if COOKIE not in request.cookies:
             raise NotAuthorized("a token (subprotocol bearer.<token>) or a login is needed")
-        authenticate_admin(request)
+        caller = authenticate_admin(request)
         check_origin(request)
+        if not caller.scope.manages_session(session.row):
+            raise Forbidden("this session belongs to another part of the organization")
         return Participant("admin")
     if is_invitation_token(token):
         row = request.app[SCHOOL].check_invitation(token, session.id)

@@ -25,9 +25,16 @@ from aiohttp import WSCloseCode, web
 from pydantic import Field
 
 from classroom.live.sessions import Session, SessionRegistry
-from classroom.live.wall import CLOSE_ENDED, SEND_TIMEOUT, SNAPSHOT_INTERVAL, Wall
+from classroom.live.wall import (
+    CLOSE_ENDED,
+    SEND_TIMEOUT,
+    SNAPSHOT_INTERVAL,
+    Wall,
+    scoped_snapshot,
+)
 from web.api.spec import Reply, Shape, operation
-from web.auth import COOKIE, authenticate_admin
+from web.auth import COOKIE, require_reader
+from web.errors import Forbidden
 from web.http import check_origin, session_of
 from web.keys import SCHOOL
 
@@ -162,7 +169,22 @@ class _Feed:
 
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
-    last: str | None = None  # the latest snapshot, as sent
+    last: str | None = None  # the latest snapshot, as sent to the city
+    snapshot: dict[str, Any] | None = None  # ... and as computed
+    # A district's socket sees its own rooms only: the org path prefix of each
+    # socket ('' for the whole wall).
+    prefixes: dict[web.WebSocketResponse, str] = field(default_factory=dict)
+
+    def text(self, prefix: str, cache: dict[str, str] | None = None) -> str | None:
+        """The latest snapshot as a socket of ``prefix`` sees it."""
+        if self.snapshot is None or not prefix:
+            return self.last
+        if cache is not None and prefix in cache:
+            return cache[prefix]
+        text = json.dumps(scoped_snapshot(self.snapshot, prefix), ensure_ascii=False)
+        if cache is not None:
+            cache[prefix] = text
+        return text
 
 
 class WallHub:
@@ -182,30 +204,32 @@ class WallHub:
         feed = self._feeds.get(session_id)
         return len(feed.sockets) if feed is not None else 0
 
-    async def current(self, session: Session) -> dict[str, Any]:
+    async def current(self, session: Session, prefix: str = "") -> dict[str, Any]:
         """A snapshot for a plain HTTP request (the latest pushed one, if any)."""
         feed = self._feeds.get(session.id)
-        if feed is not None and feed.last is not None:
-            snapshot: dict[str, Any] = json.loads(feed.last)
-            return snapshot
-        return await self.wall.snapshot(session)
+        if feed is not None and feed.snapshot is not None:
+            return scoped_snapshot(feed.snapshot, prefix)
+        return scoped_snapshot(await self.wall.snapshot(session), prefix)
 
-    async def join(self, session_id: str, ws: web.WebSocketResponse) -> None:
+    async def join(self, session_id: str, ws: web.WebSocketResponse, prefix: str = "") -> None:
         if self._closed:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
         feed = self._feeds.setdefault(session_id, _Feed())
         feed.sockets.add(ws)
+        feed.prefixes[ws] = prefix
+        text = feed.text(prefix)
         if feed.task is None or feed.task.done():
             feed.task = asyncio.get_running_loop().create_task(self._run(session_id, feed))
-        elif feed.last is not None:
-            await self._send(feed, ws, feed.last)  # no wait for the next tick
+        elif text is not None:
+            await self._send(feed, ws, text)  # no wait for the next tick
 
     def leave(self, session_id: str, ws: web.WebSocketResponse) -> None:
         feed = self._feeds.get(session_id)
         if feed is None or ws not in feed.sockets:
             return
         feed.sockets.discard(ws)
+        feed.prefixes.pop(ws, None)
         if not feed.sockets:
             del self._feeds[session_id]
             if feed.task is not None:
@@ -220,9 +244,12 @@ class WallHub:
                     await self._end(session_id, feed, CLOSE_ENDED, "session deleted")
                     return
                 snapshot = await self.wall.snapshot(session)
+                feed.snapshot = snapshot
                 feed.last = json.dumps(snapshot, ensure_ascii=False)
-                await asyncio.gather(*(self._send(feed, ws, feed.last)
-                                       for ws in list(feed.sockets)))
+                texts: dict[str, str] = {}  # one scoped text per district watching
+                await asyncio.gather(*(
+                    self._send(feed, ws, feed.text(feed.prefixes.get(ws, ""), texts) or "")
+                    for ws in list(feed.sockets)))
                 if snapshot["session"]["state"] == "ended":
                     await self._end(session_id, feed, CLOSE_ENDED, "session ended")
                     return
@@ -284,17 +311,22 @@ WALL_HUB = web.AppKey("wall_hub", WallHub)
                     200: Reply("one snapshot (no Upgrade header)", WallSnapshot)})
 async def wall_socket(request: web.Request) -> web.StreamResponse:
     by_cookie = "Authorization" not in request.headers and COOKIE in request.cookies
-    authenticate_admin(request)
+    caller = require_reader(request)
     if by_cookie:
         check_origin(request)
     session = session_of(request)
+    if not caller.scope.reads_session(session.row):
+        raise Forbidden("this session belongs to another part of the organization")
+    # A district's account sees its own rooms only (in the city's sessions).
+    prefix = "" if caller.scope.everything else request.app[SCHOOL].org.path(
+        caller.scope.node_id)
     hub = request.app[WALL_HUB]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT)
     if not ws.can_prepare(request).ok:
-        return web.json_response(await hub.current(session),
+        return web.json_response(await hub.current(session, prefix),
                                  headers={"Cache-Control": "no-store"})
     await ws.prepare(request)
-    await hub.join(session.id, ws)
+    await hub.join(session.id, ws, prefix)
     try:
         async for _ in ws:
             pass  # the page says nothing; the loop ends when the socket closes

@@ -32,6 +32,8 @@ function archiveActions(item) {
     actions.push(el("a", { className: "button play", href: `/library/watch/${encodeURIComponent(item.id)}`,
       target: "_blank", rel: "noopener", textContent: t("console.archive.play") }));
   }
+  // The city's lectures a district may replay, not change; an auditor reads.
+  if (item.manageable === false) return actions;
   actions.push(
     el("button", { type: "button", className: "edit", textContent: t("console.edit"), onclick: () => editItem(item.id) }),
     el("button", { type: "button", className: "danger delete", textContent: t("console.delete"), disabled: busy,

@@ -71,7 +71,8 @@ function renderEditor(kind) {
   const body = $(`#${kind}-table tbody`);
   body.replaceChildren(...rows.map((row) => el("tr", { dataset: { id: String(row.id) } },
     ...spec.columns.map((column) => el("td", { textContent: column(row) ?? "" })),
-    el("td", { className: "actions" },
+    // A district reads the city's courses, and changes its own.
+    row.manageable === false ? el("td", { className: "actions" }) : el("td", { className: "actions" },
       el("button", { type: "button", textContent: t("console.edit"), onclick: () => editRow(kind, row) }),
       el("button", { type: "button", className: "danger", textContent: t("console.delete"),
         onclick: () => deleteRow(kind, row) })))));

@@ -18,7 +18,8 @@ export async function renderDetail() {
   $("#detail-title").textContent = session.title;
   // The main classroom's link (it carries the session's publish token). A
   // replay has no presenter: its program is the recorded lecture.
-  $("#presenter-row").hidden = !!session.replay;
+  $("#presenter-row").hidden = !!session.replay || !session.presenter_url;
+  $("#invite-sites").hidden = !session.manageable;
   $("#presenter-link").value = session.replay ? "" : session.presenter_url || "";
   $("#presenter-open").href = session.replay ? "#" : session.presenter_url || "#";
   const { invitations } = await api("GET", `/sessions/${session.id}/invitations`);
@@ -30,19 +31,22 @@ export async function renderDetail() {
   $("#invite-none").hidden = state.sites.length > 0;
   $("#invite-button").disabled = session.state === "ended" || state.sites.length === 0;
   $("#invitations tbody").replaceChildren(...invitations.map((item) => {
-    const link = el("input", { readOnly: true, value: item.url, className: "link" });
+    const link = el("input", { readOnly: true, value: item.url || "", className: "link" });
     const [kind, label] = invitationStatus(item);
-    const actions = el("td", { className: "actions" },
-      el("button", { type: "button", className: "copy", textContent: t("console.invitations.copy"), onclick: () => copyLink(link) }));
-    if (item.revoked_at == null) {
+    const actions = el("td", { className: "actions" });
+    if (item.url) {
+      actions.append(el("button", { type: "button", className: "copy", textContent: t("console.invitations.copy"),
+        onclick: () => copyLink(link) }));
+    }
+    if (item.revoked_at == null && session.manageable) {
       actions.append(el("button", { type: "button", className: "danger", textContent: t("console.invitations.revoke"),
         onclick: () => revoke(item) }));
     }
     return el("tr", { dataset: { id: item.id } },
       el("td", {}, item.site_name, item.org_path ? el("small", { textContent: ` ${item.org_path}` }) : null),
       el("td", {}, link),
-      el("td", {}, el("img", { className: "qr", alt: t("console.invitations.qr_alt", { name: item.site_name }),
-        src: `/api/v1/invitations/${encodeURIComponent(item.id)}/qr.svg`, width: 116, height: 116 })),
+      el("td", {}, item.url ? el("img", { className: "qr", alt: t("console.invitations.qr_alt", { name: item.site_name }),
+        src: `/api/v1/invitations/${encodeURIComponent(item.id)}/qr.svg`, width: 116, height: 116 }) : null),
       el("td", {}, el("span", { className: `status status-${kind}`, textContent: label })),
       actions);
   }));

@@ -13,16 +13,34 @@ import { renderDetail } from "/static/console-invitations.js";
 
 const batchText = (batch) => ({ "第一批": t("console.batch.first"), "第二批": t("console.batch.second") })[batch] ?? (batch || "");
 
+// 市级培训, or a district's extension training (延伸培训).
+const organizerText = (s) => (s.organizer === "city" ? t("console.sessions.organizer_city")
+  : t("console.sessions.organizer_district", { name: s.organizer_name || "" }));
+
+function sessionActions(s) {
+  const actions = el("td", { className: "actions" });
+  if (state.role === "presenter") {
+    // A presenter's one use of the console: its sessions' presenter page.
+    if (s.presenter_url && s.state !== "ended" && !s.replay) {
+      actions.append(el("a", { className: "button present", href: s.presenter_url, target: "_blank",
+        rel: "noopener", textContent: t("console.presenter.open") }));
+    }
+    return actions;
+  }
+  actions.append(el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }));
+  // The wall (a district sees its own rooms on the city's).
+  actions.append(el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
+    textContent: t("console.sessions.wall") }));
+  actions.append(el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
+    textContent: t("console.sessions.attendance") }));
+  return actions;
+}
+
 export function renderSessions() {
   const body = $("#sessions-table tbody");
   body.replaceChildren(...state.sessions.map((s) => {
-    const actions = el("td", { className: "actions" },
-      el("button", { type: "button", textContent: t("console.sessions.invitations"), onclick: () => openDetail(s.id) }),
-      el("a", { className: "button", href: `/admin/wall/${encodeURIComponent(s.id)}`,
-        textContent: t("console.sessions.wall") }),
-      el("a", { className: "button", href: `/admin/reports?session=${encodeURIComponent(s.id)}`,
-        textContent: t("console.sessions.attendance") }));
-    if (s.state !== "ended") {
+    const actions = sessionActions(s);
+    if (s.state !== "ended" && s.manageable) {
       actions.append(el("button", { type: "button", textContent: t("console.edit"), onclick: () => editSession(s) }));
       // A replay starts with its program (立即开始 in its state cell), never as a bare live session.
       if (s.state === "scheduled" && !s.replay) {
@@ -33,8 +51,11 @@ export function renderSessions() {
         onclick: () => endSession(s) }));
     }
     const when = [formatTime(s.scheduled_start), formatTime(s.scheduled_end)].filter(Boolean).join(" – ");
-    return el("tr", { dataset: { id: s.id }, className: state.detail === s.id ? "selected" : "" },
+    // A session of another level (the city's, seen from a district) is read-only here.
+    const classes = [state.detail === s.id ? "selected" : "", s.manageable ? "" : "readonly"];
+    return el("tr", { dataset: { id: s.id }, className: classes.filter(Boolean).join(" ") },
       el("td", { textContent: s.title }),
+      el("td", { className: `organizer organizer-${s.organizer}`, textContent: organizerText(s) }),
       el("td", { textContent: s.course_title || "" }),
       el("td", { textContent: batchText(s.batch) }),
       el("td", { textContent: when }),
@@ -44,6 +65,15 @@ export function renderSessions() {
   }));
   $("#sessions-empty").hidden = state.sessions.length > 0;
   fillSelect($("#sessions-form [name=course_id]"), state.courses, (c) => c.title);
+  // The organizer: the caller's own node (the default) or one below it.
+  const organizer = $("#sessions-form [name=organizer_id]");
+  const current = organizer.value;
+  organizer.replaceChildren(...(state.org || []).map((node) => el("option", { value: String(node.id),
+    textContent: node.parent_id == null ? t("console.sessions.organizer_city") : node.path })));
+  organizer.value = current || String(state.me?.org_node_id ?? "");
+  fillSelect($("#sessions-form [name=presenter_id]"),
+    (state.accounts || []).filter((a) => a.role === "presenter" && !a.disabled),
+    (a) => [a.username, a.org_path].filter(Boolean).join(" · "));
 }
 
 export function resetSessionForm() {
@@ -54,6 +84,8 @@ export function resetSessionForm() {
   form.elements.video_codec.disabled = false;
   $("fieldset.source", form).disabled = false;
   form.elements.replay_item_id.disabled = false;
+  form.elements.organizer_id.disabled = false;
+  form.elements.organizer_id.value = String(state.me?.org_node_id ?? "");
   delete form.elements.replay_item_id.dataset.shape; // drop an option editSession added
   fillReplayPicker();
   showSource();
@@ -68,10 +100,13 @@ function editSession(s) {
   form.elements.title.value = s.title;
   form.elements.course_id.value = s.course_id == null ? "" : String(s.course_id);
   form.elements.batch.value = s.batch || "";
+  form.elements.presenter_id.value = s.presenter_id == null ? "" : String(s.presenter_id);
   form.elements.scheduled_start.value = toLocalInput(s.scheduled_start);
   form.elements.scheduled_end.value = toLocalInput(s.scheduled_end);
   form.elements.video_codec.value = s.video_codec;
   form.elements.video_codec.disabled = true;
+  form.elements.organizer_id.value = String(s.organizer_id);
+  form.elements.organizer_id.disabled = true;
   // The program's source is fixed once created: shown, not editable.
   form.elements.source.value = s.replay ? "replay" : "live";
   $("fieldset.source", form).disabled = true;
@@ -100,6 +135,7 @@ async function saveSession(event) {
     title: f.title.value,
     course_id: f.course_id.value ? Number(f.course_id.value) : null,
     batch: f.batch.value,
+    presenter_id: f.presenter_id.value ? Number(f.presenter_id.value) : null,
     scheduled_start: fromLocalInput(f.scheduled_start.value),
     scheduled_end: fromLocalInput(f.scheduled_end.value),
   };
@@ -113,8 +149,11 @@ async function saveSession(event) {
   let saved;
   try {
     if (form.dataset.editing) saved = await api("PATCH", `/sessions/${form.dataset.editing}`, data);
-    else if (replay) saved = await api("POST", "/sessions", { ...data, replay_item_id: f.replay_item_id.value });
-    else saved = await api("POST", "/sessions", { ...data, video_codec: f.video_codec.value });
+    else {
+      const organizer = f.organizer_id.value ? { organizer_id: Number(f.organizer_id.value) } : {};
+      if (replay) saved = await api("POST", "/sessions", { ...data, ...organizer, replay_item_id: f.replay_item_id.value });
+      else saved = await api("POST", "/sessions", { ...data, ...organizer, video_codec: f.video_codec.value });
+    }
   } catch (error) { showErrors(form, error); return; }
   notify(t("console.saved"));
   resetSessionForm();

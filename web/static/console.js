@@ -2,7 +2,7 @@
 // module: 场次 console-sessions.js (with console-replay.js,
 // console-recording.js and console-invitations.js), 专题/课程/分课堂
 // console-editors.js, 课程录像 console-archive.js, 回放链接 console-links.js,
-// 课程包 console-packages.js;
+// 课程包 console-packages.js; 组织与账号 console-access.js (which also decides what each role sees);
 // what they share is console-shared.js. Here: switching tabs, reloading
 // everything, and polling while something is live.
 import { init, t, switchLanguage } from "/static/i18n.js";
@@ -14,8 +14,9 @@ import { renderDetail, setupInvitations } from "/static/console-invitations.js";
 import { renderArchive, setupArchive } from "/static/console-archive.js";
 import { renderLinks, setupLinks } from "/static/console-links.js";
 import { renderPackages, setupPackages } from "/static/console-packages.js";
+import { ROLE_TABS, applyRole, can, loadAccess, renderAccess, setupAccess } from "/static/console-access.js";
 
-const TABS = ["sessions", "units", "courses", "sites", "archive", "links", "packages"];
+const tabs = () => ROLE_TABS[state.role] ?? ["sessions"];
 const LIVE_POLL_MS = 2000; // while a session is recorded, a replay runs or an item finished
 const MAX_TIMER_MS = 3600 * 1000; // a far replay start is looked at again hourly (setTimeout caps at 24.8 days)
 
@@ -52,7 +53,8 @@ function schedulePoll() {
 async function pollLive() {
   let sessions, archive;
   try {
-    [sessions, archive] = await Promise.all([api("GET", "/sessions"), api("GET", "/archive")]);
+    [sessions, archive] = await Promise.all([api("GET", "/sessions"),
+      tabs().includes("archive") ? api("GET", "/archive") : { items: [] }]);
   } catch {
     schedulePoll();
     return;
@@ -73,15 +75,22 @@ async function pollLive() {
 
 // ----------------------------------------------------------------- start
 async function refresh() {
+  // Each role reads what it may: a presenter its sessions only.
+  const readable = {
+    units: state.role !== "presenter", courses: state.role !== "presenter", sites: can.manage(), sessions: true,
+    archive: tabs().includes("archive"), "library-links": can.city() };
   const [units, courses, sites, sessions, archive, links] = await Promise.all(
-    ["units", "courses", "sites", "sessions", "archive", "library-links"].map((kind) => api("GET", `/${kind}`)));
+    ["units", "courses", "sites", "sessions", "archive", "library-links"].map((kind) => (readable[kind]
+      ? api("GET", `/${kind}`) : { [kind === "library-links" ? "links" : kind === "archive" ? "items" : kind]: [] })));
   Object.assign(state, { units: units.units, courses: courses.courses, sites: sites.sites, sessions: sessions.sessions,
     archive: archive.items, links: links.links });
+  await loadAccess();
   renderEditors();
   renderSessions();
   renderArchive();
   renderLinks();
   renderPackages();
+  renderAccess();
   schedulePoll();
   await renderDetail();
 }
@@ -95,7 +104,7 @@ async function main() {
   if (!me.ok) { location.href = "/login"; return; }
   const who = await me.json();
   state.csrf = who.csrf_token;
-  $("#who").textContent = t("console.logged_in", { name: who.username ?? "" });
+  applyRole(who);
   $("#lang-switch").onclick = () => switchLanguage(lang === "en" ? "zh-CN" : "en");
   for (const button of document.querySelectorAll("#tabs [data-tab]")) button.onclick = () => showTab(button.dataset.tab);
   setupEditors();
@@ -104,8 +113,9 @@ async function main() {
   setupArchive();
   setupLinks();
   setupPackages();
+  setupAccess();
   const tab = location.hash.slice(1);
-  showTab(TABS.includes(tab) ? tab : "sessions");
+  showTab(tabs().includes(tab) ? tab : "sessions");
   await refresh();
   document.body.dataset.ready = "true";
 }

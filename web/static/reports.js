@@ -1,5 +1,6 @@
 // Attendance reports (出勤统计): a session's attendance, a unit's sessions and
-// districts, a district's sites over a date range; charts are SVG drawn by the
+// districts, a district's sites over a date range, the city's training and the
+// districts' extension training apart; charts are SVG drawn by the
 // server, CSV downloads come straight from the API (login cookie, GET only).
 import { init, t, language, switchLanguage } from "/static/i18n.js";
 import { apiReply, clearErrors, showErrors } from "/static/forms.js";
@@ -187,6 +188,47 @@ async function showDistrict(event) {
   history.replaceState(null, "", address);
 }
 
+// ------------------------------------------------------------- organizer
+// The city's own training and each district's extension training, apart.
+function organizerName(organizer) {
+  return organizer.training === "city" ? t("reports.organizer.city")
+    : t("reports.organizer.extension", { name: organizer.name });
+}
+
+function organizerRows(organizer) {
+  const name = organizerName(organizer);
+  const row = (grouping, label, group, className = "") => el("tr", { className },
+    el("td", {}, name), el("td", {}, grouping), el("td", {}, label),
+    numberCell(group.sessions), numberCell(group.rooms_invited),
+    numberCell(group.rooms_attended), numberCell(group.person_times));
+  const rows = [row(t("reports.grouping.total"), "", organizer, `organizer ${organizer.training}`)];
+  for (const grouping of ["months", "units", "districts", "levels"]) {
+    for (const group of organizer[grouping]) {
+      const label = grouping === "levels" && group.name ? t(`org.kind.${group.name}`) : group.name;
+      rows.push(row(t(`reports.grouping.${grouping}`), label || t("reports.ungrouped"), group));
+    }
+  }
+  return rows;
+}
+
+async function showOrganizers(event) {
+  event?.preventDefault();
+  const form = $("#organizer-form");
+  clearErrors(form);
+  const query = { from: $("#organizer-from").value, to: $("#organizer-to").value };
+  let report;
+  try {
+    report = await get("/reports/organizers", query);
+  } catch (error) { showError(form, error); $("#organizer-result").hidden = true; return; }
+  state.organizers = report;
+  $("#organizer-summary").textContent = report.organizers.length
+    ? summaryMany(report.totals) : t("reports.no_rows");
+  fill($("#organizer-table tbody"), report.organizers.flatMap(organizerRows));
+  showChart($("#organizer-chart"), url("/reports/organizers/chart.svg", { ...query, lang: language() }));
+  $("#organizer-csv").href = url("/reports/organizers", { ...query, format: "csv", lang: language() });
+  $("#organizer-result").hidden = false;
+}
+
 function isoDay(date) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
@@ -214,12 +256,15 @@ async function main() {
   $("#session-form").addEventListener("submit", showSession);
   $("#unit-form").addEventListener("submit", showUnit);
   $("#district-form").addEventListener("submit", showDistrict);
+  $("#organizer-form").addEventListener("submit", showOrganizers);
 
   const params = new URL(location.href).searchParams;
   const today = new Date();
   $("#district-from").value = params.get("from") || isoDay(new Date(today.getFullYear(), today.getMonth(), 1));
   $("#district-to").value = params.get("to") || isoDay(today);
   $("#district-prefix").value = params.get("prefix") || "";
+  $("#organizer-from").value = $("#district-from").value;
+  $("#organizer-to").value = $("#district-to").value;
 
   const [{ sessions }, { units }] = await Promise.all([get("/sessions"), get("/units")]);
   state.sessions = sessions;
@@ -234,11 +279,12 @@ async function main() {
   if (params.get("unit")) $("#unit-select").value = params.get("unit");
   await loadPaths().catch(() => {});
 
-  const tab = ["session", "unit", "district"].includes(params.get("tab")) ? params.get("tab") : "session";
+  const tab = ["session", "unit", "district", "organizer"].includes(params.get("tab")) ? params.get("tab") : "session";
   selectTab(tab);
   if (tab === "session" && params.get("session")) await showSession();
   if (tab === "unit" && params.get("unit")) await showUnit();
   if (tab === "district" && params.get("from")) await showDistrict();
+  if (tab === "organizer" && params.get("from")) await showOrganizers();
   document.body.dataset.ready = "true";
 }
 
