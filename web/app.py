@@ -33,6 +33,7 @@ from web.keys import (
     CONFIG,
     DISCUSSIONS,
     LIBRARY_LINKS,
+    LIMITER,
     LOGIN_LIMITER,
     METRICS,
     PEER_SETTINGS,
@@ -43,6 +44,7 @@ from web.keys import (
     TIMESHIFTS,
     TOKENS,
 )
+from web.limits import Limiter
 from web.sockets import events
 from web.sockets import wall as wall_socket
 
@@ -63,6 +65,7 @@ def create_app(config: Config) -> web.Application:
     app[ADMIN_TOKEN] = admin_token
     app[TOKENS] = tokens
     app[LOGIN_LIMITER] = LoginLimiter()
+    app[LIMITER] = Limiter(config.limits)
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
     for module in (*contract.ROUTE_MODULES, contract):

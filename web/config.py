@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
+from web.limits import LimitSettings, add_limit_arguments, limit_settings_from_args
+
 DEFAULT_PORT = 8080
 
 
@@ -39,6 +41,8 @@ class Config:
     metrics_token: str | None = None
     # (host, port) of a separate listener serving /metrics without authentication.
     metrics_listen: tuple[str, int] | None = None
+    # What one link, token or address may hold (web/limits.py).
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -128,6 +132,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+    add_limit_arguments(parser)
 
 
 def listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
@@ -170,4 +175,5 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_headcount=args.max_headcount,
         metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
         metrics_listen=listen_address(args.metrics_listen) if args.metrics_listen else None,
+        limits=limit_settings_from_args(args),
     )
