@@ -19,6 +19,7 @@ from classroom.access.tokens import Grant, Role, TokenIndex, new_token
 from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
+from web import headers
 from web.api import contract, metrics
 from web.auth import logged_in
 from web.config import Config
@@ -72,6 +73,7 @@ def create_app(config: Config) -> web.Application:
         app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    headers.install(app)
     app.cleanup_ctx.append(_school_context)
     app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
     app.cleanup_ctx.append(wall_socket.context)
