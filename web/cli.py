@@ -21,6 +21,7 @@ from classroom.db import Database
 from classroom.errors import Missing
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
+from web import maintenance
 from web.access_log import AccessLogger
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
 from web.config import _env, add_serve_arguments, config_from_args
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="convert what the library cannot play as it is to "
                                    "H.264/AAC in MP4 (slow: about as long as the video "
                                    "or longer)")
+    maintenance.add_commands(commands)
     return parser
 
 
@@ -285,6 +287,8 @@ def import_files(data_dir: Path, files: Sequence[Path], *, course_id: int | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args)
     if args.command == "admin":
         return set_password(Path(args.data), args.username)
     if args.command == "archive":
