@@ -1,4 +1,5 @@
-"""The commands of a school's IT staff: ``zhixing backup`` and ``zhixing restore``.
+"""The commands of a school's IT staff: ``zhixing backup``, ``zhixing restore``
+and ``zhixing doctor`` (its checks are in ``web/doctor.py``).
 
 Each prints what it did, or what is wrong and the fix, in Chinese and in
 English, and exits 0 when all is well, 1 otherwise.
@@ -12,9 +13,10 @@ import sys
 from pathlib import Path
 
 from classroom.backup import BackupError, make_backup, restore_backup
-from web.config import _env
+from web import doctor
+from web.config import _env, add_serve_arguments
 
-COMMANDS = ("backup", "restore")
+COMMANDS = ("backup", "restore", "doctor")
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +51,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                     "are named, with the fix.")
     restore.add_argument("file", type=Path, metavar="FILE", help="the backup file")
     _data_argument(restore)
+    checks = commands.add_parser(
+        "doctor", help="check what breaks deployments, and print the fixes",
+        description="Check the addresses offered to rooms as ICE host candidates (and UDP "
+                    "on them), each TURN server (a real allocation), free disk in the data "
+                    "folder, the fonts the charts need, ffmpeg/ffprobe and the clock; print "
+                    "each problem's fix in Chinese and English. Takes the options and "
+                    "variables of serve, so it checks what serve would use. Exit status 1 "
+                    "when a check fails.")
+    add_serve_arguments(checks)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "backup":
         return backup(Path(args.data), args.file, args.include_archive)
-    return restore(args.file, Path(args.data))
+    if args.command == "restore":
+        return restore(args.file, Path(args.data))
+    return doctor.main(args)
 
 
 def backup(data_dir: Path, file: Path | None, include_archive: bool) -> int:
