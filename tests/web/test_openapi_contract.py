@@ -57,10 +57,15 @@ INTENDED: list[Change] = [
 ]
 
 
+_JSON_ERROR = {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}}}}
+_PLAIN_ERROR = {"text/plain": {"schema": {"type": "string"}}}
+
+
 def _limit(path: str, method: str, status: str, description: str) -> Change:
     """A refusal at a limit per credential (web/limits.py), with Retry-After."""
-    reply = {"description": description, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "string"}}}}}}
+    content = _JSON_ERROR if path.startswith("/api/") else _PLAIN_ERROR
+    reply = {"description": description, "content": content}
     return Change(("paths", path, method, "responses", status), MISSING, reply,
                   "limits per credential: a leaked link cannot exhaust the server")
 
@@ -78,6 +83,24 @@ INTENDED += [
            "too many uploads from this admin a minute (Retry-After)"),
     _limit("/api/v1/sites/import", "post", "503", "too many uploads at once (Retry-After)"),
 ]
+
+
+def _plain_errors() -> list[Change]:
+    """Outside /api/ an error always was plain text (web/errors.py); the old
+    document said JSON, which a property-based run of the contract caught."""
+    before = json.loads(BEFORE.read_text(encoding="utf-8"))
+    changes = []
+    for path, item in resolve(before, before["paths"]).items():
+        if path.startswith("/api/"):
+            continue
+        for method, op in item.items():
+            statuses = op.get("responses", {}) if method in METHODS else {}
+            for status, reply in statuses.items():
+                if int(status) >= 400 and reply.get("content") == _JSON_ERROR:
+                    changes.append(Change(
+                        ("paths", path, method, "responses", status, "content"), _JSON_ERROR,
+                        _PLAIN_ERROR, "errors outside /api/ are plain text, as they were"))
+    return changes
 
 
 def resolve(document: dict[str, Any], node: Any, seen: tuple[str, ...] = ()) -> Any:
@@ -177,6 +200,9 @@ def differences(before: Any, after: Any, where: str = "") -> list[str]:
         return [f"{where}: {json.dumps(before, ensure_ascii=False)[:200]} → "
                 f"{json.dumps(after, ensure_ascii=False)[:200]}"]
     return []
+
+
+INTENDED += _plain_errors()
 
 
 def expected() -> dict[str, Any]:
