@@ -13,8 +13,8 @@ checked, with the configuration ``serve`` would use:
 * free disk in the data folder, against ``--min-free-mb`` and an hour of
   recording;
 * the CJK fonts the attendance charts are drawn with;
-* ffmpeg and ffprobe (checking a recording by hand, converting a file for
-  import);
+* FFmpeg's libraries as PyAV brings them: the codecs recording, finishing,
+  replay and import use (the service runs no ffmpeg program);
 * the clock: the kernel's NTP state, and not behind the newest time the
   catalog has written (a clock set back makes attendance and links wrong).
 """
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import aioice.ice
 import aioice.stun
 import aioice.turn
+import av
 
 from classroom.attendance.charts import CJK_FONTS
 from classroom.school import DATABASE_FILE
@@ -234,18 +235,49 @@ def check_fonts() -> list[Finding]:
         "install one: apt-get install fonts-noto-cjk, then restart the service")]
 
 
-def check_tools(which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
-    findings = []
-    for tool in ("ffmpeg", "ffprobe"):
-        path = which(tool)
-        if path is None:
-            findings.append(Finding(
-                "warn", f"{tool}", "not installed: lectures still record and play, but "
-                                   "recordings cannot be checked or files converted by hand",
-                "apt-get install ffmpeg", "apt-get install ffmpeg"))
-        else:
-            findings.append(Finding("ok", f"{tool}", path))
-    return findings
+# What recording, finishing and replay need of FFmpeg's libraries (PyAV brings
+# its own; the service runs no ffmpeg program): (codec, "r" decode | "w" encode, use).
+NEEDED_CODECS = (
+    ("h264", "r", "posters of H.264 lectures"),
+    ("vp8", "r", "posters of VP8 lectures"),
+    ("opus", "r", "rooms' voices mixed into a recording"),
+    ("libopus", "w", "rooms' voices mixed in; imported lectures' sound replayed"),
+    ("mjpeg", "w", "posters"),
+)
+IMPORT_CODECS = (
+    ("aac", "r", "imported lectures' AAC sound, replayed"),
+    ("libx264", "w", "'archive import --transcode'"),
+    ("aac", "w", "'archive import --transcode'"),
+)
+
+
+def _has_codec(name: str, mode: str) -> bool:
+    try:
+        av.codec.Codec(name, "w" if mode == "w" else "r")
+    except (ValueError, av.error.FFmpegError):
+        return False
+    return True
+
+
+def check_media_libraries(has_codec: Callable[[str, str], bool] = _has_codec
+                          ) -> list[Finding]:
+    """FFmpeg's libraries as PyAV has them: the codecs the service uses."""
+    what = "FFmpeg 库 FFmpeg libraries"
+    version = ".".join(str(n) for n in av.library_versions.get("libavcodec", ()))
+    fix_zh = ("重新安装 PyAV（它自带 FFmpeg 库）：pip install --force-reinstall "
+              f"av=={av.__version__}")
+    fix_en = (f"reinstall PyAV, which brings its own FFmpeg libraries: pip install "
+              f"--force-reinstall av=={av.__version__}")
+    missing = [f"{name} ({'decoder' if mode == 'r' else 'encoder'}: {use})"
+               for name, mode, use in NEEDED_CODECS if not has_codec(name, mode)]
+    if missing:
+        return [Finding("fail", what, "missing " + "; ".join(missing), fix_zh, fix_en)]
+    optional = [f"{name} ({'decoder' if mode == 'r' else 'encoder'}: {use})"
+                for name, mode, use in IMPORT_CODECS if not has_codec(name, mode)]
+    if optional:
+        return [Finding("warn", what, "missing " + "; ".join(optional), fix_zh, fix_en)]
+    return [Finding("ok", what, f"PyAV {av.__version__}, libavcodec {version}: every codec "
+                                "the service uses")]
 
 
 # ---------------------------------------------------------------------- the clock
@@ -314,7 +346,7 @@ def check_clock(config: Config, now: Callable[[], float] = time.time,
 
 def run_checks(config: Config) -> list[Finding]:
     return [*check_ice(config), *check_turn(config), *check_disk(config), *check_fonts(),
-            *check_tools(), *check_clock(config)]
+            *check_media_libraries(), *check_clock(config)]
 
 
 MARKS = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]"}

@@ -55,10 +55,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "doctor", help="check what breaks deployments, and print the fixes",
         description="Check the addresses offered to rooms as ICE host candidates (and UDP "
                     "on them), each TURN server (a real allocation), free disk in the data "
-                    "folder, the fonts the charts need, ffmpeg/ffprobe and the clock; print "
-                    "each problem's fix in Chinese and English. Takes the options and "
-                    "variables of serve, so it checks what serve would use. Exit status 1 "
-                    "when a check fails.")
+                    "folder, the fonts the charts need, the codecs of PyAV's FFmpeg "
+                    "libraries and the clock; print each problem's fix in Chinese and "
+                    "English. Takes the options and variables of serve, so it checks what "
+                    "serve would use. Exit status 1 when a check fails.")
     add_serve_arguments(checks)
 
 

@@ -1,5 +1,6 @@
 """``zhixing doctor`` (web/doctor.py): each check against the real thing —
-the network namespace's interfaces, a real coturn, the disk, the catalog —
+the network namespace's interfaces, a real coturn, the disk, the catalog,
+PyAV's codecs —
 and the fixes printed in both languages."""
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from classroom.db import Database
 from classroom.school import DATABASE_FILE
 from web import cli
 from web.config import Config
-from web.doctor import Finding, check_clock, check_disk, check_ice, check_tools, check_turn
+from web.doctor import (
+    Finding,
+    check_clock,
+    check_disk,
+    check_ice,
+    check_media_libraries,
+    check_turn,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TURN_USER, TURN_PASSWORD = "zhixing", "turn-secret"
@@ -147,10 +155,14 @@ def test_a_clock_set_back_fails(tmp_path: Path) -> None:
     assert fine.level == "ok"
 
 
-def test_missing_tools_are_named_with_the_package() -> None:
-    assert _levels(check_tools(lambda tool: None)) == ["warn", "warn"]
-    assert "apt-get install ffmpeg" in check_tools(lambda tool: None)[0].fix_en
-    assert _levels(check_tools()) == ["ok", "ok"]
+def test_the_codecs_the_service_uses() -> None:
+    [fine] = check_media_libraries()  # PyAV's own FFmpeg libraries
+    assert fine.level == "ok" and "libavcodec" in fine.detail
+    [broken] = check_media_libraries(lambda name, mode: name != "libopus")
+    assert broken.level == "fail" and "libopus (encoder" in broken.detail
+    assert "av==" in broken.fix_en and "av==" in broken.fix_zh
+    [no_import] = check_media_libraries(lambda name, mode: (name, mode) != ("libx264", "w"))
+    assert no_import.level == "warn" and "--transcode" in no_import.detail
 
 
 def test_the_command_prints_fixes_in_both_languages_and_fails(
@@ -161,5 +173,6 @@ def test_the_command_prints_fixes_in_both_languages_and_fails(
     assert "[FAIL] ICE 候选地址 ICE host addresses: 10.9.9.9" in out
     assert "修复：" in out and "Fix: " in out
     assert "[ok]   中文字体 CJK fonts" in out  # Debian's fonts-noto-cjk
+    assert "[ok]   FFmpeg 库 FFmpeg libraries" in out
     assert out.rstrip().endswith("warnings")
     assert cli.main(["doctor", "--data", str(tmp_path), "--ice-host", "127.0.0.1"]) == 0
