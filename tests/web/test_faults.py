@@ -1,0 +1,210 @@
+"""Faults of a real ``zhixing serve`` process: SIGKILL while a recording is
+being finished, and the archive's disk filling up in the middle of a
+recording (a real ENOSPC: the archive is a small tmpfs mounted in the
+server's own mount namespace).
+
+Slow (about half a minute each); CI runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import pytest
+
+from streaming import aiortc_glue
+from tests.support.media import start_publisher, start_viewer
+from tests.support.probe import decode_errors, ffprobe
+
+pytestmark = [pytest.mark.slow, pytest.mark.webrtc]
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "fault-test-admin-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_candidates() -> Iterator[None]:
+    """The test's own aiortc peers offer 127.0.0.1 (the server is another
+    process: nothing else in this one sets it)."""
+    aiortc_glue.configure_ice(["127.0.0.1"])
+    yield
+    aiortc_glue.configure_ice(None)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextlib.asynccontextmanager
+async def serving(data: Path, port: int, log: Path, wrapper: list[str] | None = None
+                  ) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {**os.environ, "ZHIXING_ADMIN_TOKEN": TOKEN, "ZHIXING_ADMIN_PASSWORD": "pw-" + TOKEN}
+    command = [*(wrapper or []), sys.executable, "-m", "web.cli", "serve", "--host",
+               "127.0.0.1", "--port", str(port), "--data", str(data), "--ice-host",
+               "127.0.0.1", "--min-free-mb", "1", "--log-level", "info"]
+    with _append(log) as out:
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as http:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                assert process.returncode is None, _tail(log)
+                assert time.monotonic() < deadline, "the server did not come up"
+                await asyncio.sleep(0.1)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def _append(log: Path) -> IO[bytes]:
+    return log.open("ab")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str) -> tuple[int, Any]:
+    async with http.request(method, url, headers=HEADERS) as response:
+        text = await response.text()
+        return response.status, json.loads(text) if text else None
+
+
+async def wait_item(http: aiohttp.ClientSession, base: str, item_id: str,
+                    states: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, item = await call(http, "GET", f"{base}/api/v1/archive/{item_id}")
+        assert status == 200, item
+        if item["state"] in states:
+            return dict(item)
+        assert time.monotonic() < deadline, item
+        await asyncio.sleep(0.2)
+
+
+def finishers(item_dir: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", f"recordings.finish {item_dir}"],
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+async def test_sigkill_while_finishing_then_restart(tmp_path: Path) -> None:
+    data, port, log = tmp_path / "data", _free_port(), tmp_path / "serve.log"
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async with serving(data, port, log) as process:
+            async with http.post(f"{base}/api/v1/sessions", json={"title": "第一讲"},
+                                 headers=HEADERS) as response:
+                assert response.status == 201
+                session = await response.json()
+            publisher = await start_publisher(http, base, session["id"],
+                                              session["publish_token"])
+            try:
+                status, item = await call(http, "POST",
+                                          f"{base}/api/v1/sessions/{session['id']}/recording")
+                assert status == 201, item
+                started = time.monotonic()
+                await asyncio.sleep(6)
+                status, stopped = await call(
+                    http, "DELETE", f"{base}/api/v1/sessions/{session['id']}/recording")
+                recorded = time.monotonic() - started
+                assert status == 200, stopped
+                assert stopped["state"] == "finishing", stopped
+                process.kill()  # while the child remuxes: no shutdown at all
+                await process.wait()
+            finally:
+                await publisher.close()
+        item_dir = data / "archive" / item["id"]
+        deadline = time.monotonic() + 5
+        while finishers(item_dir):  # the child went with its server
+            assert time.monotonic() < deadline, f"orphan finishing: {finishers(item_dir)}"
+            await asyncio.sleep(0.1)
+        async with serving(data, port, log):
+            found = await wait_item(http, base, item["id"], ("ready", "failed"))
+    assert found["state"] == "ready", (found, _tail(log))
+    assert recorded - 1.5 <= found["duration"] <= recorded + 0.1, (found["duration"], recorded)
+    assert decode_errors(item_dir / "lecture.mp4") == ""
+    assert not (item_dir / "parts").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_the_archive_disk_filling_up_mid_recording(tmp_path: Path) -> None:
+    data, port, log = tmp_path / "data", _free_port(), tmp_path / "serve.log"
+    archive = data / "archive"
+    archive.mkdir(parents=True)
+    # The server alone sees an 8 MiB archive disk (its own mount namespace).
+    wrapper = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+               f"mount -t tmpfs -o size=8m zhixing-test {archive} && exec \"$@\"", "sh"]
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http, serving(data, port, log, wrapper) as process:
+        # The archive as the server sees it.
+        seen = Path(f"/proc/{process.pid}/root") / archive.relative_to("/")
+        async with http.post(f"{base}/api/v1/sessions", json={"title": "第一讲"},
+                             headers=HEADERS) as response:
+            session = await response.json()
+        publisher = await start_publisher(http, base, session["id"], session["publish_token"])
+        viewer = await start_viewer(http, base, session["id"], session["view_token"])
+        try:
+            status, item = await call(http, "POST",
+                                      f"{base}/api/v1/sessions/{session['id']}/recording")
+            assert status == 201, item
+            await viewer.wait_for_frames(30, timeout=15)
+            await asyncio.sleep(2)
+            filler = seen / "filler"
+            with filler.open("wb") as out, contextlib.suppress(OSError):
+                while True:  # until ENOSPC
+                    out.write(b"\0" * 65536)
+                    out.flush()
+            failed = await wait_item(http, base, item["id"], ("failed", "ready"), timeout=20)
+            assert failed["state"] == "failed" and "disk" in failed["failure"], failed
+            # The relay carries on: the room keeps its picture.
+            before = len(viewer.indices)
+            await asyncio.sleep(2)
+            assert len(viewer.indices) >= before + 20, (before, len(viewer.indices))
+            status, live = await call(http, "GET", f"{base}/api/v1/sessions/{session['id']}")
+            assert status == 200 and live["stats"]["publisher_connected"], live
+            # Room made again: the next recording of the same session works.
+            filler.unlink()
+            status, again = await call(http, "POST",
+                                       f"{base}/api/v1/sessions/{session['id']}/recording")
+            assert status == 201, again
+            assert again["id"] != item["id"]
+            await asyncio.sleep(3)
+            status, _ = await call(http, "DELETE",
+                                   f"{base}/api/v1/sessions/{session['id']}/recording")
+            assert status == 200
+            ready = await wait_item(http, base, again["id"], ("ready", "failed"))
+            assert ready["state"] == "ready", ready
+            media = seen / again["id"] / "lecture.mp4"
+            assert decode_errors(media) == ""
+            assert float(ffprobe(media)["format"]["duration"]) > 2.0
+        finally:
+            await viewer.close()
+            await publisher.close()
