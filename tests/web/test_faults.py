@@ -1,7 +1,7 @@
-"""Faults of a real ``zhixing serve`` process: SIGKILL while a recording is
-being finished, and the archive's disk filling up in the middle of a
-recording (a real ENOSPC: the archive is a small tmpfs mounted in the
-server's own mount namespace).
+"""Faults: a publisher flapping (in process, real aiortc peers); and of a real
+``zhixing serve`` process, SIGKILL while a recording is being finished, and
+the archive's disk filling up in the middle of a recording (a real ENOSPC:
+the archive is a small tmpfs mounted in the server's own mount namespace).
 
 Slow (about half a minute each); CI runs them.
 """
@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import aioice.ice
 import pytest
 
 from streaming import aiortc_glue
-from tests.support.media import start_publisher, start_viewer
+from tests.support.media import in_order, start_publisher, start_viewer
 from tests.support.probe import decode_errors, ffprobe
+from tests.support.service import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.webrtc]
 
@@ -39,9 +41,10 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 def loopback_candidates() -> Iterator[None]:
     """The test's own aiortc peers offer 127.0.0.1 (the server is another
     process: nothing else in this one sets it)."""
+    before = aioice.ice.get_host_addresses
     aiortc_glue.configure_ice(["127.0.0.1"])
     yield
-    aiortc_glue.configure_ice(None)
+    aioice.ice.get_host_addresses = before
 
 
 def _free_port() -> int:
@@ -208,3 +211,52 @@ async def test_the_archive_disk_filling_up_mid_recording(tmp_path: Path) -> None
         finally:
             await viewer.close()
             await publisher.close()
+
+
+FLAPS = 10
+
+
+async def test_a_flapping_publisher_never_makes_viewers_renegotiate(service: Service) -> None:
+    """The classroom PC's network drops and comes back ten times: each new
+    publisher reaches the same viewer resources, connected and stable, on
+    the transceivers they negotiated once."""
+    session = await service.create_session(video_codec="VP8")
+    viewers = [await start_viewer(service.http, service.base, session["id"],
+                                  session["view_token"]) for _ in range(3)]
+    publisher = await start_publisher(service.http, service.base, session["id"],
+                                      session["publish_token"])
+    gaps: list[float] = []
+    try:
+        await asyncio.gather(*(v.wait_for_frames(20, timeout=15) for v in viewers))
+        resources = {v["id"] for v in (await service.session(session["id"]))["stats"]["viewers"]}
+        transceivers = [len(v.pc.getTransceivers()) for v in viewers]
+        for flap in range(1, FLAPS + 1):
+            await publisher.close()  # gone without a DELETE
+            await asyncio.sleep(0.3)
+            start = flap * 1000
+            dropped = time.monotonic()
+            publisher = await start_publisher(service.http, service.base, session["id"],
+                                              session["publish_token"], start=start)
+            for viewer in viewers:
+                deadline = dropped + 5.0
+                while not any(start <= i < start + 1000 for i in viewer.indices[-30:]):
+                    assert time.monotonic() < deadline, (
+                        f"flap {flap}: no frame of the new publisher: {viewer.indices[-5:]}")
+                    await asyncio.sleep(0.05)
+            gaps.append(time.monotonic() - dropped)
+        stats = (await service.session(session["id"]))["stats"]
+        assert {v["id"] for v in stats["viewers"]} == resources  # never a new resource
+        assert stats["publishers_accepted"] == FLAPS + 1
+        for viewer, count in zip(viewers, transceivers, strict=True):
+            assert viewer.pc.connectionState == "connected"
+            assert viewer.pc.signalingState == "stable"
+            assert len(viewer.pc.getTransceivers()) == count
+            for flap in range(1, FLAPS + 1):  # each publisher's frames in order
+                own = [i for i in viewer.indices if flap * 1000 <= i < flap * 1000 + 1000]
+                assert own and in_order(own), (flap, own[:20])
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await publisher.close()
+    print(f"publisher flaps: {FLAPS}; drop to the new publisher's picture at every viewer: "
+          f"max {max(gaps):.2f} s, median {sorted(gaps)[len(gaps) // 2]:.2f} s")
