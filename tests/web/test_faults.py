@@ -26,7 +26,7 @@ import aioice.ice
 import pytest
 
 from streaming import aiortc_glue
-from tests.support.media import in_order, start_publisher, start_viewer
+from tests.support.media import in_order, make_bad_link, start_publisher, start_viewer
 from tests.support.probe import decode_errors, ffprobe
 from tests.support.service import Service
 
@@ -260,3 +260,43 @@ async def test_a_flapping_publisher_never_makes_viewers_renegotiate(service: Ser
         await publisher.close()
     print(f"publisher flaps: {FLAPS}; drop to the new publisher's picture at every viewer: "
           f"max {max(gaps):.2f} s, median {sorted(gaps)[len(gaps) // 2]:.2f} s")
+
+
+async def test_five_percent_loss_and_jitter_on_the_publishers_link(service: Service) -> None:
+    """5 % of the publisher's RTP lost and the rest delayed 0-30 ms (so
+    reordered): the viewers keep at least 25 fps, never a frozen picture
+    over 2 s."""
+    session = await service.create_session(video_codec="VP8")
+    publisher = await start_publisher(service.http, service.base, session["id"],
+                                      session["publish_token"], width=640, height=480)
+    dropped = make_bad_link(publisher.pc, loss=0.05, jitter=0.030)
+    viewers = [await start_viewer(service.http, service.base, session["id"],
+                                  session["view_token"]) for _ in range(2)]
+    try:
+        await asyncio.gather(*(v.wait_for_frames(30, timeout=20) for v in viewers))
+        window, step = 15.0, 0.05
+        counts = [len(v.indices) for v in viewers]
+        seen = list(counts)
+        last_new = [time.monotonic()] * len(viewers)
+        frozen = [0.0] * len(viewers)
+        started = time.monotonic()
+        while time.monotonic() - started < window:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            for n, viewer in enumerate(viewers):
+                if len(viewer.indices) > seen[n]:
+                    seen[n] = len(viewer.indices)
+                    last_new[n] = now
+                frozen[n] = max(frozen[n], now - last_new[n])
+        elapsed = time.monotonic() - started
+        fps = [(len(v.indices) - counts[n]) / elapsed for n, v in enumerate(viewers)]
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await publisher.close()
+    print(f"5 % loss + 0-30 ms jitter on the publisher's link: viewers' fps "
+          f"{', '.join(f'{f:.1f}' for f in fps)}; longest frozen picture "
+          f"{max(frozen):.2f} s; {dropped[0]} packets dropped")
+    assert dropped[0] >= 50, "the bad link dropped too little to prove anything"
+    assert min(fps) >= 25.0, fps
+    assert max(frozen) <= 2.0, frozen
