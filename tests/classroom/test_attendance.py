@@ -937,3 +937,18 @@ def test_the_servers_clock_set_an_hour_keeps_a_rooms_presence(
     [row] = schedule.db.all("SELECT connected_at, disconnected_at FROM attendance_intervals "
                             "WHERE resource_id = 'r1'")
     assert (row["connected_at"], row["disconnected_at"]) == (T0, T0 + 600)
+
+
+def test_every_csv_export_makes_formula_cells_inert() -> None:
+    """Every export writes through CsvExport.row, which quotes a text cell
+    that Excel would run (= + - @, and tab or CR before one)."""
+    import inspect
+
+    from web.api import reports as web_reports
+
+    source = inspect.getsource(web_reports)
+    assert source.count("csv.writer(") == 1 and source.count("CsvExport(") >= 3
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert web_reports._cell(f"{start}SUM(A1)") == f"'{start}SUM(A1)"
+    assert web_reports._cell("北仑区 / 新碶街道") == "北仑区 / 新碶街道"
+    assert web_reports._cell(-3) == -3 and web_reports._cell(12.5) == 12.5  # numbers stay
