@@ -116,7 +116,7 @@ async def create_resource(request: web.Request) -> web.Response:
     if _role(request) is Role.PUBLISH and not uplink \
             and request.app[REPLAYS].is_replay(session.id):
         raise Conflict("this session replays an archived lecture: it takes no publisher")
-    limits = request.app[CONFIG].limits
+    limits = request.app[LIMITER].settings
     credential: str | None = None
     per_credential = 0
     if _role(request) is Role.VIEW:
