@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aioice.ice
 import aioice.stun
 import aioice.turn
 import av
 
 from classroom.attendance.charts import CJK_FONTS
 from classroom.school import DATABASE_FILE
+from streaming import aiortc_glue
 from web.config import Config, config_from_args
 
 TURN_TIMEOUT = 5.0
@@ -81,7 +81,7 @@ def check_ice(config: Config) -> list[Finding]:
     what = "ICE 候选地址 ICE host addresses"
     configured = config.ice_hosts
     offered = list(configured) if configured is not None else \
-        aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+        aiortc_glue.default_host_addresses()
     findings = []
     for address in offered:
         try:
