@@ -174,7 +174,11 @@ class ZhixingServer(RelayServer):
         script = Path(sys.executable).with_name("zhixing")
         serve = [str(script)] if script.exists() else [sys.executable, "-m", "web.cli"]
         return [*serve, "serve", "--host", LOOPBACK, "--port", str(self.port),
-                "--ice-host", LOOPBACK, "--data", str(self.workdir / "zhixing-data")]
+                "--ice-host", LOOPBACK, "--data", str(self.workdir / "zhixing-data"),
+                # Hundreds of viewers from one address on one view token: a load
+                # generator, not a leaked link.
+                "--max-peers-per-view-token", "0", "--max-pending-per-address", "0",
+                "--max-pending", "0"]
 
     def env(self) -> dict[str, str]:
         return {**clean_env(), "ZHIXING_ADMIN_TOKEN": self.admin_token}

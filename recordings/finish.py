@@ -28,10 +28,12 @@ or ``{"error": "..."}`` (exit status 1).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from collections import deque
@@ -51,6 +53,12 @@ logger = logging.getLogger(__name__)
 MEDIA_NAMES = {"h264": "lecture.mp4", "vp8": "lecture.webm"}
 STAGE_NAMES = {"h264": "stage.mp4", "vp8": "stage.webm"}
 POSTER_NAME = "poster.jpg"
+# What a finishing found, written before the parts are removed: a server that
+# died after its child finished, but before it stored the result, finds it
+# here at the next start instead of a folder without parts.
+RESULT_NAME = "finished.json"
+PR_SET_PDEATHSIG = 1  # prctl(2)
+PARENT_VARIABLE = "ZHIXING_FINISH_PARENT"  # the server's pid, set when it starts us
 POSTER_WIDTH = 640
 POSTER_AT = 0.1  # share of the duration the poster is taken from (at most 60 s in)
 MS_TIME_BASE = Fraction(1, 1000)  # Matroska's
@@ -605,6 +613,40 @@ def remove_parts(item_dir: Path) -> None:
     shutil.rmtree(item_dir / "parts", ignore_errors=True)
 
 
+def write_result(item_dir: Path, result: FinishResult) -> None:
+    """``finished.json``, durably, before the parts it was made from go."""
+    partial = item_dir / (RESULT_NAME + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump(asdict(result), handle, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, item_dir / RESULT_NAME)
+
+
+def finished_before(item_dir: Path) -> FinishResult | None:
+    """The result of a finishing that completed (its parts are gone) but was
+    never stored; None when there is none, or parts to finish from again."""
+    if segment_paths(item_dir):
+        return None
+    try:
+        result = FinishResult(**json.loads((item_dir / RESULT_NAME).read_text("utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    return result if (item_dir / result.media_file).is_file() else None
+
+
+def _die_with_parent() -> None:
+    """A server killed while its child finishes takes the child with it: the
+    next start finishes the item again from its parts, and two finishings of
+    one item never write the same file at once."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: an orphan finishes on its own
+    if os.environ.get(PARENT_VARIABLE, str(os.getppid())) != str(os.getppid()):
+        sys.exit(1)  # the parent was gone before the call (we were re-parented)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -617,14 +659,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"progress": round(share, 3)}), flush=True)
 
     item_dir = Path(args[0])
+    _die_with_parent()
     try:
-        result = finish(item_dir, progress)
+        result = finished_before(item_dir) or finish(item_dir, progress)
     except FinishError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return 1
     except (av.error.FFmpegError, OSError) as exc:
         print(json.dumps({"error": f"remuxing failed: {exc}"}), flush=True)
         return 1
+    write_result(item_dir, result)
     remove_parts(item_dir)
     print(json.dumps({"result": asdict(result)}), flush=True)
     return 0

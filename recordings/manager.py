@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recordings.finish import FinishError, FinishResult
+from recordings.finish import PARENT_VARIABLE, FinishError, FinishResult
 from recordings.recorder import STAGE_PATTERN, Label, Recorder
 from streaming.slot import Slot
 
@@ -131,7 +131,7 @@ class Recordings:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "recordings.finish", str(directory),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                cwd=PROJECT_ROOT,
+                cwd=PROJECT_ROOT, env={**os.environ, PARENT_VARIABLE: str(os.getpid())},
             )
             self._finishing[item_id] = process
             result: dict[str, Any] | None = None

@@ -63,6 +63,9 @@ MAX_RESTARTS = 3
 RESTART_WINDOW = 60.0
 MIN_FREE_BYTES = 64 * 1024 * 1024  # stop before the disk is completely full
 FREE_CHECK_INTERVAL = 5.0
+# A sender wall clock that moves by more than this against its media clock
+# between two frames was set, not drifting.
+SENDER_STEP = 1.0
 SEGMENT_PATTERN = "seg-{:04d}.mkv"
 STAGE_PATTERN = "stage-{:04d}.mkv"  # the stage slot's segments, same timeline
 MS = Fraction(1, 1000)
@@ -260,6 +263,12 @@ class Recorder:
         self._audio_offset: float | None = None  # arrival mode: seconds to add
         self._audio_by_sender = False
         self._corrected = False
+        # The sender's wall clock against its media clock (capture time -
+        # media time) per track, and the steps its wall clock made (an NTP
+        # correction on the presenter PC), taken out of every capture time so
+        # the lecture's sound stays put.
+        self._sender_offset: dict[str, float] = {}
+        self._sender_step = 0.0
         self._next_free_check = 0.0
         # Frames taken but not yet placed: (kind, frame, arrival, slot source).
         self._pending: list[tuple[MediaKind, EncodedFrame, float, object | None]] = []
@@ -369,14 +378,38 @@ class Recorder:
             self._observed_source = source
             self._arrival.clear()
             self._video_sender = None
+            self._sender_offset.clear()
+            self._sender_step = 0.0
         media = frame.timestamp / frame.clock_rate
         arrival = now - media
         if arrival < self._arrival.get(kind, arrival + 1):
             self._arrival[kind] = arrival
-        if kind == "video" and frame.capture_time is not None and self._video_sender is None:
+        captured = self._sender_time(frame)
+        if captured is not None:
+            # The sender's wall clock against its own media clock (both set
+            # by the sender, so no network delay or stall moves this).
+            offset = captured - media
+            last = self._sender_offset.get(kind)
+            if last is not None and abs(offset - last) > SENDER_STEP:
+                # A media clock drifts by milliseconds a minute: the sender's
+                # wall clock was set (its reports jumped). Keep its old scale.
+                self._sender_step += offset - last
+                logger.warning("recording %s: the sender's clock jumped by %.1f s; "
+                               "the lecture keeps its timeline", self.directory.name,
+                               offset - last)
+                captured -= offset - last
+                offset = last
+            self._sender_offset[kind] = offset
+        if kind == "video" and captured is not None and self._video_sender is None:
             # Fixed per source: the video clock of a WebRTC sender is its wall
             # clock, so one anchor serves; audio follows its own reports.
-            self._video_sender = frame.capture_time - media
+            self._video_sender = captured - media
+
+    def _sender_time(self, frame: EncodedFrame) -> float | None:
+        """The frame's capture time on the sender's clock, without its steps."""
+        if frame.capture_time is None:
+            return None
+        return frame.capture_time - self._sender_step
 
     def _take_video(self, frame: EncodedFrame, now: float, source: object | None) -> None:
         if self._writer is not None and frame.keyframe:
@@ -400,8 +433,9 @@ class Recorder:
         writer = self._writer
         assert writer is not None
         video_origin = self._video_origin / 90_000
+        captured = self._sender_time(frame)
         if self._audio_offset is None and not self._audio_by_sender:
-            if frame.capture_time is not None and self._video_sender is not None:
+            if captured is not None and self._video_sender is not None:
                 self._audio_by_sender = True
             elif "video" in self._arrival and "audio" in self._arrival:
                 self._audio_offset = (self._segment_start - video_origin
@@ -409,20 +443,19 @@ class Recorder:
             else:
                 return
         media = frame.timestamp / frame.clock_rate
-        if self._audio_by_sender and frame.capture_time is not None and \
-                self._video_sender is not None:
+        if self._audio_by_sender and captured is not None and self._video_sender is not None:
             # Both tracks on the sender's clock: follows the sender's reports,
             # so an audio clock that drifts from the video clock stays in sync.
             seconds = (self._segment_start - video_origin
-                       + frame.capture_time - self._video_sender)
+                       + captured - self._video_sender)
         else:
             if self._audio_offset is None:
                 return
             seconds = media + self._audio_offset
-            if not self._corrected and frame.capture_time is not None and \
+            if not self._corrected and captured is not None and \
                     self._video_sender is not None:
                 exact = (self._segment_start - video_origin
-                         + frame.capture_time - self._video_sender)
+                         + captured - self._video_sender)
                 self._record_correction(writer, exact - seconds)
         if seconds < self._segment_start:
             return  # from before the segment's first picture

@@ -176,6 +176,12 @@ def configure_ice(host_addresses: Iterable[str] | None) -> None:
 
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def default_host_addresses() -> list[str]:
+    """The addresses aioice offers by itself (every interface's but loopback),
+    whatever :func:`configure_ice` set for this process."""
+    return list(_original_get_host_addresses(use_ipv4=True, use_ipv6=True))
 _original_datagram_received = aioice.ice.StunProtocol.datagram_received
 
 

@@ -19,6 +19,7 @@ from classroom.access.tokens import Grant, Role, TokenIndex, new_token
 from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
+from web import headers
 from web.api import contract, metrics
 from web.audit import audit_middleware
 from web.auth import logged_in
@@ -34,6 +35,7 @@ from web.keys import (
     CONFIG,
     DISCUSSIONS,
     LIBRARY_LINKS,
+    LIMITER,
     LOGIN_LIMITER,
     METRICS,
     PACKAGES,
@@ -45,6 +47,7 @@ from web.keys import (
     TIMESHIFTS,
     TOKENS,
 )
+from web.limits import Limiter
 from web.sockets import events
 from web.sockets import wall as wall_socket
 
@@ -66,12 +69,14 @@ def create_app(config: Config) -> web.Application:
     app[ADMIN_TOKEN] = admin_token
     app[TOKENS] = tokens
     app[LOGIN_LIMITER] = LoginLimiter()
+    app[LIMITER] = Limiter(config.limits)
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
                                       connect_timeout=config.connect_timeout)
     for module in (*contract.ROUTE_MODULES, contract):
         app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    headers.install(app)
     app.cleanup_ctx.append(_school_context)
     app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
     app.cleanup_ctx.append(wall_socket.context)

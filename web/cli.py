@@ -25,6 +25,7 @@ from classroom.packages.exporter import Selection
 from classroom.packages.manifest import PackageRefused
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
+from web import maintenance
 from web.access_log import AccessLogger
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
 from web.config import _env, add_serve_arguments, config_from_args
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "H.264/AAC in MP4 (slow: about as long as the video "
                                    "or longer)")
     _add_package_commands(commands)
+    maintenance.add_commands(commands)
     return parser
 
 
@@ -420,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   item_ids=tuple(args.items or ()))
             return export_package(Path(args.data), selection, args.output)
         return import_package(Path(args.data), args.path)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args)
     if args.command == "admin":
         return set_password(Path(args.data), args.username)
     if args.command == "archive":

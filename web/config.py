@@ -10,6 +10,7 @@ from pathlib import Path
 from aiortc import RTCIceServer
 
 from classroom.access.turn import TurnCredentials, TurnSecret
+from web.limits import LimitSettings, add_limit_arguments, limit_settings_from_args
 
 DEFAULT_PORT = 8080
 
@@ -45,6 +46,8 @@ class Config:
     metrics_token: str | None = None
     # (host, port) of a separate listener serving /metrics without authentication.
     metrics_listen: tuple[str, int] | None = None
+    # What one link, token or address may hold (web/limits.py).
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -152,6 +155,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+    add_limit_arguments(parser)
 
 
 def listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
@@ -206,4 +210,5 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_headcount=args.max_headcount,
         metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
         metrics_listen=listen_address(args.metrics_listen) if args.metrics_listen else None,
+        limits=limit_settings_from_args(args),
     )

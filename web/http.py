@@ -28,9 +28,8 @@ from web.keys import CONFIG, SESSIONS
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 16 * 1024
-# Pages an admin logs into: never cached, never framed by another site.
-PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                "Content-Security-Policy": "frame-ancestors 'none'"}
+# Pages an admin logs into: never cached (web/headers.py forbids framing any page).
+PAGE_HEADERS = {"Cache-Control": "no-store"}
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:

@@ -23,12 +23,14 @@ from classroom.packages.jobs import PackageJobs
 from classroom.school import School
 from streaming.peers import PeerSettings
 from web.config import Config
+from web.limits import Limiter
 
 CONFIG = web.AppKey("config", Config)
 TOKENS = web.AppKey("tokens", TokenIndex)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 PEER_SETTINGS = web.AppKey("peer_settings", PeerSettings)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+LIMITER = web.AppKey("limiter", Limiter)  # limits per credential (web/limits.py)
 SCHOOL = web.AppKey("school", School)
 # The school's services (set with SCHOOL, from it).
 SESSIONS = web.AppKey("sessions", SessionRegistry)

@@ -39,18 +39,20 @@ from web.errors import (
     UnsupportedMediaType,
 )
 from web.http import bearer_token, read_limited
-from web.keys import CONFIG, REPLAYS, SCHOOL, SESSIONS, TOKENS
+from web.keys import CONFIG, LIMITER, REPLAYS, SCHOOL, SESSIONS, TOKENS
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
 }
 
 SDP_BODY = {SDP: {"schema": {"type": "string"}}}
-SDP_ERRORS = (400, 401, 403, 404, 406, 410, 413, 415, 422)
+SDP_ERRORS = (400, 401, 403, 404, 406, 410, 413, 415, 422,
+              (429, "this link or address holds its share of connections (Retry-After)"),
+              (503, "too many connections being set up (Retry-After)"))
 WHIP_SUMMARY = (
     "Publish (WHIP, RFC 9725). The session's publish token publishes the program; a room's "
     "invitation token publishes only that room's uplink (its camera and microphone for "
@@ -121,21 +123,36 @@ class PublishQuery(Validated):
                                media=SDP_BODY)})
 async def create_resource(request: web.Request) -> web.Response:
     session, invitation_id = _authorized_session(request)
-    offer = await _read_body(request, SDP)
     room = session.broadcast
     uplink = _role(request) is Role.PUBLISH and invitation_id is not None
     if _role(request) is Role.PUBLISH and not uplink \
             and request.app[REPLAYS].is_replay(session.id):
         raise Conflict("this session replays an archived lecture: it takes no publisher")
-    try:
-        if uplink:
-            assert invitation_id is not None
-            resource_id, answer = await room.publish_uplink(invitation_id, offer)
-        elif _role(request) is Role.PUBLISH:
-            resumes = read_query(request, PublishQuery).resumes
-            resource_id, answer = await room.publish(offer, resumes=resumes)
+    limits = request.app[LIMITER].settings
+    credential: str | None = None
+    per_credential = 0
+    if _role(request) is Role.VIEW:
+        # A publisher (the program, a room's uplink) replaces its predecessor;
+        # viewers add up, so a link's viewers are counted.
+        if invitation_id is not None:
+            credential, per_credential = f"invitation {invitation_id}", \
+                limits.peers_per_invitation
         else:
-            resource_id, answer = await room.view(offer, tag=invitation_id)
+            credential, per_credential = f"view token of session {session.id}", \
+                limits.peers_per_view_token
+    try:
+        with request.app[LIMITER].offer(request.remote or "unknown", credential,
+                                        per_credential) as admission:
+            offer = await _read_body(request, SDP)
+            if uplink:
+                assert invitation_id is not None
+                resource_id, answer = await room.publish_uplink(invitation_id, offer)
+            elif _role(request) is Role.PUBLISH:
+                resumes = read_query(request, PublishQuery).resumes
+                resource_id, answer = await room.publish(offer, resumes=resumes)
+            else:
+                resource_id, answer = await room.view(offer, tag=invitation_id)
+            admission.admit(room, resource_id)
     except MalformedOffer as exc:
         raise BadRequest(str(exc)) from exc
     except MissingMedia as exc:

@@ -36,13 +36,22 @@ Event = tuple[Any, ...]
 class AttendanceLog:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time,
                  flush_interval: float = FLUSH_INTERVAL,
-                 heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self.db = db
         self._clock = clock
+        # How long a connection lasted comes from a clock that is never set:
+        # the server's wall clock corrected by an hour while rooms are
+        # connected must not add (or take) an hour of presence. By default
+        # time.monotonic beside the real wall clock; a test's one fake clock
+        # serves as both.
+        self._monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self._flush_interval = flush_interval
         self._heartbeat_interval = heartbeat_interval
         self._pending: list[Event] = []
-        self._open: set[str] = set()  # resource ids with an open interval
+        # Resource ids with an open interval: (wall clock at the join, the
+        # monotonic clock then).
+        self._open: dict[str, tuple[float, float]] = {}
         self._last_beat: float | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -111,10 +120,11 @@ class AttendanceLog:
                 return
             at = viewer.connected_at if viewer.connected_at is not None else self._clock()
             self._pending.append(("open", session_id, row["site_id"], viewer.tag, resource, at))
-            self._open.add(resource)
+            self._open[resource] = (at, self._monotonic() - (self._clock() - at))
         elif event == "closed" and resource in self._open:
-            self._open.discard(resource)
-            self._pending.append(("close", resource, self._clock()))
+            joined, joined_monotonic = self._open.pop(resource)
+            left = joined + (self._monotonic() - joined_monotonic)
+            self._pending.append(("close", resource, left))
 
     def flush(self, beat: bool = False) -> None:
         """Write queued events (and the heartbeat when due) in one transaction."""

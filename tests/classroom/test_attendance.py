@@ -916,3 +916,39 @@ async def test_the_attendance_log_is_wired_into_the_app(service: Service) -> Non
     assert status == 200
     assert report["totals"]["rooms_invited"] == 1 and report["window"] is None
     assert report["invitations"][0]["intervals"] == []
+
+
+@pytest.mark.parametrize("jump", [3600.0, -3600.0], ids=["forward", "back"])
+def test_the_servers_clock_set_an_hour_keeps_a_rooms_presence(
+    schedule: Schedule, jump: float
+) -> None:
+    """The server's wall clock is corrected by an hour while a room is
+    connected: the room was there for as long as it was, not an hour more
+    (or none at all)."""
+    session_id = schedule.session["id"]
+    wall, steady = Clock(T0), Clock(50.0)
+    log = AttendanceLog(schedule.db, wall, monotonic=steady)
+    invitation = schedule.invitations[0]["id"]
+    log.on_viewer(session_id, fake_viewer(invitation, "r1", T0), "connected")
+    steady.now += 600
+    wall.now = T0 + 600 + jump  # the clock is set
+    log.on_viewer(session_id, fake_viewer(invitation, "r1", T0), "closed")
+    log.flush()
+    [row] = schedule.db.all("SELECT connected_at, disconnected_at FROM attendance_intervals "
+                            "WHERE resource_id = 'r1'")
+    assert (row["connected_at"], row["disconnected_at"]) == (T0, T0 + 600)
+
+
+def test_every_csv_export_makes_formula_cells_inert() -> None:
+    """Every export writes through CsvExport.row, which quotes a text cell
+    that Excel would run (= + - @, and tab or CR before one)."""
+    import inspect
+
+    from web.api import reports as web_reports
+
+    source = inspect.getsource(web_reports)
+    assert source.count("csv.writer(") == 1 and source.count("CsvExport(") >= 3
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert web_reports._cell(f"{start}SUM(A1)") == f"'{start}SUM(A1)"
+    assert web_reports._cell("北仑区 / 新碶街道") == "北仑区 / 新碶街道"
+    assert web_reports._cell(-3) == -3 and web_reports._cell(12.5) == 12.5  # numbers stay

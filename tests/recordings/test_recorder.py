@@ -6,6 +6,7 @@ real finishing code remuxes them, and ffprobe/ffmpeg judge the result.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -433,3 +434,29 @@ async def test_the_slot_packetizes_only_when_a_sink_sends_rtp(tmp_path: Path) ->
     feed(slot, source, clock, frames[20:30])
     assert seen and all(frame.payloads is None for frame in seen)
     slot.close()
+
+
+@pytest.mark.parametrize("jump", [3600.0, -3600.0], ids=["forward", "back"])
+async def test_the_senders_clock_jumping_an_hour_keeps_the_file_in_sync(
+    tmp_path: Path, jump: float
+) -> None:
+    """The presenter PC's clock is corrected by an hour mid-lecture (its RTCP
+    sender reports jump): the lecture keeps its length and its sound stays on
+    its pictures."""
+    clock = Clock()
+    slot, source = make_slot("H264", clock)
+    frames, flashes = stream("H264", 8.0)
+    jumped = [
+        Timed(dataclasses.replace(t.frame, capture_time=t.frame.capture_time + jump), t.arrival)
+        if t.frame.capture_time is not None and t.arrival >= 4.0 else t
+        for t in frames]
+    recorder = Recorder(tmp_path / "item", slot, clock=clock)
+    recorder.start()
+    feed(slot, source, clock, jumped)
+    recorder.stop()
+    slot.close()
+    result = finish(tmp_path / "item")
+    media = tmp_path / "item" / result.media_file
+    assert abs(result.duration - 7.7) < 0.2, result.duration
+    assert decode_errors(media) == ""
+    check_offsets(media, len(flashes) - 1)

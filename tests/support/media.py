@@ -297,3 +297,42 @@ def make_lossy(pc: RTCPeerConnection, rate: float, seed: int = 7,
 
         setattr(transport, method, lossy)
     return dropped
+
+
+def make_bad_link(pc: RTCPeerConnection, loss: float, jitter: float,
+                  seed: int = 5) -> list[int]:
+    """A poor uplink on what ``pc`` sends, in user space (no netem here): each
+    RTP packet (not RTCP) is lost with probability ``loss``, the others leave
+    after a random delay of 0 to ``jitter`` seconds, so some overtake others
+    as on a real jittery link. Returns a one-element list counting drops."""
+    import random
+
+    rng = random.Random(seed)
+    dropped = [0]
+    in_flight: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    wrapped: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if id(transport) in wrapped:
+            continue
+        wrapped.add(id(transport))
+        original = transport._send_rtp
+
+        def later(data: bytes, original: Callable = original) -> None:  # type: ignore[type-arg]
+            task = asyncio.ensure_future(original(data))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+        async def bad(data: bytes, later: Callable = later,  # type: ignore[type-arg]
+                      original: Callable = original) -> None:  # type: ignore[type-arg]
+            if len(data) > 1 and 192 <= data[1] <= 223:
+                await original(data)  # RTCP goes as it is
+                return
+            if rng.random() < loss:
+                dropped[0] += 1
+                return
+            loop.call_later(rng.uniform(0.0, jitter), later, data)
+
+        transport._send_rtp = bad
+    return dropped

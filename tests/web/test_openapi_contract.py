@@ -57,6 +57,52 @@ INTENDED: list[Change] = [
 ]
 
 
+_JSON_ERROR = {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}}}}
+_PLAIN_ERROR = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _limit(path: str, method: str, status: str, description: str) -> Change:
+    """A refusal at a limit per credential (web/limits.py), with Retry-After."""
+    content = _JSON_ERROR if path.startswith("/api/") else _PLAIN_ERROR
+    reply = {"description": description, "content": content}
+    return Change(("paths", path, method, "responses", status), MISSING, reply,
+                  "limits per credential: a leaked link cannot exhaust the server")
+
+
+_OFFER_429 = "this link or address holds its share of connections (Retry-After)"
+_OFFER_503 = "too many connections being set up (Retry-After)"
+INTENDED += [
+    *(_limit(f"/{kind}/{{session_id}}", "post", status, why)
+      for kind in ("whip", "whep") for status, why in (("429", _OFFER_429), ("503", _OFFER_503))),
+    _limit("/api/v1/sessions/{session_id}/events/ws", "get", "429",
+           "this token has its share of open sockets"),
+    _limit("/api/v1/sessions/{session_id}/wall/ws", "get", "429",
+           "this login has its share of open sockets"),
+    _limit("/api/v1/sites/import", "post", "429",
+           "too many uploads from this admin a minute (Retry-After)"),
+    _limit("/api/v1/sites/import", "post", "503", "too many uploads at once (Retry-After)"),
+]
+
+
+def _plain_errors() -> list[Change]:
+    """Outside /api/ an error always was plain text (web/errors.py); the old
+    document said JSON, which a property-based run of the contract caught."""
+    before = json.loads(BEFORE.read_text(encoding="utf-8"))
+    changes = []
+    for path, item in resolve(before, before["paths"]).items():
+        if path.startswith("/api/"):
+            continue
+        for method, op in item.items():
+            statuses = op.get("responses", {}) if method in METHODS else {}
+            for status, reply in statuses.items():
+                if int(status) >= 400 and reply.get("content") == _JSON_ERROR:
+                    changes.append(Change(
+                        ("paths", path, method, "responses", status, "content"), _JSON_ERROR,
+                        _PLAIN_ERROR, "errors outside /api/ are plain text, as they were"))
+    return changes
+
+
 def resolve(document: dict[str, Any], node: Any, seen: tuple[str, ...] = ()) -> Any:
     if isinstance(node, dict):
         ref = node.get("$ref")
@@ -156,6 +202,9 @@ def differences(before: Any, after: Any, where: str = "") -> list[str]:
     return []
 
 
+INTENDED += _plain_errors()
+
+
 def expected() -> dict[str, Any]:
     before = contract(json.loads(BEFORE.read_text(encoding="utf-8")))
     for change in INTENDED:
@@ -167,6 +216,10 @@ def test_every_operation_and_status_is_kept() -> None:
     before = json.loads(BEFORE.read_text(encoding="utf-8"))
     operations = {(m, p): set(op["responses"]) for p, item in before["paths"].items()
                   for m, op in item.items() if m in METHODS}
+    for change in INTENDED:
+        if change.where[0] == "paths" and change.where[3:4] == ("responses",) \
+                and len(change.where) == 5:
+            operations[(change.where[2], change.where[1])].add(change.where[4])
     now = {(m, p): set(op["responses"]) for p, item in OPENAPI["paths"].items()
            for m, op in item.items() if m in METHODS}
     assert sorted(set(operations) - set(now)) == [], "operations gone"

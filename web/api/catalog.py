@@ -20,10 +20,10 @@ from web.api.spec import (
     operation,
     read_described,
 )
-from web.auth import require_admin, require_city, require_reader
+from web.auth import COOKIE, require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.http import int_id, read_limited
-from web.keys import CATALOG, SCHOOL
+from web.keys import CATALOG, LIMITER, SCHOOL
 
 MAX_CSV_BYTES = 1024 * 1024
 
@@ -220,17 +220,22 @@ def _crud(table: Table, action: str) -> Handler:
            body_media={"text/csv": {"schema": {"type": "string"}},
                        "text/plain": {"schema": {"type": "string"}}},
            errors=(*ADMIN, (400, "not UTF-8"), 413, 415,
-                   (422, "bad rows (each named 'row N') or no header or no rows")),
+                   (422, "bad rows (each named 'row N') or no header or no rows"),
+                   (429, "too many uploads from this admin a minute (Retry-After)"),
+                   (503, "too many uploads at once (Retry-After)")),
            replies={201: Reply("imported", SitesImported)})
 async def import_sites(request: web.Request) -> web.Response:
     """CSV (UTF-8, header ``name,org_path``): every row is imported or none."""
     caller = require_admin(request)
     if request.content_type not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType("Content-Type must be text/csv")
-    body = await read_limited(request, MAX_CSV_BYTES)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("the CSV file must be UTF-8") from exc
-    sites = request.app[CATALOG].import_sites(text, caller.scope)
+    # Who uploads: the bearer token, or the login cookie (checked above).
+    secret = request.headers.get("Authorization") or request.cookies.get(COOKIE, "")
+    with request.app[LIMITER].upload(secret, "an admin (sites import)"):
+        body = await read_limited(request, MAX_CSV_BYTES)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest("the CSV file must be UTF-8") from exc
+        sites = request.app[CATALOG].import_sites(text, caller.scope)
     return web.json_response({"imported": len(sites), "sites": sites}, status=201)

@@ -59,6 +59,12 @@ ERROR_RESPONSE: dict[str, Any] = {
     "description": "error with a short text (for 422: every bad field and its message key)",
     "content": {JSON: {"schema": {"type": "object",
                                   "properties": {"error": {"type": "string"}}}}}}
+# Outside /api/ (WHIP/WHEP, media, message catalogs) an error is the text
+# alone (web/errors.py), which an encoder or a player shows as it is.
+PLAIN_ERROR = "PlainError"
+PLAIN_ERROR_RESPONSE: dict[str, Any] = {
+    "description": ERROR_RESPONSE["description"],
+    "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
 def routes() -> list[web.RouteDef]:
@@ -130,7 +136,8 @@ class _Writer:
             responses[str(status)] = response
         for error in op.errors:
             status, why = error if isinstance(error, tuple) else (error, None)
-            responses[str(status)] = {"$ref": "#/components/responses/" + ERROR}
+            kind = ERROR if path.startswith("/api/") else PLAIN_ERROR
+            responses[str(status)] = {"$ref": "#/components/responses/" + kind}
             if why is not None:
                 responses[str(status)]["description"] = why
         out["responses"] = dict(sorted(responses.items()))
@@ -181,7 +188,8 @@ class _Writer:
             "openapi": "3.1.0",
             "info": {"title": "Zhixing Classroom API", "version": "1"},
             "components": {"securitySchemes": SECURITY_SCHEMES,
-                           "responses": {ERROR: ERROR_RESPONSE},
+                           "responses": {ERROR: ERROR_RESPONSE,
+                                         PLAIN_ERROR: PLAIN_ERROR_RESPONSE},
                            "schemas": schemas},
             "paths": inline(self.paths),
         }

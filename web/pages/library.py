@@ -28,9 +28,8 @@ LIBRARY_TEMPLATE = STATIC_DIR / "library.html"
 WATCH_TEMPLATE = STATIC_DIR / "watch.html"
 LANG_MARK = "{{lang}}"
 ITEM_MARK = "{{item_id}}"
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                "Content-Security-Policy": "frame-ancestors 'none'"}
+# The page's address may hold a library link (web/headers.py adds the rest).
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def routes() -> list[web.RouteDef]:

@@ -44,8 +44,8 @@ from web.keys import ATTENDANCE, CATALOG, CONFIG, REPLAYS, SCHOOL, SESSIONS, TIM
 ROOM_TEMPLATE = STATIC_DIR / "room.html"
 TOKEN_MARK = "{{token}}"
 LANG_MARK = "{{lang}}"
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                "X-Content-Type-Options": "nosniff"}
+# The room's token is in the page's address (web/headers.py adds the rest).
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 TIME = "unix time in seconds (2000 … 2100)"
 

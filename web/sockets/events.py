@@ -51,7 +51,7 @@ from web.api.spec import Reply, Shape, operation
 from web.auth import COOKIE, authenticate_admin
 from web.errors import Forbidden, Gone, NotAuthorized
 from web.http import bearer_token, check_origin, session_of
-from web.keys import CATALOG, SCHOOL, TOKENS
+from web.keys import CATALOG, LIMITER, SCHOOL, TOKENS
 
 PROTOCOL = "zhixing.events.v1"
 TOKEN_PREFIX = "bearer."
@@ -276,7 +276,8 @@ def _receive(discussion: Discussion, who: Participant, connection: _Connection,
     return False
 
 
-@operation(EVENTS_SUMMARY, errors=(401, 403, 404, 410),
+@operation(EVENTS_SUMMARY, errors=(401, 403, 404, 410,
+                                   (429, "this token has its share of open sockets")),
            replies={101: Reply("WebSocket upgrade"),
                     200: Reply("the caller's view (no Upgrade header)", StateMessage)})
 async def events_socket(request: web.Request) -> web.StreamResponse:
@@ -290,6 +291,15 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return web.json_response({"type": "state", "state": discussion.view(who)},
                                  headers={"Cache-Control": "no-store"})
+    secret = _offered_token(request) or request.cookies.get(COOKIE, "")
+    label = f"room invitation {who.invitation_id}" if who.role == "room" else \
+        f"{who.role} of session {session.id}"
+    with request.app[LIMITER].socket(secret, label):
+        return await _serve(request, ws, discussion, who)
+
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse, discussion: Discussion,
+                 who: Participant) -> web.WebSocketResponse:
     await ws.prepare(request)
     connection = _Connection(ws)
     subscriber = Subscriber(who, connection.send, connection.close)

@@ -35,8 +35,8 @@ from classroom.live.wall import (
 from web.api.spec import Reply, Shape, operation
 from web.auth import COOKIE, require_reader
 from web.errors import Forbidden
-from web.http import check_origin, session_of
-from web.keys import SCHOOL
+from web.http import bearer_token, check_origin, session_of
+from web.keys import LIMITER, SCHOOL
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class WallHub:
 WALL_HUB = web.AppKey("wall_hub", WallHub)
 
 
-@operation(WALL_SUMMARY, errors=(401, 403, 404),
+@operation(WALL_SUMMARY, errors=(401, 403, 404, (429, "this login has its share of open sockets")),
            replies={101: Reply("WebSocket upgrade"),
                     200: Reply("one snapshot (no Upgrade header)", WallSnapshot)})
 async def wall_socket(request: web.Request) -> web.StreamResponse:
@@ -325,13 +325,15 @@ async def wall_socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return web.json_response(await hub.current(session, prefix),
                                  headers={"Cache-Control": "no-store"})
-    await ws.prepare(request)
-    await hub.join(session.id, ws, prefix)
-    try:
-        async for _ in ws:
-            pass  # the page says nothing; the loop ends when the socket closes
-    finally:
-        hub.leave(session.id, ws)
+    secret = request.cookies.get(COOKIE, "") if by_cookie else bearer_token(request)
+    with request.app[LIMITER].socket(secret, f"admin (wall of session {session.id})"):
+        await ws.prepare(request)
+        await hub.join(session.id, ws, prefix)
+        try:
+            async for _ in ws:
+                pass  # the page says nothing; the loop ends when the socket closes
+        finally:
+            hub.leave(session.id, ws)
     return ws
 
 

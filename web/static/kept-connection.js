@@ -12,8 +12,10 @@
 // new turn takes a new keeper.
 
 // A 4xx: the server said no (a bad or revoked token, an ended session), and
-// asking again would not change its mind.
-export const isRefusal = (error) => typeof error?.status === "number" && error.status < 500;
+// asking again would not change its mind. A 429 says "not now": the link holds
+// its share of connections until a stale one goes, so it is retried.
+export const isRefusal = (error) =>
+  typeof error?.status === "number" && error.status < 500 && error.status !== 429;
 
 export class KeptConnection {
   constructor({
@@ -124,7 +126,9 @@ export class KeptConnection {
       this.onDown(old);
       this.drop(old);
     }
-    const seconds = this.delays[Math.min(this.attempt, this.delays.length - 1)];
+    // Never sooner than the server's Retry-After (a 429 or 503 at a limit).
+    const seconds = Math.max(this.delays[Math.min(this.attempt, this.delays.length - 1)],
+                             error?.retryAfter ?? 0);
     this.attempt += 1;
     this.onRetry({ seconds, attempt: this.attempt, error });
     this.timer = setTimeout(() => this.connect(), seconds * 1000);

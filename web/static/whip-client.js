@@ -27,9 +27,10 @@ function gathered(pc) {
 }
 
 class HttpError extends Error {
-  constructor(status, text) {
+  constructor(status, text, retryAfter = null) {
     super(`${status}: ${text}`);
     this.status = status;
+    this.retryAfter = retryAfter; // seconds the server asked us to wait (429, 503)
   }
 }
 
@@ -42,7 +43,11 @@ async function negotiate(pc, url, token) {
     body: pc.localDescription.sdp,
   });
   const text = await response.text();
-  if (response.status !== 201) throw new HttpError(response.status, text.trim());
+  if (response.status !== 201) {
+    const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    throw new HttpError(response.status, text.trim(),
+                        Number.isFinite(retryAfter) ? retryAfter : null);
+  }
   await pc.setRemoteDescription({ type: "answer", sdp: text });
   return new URL(response.headers.get("Location"), response.url).toString();
 }

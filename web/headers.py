@@ -1,0 +1,51 @@
+"""The security headers of every response, set in one place just before it is sent.
+
+* Every response: ``X-Content-Type-Options: nosniff`` (a CSV export, an
+  uploaded name echoed in JSON or an SVG chart is never run as a script or
+  a page), and ``Referrer-Policy: same-origin`` unless the page chose
+  ``no-referrer`` (the room page ``/join/<token>``, the library and the
+  presenter page, whose addresses hold a credential). ``same-origin`` and not
+  ``no-referrer`` everywhere: a form or fetch ``POST`` from a ``no-referrer``
+  page sends ``Origin: null``, which the login's same-origin check refuses.
+* Every HTML page: a Content-Security-Policy that allows only this server's
+  own files — scripts, styles, images, media and connections (WebSockets
+  included) — and no inline script, inline style or event-handler attribute,
+  so text from rooms and admins that slipped into markup could never run;
+  ``frame-ancestors 'none'`` (with ``X-Frame-Options: DENY`` for old
+  browsers): no page is meant to be framed, and the admin pages and the
+  presenter's controls must not be, by anyone (clickjacking).
+
+It runs on ``on_response_prepare``, so it also covers static files, whose
+content type is known only then, and the error pages.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+PAGE_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "media-src 'self'",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if response.content_type == "text/html":
+        headers["Content-Security-Policy"] = PAGE_POLICY
+        headers["X-Frame-Options"] = "DENY"
+
+
+def install(app: web.Application) -> None:
+    app.on_response_prepare.append(add_security_headers)
