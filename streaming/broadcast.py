@@ -17,6 +17,7 @@ from typing import Any
 from streaming import aiortc_glue
 from streaming.keyframe_requests import DEFAULT_INTERVAL
 from streaming.peers import (
+    LOW_SLOT,
     SUPPORTED_VIDEO_CODECS,
     Peer,
     PeerSettings,
@@ -24,8 +25,9 @@ from streaming.peers import (
     Viewer,
     limit_bandwidth,
 )
-from streaming.quality import QualityController
+from streaming.quality import THREE_LEVELS, Level, QualityController
 from streaming.slot import Slot
+from streaming.transcoder import Transcoder
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ SLOT_NAMES = ("program", "stage")
 UPLINK_VIDEO_KBPS = 500
 MAX_REPLACED = 32  # replaced publishers remembered for their reconnections
 QUALITY_INTERVAL = 1.0  # seconds between two readings of the viewers' feedback
+LOW_IDLE = 10.0  # seconds without a viewer on the lower rendition before it stops
 
 
 class BroadcastClosed(Exception):
@@ -78,6 +81,11 @@ class Broadcast:
         self.broadcast_id = broadcast_id
         self._clock = clock
         self._quality_task: asyncio.Task[None] | None = None
+        # The lower rendition (流畅), made while some viewer needs it.
+        self.low: Slot | None = None
+        self.transcoder: Transcoder | None = None
+        self._keyframe_interval = keyframe_interval
+        self._low_unused_since: float | None = None
         self.video_codec = video_codec
         self.settings = settings
         self.slots = {
@@ -293,7 +301,7 @@ class Broadcast:
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
                         self._forget, context=f"broadcast {self.broadcast_id}")
         viewer.tag = tag
-        viewer.quality = QualityController(clock=self._clock)
+        viewer.quality = QualityController(clock=self._clock, ladder=THREE_LEVELS)
         viewer.on_connected = self._viewer_connected
         try:
             answer = await viewer.answer(offer)
@@ -309,21 +317,65 @@ class Broadcast:
         return viewer.resource_id, answer
 
     async def _watch_quality(self) -> None:
-        """Once a second, each connected viewer's feedback moves it between the
-        picture and sound only (streaming/quality.py); ends with the last viewer."""
-        while not self.closed and self.viewers:
-            await asyncio.sleep(QUALITY_INTERVAL)
-            now = self._clock()
-            needed = self.program.video.stats.bitrate or None
-            for viewer in list(self.viewers.values()):
-                if viewer.connection_state != "connected":
-                    continue
-                if viewer.quality.observe(viewer.quality_sample(now, needed)):
-                    viewer.apply_quality()
-                    logger.info("broadcast %s: viewer %s (%s) now %s (its link: %s)",
-                                self.broadcast_id, viewer.resource_id,
-                                viewer.tag or "no invitation", viewer.level,
-                                viewer.quality.level)
+        """Once a second, each connected viewer's feedback moves it along its
+        ladder (streaming/quality.py); the lower rendition is made while some
+        viewer is on it. Ends with the last viewer."""
+        try:
+            while not self.closed and self.viewers:
+                await asyncio.sleep(QUALITY_INTERVAL)
+                now = self._clock()
+                full = self.program.video.stats.bitrate or None
+                low = (self.low.video.stats.bitrate or None) if self.low is not None else None
+                for viewer in list(self.viewers.values()):
+                    if viewer.connection_state != "connected":
+                        continue
+                    # What the picture at its level takes now, as measured.
+                    needed = low if viewer.level is Level.LOW else full
+                    if viewer.quality.observe(viewer.quality_sample(now, needed)):
+                        logger.info("broadcast %s: viewer %s (%s) now %s (its link: %s)",
+                                    self.broadcast_id, viewer.resource_id,
+                                    viewer.tag or "no invitation", viewer.level,
+                                    viewer.quality.level)
+                    self.apply_quality(viewer)
+                await self._release_low_if_unused(now)
+        finally:
+            await self._close_low()
+
+    def apply_quality(self, viewer: Viewer) -> None:
+        """Give ``viewer`` the pictures of its level (making the lower rendition
+        if it is the first to need it)."""
+        if viewer.level is Level.LOW and self.low is None and not self.closed:
+            self.low = Slot(LOW_SLOT, self.video_codec, aiortc_glue.make_packetizer, self._clock,
+                            self._keyframe_interval)
+            self.transcoder = Transcoder(self.program.video, self.low, self.video_codec)
+            self.transcoder.start()
+            logger.info("broadcast %s: lower rendition on (%s)", self.broadcast_id, viewer)
+        viewer.apply_quality(self.program, self.low)
+
+    async def _release_low_if_unused(self, now: float) -> None:
+        if self.low is None:
+            return
+        if any(v.level is Level.LOW for v in self.viewers.values()):
+            self._low_unused_since = None
+            return
+        if self._low_unused_since is None:
+            self._low_unused_since = now
+        elif now - self._low_unused_since >= LOW_IDLE:
+            await self._close_low()
+
+    async def _close_low(self) -> None:
+        transcoder, low = self.transcoder, self.low
+        self.transcoder = self.low = None
+        self._low_unused_since = None
+        for viewer in self.viewers.values():  # nobody is left on it (or sound only)
+            viewer.apply_quality(self.program, None)
+        if transcoder is not None:
+            transcoder.close()
+            await asyncio.to_thread(transcoder.join)
+            logger.info("broadcast %s: lower rendition off (%d frames in, %d out)",
+                        self.broadcast_id, transcoder.frames_in, transcoder.frames_out)
+        if low is not None:
+            low.close()
 
     def resource(self, resource_id: str) -> Peer | None:
         for publisher in (self.publisher, self.pending_publisher):

@@ -40,6 +40,7 @@ from streaming.slot import Slot
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VIDEO_CODECS = ("H264", "VP8")
+LOW_SLOT = "low"  # the name of a broadcast's lower-rendition slot
 MAX_SDP_BYTES = 32 * 1024
 # Seconds after a viewer connects by which every negotiated sender has started.
 SENDER_START_GRACE = 3.0
@@ -510,15 +511,29 @@ class Viewer(Peer):
         """What this viewer gets now: the picture and sound, or sound only."""
         return self.quality.effective
 
-    def apply_quality(self) -> None:
-        """Pause or resume this viewer's pictures to match :attr:`level`."""
-        audio_only = self.quality.effective is Level.AUDIO
+    def apply_quality(self, program: Slot | None = None, low: Slot | None = None) -> None:
+        """Make this viewer's pictures match :attr:`level` (idempotent).
+
+        Sound only pauses every picture. The lower rendition feeds the
+        program picture from ``low`` while it would come from the live
+        ``program`` (a viewer in timeshift keeps its own); the full level
+        brings it back from ``low`` to ``program``.
+        """
+        level = self.quality.effective
         for out in self.outgoing:
-            if out.kind == "video":
-                if audio_only:
-                    out.track.pause()
-                else:
-                    out.track.resume()
+            if out.kind != "video":
+                continue
+            if level is Level.AUDIO:
+                out.track.pause()
+                continue
+            if out.slot_name == "program" and program is not None:
+                current = out.track.slot_track.slot
+                # Live (the program, or a lower rendition of it, this one or
+                # one closed since); a timeshift slot is left alone.
+                if current is program or current.name == LOW_SLOT:
+                    wanted = low if level is Level.LOW and low is not None else program
+                    out.track.switch(wanted.video)
+            out.track.resume()
 
     def quality_sample(self, now: float, needed_bps: float | None) -> Sample:
         """This second's feedback from the viewer, for its controller: the

@@ -1,17 +1,19 @@
-"""What a viewer's link can take: the full picture, or sound only.
+"""What a viewer's link can take: the full picture, the lower rendition, or sound only.
 
 Each viewer has a :class:`QualityController`, fed once a second with what the
 viewer reports in RTCP (the fraction of packets lost since its previous
-receiver report, and its REMB estimate, if any). It moves the viewer down to
-sound only when the link stays bad, and back up when it has stayed good long
-enough; a room may also choose sound only itself. Sound never stops.
+receiver report, and its REMB estimate, if any). It moves the viewer one step
+down its ladder (高清 → 流畅 → 仅声音; without a lower rendition, 高清 →
+仅声音) when the link stays bad, and one step back up when it has stayed good
+long enough; a room may also choose sound only itself. Sound never stops.
 
 The rules, chosen so that a level does not flap:
 
 * **bad**: loss ≥ 10 %, or a REMB estimate below half of what the picture
-  needs. Down after 3 s of bad samples in a row.
-* **good**: loss ≤ 2 % (and no REMB estimate below 1.2 × what the picture
-  needs, while the picture flows). Up after ``up_after`` of good samples in a
+  at this level needs. One step down after 3 s of bad samples in a row.
+* **good**: loss ≤ 2 %. (Not the REMB estimate: a delay-based estimate
+  follows what the link carries now, so at a lower level it cannot show room
+  for the higher one.) One step up after ``up_after`` of good samples in a
   row: 10 s at first; a move down within 60 s of a move up doubles it (up to
   80 s), since the link just showed it cannot carry the picture yet; a
   minute without such a relapse brings it back to 10 s.
@@ -29,7 +31,12 @@ from enum import StrEnum
 
 class Level(StrEnum):
     FULL = "full"  # 高清: the picture and the sound
+    LOW = "low"  # 流畅: the lower rendition (streaming/transcoder.py) and the sound
     AUDIO = "audio"  # 仅声音: sound only
+
+
+TWO_LEVELS = (Level.FULL, Level.AUDIO)
+THREE_LEVELS = (Level.FULL, Level.LOW, Level.AUDIO)
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,6 @@ class QualityRules:
     max_up_after: float = 80.0
     relapse_window: float = 60.0
     remb_down: float = 0.5  # REMB below this × the picture's bitrate is bad
-    remb_up: float = 1.2  # and at least this × is needed to count as good
     stale_after: float = 3.0
 
 
@@ -56,9 +62,11 @@ class Sample:
 
 class QualityController:
     def __init__(self, rules: QualityRules | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ladder: tuple[Level, ...] = TWO_LEVELS) -> None:
         self.rules = rules or QualityRules()
         self._clock = clock
+        self.ladder = ladder  # best first; a move goes one step
         self.level = Level.FULL  # what the link can take, by the rules
         self.chosen_audio_only = False  # the room asked for sound only
         self._bad_since: float | None = None
@@ -87,15 +95,17 @@ class QualityController:
             self._good_since = None
             if self._bad_since is None:
                 self._bad_since = now
-            if self.level is Level.FULL and now - self._bad_since >= rules.down_after:
-                self._move(Level.AUDIO, now)
+            step = self.ladder.index(self.level) + 1
+            if step < len(self.ladder) and now - self._bad_since >= rules.down_after:
+                self._move(self.ladder[step], now)
                 return True
             return False
         self._bad_since = None
         if self._good_since is None:
             self._good_since = now
-        if self.level is Level.AUDIO and now - self._good_since >= self._up_after:
-            self._move(Level.FULL, now)
+        step = self.ladder.index(self.level) - 1
+        if step >= 0 and now - self._good_since >= self._up_after:
+            self._move(self.ladder[step], now)
             return True
         return False
 
@@ -104,7 +114,7 @@ class QualityController:
         rules = self.rules
         if sample.fraction_lost is None:
             return None
-        picture_flows = self.effective is Level.FULL
+        picture_flows = self.effective is not Level.AUDIO
         remb, needed = sample.remb_bps, sample.needed_bps
         if sample.fraction_lost >= rules.down_loss:
             return "bad"
@@ -112,12 +122,10 @@ class QualityController:
             return "bad"
         if sample.fraction_lost > rules.up_loss:
             return None
-        if picture_flows and remb is not None and needed and remb < rules.remb_up * needed:
-            return None
         return "good"
 
     def _move(self, level: Level, now: float) -> None:
-        if level is Level.AUDIO:
+        if self.ladder.index(level) > self.ladder.index(self.level):  # down
             if self._last_up is not None and now - self._last_up < self.rules.relapse_window:
                 self._up_after = min(self._up_after * 2, self.rules.max_up_after)
             self._last_down = now

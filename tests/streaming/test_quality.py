@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streaming.quality import Level, QualityController, QualityRules, Sample
+from streaming.quality import THREE_LEVELS, Level, QualityController, QualityRules, Sample
 from tests.support.fakes import FakeClock
 
 BAD = Sample(0.2)
@@ -86,7 +86,7 @@ def test_a_bandwidth_estimate_below_half_the_picture_is_bad() -> None:
     # With the picture off, the estimate (of a link carrying sound only) is no measure.
     assert run(controller, clock, Sample(0.0, remb_bps=60_000, needed_bps=1_000_000), 11) \
         == [(11, Level.FULL)]
-    # Back on the picture, an estimate between 0.5 and 1.2 × is neither good nor bad.
+    # Back on the picture, an estimate above half of what it needs is not bad.
     run(controller, clock, Sample(0.0, remb_bps=800_000, needed_bps=1_000_000), 30)
     assert controller.level is Level.FULL
 
@@ -100,3 +100,12 @@ def test_the_rooms_own_choice_wins_and_the_link_is_still_judged() -> None:
     assert controller.level is Level.AUDIO
     controller.chosen_audio_only = False
     assert controller.effective is Level.AUDIO  # the link still cannot take the picture
+
+
+def test_with_a_lower_rendition_a_move_is_one_step() -> None:
+    clock = FakeClock()
+    controller = QualityController(clock=clock, ladder=THREE_LEVELS)
+    assert until_change(controller, clock, BAD) == 4 and controller.level is Level.LOW
+    assert until_change(controller, clock, BAD) == 4 and controller.level is Level.AUDIO
+    assert until_change(controller, clock, GOOD) == 11 and controller.level is Level.LOW
+    assert until_change(controller, clock, GOOD) == 11 and controller.level is Level.FULL

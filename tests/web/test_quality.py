@@ -57,7 +57,7 @@ async def until(what: str, check: Callable[[], Any], timeout: float) -> float:
     return time.monotonic() - start
 
 
-async def test_a_lossy_room_gets_sound_only_and_the_picture_back_when_it_recovers(
+async def test_a_lossy_room_steps_down_to_sound_only_and_back_up_when_it_recovers(
     service: Service
 ) -> None:
     session = await service.create_session(video_codec="VP8")
@@ -65,6 +65,7 @@ async def test_a_lossy_room_gets_sound_only_and_the_picture_back_when_it_recover
     healthy = await invite(service, session, "新碶街道分课堂")
     publisher = await start_publisher(service.http, service.base, session["id"],
                                       session["publish_token"])
+    broadcast = service.app[SESSIONS].get(session["id"]).broadcast
     viewers = []
     try:
         for invitation in (weak, healthy):
@@ -74,47 +75,60 @@ async def test_a_lossy_room_gets_sound_only_and_the_picture_back_when_it_recover
         await asyncio.gather(*(v.wait_for_frames(30, timeout=15) for v in viewers))
         loss = Loss(weak_viewer.pc, 0.2)
 
-        async def weak_is(level: str) -> bool:
-            return (await quality(service, weak["token"], weak_viewer))["level"] == level
+        def weak_at(level: str) -> Callable[[], Any]:
+            async def check() -> bool:
+                state = await quality(service, weak["token"], weak_viewer)
+                return state["level"] == level  # type: ignore[no-any-return]
+            return check
 
-        async def moved_down() -> bool:
-            return await weak_is("audio")
-
-        took = await until("the lossy room moves to sound only", moved_down, 15)
+        took = await until("the lossy room moves to the lower rendition", weak_at("low"), 15)
         assert took < 10, took
-        # Sound goes on (80 % of it arrives), the picture stops.
+        # The lower rendition runs (made for this room) and the room still gets pictures.
+        assert broadcast.transcoder is not None
+        frames = len(weak_viewer.indices)
+        await until("pictures of the lower rendition arrive",
+                    lambda: _true(len(weak_viewer.indices) > frames + 10), 10)
+        assert broadcast.transcoder.frames_out > 0
+        # Still lossy: one more step, to sound only; sound goes on, pictures stop.
+        await until("the room moves on to sound only", weak_at("audio"), 15)
         frames, sound = len(weak_viewer.indices), weak_viewer.audio_frames
         await asyncio.sleep(3)
-        assert weak_viewer.audio_frames > sound + 30, (sound, weak_viewer.audio_frames)
+        assert weak_viewer.audio_frames > sound + 10, (sound, weak_viewer.audio_frames)
         assert len(weak_viewer.indices) - frames <= 3  # what was in flight
-        # The healthy room kept its picture all along.
+        # The healthy room kept the full picture all along.
         assert (await quality(service, healthy["token"], healthy_viewer))["level"] == "full"
         healthy_frames = len(healthy_viewer.indices)
         await asyncio.sleep(1)
         assert len(healthy_viewer.indices) > healthy_frames + 15
 
         loss.rate = 0.0
-        async def moved_up() -> bool:
-            return await weak_is("full")
-
-        took = await until("the recovered room gets the picture back", moved_up, 20)
+        took = await until("the recovered room steps up to the lower rendition",
+                           weak_at("low"), 20)
         assert 8 <= took <= 15, took  # 10 good seconds, no sooner
+        took = await until("and then to the full picture", weak_at("full"), 20)
+        assert 8 <= took <= 15, took
         frames = len(weak_viewer.indices)
-        # The relay sends pictures again at once (from a keyframe)...
-        relay_side = service.app[SESSIONS].get(session["id"]).broadcast.viewers[
-            weak_viewer.location.rsplit("/", 1)[-1]]
+        # The relay sends the full pictures at once (from a keyframe)...
+        relay_side = broadcast.viewers[weak_viewer.location.rsplit("/", 1)[-1]]
         [video] = [o.track for o in relay_side.outgoing if o.kind == "video"
                    and o.slot_name == "program"]
         sent = video.frames_delivered
         await until("the relay sends pictures again",
                     lambda: _true(video.frames_delivered > sent + 20), 8)
+        assert video.slot_track.slot is broadcast.program
         # ... and the viewer decodes them; aiortc's jitter buffer may first have
         # to give up on a packet lost before the pause (128 packets later).
         await until("pictures again", lambda: _true(len(weak_viewer.indices) > frames + 20), 20)
+        # Nobody needs the lower rendition any more: it stops.
+        await until("the lower rendition stops", lambda: _true(broadcast.transcoder is None), 15)
     finally:
         for viewer in viewers:
             await viewer.close()
         await publisher.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_a_room_may_choose_sound_only(service: Service) -> None:
@@ -153,7 +167,3 @@ async def test_a_room_may_choose_sound_only(service: Service) -> None:
     finally:
         await viewer.close()
         await publisher.close()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -137,9 +137,10 @@ class QualityQuery(Validated):
 
 
 class QualityState(Shape):
-    level: Literal["full", "audio"] = Field(
-        description="what the room gets now: full (高清, picture and sound) or audio (仅声音)")
-    link: Literal["full", "audio"] = Field(
+    level: Literal["full", "low", "audio"] = Field(
+        description="what the room gets now: full (高清, the picture as sent), low (流畅, the "
+                    "lower rendition, 360 lines) or audio (仅声音)")
+    link: Literal["full", "low", "audio"] = Field(
         description="what the room's link can take, by the relay's reading of its RTCP "
                     "(loss, bandwidth estimate), with hysteresis")
     audio_only: bool = Field(description="the room chose sound only itself")
@@ -301,7 +302,9 @@ async def choose_quality(request: web.Request) -> web.Response:
     wanted = await read_model(request, QualityRequest)
     viewer = _own_viewer(request, invitation, wanted.resource)
     viewer.quality.chosen_audio_only = wanted.audio_only
-    viewer.apply_quality()
+    session = request.app[SESSIONS].get(str(invitation["session_id"]))
+    assert session is not None  # _own_viewer found it
+    session.broadcast.apply_quality(viewer)
     return web.json_response(_quality(viewer), headers={"Cache-Control": "no-store"})
 
 
