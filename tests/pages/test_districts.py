@@ -205,7 +205,8 @@ async def test_the_console_of_the_city_a_presenter_and_an_auditor(
 
     city.page.on("dialog", accept)
     assert await city.evaluate(VISIBLE_TABS) == [
-        "sessions", "units", "courses", "sites", "archive", "links", "access", "/admin/reports"]
+        "sessions", "units", "courses", "sites", "archive", "links", "packages", "access",
+        "/admin/reports"]
     await city.page.click("#tab-access")
     # A node from the form, then a CSV whose rows are each other's parents: refused, by row.
     await city.page.fill("#org-form [name=name]", "北仑区")
