@@ -9,17 +9,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
 from tests.support.browser import open_chromium
 from tests.support.coturn import RELAY_PORTS, Coturn, coturn
 from tests.support.media import start_publisher
 from tests.support.netns import udp_dropped
-from tests.support.service import ADMIN_TOKEN, Service, invite
-from web.app import create_app
+from tests.support.service import ADMIN_TOKEN, invite, running
 from web.config import Config
 
 pytestmark = [pytest.mark.browser, pytest.mark.webrtc]
@@ -59,11 +56,8 @@ async def test_a_room_without_udp_plays_through_coturn(
                     ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN,
                     turn_urls=[url], turn_secret=turn.secret)
     async with contextlib.AsyncExitStack() as stack:
-        server = TestServer(create_app(config), host="127.0.0.1")
-        await server.start_server()
-        stack.push_async_callback(server.close)
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        service = Service(str(server.make_url("")).rstrip("/"), http, server.app)
+        service = await stack.enter_async_context(running(config))
+        http = service.http
         session = await service.create_session(video_codec="VP8")
         invitation = await invite(service, session, "大碶街道分课堂")
         publisher = await start_publisher(http, service.base, session["id"],

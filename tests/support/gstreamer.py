@@ -20,12 +20,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
-
 from tests.support.netns import lan_address
-from tests.support.service import ADMIN_TOKEN, Service
-from web.app import create_app
+from tests.support.service import ADMIN_TOKEN, Service, running
 from web.config import Config
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # has python3-gi and python3-gst-1.0
@@ -52,13 +48,8 @@ async def lan_service(data_dir: Path) -> AsyncIterator[Service]:
     with lan_address() as address:
         config = Config(host="127.0.0.1", port=0, data_dir=data_dir,
                         ice_hosts=[address, "127.0.0.1"], admin_token=ADMIN_TOKEN)
-        server = TestServer(create_app(config), host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession() as http:
-                yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-        finally:
-            await server.close()
+        async with running(config) as service:
+            yield service
 
 
 @dataclass

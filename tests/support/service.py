@@ -4,11 +4,17 @@ invited to a session."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import TestServer
+
+from web.app import create_app
+from web.config import Config
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN_PASSWORD = "test-admin-password"  # the admin account of ``admin_service``
@@ -63,3 +69,15 @@ async def invite(service: Service, session: dict[str, Any], name: str,
                                     {"site_id": site["id"]})
     assert status == 201, invitation
     return invitation  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Service]:
+    """The service of ``config`` on a loopback port, with a client; both ended on exit."""
+    server = TestServer(create_app(config), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
+    finally:
+        await server.close()

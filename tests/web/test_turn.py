@@ -11,16 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from tests.support.coturn import RELAY_PORTS, Coturn, coturn
 from tests.support.media import BarcodeTrack, ToneTrack, post_offer
 from tests.support.netns import udp_dropped
-from tests.support.service import ADMIN_TOKEN, Service, call_json, invite
-from web.app import create_app
+from tests.support.service import ADMIN_TOKEN, Service, call_json, invite, running
 from web.config import Config
 
 STATIC_PASSWORD = "the-relays-own-static-password"
@@ -38,13 +35,8 @@ async def service(tmp_path: Path, turn: Coturn) -> AsyncIterator[Service]:
                     ice_hosts=["127.0.0.1"], admin_token=ADMIN_TOKEN,
                     turn_urls=[turn.tcp_url, turn.tls_url], turn_secret=turn.secret,
                     turn_username="relay", turn_password=STATIC_PASSWORD, turn_ttl=3600)
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Service(str(server.make_url("")).rstrip("/"), http, server.app)
-    finally:
-        await server.close()
+    async with running(config) as service:
+        yield service
 
 
 async def rtc_config(service: Service, token: str | None) -> tuple[int, Any]:
