@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import aioice.ice
 import pytest
 from aiohttp.test_utils import TestServer
 
+from streaming import aiortc_glue
 from tests.support.browser import Chromium, artifact_name, open_chromium
 from tests.support.catalog import World, make_world
 from tests.support.service import ADMIN_PASSWORD, ADMIN_TOKEN, Service
@@ -52,3 +54,13 @@ async def chromium(request: pytest.FixtureRequest) -> AsyncIterator[Chromium]:
     """A headless Chromium for this test only (see tests/support/browser.py)."""
     async with open_chromium(artifact_name(request.node.name)) as browser:
         yield browser
+
+
+@pytest.fixture
+def loopback_candidates() -> Iterator[None]:
+    """This process's aiortc peers offer 127.0.0.1, for tests whose server is
+    another process (an app made in this process sets it itself)."""
+    before = aioice.ice.get_host_addresses
+    aiortc_glue.configure_ice(["127.0.0.1"])
+    yield
+    aioice.ice.get_host_addresses = before

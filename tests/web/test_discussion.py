@@ -142,9 +142,10 @@ async def test_rooms_on_stage_reach_every_viewer_without_renegotiation(
             assert reply["type"] == "ack", reply
             if invitation_id is None:
                 return started
+            # No renegotiation, one keyframe wait: quick even on a loaded machine.
             while not all(name in v.stage_since(started) for v in viewers):
-                assert time.monotonic() - started < 1.0, (
-                    f"room {name} not on every viewer's stage within 1 s: "
+                assert time.monotonic() - started < 3.0, (
+                    f"room {name} not on every viewer's stage within 3 s: "
                     f"{[v.stage_since(started)[-3:] for v in viewers]}")
                 await asyncio.sleep(0.01)
             return started

@@ -17,34 +17,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-import aioice.ice
 import pytest
 
-from streaming import aiortc_glue
 from tests.support.media import in_order, make_bad_link, start_publisher, start_viewer
 from tests.support.probe import decode_errors, ffprobe
 from tests.support.service import Service
 
-pytestmark = [pytest.mark.slow, pytest.mark.webrtc]
+pytestmark = [pytest.mark.slow, pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "fault-test-admin-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(autouse=True)
-def loopback_candidates() -> Iterator[None]:
-    """The test's own aiortc peers offer 127.0.0.1 (the server is another
-    process: nothing else in this one sets it)."""
-    before = aioice.ice.get_host_addresses
-    aiortc_glue.configure_ice(["127.0.0.1"])
-    yield
-    aioice.ice.get_host_addresses = before
 
 
 def _free_port() -> int:

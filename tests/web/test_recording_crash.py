@@ -26,7 +26,7 @@ import pytest
 from tests.support.media import start_publisher
 from tests.support.probe import decode_errors
 
-pytestmark = pytest.mark.webrtc
+pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
 
 TOKEN = "crash-test-admin-token"
 PROJECT = Path(__file__).resolve().parents[2]
