@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from classroom.db import Database
 from classroom.errors import Invalid, Missing
@@ -180,24 +180,21 @@ def catalog_script(manifest: Manifest) -> bytes:
 # ---------------------------------------------------------------------- writing
 
 
-class _Writer:
+class _Writer(Protocol):
     """One kind of target; ``add`` writes a file and returns its entry
     (from several threads at once when ``parallel``)."""
 
-    parallel = False
+    parallel: bool
 
     def add(self, path: str, source: Path | bytes, advance: Callable[[int], None],
-            known: Digest | None = None) -> PackageFile:
-        raise NotImplementedError
+            known: Digest | None = None) -> PackageFile: ...
 
-    def finish(self, manifest: bytes) -> None:
-        raise NotImplementedError
+    def finish(self, manifest: bytes) -> None: ...
 
-    def abort(self) -> None:
-        raise NotImplementedError
+    def abort(self) -> None: ...
 
 
-class _FolderWriter(_Writer):
+class _FolderWriter:
     parallel = True
 
     def __init__(self, root: Path) -> None:
@@ -233,7 +230,7 @@ class _FolderWriter(_Writer):
                     child.unlink(missing_ok=True)
 
 
-class _ZipWriter(_Writer):
+class _ZipWriter:
     # One entry at a time: two kernel copies into one file at once ran at a
     # quarter of the speed of one after the other here (ext4).
     parallel = False
@@ -265,7 +262,7 @@ class _ZipWriter(_Writer):
         self.partial.unlink(missing_ok=True)
 
 
-class _IsoWriter(_Writer):
+class _IsoWriter:
     """The small files are written to a folder beside the image; the media
     are hashed where they are and grafted into the image by xorriso."""
 

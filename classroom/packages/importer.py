@@ -109,6 +109,7 @@ class _Zip:
             return self.zip.open(path)
         except KeyError:
             raise PackageRefused(path, "missing from the package", "missing") from None
+        # NotImplementedError: a compression method zipfile cannot read.
         except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
             raise PackageRefused(path, f"unreadable ({exc})", "damaged") from None
 
