@@ -51,11 +51,11 @@ def test_only_loopback_is_a_warning_and_a_stranger_address_fails() -> None:
     assert bad.level == "fail" and "not an IP address" in bad.detail
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 def test_an_intranet_address_is_offered_and_takes_udp(tmp_path: Path) -> None:
     """In a namespace of its own with one more interface (one end of a veth
     pair, with an intranet address), the command finds that address and UDP
     on it."""
+    assert shutil.which("unshare"), "needs unshare: scripts/install-system-deps (util-linux)"
     script = (
         "ip link set lo up && ip link add v0 type veth peer name v1 && "
         "ip addr add 10.20.30.40/24 dev v0 && ip link set v0 up && ip link set v1 up && "

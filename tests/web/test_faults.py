@@ -12,74 +12,29 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.media import in_order, make_bad_link, start_publisher, start_viewer
 from tests.support.probe import decode_errors, ffprobe
+from tests.support.server_process import free_port, tail, zhixing_serve
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "fault-test-admin-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@contextlib.asynccontextmanager
-async def serving(data: Path, port: int, log: Path, wrapper: list[str] | None = None
-                  ) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {**os.environ, "ZHIXING_ADMIN_TOKEN": TOKEN, "ZHIXING_ADMIN_PASSWORD": "pw-" + TOKEN}
-    command = [*(wrapper or []), sys.executable, "-m", "web.cli", "serve", "--host",
-               "127.0.0.1", "--port", str(port), "--data", str(data), "--ice-host",
-               "127.0.0.1", "--min-free-mb", "1", "--log-level", "info"]
-    with _append(log) as out:
-        process = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        if response.status == 200:
-                            break
-                assert process.returncode is None, _tail(log)
-                assert time.monotonic() < deadline, "the server did not come up"
-                await asyncio.sleep(0.1)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-def _append(log: Path) -> IO[bytes]:
-    return log.open("ab")
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
+def serving(data: Path, port: int, log: Path, wrapper: list[str] | None = None
+            ) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return zhixing_serve(data, port, TOKEN, log=log, wrapper=wrapper or (),
+                         extra=["--min-free-mb", "1", "--log-level", "info"])
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str) -> tuple[int, Any]:
@@ -107,7 +62,7 @@ def finishers(item_dir: Path) -> list[str]:
 
 
 async def test_sigkill_while_finishing_then_restart(tmp_path: Path) -> None:
-    data, port, log = tmp_path / "data", _free_port(), tmp_path / "serve.log"
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "serve.log"
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         async with serving(data, port, log) as process:
@@ -139,15 +94,16 @@ async def test_sigkill_while_finishing_then_restart(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
         async with serving(data, port, log):
             found = await wait_item(http, base, item["id"], ("ready", "failed"))
-    assert found["state"] == "ready", (found, _tail(log))
+    assert found["state"] == "ready", (found, tail(log))
     assert recorded - 1.5 <= found["duration"] <= recorded + 0.1, (found["duration"], recorded)
     assert decode_errors(item_dir / "lecture.mp4") == ""
     assert not (item_dir / "parts").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 async def test_the_archive_disk_filling_up_mid_recording(tmp_path: Path) -> None:
-    data, port, log = tmp_path / "data", _free_port(), tmp_path / "serve.log"
+    # scripts/run-tests runs the suite as root, or as root of a user namespace.
+    assert os.geteuid() == 0, "mounting a tmpfs needs root: run the suite with scripts/run-tests"
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "serve.log"
     archive = data / "archive"
     archive.mkdir(parents=True)
     # The server alone sees an 8 MiB archive disk (its own mount namespace).

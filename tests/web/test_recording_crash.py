@@ -10,13 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +20,16 @@ import pytest
 
 from tests.support.media import start_publisher
 from tests.support.probe import decode_errors
+from tests.support.server_process import free_port, zhixing_serve
 
 pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
 
 TOKEN = "crash-test-admin-token"
-PROJECT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def serve(data: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {**os.environ, "ZHIXING_ADMIN_TOKEN": TOKEN, "ZHIXING_ADMIN_PASSWORD": "pw-" + TOKEN}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data", str(data), "--ice-host", "127.0.0.1", "--log-level", "warning",
-        cwd=PROJECT, env=env, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        if response.status == 200:
-                            break
-                assert process.returncode is None, "the server exited"
-                assert time.monotonic() < deadline, "the server did not come up"
-                await asyncio.sleep(0.1)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+def serve(data: Path, port: int) -> contextlib.AbstractAsyncContextManager[
+        asyncio.subprocess.Process]:
+    return zhixing_serve(data, port, TOKEN, extra=["--log-level", "warning"], stop_timeout=15)
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str) -> tuple[int, Any]:
