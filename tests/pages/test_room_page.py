@@ -146,6 +146,7 @@ async def test_the_room_api_describes_the_room(service: Service, world: World) -
         "timeshift_available": False,
         "max_headcount": 500,
         "headcount": None,
+        "quality": None,  # no ?resource= asked
     }
 
 

@@ -144,6 +144,13 @@ async def test_a_room_may_choose_sound_only(service: Service) -> None:
         status, body = await call_json(service, "POST", "/api/v1/room/quality",
                                        {"resource": resource, "audio_only": True}, room["token"])
         assert status == 200 and body == {"level": "audio", "link": "full", "audio_only": True}
+        # The room's poll says the same with its resource (the page's one request).
+        status, polled = await call_json(service, "GET", f"/api/v1/room?resource={resource}",
+                                         token=room["token"])
+        assert status == 200 and polled["quality"] == body, polled
+        status, polled = await call_json(service, "GET", f"/api/v1/room?resource={resource}",
+                                         token=other["token"])
+        assert status == 200 and polled["quality"] is None  # another room's viewer
         await asyncio.sleep(0.5)
         frames, sound = len(viewer.indices), viewer.audio_frames
         await asyncio.sleep(2)

@@ -18,9 +18,11 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from classroom.access.invitations import is_invitation_token
 from classroom.errors import DomainError
+from classroom.live.sessions import Session as LiveSession
 from streaming.peers import Viewer
 from web import i18n
 from web.api.spec import (
+    ABSENT,
     JSON_BODY_ERRORS,
     Reply,
     Shape,
@@ -52,6 +54,28 @@ TIME = "unix time in seconds (2000 … 2100)"
 # ---------------------------------------------------------------------- the contract
 
 
+class QualityState(Shape):
+    level: Literal["full", "low", "audio"] = Field(
+        description="what the room gets now: full (高清, the picture as sent), low (流畅, the "
+                    "lower rendition, 360 lines) or audio (仅声音)")
+    link: Literal["full", "low", "audio"] = Field(
+        description="what the room's link can take, by the relay's reading of its RTCP "
+                    "(loss, bandwidth estimate), with hysteresis")
+    audio_only: bool = Field(description="the room chose sound only itself")
+
+
+class RoomQuery(Validated):
+    resource: str = Field(ABSENT, min_length=1, max_length=64, description=(
+        "this room's WHEP resource (the last part of its Location): the answer then says "
+        "what that viewer gets (quality), so the page needs no second request"))
+    refusals: ClassVar[dict[str, str]] = {
+        "resource": "resource must name this room's WHEP resource"}
+
+    @classmethod
+    def refuse(cls, fields: Sequence[str], context: Mapping[str, Any]) -> Exception:
+        return Unprocessable(cls.refusals[fields[0]])
+
+
 class RoomView(Shape):
     session_id: str
     title: str
@@ -67,6 +91,9 @@ class RoomView(Shape):
     program_failed: bool = Field(description="a replay could not be played")
     replay: bool = Field(description="a replay session")
     max_headcount: int = Field(description="the largest headcount accepted")
+    quality: QualityState | None = Field(
+        None, description="with ?resource=: what that viewer of this room gets (none if it "
+                          "is gone)")
     timeshift_available: bool = Field(
         description="on air and being recorded: the room may watch from the start")
     headcount: int | None
@@ -136,16 +163,6 @@ class QualityQuery(Validated):
         return Unprocessable(cls.refusals[fields[0]])
 
 
-class QualityState(Shape):
-    level: Literal["full", "low", "audio"] = Field(
-        description="what the room gets now: full (高清, the picture as sent), low (流畅, the "
-                    "lower rendition, 360 lines) or audio (仅声音)")
-    link: Literal["full", "low", "audio"] = Field(
-        description="what the room's link can take, by the relay's reading of its RTCP "
-                    "(loss, bandwidth estimate), with hysteresis")
-    audio_only: bool = Field(description="the room chose sound only itself")
-
-
 ROOM_TOKEN = (401, 403, 410)
 
 
@@ -197,9 +214,11 @@ def _invitation(request: web.Request) -> dict[str, Any]:
 
 
 @operation("The room of the invitation token: its session, site and headcount (for the "
-           "room page)", errors=ROOM_TOKEN, replies={200: Reply("the room", RoomView)})
+           "room page)", query=(RoomQuery,), errors=(*ROOM_TOKEN, 422),
+           replies={200: Reply("the room", RoomView)})
 async def room(request: web.Request) -> web.Response:
     invitation = _invitation(request)
+    resource = read_query(request, RoomQuery).resource
     session_id = str(invitation["session_id"])
     site = request.app[CATALOG].invitation(str(invitation["id"]))
     session = request.app[SESSIONS].get(session_id)
@@ -227,6 +246,7 @@ async def room(request: web.Request) -> web.Response:
         "timeshift_available": connected and request.app[TIMESHIFTS].available(session_id),
         "max_headcount": request.app[CONFIG].max_headcount,
         "headcount": site["headcount"],
+        "quality": _viewer_quality(session, invitation, resource),
     }, headers={"Cache-Control": "no-store"})
 
 
@@ -276,6 +296,14 @@ def _own_viewer(request: web.Request, invitation: dict[str, Any], resource: str)
     if viewer is None or viewer.tag != invitation["id"]:
         raise NotFound("no such viewer of this room")
     return viewer
+
+
+def _viewer_quality(session: LiveSession, invitation: dict[str, Any],
+                    resource: str | None) -> dict[str, Any] | None:
+    viewer = session.broadcast.viewers.get(resource) if resource else None
+    if viewer is None or viewer.tag != invitation["id"]:
+        return None  # gone, or another room's: nothing to say
+    return _quality(viewer)
 
 
 def _quality(viewer: Viewer) -> dict[str, Any]:

@@ -111,21 +111,7 @@ async function setTimeshift(mode) {
 // ------------------------------------------------------ 高清 / 仅声音
 
 // What the relay sends this room (its reading of the room's link, or the
-// room's own choice of sound only); asked with each quality measurement.
-async function fetchLevel() {
-  const resource = page.viewer && page.viewer.resourceUrl && page.viewer.resourceUrl.split("/").pop();
-  if (!resource) {
-    state.level = null;
-    return;
-  }
-  try {
-    const response = await api(`/api/v1/room/quality?resource=${encodeURIComponent(resource)}`);
-    state.level = response.ok ? await response.json() : null;
-  } catch (e) {
-    // the network: keep what we had
-  }
-}
-
+// room's own choice of sound only) comes with the room's poll (room.js).
 export function showLevel() {
   const level = state.level;
   const shown = !!level && !page.finished && !!page.viewer;
@@ -172,8 +158,6 @@ export async function measure() {
     showLevel();
     return;
   }
-  await fetchLevel();
-  showLevel();
   let stats;
   try {
     stats = await pc.getStats();

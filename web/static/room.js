@@ -46,6 +46,7 @@ function showRoom(room) {
     input.value = String(room.headcount);
   }
   showTimeshift();
+  state.level = room.quality ?? null;
   showLevel();
   if (room.state === "ended") {
     finish("ended");
@@ -72,7 +73,10 @@ function finish(screen) {
 
 async function poll() {
   try {
-    const response = await api("/api/v1/room");
+    // With this page's WHEP resource, the answer also says what it gets (高清 / 流畅 / 仅声音).
+    const resource = page.viewer && page.viewer.resourceUrl && page.viewer.resourceUrl.split("/").pop();
+    const response = await api(resource ? `/api/v1/room?resource=${encodeURIComponent(resource)}`
+                                        : "/api/v1/room");
     if (response.status === 401 || response.status === 403 || response.status === 410) {
       finish("gone");
       return;
