@@ -21,12 +21,14 @@ from tests.support.media import new_pc, read_barcode
 LOOPBACK = "127.0.0.1"
 
 
-def loopback_only() -> None:
+def loopback_only(address: str = LOOPBACK) -> None:
     """ICE host candidates: 127.0.0.1 only (process-wide); cheap media demux.
 
-    The demux only lowers the load generator's own receive cost.
+    ``address`` replaces 127.0.0.1 for a relay that never uses loopback (Janus:
+    bench.janus gives its namespace a veth address for every peer). The demux
+    only lowers the load generator's own receive cost.
     """
-    configure_ice([LOOPBACK])
+    configure_ice([address])
     install_rfc7983_demux()
 
 

@@ -15,12 +15,14 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import aiohttp
 import psutil
 
+from bench.janus_api import create_room
 from bench.peers import LOOPBACK, Endpoint
 
 ROOT = Path(__file__).resolve().parents[1]  # the project: subprocesses run from here
@@ -166,19 +168,22 @@ class ZhixingServer(RelayServer):
 
     name = "zhixing"
 
-    def __init__(self, workdir: Path, core: int | None) -> None:
+    def __init__(self, workdir: Path, core: int | None, ice_host: str = LOOPBACK,
+                 extra_args: Sequence[str] = ()) -> None:
         super().__init__(workdir, core)
         self.admin_token = secrets.token_urlsafe(24)
+        self.ice_host = ice_host
+        self.extra_args = list(extra_args)  # passed on to ``zhixing serve``
 
     def command(self) -> list[str]:
         script = Path(sys.executable).with_name("zhixing")
         serve = [str(script)] if script.exists() else [sys.executable, "-m", "web.cli"]
         return [*serve, "serve", "--host", LOOPBACK, "--port", str(self.port),
-                "--ice-host", LOOPBACK, "--data", str(self.workdir / "zhixing-data"),
+                "--ice-host", self.ice_host, "--data", str(self.workdir / "zhixing-data"),
                 # Hundreds of viewers from one address on one view token: a load
                 # generator, not a leaked link.
                 "--max-peers-per-view-token", "0", "--max-pending-per-address", "0",
-                "--max-pending", "0"]
+                "--max-pending", "0", *self.extra_args]
 
     def env(self) -> dict[str, str]:
         return {**clean_env(), "ZHIXING_ADMIN_TOKEN": self.admin_token}
@@ -217,6 +222,108 @@ class NaiveServer(RelayServer):
 
     async def open_session(self, http: aiohttp.ClientSession) -> Endpoint:
         return Endpoint(self.base, "bench", "naive", "naive")
+
+
+JANUS_LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_ROOM, JANUS_FEED = 1234, 1
+
+
+class JanusServer(RelayServer):
+    """Debian's Janus with the VideoRoom plugin and the HTTP transport only.
+
+    Its configuration is written to the bench's temporary folder (``/etc/janus``
+    is never read): two event loops shared by all handles, warnings only in
+    its log, no admin API, no recording, no session timeout (viewers then need
+    no keep-alives), the NACK queue at its default. Janus never offers a
+    loopback address as an ICE candidate, so ``ice_host`` (a veth address of the
+    bench's network namespace) is the one interface it gathers on.
+    """
+
+    name = "janus"
+
+    def __init__(self, workdir: Path, core: int | None, ice_host: str,
+                 event_loops: int = 2) -> None:
+        super().__init__(workdir, core)
+        self.ice_host = ice_host
+        self.event_loops = event_loops
+        self.folder = workdir / "janus"
+        self.api = f"{self.base}/janus"
+
+    def _configure(self) -> Path:
+        folder = self.folder
+        for sub in ("conf", "plugins", "transports", "events", "loggers"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for sub, library in (("plugins", "libjanus_videoroom.so"),
+                             ("transports", "libjanus_http.so")):
+            link = folder / sub / library
+            if not link.exists():
+                link.symlink_to(JANUS_LIBRARIES / sub / library)
+        conf = folder / "conf"
+        (conf / "janus.jcfg").write_text(f"""general: {{
+\tconfigs_folder = "{conf}"
+\tplugins_folder = "{folder / 'plugins'}"
+\ttransports_folder = "{folder / 'transports'}"
+\tevents_folder = "{folder / 'events'}"
+\tloggers_folder = "{folder / 'loggers'}"
+\tdebug_level = 3
+\tsession_timeout = 0
+\tevent_loops = {self.event_loops}
+\tinterface = "{self.ice_host}"
+}}
+media: {{
+}}
+nat: {{
+\tnice_debug = false
+\tice_enforce_list = "{self.ice_host}"
+}}
+events: {{
+\tbroadcast = false
+}}
+""")
+        (conf / "janus.transport.http.jcfg").write_text(f"""general: {{
+\tjson = "plain"
+\tbase_path = "/janus"
+\thttp = true
+\tport = {self.port}
+\tip = "{LOOPBACK}"
+\thttps = false
+}}
+admin: {{
+\tadmin_http = false
+\tadmin_https = false
+}}
+""")
+        (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
+        return conf / "janus.jcfg"
+
+    def command(self) -> list[str]:
+        janus = shutil.which("janus")
+        if janus is None:
+            raise RuntimeError("janus is not installed (scripts/install-bench-deps)")
+        config = self._configure()
+        return [janus, "-C", str(config), "-F", str(config.parent), "-o"]
+
+    async def start(self, http: aiohttp.ClientSession) -> None:
+        self._log = self.log_path.open("wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            *pinned(self.command(), self.core), stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log, stderr=self._log, env=clean_env(), cwd=self.folder)
+        self.process = psutil.Process(self.proc.pid)
+        remember(self.proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                break
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{self.api}/info") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"janus did not start; end of its log:\n{self.log_tail()}")
+
+    async def open_session(self, http: aiohttp.ClientSession) -> Endpoint:
+        await create_room(http, self.api, JANUS_ROOM)
+        return Endpoint(self.api, str(JANUS_ROOM), "", f"{JANUS_ROOM}:{JANUS_FEED}")
 
 
 SERVERS: dict[str, type[RelayServer]] = {"zhixing": ZhixingServer, "naive": NaiveServer}

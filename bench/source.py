@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 
 import aiohttp
@@ -143,7 +144,10 @@ class Source:
 
     @classmethod
     async def start(cls, http: aiohttp.ClientSession, endpoint: Endpoint, kind: str,
-                    bitrate: int, grain: int) -> Source:
+                    bitrate: int, grain: int,
+                    negotiator: Callable[[RTCPeerConnection], Awaitable[object]] | None = None
+                    ) -> Source:
+        """Publish into ``endpoint`` by WHIP, or by ``negotiator`` (Janus's API)."""
         pc = new_pc()
         barcodes = GrainyBarcodeTrack(WIDTH, HEIGHT, FPS, grain)
         track: MediaStreamTrack = barcodes
@@ -159,8 +163,11 @@ class Source:
             writer, _ = attach_sender(transceiver.sender, track.request_keyframe, lambda: None)
             source.pump = asyncio.ensure_future(track.pump(writer))
         try:
-            await negotiate(http, f"{endpoint.base}/whip/{endpoint.session_id}",
-                            endpoint.publish_token, pc)
+            if negotiator is not None:
+                await negotiator(pc)
+            else:
+                await negotiate(http, f"{endpoint.base}/whip/{endpoint.session_id}",
+                                endpoint.publish_token, pc)
         except BaseException:
             await pc.close()
             raise

@@ -24,16 +24,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 import aiohttp
 
-from bench.peers import CountingViewer, loopback_only
-from bench.rawviewer import RawViewer
+from bench.peers import LOOPBACK, CountingViewer, loopback_only
+from bench.janus_api import JanusBrowserLikeViewer, JanusRawViewer
+from bench.rawviewer import BrowserLikeViewer, RawViewer
 from bench.servers import ROOT, remember
 
 CONNECT_CONCURRENCY = 8
-VIEWER_KINDS = ("raw", "aiortc")
+VIEWER_KINDS = ("raw", "aiortc")  # for WHEP relays (bench.relay)
 CONNECT_TIMEOUT = 30.0
 CALL_TIMEOUT = 180.0
 
@@ -82,6 +84,12 @@ class Counting(Protocol):
     async def close(self) -> None: ...
 
 
+VIEWER_FACTORIES: dict[str, Callable[[], Counting]] = {
+    "raw": RawViewer, "aiortc": CountingViewer, "browser": BrowserLikeViewer,
+    "janus": JanusRawViewer, "janus-browser": JanusBrowserLikeViewer,
+}
+
+
 class _Worker:
     def __init__(self, http: aiohttp.ClientSession) -> None:
         self.http = http
@@ -92,7 +100,7 @@ class _Worker:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
         async def join() -> None:
-            viewer: Counting = RawViewer() if kind == "raw" else CountingViewer()
+            viewer: Counting = VIEWER_FACTORIES[kind]()
             self.viewers.append(viewer)  # kept even if it fails: it then counts 0 fps
             async with gate:
                 await asyncio.wait_for(viewer.connect(self.http, url, token), CONNECT_TIMEOUT)
@@ -108,6 +116,10 @@ class _Worker:
             "lost": sum(v.lost for v in self.viewers),
             "connected": sum(v.connected for v in self.viewers),
             "lag": self.lag.take(),
+            # browser-like viewers' RTCP: NACK packets, PLIs, losses repaired
+            "nacks": sum(getattr(v, "nacks", 0) for v in self.viewers),
+            "plis": sum(getattr(v, "plis", 0) for v in self.viewers),
+            "repaired": sum(getattr(v, "repaired", 0) for v in self.viewers),
         }
 
     async def close(self) -> None:
@@ -121,7 +133,7 @@ def _reply(out: IO[str], answer: dict[str, Any]) -> None:
 
 
 async def _serve() -> None:
-    loopback_only()
+    loopback_only(os.environ.get("BENCH_ICE_HOST", LOOPBACK))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
