@@ -304,6 +304,7 @@ class BrowserLikeViewer(RawViewer):
         self.nacks = self.plis = self.repaired = 0
         self._random = random.Random(seed)
         self._missing: dict[int, tuple[float, float]] = {}  # seq -> (lost at, last NACK)
+        self._sending: set[asyncio.Future[None]] = set()
         self._video_ssrc: int | None = None
         self._last_pli = 0.0
         self._loop = asyncio.get_event_loop()
@@ -373,7 +374,9 @@ class BrowserLikeViewer(RawViewer):
         RFC 4585 asks without reduced-size RTCP."""
         packet = self._video_report() + packet
         if self._srtcp is not None and self.connected:
-            asyncio.ensure_future(self._send_quietly(self._srtcp.protect_rtcp(packet)))
+            task = asyncio.ensure_future(self._send_quietly(self._srtcp.protect_rtcp(packet)))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send_quietly(self, data: bytes) -> None:
         with contextlib.suppress(ConnectionError):

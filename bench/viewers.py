@@ -29,8 +29,8 @@ from typing import IO, Any, Protocol
 
 import aiohttp
 
-from bench.peers import LOOPBACK, CountingViewer, loopback_only
 from bench.janus_api import JanusBrowserLikeViewer, JanusRawViewer
+from bench.peers import LOOPBACK, CountingViewer, loopback_only
 from bench.rawviewer import BrowserLikeViewer, RawViewer
 from bench.servers import ROOT, remember
 

@@ -172,15 +172,17 @@ class SegmentWriter:
         """Mux what was taken so far."""
         pending, self._pending = self._pending, []
         streams = self._streams
-        packets = []
+        mux = self._container.mux_one
+        new_packet = av.Packet
         for kind, data, pts_ms, keyframe in pending:
-            packet = av.Packet(data)
+            # No time base set: the muxer gives an unset one its stream's
+            # (milliseconds) without a conversion from a Fraction per packet.
+            packet = new_packet(data)
             packet.pts = packet.dts = pts_ms
-            packet.time_base = MS
-            packet.is_keyframe = keyframe
+            if keyframe:
+                packet.is_keyframe = True
             packet.stream = streams[kind]
-            packets.append(packet)
-        self._container.mux(packets)
+            mux(packet)
 
     def last_ms(self, kind: MediaKind) -> int:
         return self._last[kind]
@@ -343,10 +345,19 @@ class Recorder:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        stats = self.stats
+        written = stats.video_frames + stats.audio_frames
         for kind, frame, now, source in pending:
             if not self.running:
                 return  # stopped for good on the way
             self._take(kind, frame, now, source)
+        if stats.video_frames + stats.audio_frames != written and \
+                pending[-1][2] >= self._next_free_check:
+            # Once a batch, not once a frame: a clock read per frame cost more.
+            with contextlib.suppress(RecordingStopped):
+                self._check_free_space()
+            if not self.running:
+                return
         writer = self._writer
         if writer is not None and not writer.closed:
             try:
@@ -472,8 +483,6 @@ class Recorder:
             stats.audio_frames += 1
         if seconds > stats.duration:
             stats.duration = seconds
-        if self._clock() >= self._next_free_check:
-            self._check_free_space()
 
     def _record_correction(self, writer: SegmentWriter, shift: float) -> None:
         """The sender has reported since this segment's audio was placed by
