@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test system-test-deps bench clean
+.PHONY: run test lint install install-test system-test-deps bench bench-deps bench-janus clean
 
 run: install
 	scripts/install-system-deps --runtime
@@ -39,6 +39,13 @@ system-test-deps:
 
 bench: install-test
 	$(BIN)/python -m bench.relay
+
+bench-deps:
+	scripts/install-bench-deps
+
+# As root: it runs in a network namespace of its own (this relay against Janus).
+bench-janus: install-test bench-deps
+	$(BIN)/python -m bench.janus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

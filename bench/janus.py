@@ -64,6 +64,9 @@ NAMESPACE_MARK = "BENCH_JANUS_NETNS"
 FLOW_TIMEOUT = 60.0
 RTCP_VIEWERS = 10
 PLAIN, BROWSER = "10 plain", "10 browser-like"
+MIN_FPS = 29.5  # every viewer, for a row's ratio to count
+MIN_SOURCE_FPS = 29.0
+FOREIGN_CPU = 10.0  # % of the relay's core taken by other processes
 
 
 @dataclass
@@ -199,7 +202,7 @@ def render(results: Results, args: argparse.Namespace) -> str:
     rounds = args.rounds
     lines = [f"{'viewers':>16}  {'CPU% zx':>8} {'CPU% janus':>10}  {'%/v zx':>7} "
              f"{'%/v janus':>9} {'zx/janus':>8}  {'fps zx min/med':>15} "
-             f"{'fps janus min/med':>17}  {'lost zx':>7} {'lost janus':>10}"]
+             f"{'fps janus min/med':>17}  {'lost zx':>7} {'lost janus':>10}  limit"]
 
     def per_viewer(relay: str, case: str) -> list[float]:
         base, here = results.get((relay, "0"), []), results.get((relay, case), [])
@@ -226,6 +229,7 @@ def render(results: Results, args: argparse.Namespace) -> str:
         for r in RELAYS:
             lost = sum(w.lost for w in results.get((r, case), []))
             row.append(f"{lost:>{7 if r == 'zhixing' else 10}}")
+        row.append(_limits(results, case))
         lines.append(" ".join(row))
     if args.rtcp_case:
         lines += ["", "What browser-like viewers' RTCP costs the relay (10 of them against "
@@ -240,18 +244,41 @@ def render(results: Results, args: argparse.Namespace) -> str:
                          f"({_num(extra / RTCP_VIEWERS if extra is not None else None, 3)} "
                          f"%/viewer); over {rounds} round(s): {rtcp}, unrepaired "
                          f"{sum(w.lost for w in browser)}")
+            if sum(w.nacks for w in browser) and not sum(w.repaired for w in browser):
+                lines.append(f"         {SHORT[r]} retransmitted nothing that was NACKed: its "
+                             "figure leaves out the retransmissions a repairing relay pays for")
     contended = [f"{SHORT[r]} {c} round {i + 1}: {w.foreign:.0f} %"
-                 for (r, c), ws in results.items() for i, w in enumerate(ws) if w.foreign > 10]
+                 for (r, c), ws in results.items() for i, w in enumerate(ws)
+                 if w.foreign > FOREIGN_CPU]
     lines += ["", f"Medians of {rounds} alternating round(s) (zx, janus, zx, janus ...), "
               f"{args.duration:.0f} s windows; %/v = CPU per viewer above the same run's "
               "publisher-alone baseline; fps: every counting viewer of every round; lost: "
-              "video packets the counting viewers never got (browser-like: not repaired).",
+              "video packets the counting viewers never got (browser-like: not repaired); "
+              f"limit: ok = every viewer >= {MIN_FPS} fps, no loss, the relay's core its own "
+              f"(others < {FOREIGN_CPU:.0f} %) and the source at full rate in every round.",
               f"Source: 640x480@30 VP8 at {args.bitrate:.0f} kbps (libvpx) + Opus; Janus "
               "1.1.2 (Debian), VideoRoom, HTTP API, two event loops; zhixing serve"
               f" {' '.join(args.zx_arg) or '(defaults)'}.",
               "Other processes on the relay's core (> 10 %): "
               + ("; ".join(contended) if contended else "none")]
     return "\n".join(lines)
+
+
+def _limits(results: Results, case: str) -> str:
+    """Why a row's ratio cannot be read as the relays' own: "ok" or the reasons."""
+    reasons = []
+    for r in RELAYS:
+        windows = results.get((r, case), [])
+        fps = [f for w in windows for f in w.fps]
+        if fps and min(fps) < MIN_FPS:
+            reasons.append(f"{SHORT[r]} fps<{MIN_FPS}")
+        if case not in ("0", BROWSER) and sum(w.lost for w in windows):
+            reasons.append(f"{SHORT[r]} loss")
+        if any(w.foreign > FOREIGN_CPU for w in windows):
+            reasons.append(f"{SHORT[r]} core shared")
+        if any(w.source_fps < MIN_SOURCE_FPS for w in windows):
+            reasons.append(f"{SHORT[r]} source slow")
+    return ", ".join(reasons) or "ok"
 
 
 def _num(value: float | None, digits: int) -> str:
