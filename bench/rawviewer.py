@@ -289,7 +289,9 @@ class BrowserLikeViewer(RawViewer):
     per ``PLI_AFTER``) for a packet not repaired within ``PLI_AFTER``.
     Retransmissions (RTX, or the original payload type again, as Janus sends
     them when RTX is not negotiated) are never dropped; an RTX packet is
-    decrypted for its original sequence number, nothing else is.
+    decrypted for its original sequence number, and a sender report for its
+    time (the receiver reports carry LSR/DLSR, as Chromium's do); nothing
+    else is decrypted.
     """
 
     RENACK = 0.1
@@ -305,12 +307,16 @@ class BrowserLikeViewer(RawViewer):
         self._random = random.Random(seed)
         self._missing: dict[int, tuple[float, float]] = {}  # seq -> (lost at, last NACK)
         self._sending: set[asyncio.Future[None]] = set()
+        self._reports: dict[int, tuple[int, float]] = {}  # ssrc -> (LSR, when it came)
         self._video_ssrc: int | None = None
         self._last_pli = 0.0
         self._loop = asyncio.get_event_loop()
 
     def _datagram(self, data: bytes, component: int) -> None:
         second = data[1]
+        if second == 200 and 128 <= data[0] <= 191:
+            self._sender_report(data)
+            return
         if not 128 <= data[0] <= 191 or 192 <= second <= 223 or len(data) < 12:
             return
         payload_type = second & 0x7F
@@ -360,13 +366,36 @@ class BrowserLikeViewer(RawViewer):
             if plain[1] & 0x80:
                 self.video_frames += 1
 
+    def _sender_report(self, data: bytes) -> None:
+        """Note when a sender report came, for the LSR/DLSR of the next
+        receiver report: a relay computes its RTT from them, and Janus keeps
+        no packets for retransmission until it knows one."""
+        if self._srtp_in is None:
+            return
+        try:
+            plain = self._srtp_in.unprotect_rtcp(data)
+        except Exception:
+            return
+        if len(plain) >= 20:
+            ssrc = int.from_bytes(plain[4:8])
+            self._reports[ssrc] = (int.from_bytes(plain[10:14]), self._loop.time())
+
+    def _report_of(self, ssrc: int, stream: _Stream) -> RtcpReceiverInfo:
+        report = stream.report(ssrc)
+        last = self._reports.get(ssrc)
+        if last is not None:
+            report.lsr = last[0]
+            report.dlsr = int((self._loop.time() - last[1]) * 65536)
+        return report
+
     def _video_report(self) -> bytes:
         """A receiver report on the video stream alone. Chromium sends one
         compound packet per stream it receives; Janus files a compound packet
         under the stream of its first report block, so a NACK behind an audio
         report would never be served."""
         media = self._video_ssrc
-        reports = [s.report(ssrc) for ssrc, s in self._streams.items() if ssrc == media]
+        reports = [self._report_of(ssrc, s) for ssrc, s in self._streams.items()
+                   if ssrc == media]
         return bytes(RtcpRrPacket(ssrc=self._ssrc, reports=reports))
 
     def _send_rtcp(self, packet: bytes) -> None:
@@ -398,7 +427,8 @@ class BrowserLikeViewer(RawViewer):
             self.plis += 1
             packets.append(bytes(RtcpPsfbPacket(fmt=1, ssrc=self._ssrc, media_ssrc=media)))
         self._send_rtcp(b"".join(packets))  # video: RR + REMB (+ PLI)
-        audio = [s.report(ssrc) for ssrc, s in self._streams.items() if ssrc != media]
+        audio = [self._report_of(ssrc, s) for ssrc, s in self._streams.items()
+                 if ssrc != media]
         return bytes(RtcpRrPacket(ssrc=self._ssrc, reports=audio))
 
     async def _renack(self) -> None:
