@@ -272,7 +272,7 @@ def _limits(results: Results, case: str) -> str:
         fps = [f for w in windows for f in w.fps]
         if fps and min(fps) < MIN_FPS:
             reasons.append(f"{SHORT[r]} fps<{MIN_FPS}")
-        if case not in ("0", BROWSER) and sum(w.lost for w in windows):
+        if case not in ("0", BROWSER) and any(w.lost > 0 for w in windows):
             reasons.append(f"{SHORT[r]} loss")
         if any(w.foreign > FOREIGN_CPU for w in windows):
             reasons.append(f"{SHORT[r]} core shared")
