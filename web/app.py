@@ -92,7 +92,8 @@ async def _school_context(app: web.Application) -> AsyncIterator[None]:
     aiortc_glue.install_dtls()
     aiortc_glue.configure_ice(config.ice_hosts)
     settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
-                              min_free_bytes=config.min_free_bytes)
+                              min_free_bytes=config.min_free_bytes,
+                              redis_url=config.redis_url, node_name=config.node_name)
     school = await School.open(settings, app[TOKENS], app[PEER_SETTINGS])
     app[SCHOOL] = school
     app[CATALOG] = school.catalog

@@ -48,6 +48,12 @@ class Config:
     metrics_listen: tuple[str, int] | None = None
     # What one link, token or address may hold (web/limits.py).
     limits: LimitSettings = field(default_factory=LimitSettings)
+    # District edges (web/edge.py): the Redis they coordinate through, and
+    # the bearer token with which they pull sessions over WHEP. Both unset:
+    # one box, no cluster.
+    redis_url: str | None = None
+    edge_token: str | None = None
+    node_name: str = "origin"
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -155,6 +161,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+    parser.add_argument(
+        "--redis", default=env("REDIS_URL"), metavar="URL",
+        help="redis://host:port/0 of the Redis that district edges coordinate through "
+             "(env ZHIXING_REDIS_URL; default: none, one box with no edges). See "
+             "'zhixing edge --help'")
+    parser.add_argument(
+        # The variable is read in config_from_args: --help must not print the token.
+        "--edge-token", metavar="TOKEN",
+        help="the bearer token with which edges pull live sessions over WHEP; give the "
+             "same to 'zhixing edge --token' (env ZHIXING_EDGE_TOKEN, preferred: a flag "
+             "shows in the process list; default: no edge may pull)")
     add_limit_arguments(parser)
 
 
@@ -211,4 +228,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
         metrics_listen=listen_address(args.metrics_listen) if args.metrics_listen else None,
         limits=limit_settings_from_args(args),
+        redis_url=args.redis or None,
+        edge_token=args.edge_token or _env("EDGE_TOKEN"),
     )
