@@ -173,6 +173,8 @@ class School:
         """A room's viewer on an edge came or went: attendance as if local."""
         self.attendance.on_remote_viewer(event.session_id, event.invitation_id, event.resource,
                                          event.event, event.at)
+        self.site_history.remote_viewer(event.session_id, event.invitation_id, event.resource,
+                                        event.event, event.at)
 
     def _on_recorder_event(self, item_id: str, kind: str, detail: str) -> None:
         self.archive.on_recorder_event(item_id, kind, detail)

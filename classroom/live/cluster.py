@@ -128,6 +128,12 @@ class NodeEntry:
             raise Unsealed("a district must be an org path")
         return cls(name, url.rstrip("/"), district, int(_number(fields, "load")))
 
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of its URL."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
     def serves(self, org_path: str) -> bool:
         """Whether a site at ``org_path`` lies in this edge's district."""
         mine = split_path(self.district)
@@ -174,6 +180,11 @@ class Cluster(Protocol):
     def healthy_edges(self) -> list[NodeEntry]:
         """The edges whose entry is fresh and genuine (the origin's view)."""
 
+    def edge_origins(self) -> list[str]:
+        """The scheme://host:port of every edge seen since start: a page
+        whose WHEP request may be redirected there must be allowed to
+        connect to it (its Content-Security-Policy)."""
+
     def session_ended(self, session_id: str) -> None:
         """Tell the edges a session has ended (the origin)."""
 
@@ -188,6 +199,9 @@ class SingleNode:
     """One box: no other relay to tell anything, no edge to send a room to."""
 
     def healthy_edges(self) -> list[NodeEntry]:
+        return []
+
+    def edge_origins(self) -> list[str]:
         return []
 
     def session_ended(self, session_id: str) -> None:

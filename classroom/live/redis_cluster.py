@@ -58,6 +58,7 @@ GROUP = "origin"
 KEEP_EVENTS = 30 * 24 * 3600  # seconds the revoked/ended hashes outlive their last write
 MAX_BUFFERED = 200_000  # viewer events an edge holds while Redis is away
 RETRY = 1.0
+MAX_ORIGINS = 256  # edge origins a page's policy names at most
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -114,6 +115,7 @@ class RedisOrigin:
         self._name = name
         self._on_viewer_event = on_viewer_event
         self._edges: list[NodeEntry] = []
+        self._origins: dict[str, None] = {}  # every edge origin seen, oldest first
         self._outbox: collections.deque[tuple[str, str, str]] = collections.deque()
         self._wake = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("directory", self._read_directory)),
@@ -125,6 +127,9 @@ class RedisOrigin:
     # ------------------------------------------------------------ directory
     def healthy_edges(self) -> list[NodeEntry]:
         return list(self._edges)
+
+    def edge_origins(self) -> list[str]:
+        return list(self._origins)
 
     async def _read_directory(self) -> None:
         try:
@@ -141,6 +146,10 @@ class RedisOrigin:
                     if entry is not None:
                         entries.append(entry)
             self._edges = entries
+            for entry in entries:
+                self._origins[entry.origin] = None
+            while len(self._origins) > MAX_ORIGINS:
+                del self._origins[next(iter(self._origins))]
         except BaseException:
             self._edges = []  # nobody is known healthy while Redis cannot say
             raise

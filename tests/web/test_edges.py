@@ -27,6 +27,7 @@ from tests.support.media import (
 )
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.server_process import free_port, tail, zhixing_edge, zhixing_serve
+from tests.support.wall import raw_snapshot_until
 
 pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
 
@@ -135,6 +136,12 @@ async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) 
             await town.wait_where(session, beilun["token"], town.edges["edge-beilun"])
             await town.wait_where(session, yinzhou["token"], town.edges["edge-yinzhou"])
             assert await town.where(session, haishu["token"]) is None  # no edge there
+            # The room page may follow the redirect: its policy lets it connect there.
+            async with town.http.get(beilun["url"]) as page:
+                assert page.status == 200
+                policy = page.headers["Content-Security-Policy"]
+            connect = next(p for p in policy.split("; ") if p.startswith("connect-src"))
+            assert set(connect.split()[1:]) == {"'self'", *town.edges.values()}, policy
             async with viewing(town, session, beilun["token"]) as on_beilun, \
                     viewing(town, session, yinzhou["token"]) as on_yinzhou, \
                     viewing(town, session, haishu["token"]) as at_origin:
@@ -152,6 +159,21 @@ async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) 
                 report = await wait_for_attendance(town, session, {
                     beilun["id"]: True, yinzhou["id"]: True, haishu["id"]: True})
                 assert all(room["intervals"] for room in report["invitations"])
+                # So do the presenter's presence list and the room wall.
+                presence = await town.call("GET",
+                                           f"/api/v1/sessions/{session['id']}/presence")
+                assert {s["invitation_id"]: s["connected_viewers"]
+                        for s in presence["sites"]} == {
+                    beilun["id"]: 1, yinzhou["id"]: 1, haishu["id"]: 1}, presence
+                async with town.http.ws_connect(
+                        f"{town.origin}/api/v1/sessions/{session['id']}/wall/ws",
+                        headers={"Authorization": f"Bearer {ADMIN}"}) as ws:
+                    _, snapshot = await raw_snapshot_until(
+                        ws, "every room connected",
+                        lambda snap: all(site["connected"] for site in snap["sites"]))
+                tiles = {site["invitation_id"]: site for site in snapshot["sites"]}
+                assert tiles[beilun["id"]]["problem"]["level"] == \
+                    tiles[haishu["id"]]["problem"]["level"], tiles
 
                 # Revoked on the origin: cut on the edge within 2 s.
                 revoked_at = time.monotonic()
