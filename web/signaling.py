@@ -210,7 +210,7 @@ def _redirect_to_edge(request: web.Request, session: Session,
                       invitation: dict[str, Any]) -> None:
     """A room whose site lies in a district with a healthy edge watches
     through that edge: 307 to its WHEP URL (the room page's fetch follows
-    it; when the edge dies its entry lapses within 3 s and the room's next
+    it; when the edge dies its entry lapses within 2 s and the room's next
     try is answered here)."""
     edge = closest_edge(request.app[SCHOOL].cluster.healthy_edges(), invitation.get("org_path"))
     if edge is None:

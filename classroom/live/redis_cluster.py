@@ -2,8 +2,8 @@
 
 Keys and channels, all under ``zhixing:``:
 
-* ``zhixing:node:<name>`` — an edge's sealed entry, set every second with a
-  3 s expiry. The origin reads them every 0.5 s and takes only entries that
+* ``zhixing:node:<name>`` — an edge's sealed entry, set every 0.5 s with a
+  2 s expiry. The origin reads them every 0.5 s and takes only entries that
   verify and that will expire (a key without a time to live, or a longer
   one, was not written by an edge: refused).
 * ``zhixing:events`` (pub/sub) — sealed ``revoked`` and ``ended`` events; also
@@ -168,7 +168,7 @@ class RedisOrigin:
                 raise Unsealed("the entry names another node than its key")
             return entry
         except Unsealed as exc:
-            if self.refused[name] % 60 == 0:  # once a minute at a 1 s heartbeat
+            if self.refused[name] % 120 == 0:  # once a minute at two readings a second
                 logger.warning("directory entry %s refused: %s", name[:100], exc)
             self.refused[name] += 1
             return None

@@ -8,6 +8,13 @@ import { renderStage } from "/static/room-discussion.js";
 
 const BACKOFF_S = [1, 2, 5, 10];
 const DISCONNECTED_GRACE_MS = 5000; // "disconnected" often heals by itself
+// Watching through a district edge (the origin redirected the offer there):
+// an edge that dies goes silent without a word, and the browser would
+// notice only when ICE consent fails and the grace above runs out (≈ 12 s
+// measured). While the lecture is on air, this long without a byte of it
+// means the edge is gone: retry at once, and the origin, whose directory
+// forgets a dead edge within 2.5 s, answers the retry itself.
+const EDGE_SILENCE_MS = 1500;
 const stage = $("stage");
 
 let watching = null; // KeptConnection of the picture
@@ -48,6 +55,7 @@ export function connectPicture() {
     },
     onUp(current) {
       page.viewer = current;
+      watchEdge(current);
       state.pc = current.pc;
       state.error = null;
       state.timeshift = "live"; // a new connection starts live
@@ -70,6 +78,34 @@ export function connectPicture() {
     },
   });
   watching.start();
+}
+
+function watchEdge(current) {
+  if (!current.resourceUrl || new URL(current.resourceUrl).origin === location.origin) return;
+  let bytes = -1;
+  let since = performance.now();
+  const timer = setInterval(async () => {
+    if (page.viewer !== current || !watching) {
+      clearInterval(timer);
+      return;
+    }
+    let now = 0;
+    try {
+      (await current.pc.getStats()).forEach((report) => {
+        if (report.type === "inbound-rtp") now += report.bytesReceived || 0;
+      });
+    } catch (e) {
+      return; // closed meanwhile: the connection's own state says so
+    }
+    const at = performance.now();
+    if (now !== bytes || !state.room?.publisher_connected) {
+      bytes = now;
+      since = at;
+    } else if (at - since >= EDGE_SILENCE_MS) {
+      clearInterval(timer);
+      watching.lost(current);
+    }
+  }, 500);
 }
 
 export function stopPicture() {
