@@ -136,8 +136,11 @@ class Upstream:
             if slot is not None and slot.source is feed:
                 slot.video.mark_damaged()
 
+        # A video frame goes on at its last packet: the cascade adds no
+        # frame interval of waiting for the next one.
         tap = aiortc_glue.ReceiverTap(receiver, clock_rate, on_frame,  # type: ignore[arg-type]
-                                      on_damage, audio_prefetch=self._settings.audio_prefetch)
+                                      on_damage, audio_prefetch=self._settings.audio_prefetch,
+                                      release_on_marker=True)
         if kind == "video":
             feed.video_tap = tap
 

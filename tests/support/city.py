@@ -29,6 +29,7 @@ class City:
     redis: RedisServer
     origin: str
     origin_log: Path
+    origin_process: asyncio.subprocess.Process
     edges: dict[str, str] = field(default_factory=dict)  # name -> base URL
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     closing: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
@@ -85,15 +86,16 @@ class City:
 
 
 @contextlib.asynccontextmanager
-async def city(tmp: Path, edges: tuple[str, ...] = tuple(DISTRICTS)) -> AsyncIterator[City]:
+async def city(tmp: Path, edges: tuple[str, ...] = tuple(DISTRICTS),
+               origin_flags: tuple[str, ...] = ()) -> AsyncIterator[City]:
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
         redis = await stack.enter_async_context(redis_server(tmp / "redis"))
         port = free_port()
         log = tmp / "origin.log"
-        await stack.enter_async_context(zhixing_serve(
+        origin = await stack.enter_async_context(zhixing_serve(
             tmp / "data", port, ADMIN, log=log,
-            extra=["--redis", redis.url, "--edge-token", EDGE_TOKEN]))
-        town = City(tmp, http, redis, f"http://127.0.0.1:{port}", log)
+            extra=["--redis", redis.url, "--edge-token", EDGE_TOKEN, *origin_flags]))
+        town = City(tmp, http, redis, f"http://127.0.0.1:{port}", log, origin)
         stack.push_async_exit(town.closing)
         for name in edges:
             await town.start_edge(name)
