@@ -131,11 +131,19 @@ class PublishQuery(Validated):
     refusals: ClassVar[dict[str, str]] = {"resumes": "error.too_long"}
 
 
+class ViewQuery(Validated):
+    direct: str = Field(ABSENT, max_length=8, description=(
+        "1: answer here even if the room's district has an edge (a room page whose "
+        "redirected request failed on the network asks so, and plays from the origin)"))
+    refusals: ClassVar[dict[str, str]] = {"direct": "error.too_long"}
+
+
 @operation(WHIP_SUMMARY, path="/whip/{session_id}", body_media=SDP_BODY,
            errors=(*SDP_ERRORS, 409), query=(PublishQuery,),
            replies={201: Reply("SDP answer; Location names the new resource",
                                media=SDP_BODY)})
 @operation("View (WHEP)", path="/whep/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
+           query=(ViewQuery,),
            replies={201: Reply("SDP answer; Location names the new resource",
                                media=SDP_BODY),
                     307: Reply("the room's district has a healthy edge: make the same "
@@ -145,7 +153,8 @@ class PublishQuery(Validated):
 async def create_resource(request: web.Request) -> web.Response:
     session, invitation = _authorized(request)
     invitation_id = str(invitation["id"]) if invitation is not None else None
-    if invitation is not None and _role(request) is Role.VIEW:
+    if invitation is not None and _role(request) is Role.VIEW \
+            and read_query(request, ViewQuery).direct != "1":
         _redirect_to_edge(request, session, invitation)
     edge = invitation is None and _role(request) is Role.VIEW \
         and _is_edge(request, bearer_token(request))

@@ -336,7 +336,7 @@ class Wall:
         quality = site["quality"]
         if state == "ended":
             pass
-        elif quality is None and site["connected"]:
+        elif quality is None and record.remote:
             pass  # on a district edge: the edge has its link figures
         elif quality is None:
             if record.connects:

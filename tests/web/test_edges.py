@@ -252,6 +252,12 @@ async def test_forged_stale_and_garbage_entries_send_no_room_anywhere(tmp_path: 
             # A genuine entry is followed, and dropped with its key's expiry.
             await client.set("zhixing:node:edge-beilun", seal(real_key, entry), px=1500)
             await town.wait_where(session, room["token"], dead, timeout=3)
+            # A room page whose redirected try failed on the network asks
+            # the origin to answer itself.
+            async with town.http.post(f"{town.origin}/whep/{session['id']}?direct=1",
+                                      headers={"Authorization": f"Bearer {room['token']}"},
+                                      allow_redirects=False) as reply:
+                assert reply.status == 415, reply.status  # answered here (the body comes next)
             waited = await town.wait_where(session, room["token"], None, timeout=3)
             assert waited < 2.5
         finally:

@@ -18,6 +18,10 @@ const EDGE_SILENCE_MS = 1500;
 const stage = $("stage");
 
 let watching = null; // KeptConnection of the picture
+// The last try failed on the network (no answer at all): an edge the origin
+// sent us to is unreachable from here, or this page's policy predates it.
+// The next try asks the origin to answer itself.
+let direct = false;
 
 async function play() {
   try {
@@ -46,10 +50,13 @@ export function connectPicture() {
     open() {
       state.state = "connecting";
       setStatus("room.status.connecting");
-      return view(`/whep/${encodeURIComponent(state.room.session_id)}`, token, page.iceServers);
+      const query = direct ? "?direct=1" : "";
+      return view(`/whep/${encodeURIComponent(state.room.session_id)}${query}`, token,
+                  page.iceServers);
     },
     async beforeRetry(e) {
       if (e) state.error = String(e && e.message || e);
+      direct = Boolean(e) && e.status === undefined;
       // Dropped, or refused: ended, or the link is gone?
       if (!e || e.status === 401 || e.status === 403 || e.status === 410) await poll();
     },
