@@ -61,6 +61,7 @@ from web.access_log import AccessLogger
 from web.config import _env, _list
 from web.http import bearer_token
 from web.signaling import CORS_HEADERS, SDP, SDPFRAG, parse_sdpfrag
+from web.workers import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -505,6 +506,7 @@ def edge_config_from_args(args: argparse.Namespace) -> EdgeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    die_with_parent()  # a worker of ``serve --workers N`` goes with its main process
     try:
         config = edge_config_from_args(args)
     except Exception as exc:  # a bad flag, an unreadable secret: say which

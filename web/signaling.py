@@ -221,9 +221,11 @@ def _redirect_to_edge(request: web.Request, session: Session,
     through that edge: 307 to its WHEP URL (the room page's fetch follows
     it; when the edge dies its entry lapses within 2 s and the room's next
     try is answered here)."""
-    edge = closest_edge(request.app[SCHOOL].cluster.healthy_edges(), invitation.get("org_path"))
+    cluster = request.app[SCHOOL].cluster
+    edge = closest_edge(cluster.healthy_edges(), invitation.get("org_path"))
     if edge is None:
         return
+    cluster.sent(edge)
     token = bearer_token(request)
     raise web.HTTPTemporaryRedirect(
         f"{edge.url}/whep/{quote(session.id, safe='')}?token={quote(token, safe='')}",

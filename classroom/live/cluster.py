@@ -44,6 +44,9 @@ ENTRY_TTL = 2.0
 HEARTBEAT = 0.5
 DIRECTORY_REFRESH = 0.5  # seconds between two readings of the directory at the origin
 MAX_FIELD = 512
+# The district of a worker (``zhixing serve --workers N``): every site, after
+# the edges of the site's own district.
+ALL_SITES = "*"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -127,8 +130,8 @@ class NodeEntry:
             raise Unsealed("a node name must be letters, digits, '.', '_' or '-'")
         if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url):
             raise Unsealed("a node URL must be http(s)://host[:port][/path]")
-        if not split_path(district):
-            raise Unsealed("a district must be an org path")
+        if district != ALL_SITES and not split_path(district):
+            raise Unsealed("a district must be an org path (or * for a worker)")
         return cls(name, url.rstrip("/"), district, int(_number(fields, "load")))
 
     @property
@@ -139,6 +142,8 @@ class NodeEntry:
 
     def serves(self, org_path: str) -> bool:
         """Whether a site at ``org_path`` lies in this edge's district."""
+        if self.district == ALL_SITES:
+            return True
         mine = split_path(self.district)
         return split_path(org_path)[:len(mine)] == mine
 
@@ -174,7 +179,8 @@ def closest_edge(entries: list[NodeEntry], org_path: str | None) -> NodeEntry | 
     candidates = [entry for entry in entries if entry.serves(org_path)]
     if not candidates:
         return None
-    return min(candidates, key=lambda e: (-len(split_path(e.district)), e.load, e.name))
+    return min(candidates, key=lambda e: (
+        1 if e.district == ALL_SITES else -len(split_path(e.district)), e.load, e.name))
 
 
 class Cluster(Protocol):
@@ -182,6 +188,10 @@ class Cluster(Protocol):
 
     def healthy_edges(self) -> list[NodeEntry]:
         """The edges whose entry is fresh and genuine (the origin's view)."""
+
+    def sent(self, entry: NodeEntry) -> None:
+        """A room was just sent to ``entry``: count it in its load until the
+        edge's next entry says, so a join storm spreads over the workers."""
 
     def edge_origins(self) -> list[str]:
         """The scheme://host:port of every edge seen since start: a page
@@ -206,6 +216,9 @@ class SingleNode:
 
     def edge_origins(self) -> list[str]:
         return []
+
+    def sent(self, entry: NodeEntry) -> None:
+        pass
 
     def session_ended(self, session_id: str) -> None:
         pass

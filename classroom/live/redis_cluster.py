@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +60,7 @@ GROUP = "origin"
 KEEP_EVENTS = 30 * 24 * 3600  # seconds the revoked/ended hashes outlive their last write
 MAX_BUFFERED = 200_000  # viewer events an edge holds while Redis is away
 RETRY = 1.0
+SENT_MEMORY = 3.0  # seconds a redirect counts in an edge's load (its answer, then renewals)
 MAX_ORIGINS = 256  # edge origins a page's policy names at most
 
 
@@ -116,6 +119,9 @@ class RedisOrigin:
         self._on_viewer_event = on_viewer_event
         self._edges: list[NodeEntry] = []
         self._origins: dict[str, None] = {}  # every edge origin seen, oldest first
+        # Rooms sent to each edge lately (monotonic times): its entry's load
+        # counts them only after its next renewals.
+        self._sent: dict[str, collections.deque[float]] = {}
         self._outbox: collections.deque[tuple[str, str, str]] = collections.deque()
         self._wake = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("directory", self._read_directory)),
@@ -126,7 +132,19 @@ class RedisOrigin:
 
     # ------------------------------------------------------------ directory
     def healthy_edges(self) -> list[NodeEntry]:
-        return list(self._edges)
+        return [dataclasses.replace(entry, load=entry.load + self._recently_sent(entry.name))
+                for entry in self._edges]
+
+    def sent(self, entry: NodeEntry) -> None:
+        self._sent.setdefault(entry.name, collections.deque()).append(time.monotonic())
+
+    def _recently_sent(self, name: str) -> int:
+        times = self._sent.get(name)
+        if not times:
+            return 0
+        while times and times[0] < time.monotonic() - SENT_MEMORY:
+            times.popleft()
+        return len(times)
 
     def edge_origins(self) -> list[str]:
         return list(self._origins)
@@ -146,6 +164,8 @@ class RedisOrigin:
                     if entry is not None:
                         entries.append(entry)
             self._edges = entries
+            for name in set(self._sent) - {entry.name for entry in entries}:
+                del self._sent[name]
             for entry in entries:
                 self._origins[entry.origin] = None
             while len(self._origins) > MAX_ORIGINS:

@@ -89,3 +89,15 @@ def test_viewer_events_round_trip_and_refuse_unknown_kinds() -> None:
         ViewerEvent.from_fields({**event.to_fields(), "e": "delete"})
     with pytest.raises(Unsealed):
         ViewerEvent.from_fields({**event.to_fields(), "t": "soon"})
+
+
+def test_a_worker_takes_every_site_after_the_edges_of_its_district() -> None:
+    from classroom.live.cluster import ALL_SITES
+
+    worker = entry("worker-1", ALL_SITES, 0, "http://127.0.0.1:8081")
+    beilun = entry("edge-beilun", "北仑区", 99)
+    assert NodeEntry.from_fields(worker.to_fields()) == worker
+    assert closest_edge([worker, beilun], "北仑区 / 新碶街道") == beilun
+    assert closest_edge([worker, beilun], "鄞州区") == worker
+    busy = entry("worker-2", ALL_SITES, 5, "http://127.0.0.1:8082")
+    assert closest_edge([busy, worker], "鄞州区") == worker  # the least loaded
