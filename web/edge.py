@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -510,7 +511,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = edge_config_from_args(args)
     except Exception as exc:  # a bad flag, an unreadable secret: say which
-        print(f"zhixing edge: {exc}", flush=True)
+        print(f"zhixing edge: {exc}", file=sys.stderr, flush=True)
         return 2
     logging.basicConfig(level=getattr(logging, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
