@@ -41,6 +41,7 @@ from tests.support.redis_server import redis_server
 from tests.support.server_process import free_port, zhixing_serve
 
 ADMIN = "bench-workers-admin"
+STARVED = 27.0  # median fps below which a round's source was starved
 NO_LIMITS = ["--max-peers-per-invitation", "0", "--max-peers-per-view-token", "0",
              "--max-pending-per-address", "0", "--max-pending", "0", "--log-level", "warning"]
 
@@ -138,12 +139,16 @@ async def run(args: argparse.Namespace) -> list[str]:
             f"{r['fps_min']:5.1f}/{r['fps_median']:4.1f} {r['main']:7.1f} "
             f"{'/'.join(f'{c:.1f}' for c in r['worker_cpu']) or '-':>14} {r['total']:8.1f} "
             f"{capacity(r):10.0f}")
-    one_total = statistics.median(r["total"] for r in results[1])
-    two_total = statistics.median(r["total"] for r in results[2])
-    ratio = statistics.median(capacity(r) for r in results[2]) / statistics.median(
-        capacity(r) for r in results[1])
+    # A round whose viewers got far less than 30 fps had its source starved
+    # (the publisher shares the machine): its CPU says nothing of the split.
+    valid = {w: [r for r in rs if r["fps_median"] >= STARVED] or rs for w, rs in results.items()}
+    one_total = statistics.median(r["total"] for r in valid[1])
+    two_total = statistics.median(r["total"] for r in valid[2])
+    ratio = statistics.median(capacity(r) for r in valid[2]) / statistics.median(
+        capacity(r) for r in valid[1])
     slowest = min(r["fps_min"] for rs in results.values() for r in rs)
     lines += [
+        f"  (rounds with a median below {STARVED:.0f} fps left out of these ratios)",
         f"  total relay CPU, 2 workers / 1: {two_total / one_total:.2f}   target ≤ 1.10: "
         f"{'met' if two_total <= 1.10 * one_total else 'MISSED'}",
         f"  capacity per box, 2 workers / 1: {ratio:.2f}×   target ≥ 1.8×: "
