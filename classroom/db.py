@@ -250,6 +250,49 @@ MIGRATIONS: Sequence[Migration] = (
     """,
     # 7: the organization tree, roles, organizers and the audit log (_org_tree)
     _org_tree,
+    # 8: learners (学员) on org nodes (and optionally a site, their room), their
+    # personal links (a generation: a new link or a revocation moves it on),
+    # their units, each unit's self-study videos, and what each learner has
+    # played of each item (the union of the ranges, JSON [[start, end], ...]).
+    """
+    CREATE TABLE learners (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        org_node_id INTEGER NOT NULL REFERENCES org_nodes(id),
+        site_id INTEGER REFERENCES sites(id) ON DELETE SET NULL,
+        position TEXT NOT NULL DEFAULT '',
+        phone TEXT NOT NULL DEFAULT '',
+        link_generation INTEGER NOT NULL DEFAULT 0,
+        link_revoked_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX learners_by_node ON learners (org_node_id);
+    CREATE INDEX learners_by_site ON learners (site_id);
+    CREATE TABLE learner_units (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        assigned_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, unit_id)
+    );
+    CREATE INDEX learner_units_by_unit ON learner_units (unit_id);
+    CREATE TABLE unit_videos (
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        item_id TEXT NOT NULL REFERENCES archive_items(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (unit_id, item_id)
+    );
+    CREATE TABLE video_progress (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        item_id TEXT NOT NULL REFERENCES archive_items(id) ON DELETE CASCADE,
+        ranges TEXT NOT NULL DEFAULT '[]',
+        played REAL NOT NULL DEFAULT 0,
+        duration REAL NOT NULL,
+        position REAL NOT NULL DEFAULT 0,
+        completed_at REAL,
+        reported_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, item_id)
+    );
+    """,
 )
 
 

@@ -34,6 +34,9 @@ from classroom.attendance.log import AttendanceLog
 from classroom.catalog import Catalog
 from classroom.db import ROOT_NODE, Database
 from classroom.errors import Forbidden, Invalid
+from classroom.learning.learners import Learners
+from classroom.learning.links import LinkSigner
+from classroom.learning.study import Study
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
@@ -79,6 +82,8 @@ class School:
     site_history: SiteHistory
     wall: Wall
     metrics: RelayMetrics
+    learners: Learners
+    study: Study
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -112,7 +117,10 @@ class School:
         self.accounts = Accounts(self.db)
         self.audit = AuditLog(self.db)
         self.accounts.ensure_admin(self.settings.admin_password)
-        self.signer = Signer(load_or_create_secret(data_dir))
+        secret = load_or_create_secret(data_dir)
+        self.signer = Signer(secret)
+        self.learners = Learners(self.db, self.org, LinkSigner(secret))
+        self.study = Study(self.db)
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -209,6 +217,20 @@ class School:
         removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
         for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
+
+    # ------------------------------------------------------------ learners
+
+    def my_study(self, token: str) -> dict[str, Any]:
+        """我的学习 of a personal link (NotAuthorized for a forged link, Gone
+        for a revoked or replaced one)."""
+        learner = self.learners.check_link(token)
+        return self.study.overview(learner, self.org.path(learner["org_node_id"]))
+
+    def learner_media(self, token: str, item_id: str) -> Path:
+        """The file of an item of the learner's units (Forbidden for another)."""
+        learner = self.learners.check_link(token)
+        self.study.assigned_item(int(learner["id"]), item_id)
+        return Path(self.archive.media_path(item_id))
 
     # ------------------------------------------------------------ scopes
 

@@ -53,7 +53,8 @@ class Case:
                  "node_a": "node_id", "town_a": "node_id", "empty_a": "node_id",
                  "presenter": "account_id", "unit": "row_id", "course": "row_id",
                  "course_a": "row_id",
-                 "link": "link_id", "report_unit": "unit_id", "export": "package_id"}
+                 "link": "link_id", "report_unit": "unit_id", "export": "package_id",
+                 "learner_a": "learner_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
 
@@ -62,6 +63,7 @@ def case(method: str, path: str, allowed: set[str], body: Any = None) -> Case:
 
 
 CSV_SITES_A = "name,org_path\r\n大碶街道分课堂,北仑区 / 大碶街道\r\n"
+CSV_LEARNERS_A = "name,org_path\r\n新学员,北仑区\r\n"
 CSV_ORG_A = "code,name,parent,kind\r\nt1,霞浦街道,北仑区,town\r\n"
 DAYS = "from=2000-01-01&to=2000-12-31"
 
@@ -158,6 +160,23 @@ CASES: list[Case] = [
     case("GET", "/api/v1/packages/{export}/file", {"city"}),
     case("POST", "/api/v1/package-imports", {"city"}, "not a package"),
     case("GET", "/api/v1/me", EVERYONE),
+    # learners (学员): on org nodes, scoped as sites are; units stay the city's
+    case("GET", "/api/v1/learners", READERS),
+    case("POST", "/api/v1/learners", A, {"name": "新学员", "org_node_id": "{node_a}"}),
+    case("POST", "/api/v1/learners/import", A, CSV_LEARNERS_A),
+    case("GET", "/api/v1/learners/{learner_a}", A_READ),
+    case("PATCH", "/api/v1/learners/{learner_a}", A, {"position": "科长"}),
+    case("DELETE", "/api/v1/learners/{learner_a}", A),
+    case("POST", "/api/v1/learners/{learner_a}/link", A),
+    case("GET", "/api/v1/learners/{learner_a}/link/qr.svg", A),
+    case("DELETE", "/api/v1/learners/{learner_a}/link", A),
+    case("POST", "/api/v1/learning/units/{report_unit}/assign", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("POST", "/api/v1/learning/units/{report_unit}/unassign", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("GET", "/api/v1/learning/units/{report_unit}/videos", READERS),
+    case("PUT", "/api/v1/learning/units/{report_unit}/videos", {"city"}, {"item_ids": []}),
+    case("GET", "/api/v1/learning/report", READERS),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's
@@ -187,6 +206,8 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
         return re.sub(r"\{(\w+)\}", lambda m: str(ids[m[1]]), value)
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
     return value
 
 
@@ -200,8 +221,10 @@ async def _more_objects(world: Districts) -> None:
     link = await world.ok("city", "POST", f"{API}/library-links", {"label": "全市干部"})
     empty = await world.ok("district_a", "POST", f"{API}/org",
                            {"name": "空节点", "parent_id": world.a["id"]})
+    learner_a = await world.ok("district_a", "POST", f"{API}/learners",
+                               {"name": "北仑学员", "org_node_id": world.a["id"]})
     ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
-               empty_a=empty["id"], report_unit=unit["id"])
+               empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])

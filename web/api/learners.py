@@ -1,0 +1,381 @@
+"""Admin JSON API for learners (学员): the roster and its CSV import, personal
+links (issue, QR, revoke), assignment to units, a unit's self-study videos,
+and the completion report (JSON or CSV).
+
+Scopes are the sites' own: a district admin manages the learners of its
+subtree and assigns them to the city's units; an auditor reads; a presenter
+sees nothing. A unit's self-study videos are the city's to choose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any, ClassVar, Literal
+
+import segno
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from classroom.learning import reports
+from classroom.learning.learners import MAX_LEARNER_NAME, MAX_PHONE, MAX_POSITION
+from classroom.learning.links import learner_url
+from web.api.spec import (
+    ABSENT,
+    JSON_BODY_ERRORS,
+    Described,
+    Reply,
+    Shape,
+    Validated,
+    operation,
+    read_described,
+    read_query,
+)
+from web.auth import require_admin, require_city, require_reader
+from web.errors import BadRequest, UnsupportedMediaType
+from web.exports import CsvExport
+from web.http import base_url, int_id, plain_id, read_limited
+from web.keys import SCHOOL
+
+MAX_CSV_BYTES = 2 * 1024 * 1024
+ADMIN = (401, 403)
+CSV = {"text/csv": {"schema": {"type": "string"}}}
+
+# ---------------------------------------------------------------------- the contract
+
+
+class Learner(Shape):
+    """a learner (学员) on a node of the organization tree, optionally with a site (its
+    room)"""
+
+    component: ClassVar[bool] = True
+    id: int
+    name: str
+    org_node_id: int
+    org_path: str
+    site_id: int | None
+    site_name: str | None
+    position: str
+    phone: str
+    link_active: bool = Field(description="a personal link was issued and not revoked")
+    unit_ids: list[int]
+    created_at: float
+
+
+class LearnerInput(Described):
+    component: ClassVar[bool] = True
+    name: str = Field(min_length=1, max_length=MAX_LEARNER_NAME)
+    org_node_id: int = Field(ABSENT, description="default: the site's node; one of them is "
+                                                 "needed")
+    site_id: int | None = Field(ABSENT, description="the learner's room (分课堂)")
+    position: str = Field(ABSENT, max_length=MAX_POSITION)
+    phone: str = Field(ABSENT, max_length=MAX_PHONE, description="digits, spaces, '-', '+'")
+
+
+class LearnerChange(Described):
+    """any of the fields"""
+
+    name: str = Field(ABSENT, min_length=1, max_length=MAX_LEARNER_NAME)
+    org_node_id: int = ABSENT
+    site_id: int | None = ABSENT
+    position: str = Field(ABSENT, max_length=MAX_POSITION)
+    phone: str = Field(ABSENT, max_length=MAX_PHONE)
+
+
+def _query_id(raw: Any) -> int:
+    value = plain_id(raw)  # as a route's id
+    if value is None:
+        raise ValueError("not a number")
+    return value
+
+
+class LearnersQuery(Validated):
+    unit_id: int = Field(ABSENT, description="only the learners of this unit")
+    refusals: ClassVar[dict[str, str]] = {"unit_id": "error.not_a_number"}
+
+    @field_validator("unit_id", mode="before")
+    @classmethod
+    def _unit(cls, raw: Any) -> int:
+        return _query_id(raw)
+
+
+class Imported(Shape):
+    imported: int
+    learners: list[Learner]
+
+
+class PersonalLink(Shape):
+    promised = ("url", "token")
+    url: str = Field(description="/learn/{token}: opens 我的学习 without a password")
+    token: str
+
+
+class Choice(Described):
+    """learner_ids or org_node_id (every learner of its subtree), not both"""
+
+    learner_ids: list[int] = Field(ABSENT, min_length=1)
+    org_node_id: int = ABSENT
+
+
+class Counted(Shape):
+    promised = ("count",)
+    count: int
+
+
+class UnitVideo(Shape):
+    id: str
+    title: str
+    duration: float | None
+    state: str
+
+
+class UnitVideos(Described):
+    item_ids: list[str] = Field(description="ready archive items, in order (at most 100)")
+
+
+class ReportQuery(Validated):
+    unit_id: int = Field(ABSENT, description="only this unit")
+    format: Literal["json", "csv"] = Field("json", description="csv: one row per learner "
+                                                               "and unit, UTF-8 with BOM")
+    refusals: ClassVar[dict[str, str]] = {"unit_id": "error.not_a_number",
+                                          "format": "error.bad_choice"}
+
+    @field_validator("unit_id", mode="before")
+    @classmethod
+    def _unit(cls, raw: Any) -> int:
+        return _query_id(raw)
+
+
+class LearnerRow(Shape):
+    learner_id: int
+    name: str
+    org_node_id: int
+    org_path: str
+    site_name: str | None
+    position: str
+    unit_id: int
+    unit_name: str
+    videos_complete: int
+    videos_total: int
+    lecture_attended: bool = Field(description="the learner's site attended one of the "
+                                               "unit's sessions")
+    done: bool = Field(description="every video complete and the lecture attended")
+
+
+class Group(Shape):
+    id: int | str
+    name: str
+    learners: int
+    videos_complete: int
+    videos_total: int
+    lecture_attended: int
+    done: int
+
+
+class CompletionReport(Shape):
+    learners: list[LearnerRow]
+    units: list[Group]
+    districts: list[Group] = Field(description="by the first part of the org path")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/learners", list_learners),
+        web.post("/api/v1/learners", create_learner),
+        web.post("/api/v1/learners/import", import_learners),
+        web.get("/api/v1/learners/{learner_id}", get_learner),
+        web.patch("/api/v1/learners/{learner_id}", update_learner),
+        web.delete("/api/v1/learners/{learner_id}", delete_learner),
+        web.post("/api/v1/learners/{learner_id}/link", issue_link),
+        web.get("/api/v1/learners/{learner_id}/link/qr.svg", link_qr),
+        web.delete("/api/v1/learners/{learner_id}/link", revoke_link),
+        web.post("/api/v1/learning/units/{unit_id}/assign", assign),
+        web.post("/api/v1/learning/units/{unit_id}/unassign", unassign),
+        web.get("/api/v1/learning/units/{unit_id}/videos", get_videos),
+        web.put("/api/v1/learning/units/{unit_id}/videos", set_videos),
+        web.get("/api/v1/learning/report", completion_report),
+    ]
+
+
+def _learner_id(request: web.Request) -> int:
+    return int_id(request, "learner_id", "learner")
+
+
+# ---------------------------------------------------------------------- roster
+
+
+@operation("The learners of the caller's part of the tree", query=(LearnersQuery,),
+           errors=(*ADMIN, 422),
+           replies={200: Reply("{learners: [Learner]}", Learner, listed="learners")})
+async def list_learners(request: web.Request) -> web.Response:
+    caller = require_reader(request)
+    query = read_query(request, LearnersQuery)
+    learners = request.app[SCHOOL].learners.learners(caller.scope, query.unit_id)
+    return web.json_response({"learners": learners}, headers={"Cache-Control": "no-store"})
+
+
+@operation("Add a learner", body=LearnerInput, errors=(*ADMIN, *JSON_BODY_ERRORS),
+           replies={201: Reply("created", Learner)})
+async def create_learner(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    data = await read_described(request, LearnerInput)
+    learner = request.app[SCHOOL].learners.create(data, caller.scope)
+    return web.json_response(learner, status=201,
+                             headers={"Location": f"/api/v1/learners/{learner['id']}"})
+
+
+@operation("One learner", errors=(*ADMIN, 404), replies={200: Reply("the learner", Learner)})
+async def get_learner(request: web.Request) -> web.Response:
+    caller = require_reader(request)
+    return web.json_response(request.app[SCHOOL].learners.learner(
+        _learner_id(request), caller.scope))
+
+
+@operation("Change a learner", body=LearnerChange, errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("the changed learner", Learner)})
+async def update_learner(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    learner_id = _learner_id(request)
+    data = await read_described(request, LearnerChange)
+    return web.json_response(request.app[SCHOOL].learners.update(learner_id, data,
+                                                                 caller.scope))
+
+
+@operation("Delete a learner (its progress with it)", errors=(*ADMIN, 404),
+           replies={204: Reply("deleted")})
+async def delete_learner(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    request.app[SCHOOL].learners.delete(_learner_id(request), caller.scope)
+    return web.Response(status=204)
+
+
+@operation("Import learners from CSV (UTF-8, header name,org_path,site,position,phone): "
+           "org_path an existing node's path (empty: the caller's node), site a site's name "
+           "on that node; every row or none",
+           body_media={"text/csv": {"schema": {"type": "string"}},
+                       "text/plain": {"schema": {"type": "string"}}},
+           errors=(*ADMIN, (400, "not UTF-8"), 413, 415,
+                   (422, "bad rows (each named 'row N'), no header or no rows")),
+           replies={201: Reply("imported", Imported)})
+async def import_learners(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    if request.content_type not in ("text/csv", "text/plain"):
+        raise UnsupportedMediaType("Content-Type must be text/csv")
+    body = await read_limited(request, MAX_CSV_BYTES)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the CSV file must be UTF-8") from exc
+    learners = request.app[SCHOOL].learners.import_csv(text, caller.scope)
+    return web.json_response({"imported": len(learners), "learners": learners}, status=201)
+
+
+# ---------------------------------------------------------------------- links
+
+
+@operation("Issue the learner's personal link; its previous link stops working",
+           errors=(*ADMIN, 404), replies={201: Reply("the link", PersonalLink)})
+async def issue_link(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    token = request.app[SCHOOL].learners.issue_link(_learner_id(request), caller.scope)
+    return web.json_response({"url": learner_url(base_url(request), token), "token": token},
+                             status=201, headers={"Cache-Control": "no-store"})
+
+
+@operation("The learner's working link as a QR code (SVG)",
+           errors=(*ADMIN, (404, "no such learner, or no working link")),
+           replies={200: Reply("the QR code",
+                               media={"image/svg+xml": {"schema": {"type": "string"}}})})
+async def link_qr(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    token = request.app[SCHOOL].learners.current_token(_learner_id(request), caller.scope)
+    buffer = io.BytesIO()
+    segno.make(learner_url(base_url(request), token), error="m").save(
+        buffer, kind="svg", scale=4, border=2)
+    return web.Response(body=buffer.getvalue(), content_type="image/svg+xml",
+                        headers={"Cache-Control": "no-store"})
+
+
+@operation("Revoke the learner's link: it stops working at once", errors=(*ADMIN, 404),
+           replies={204: Reply("revoked")})
+async def revoke_link(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    request.app[SCHOOL].learners.revoke_link(_learner_id(request), caller.scope)
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------------- units
+
+
+def _unit_id(request: web.Request) -> int:
+    return int_id(request, "unit_id", "unit")
+
+
+@operation("Assign learners to a unit (by list or by org node)", body=Choice,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("how many were newly assigned", Counted)})
+async def assign(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    unit_id = _unit_id(request)
+    data = await read_described(request, Choice)
+    count = request.app[SCHOOL].learners.assign(unit_id, data, caller.scope)
+    return web.json_response({"count": count})
+
+
+@operation("Take learners off a unit (by list or by org node)", body=Choice,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("how many were taken off", Counted)})
+async def unassign(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    unit_id = _unit_id(request)
+    data = await read_described(request, Choice)
+    count = request.app[SCHOOL].learners.unassign(unit_id, data, caller.scope)
+    return web.json_response({"count": count})
+
+
+@operation("A unit's self-study videos (自学案例课程), in order", errors=(*ADMIN, 404),
+           replies={200: Reply("{videos: [UnitVideo]}", UnitVideo, listed="videos")})
+async def get_videos(request: web.Request) -> web.Response:
+    require_reader(request)
+    return web.json_response({"videos": request.app[SCHOOL].study.videos(_unit_id(request))})
+
+
+@operation("Set a unit's self-study videos (city admins)", body=UnitVideos,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS),
+           replies={200: Reply("{videos: [UnitVideo]}", UnitVideo, listed="videos")})
+async def set_videos(request: web.Request) -> web.Response:
+    require_city(request)
+    unit_id = _unit_id(request)
+    data = await read_described(request, UnitVideos)
+    return web.json_response({"videos": request.app[SCHOOL].study.set_videos(unit_id, data)})
+
+
+# ---------------------------------------------------------------------- report
+
+
+@operation("Completion per learner and unit (self-study videos, the lecture attended by the "
+           "learner's room), summed per unit and per district; ?format=csv: one row per "
+           "learner and unit", query=(ReportQuery,), errors=(*ADMIN, 422),
+           replies={200: Reply("report", CompletionReport, media=CSV)})
+async def completion_report(request: web.Request) -> web.StreamResponse:
+    caller = require_reader(request)
+    query = read_query(request, ReportQuery)
+    school = request.app[SCHOOL]
+    tree = school.org.tree()
+    conn = school.db.reader()
+    try:
+        rows = await asyncio.to_thread(reports.build, conn, caller.scope, tree.path,
+                                       query.unit_id)
+    finally:
+        conn.close()
+    if query.format == "csv":
+        export = CsvExport(request, "学员完成情况.csv", "learners-completion.csv")
+        await export.start(reports.CSV_HEADER)
+        for row in rows:
+            await export.row(row.cells())
+        return await export.finish()
+    return web.json_response({
+        "learners": [row.json() for row in rows],
+        "units": reports.summary(rows, reports.unit_of),
+        "districts": reports.summary(rows, reports.district_of)},
+        headers={"Cache-Control": "no-store"})

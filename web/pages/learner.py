@@ -1,0 +1,153 @@
+"""我的学习 for a learner's personal link: the page at /learn/{token}, what it
+reads (/learn/{token}/study), its player's progress reports and the media of
+the items of the learner's units.
+
+The token is the credential and is checked on every request (signature,
+then the roster: a revoked or replaced link is 410 at once). These routes are
+not under /api/v1/: a progress report every 10 s from every learner is not a
+change for the audit log, and the access log takes the token out of /learn/
+paths. Errors are plain text, as for other media and pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from typing import ClassVar
+
+from aiohttp import web
+from pydantic import Field
+
+from classroom.errors import DomainError
+from classroom.learning import progress
+from web import i18n
+from web.api.spec import JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
+from web.errors import status_of
+from web.http import STATIC_DIR
+from web.keys import LIMITER, SCHOOL
+
+PAGE = STATIC_DIR / "learn.html"
+LANG_MARK = "{{lang}}"
+# The address holds the learner's link (web/headers.py adds the rest).
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+MEDIA_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+LINK_ERRORS = ((401, "not a learner link of this server"),
+               (410, "the link was revoked or replaced"))
+
+# ---------------------------------------------------------------------- the contract
+
+
+class Entry(Shape):
+    id: str
+    title: str
+    duration: float | None
+    played: float = Field(description="seconds played, counted once, measured by the server")
+    position: float = Field(description="where to resume, on any device")
+    complete: bool = Field(description="at least 90 % played")
+
+
+class UnitStudy(Shape):
+    id: int
+    name: str
+    videos: list[Entry] = Field(description="self-study videos (自学案例课程)")
+    lectures: list[Entry] = Field(description="the lecture's replay (集中授课)")
+    videos_complete: int
+    lecture_attended: bool = Field(description="the learner's room attended the lecture")
+
+
+class MyStudy(Shape):
+    promised = ("name", "units")
+    name: str
+    org_path: str
+    site_name: str | None
+    units: list[UnitStudy]
+
+
+class ProgressReport(Validated):
+    """what the player actually played since the page opened (the browser's
+    ``video.played``) and where it is"""
+
+    item_id: str = Field(pattern="^[0-9a-f]{16}$")
+    ranges: list[list[float]] = Field(
+        max_length=progress.MAX_RANGES,
+        description="[start, end] seconds; within the item; overlaps count once")
+    position: float = Field(ge=0)
+    refusals: ClassVar[dict[str, str]] = {"item_id": "error.unknown_reference",
+                                          "ranges": "error.progress_ranges",
+                                          "position": "error.progress_outside"}
+
+
+class ProgressState(Shape):
+    promised = ("item_id", "played", "position", "complete")
+    item_id: str
+    duration: float
+    played: float
+    position: float
+    complete: bool
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/learn/{token}", page),
+        web.get("/learn/{token}/study", study),
+        web.post("/learn/{token}/progress", report),
+        web.get("/learn/{token}/media/{item_id}", media),
+    ]
+
+
+def _token(request: web.Request) -> str:
+    return request.match_info["token"]
+
+
+async def page(request: web.Request) -> web.Response:
+    """The page, or a notice (in the reader's language) for a link that does not work."""
+    try:
+        request.app[SCHOOL].learners.check_link(_token(request))
+    except DomainError as exc:
+        status = status_of(exc)
+        key = "learn.revoked" if status == 410 else "learn.denied"
+        title = i18n.text(request, f"{key}.title")
+        return i18n.notice_page(
+            request, status, title=title, heading=title,
+            lines=[f'<p class="reason">{html.escape(i18n.text(request, f"{key}.body"))}</p>'],
+            stylesheet="learn.css", switch_key="learn.lang.other", headers=PAGE_HEADERS)
+    text = PAGE.read_text(encoding="utf-8").replace(LANG_MARK, i18n.language_of(request))
+    return web.Response(text=text, content_type="text/html", charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
+@operation("我的学习: the learner's units with their videos, lecture replays and the "
+           "progress the server measured; the token is the learner's personal link",
+           security=None, errors=LINK_ERRORS, replies={200: Reply("the learner's study", MyStudy)})
+async def study(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SCHOOL].my_study(_token(request)),
+                             headers={"Cache-Control": "no-store"})
+
+
+@operation("The player's progress report (every ~10 s and when the page goes): the ranges "
+           "played are merged into what the server keeps; a report that adds more than 2× "
+           "the time since the previous one, ranges outside the item or an item not "
+           "assigned are refused and nothing is kept", security=None, body=ProgressReport,
+           errors=(*LINK_ERRORS, (403, "the item is not one of the learner's units"),
+                   *JSON_BODY_ERRORS, (429, "too many reports; Retry-After says when")),
+           replies={200: Reply("what the server keeps", ProgressState)})
+async def report(request: web.Request) -> web.Response:
+    school = request.app[SCHOOL]
+    learner = school.learners.check_link(_token(request))
+    # Per learner, not per token: a new link does not buy a new bucket.
+    key = hashlib.sha256(f"learner {learner['id']}".encode()).hexdigest()
+    request.app[LIMITER].progress_report(key, f"learner {learner['id']}")
+    body = await read_model(request, ProgressReport)
+    state = school.study.report(int(learner["id"]), body.item_id,
+                                [list(r) for r in body.ranges], body.position)
+    return web.json_response(state, headers={"Cache-Control": "no-store"})
+
+
+@operation("The file of a video or lecture of the learner's units; supports Range",
+           security=None, errors=(*LINK_ERRORS, (403, "not one of the learner's items"),
+                                  404),
+           replies={200: Reply("the whole file"), 206: Reply("the requested range"),
+                    416: Reply("range out of bounds")})
+async def media(request: web.Request) -> web.StreamResponse:
+    path = request.app[SCHOOL].learner_media(_token(request), request.match_info["item_id"])
+    return web.FileResponse(path, headers=MEDIA_HEADERS)
