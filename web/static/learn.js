@@ -8,7 +8,7 @@ import { init, t, switchLanguage } from "/static/i18n.js";
 import { el } from "/static/dom.js";
 
 const REPORT_EVERY_MS = 10000;
-const RESUME_TAIL_S = 10; // stopped in the last seconds: start again from the top
+const RESUME_TAIL_S = 3; // stopped in the last seconds: start again from the top
 const MAX_RATE = 2;
 
 const $ = (id) => document.getElementById(id);

@@ -1,0 +1,107 @@
+"""我的学习 in Chromium at phone size: a learner opens its personal link, watches
+a self-study video for 30 s (at 2×), closes the tab; the same link in a second
+browser context resumes where the server says it stopped; the learner plays
+to the end and sees the video ticked. A revoked link shows its notice page.
+
+The item is a real WebM served with Range; its progress is what the page's
+player reported and the server merged, read back from the catalog.
+"""
+
+from __future__ import annotations
+
+from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
+from tests.support.catalog import call, created
+from tests.support.learning import learner_with_link, progress_rows, ready_item
+from tests.support.service import Service
+
+API = "/api/v1"
+PHONE = {"width": 390, "height": 760}
+UI_TIMEOUT = 20.0
+
+
+async def test_a_learner_watches_resumes_on_another_device_and_completes(
+        service: Service, chromium: Chromium) -> None:
+    unit = created(await call(service, "POST", f"{API}/units", {"name": "基层治理专题"}))
+    item = ready_item(service, 40, "案例：网格化管理")
+    reply = await call(service, "PUT", f"{API}/learning/units/{unit['id']}/videos",
+                       {"item_ids": [item["id"]]})
+    assert reply.status == 200, reply.text
+    _, token = await learner_with_link(service, "王芳", unit_id=unit["id"])
+    url = f"{service.base}/learn/{token}"
+
+    first = await chromium.open(url, "learner-phone")
+    await first.page.set_viewport_size(PHONE)
+    await chromium.wait_for_js(first, "my study with the unit and its video", """() =>
+        window.zhixingLearn && window.zhixingLearn.ready
+        && document.querySelector('[data-item-id]') !== null
+        && document.body.innerText.includes('基层治理专题')""", UI_TIMEOUT)
+    assert await first.evaluate("() => document.documentElement.scrollWidth <= 390"), \
+        "the page is wider than the phone"
+    await first.page.click(f"[data-item-id='{item['id']}']")
+    await chromium.wait_for_js(first, "the player with the video's metadata",
+                               "() => document.getElementById('video').readyState >= 1",
+                               UI_TIMEOUT)
+    await first.page.select_option("#speed", "2")
+    await first.evaluate("() => document.getElementById('video').play()")
+    await chromium.wait_for_js(first, "30 s of the video played",
+                               "() => document.getElementById('video').currentTime >= 30",
+                               UI_TIMEOUT + 15)
+    rate = await first.evaluate("() => document.getElementById('video').playbackRate")
+    assert rate == 2
+    await first.page.screenshot(path=ARTIFACTS / f"{chromium.artifact_prefix}-player.png")
+    await first.page.close(run_before_unload=True)  # pagehide: the last report goes
+
+    async def kept() -> list[dict[str, object]]:
+        return progress_rows(service)
+
+    rows = await chromium.wait_for(
+        "the server kept the position where the tab was closed", kept,
+        lambda rows: bool(rows) and float(rows[0]["position"]) >= 29.5, UI_TIMEOUT)  # type: ignore[arg-type]
+    position = float(rows[0]["position"])  # type: ignore[arg-type]
+    assert position <= 34, rows
+    assert 29 <= float(rows[0]["played"]) <= 34 and rows[0]["completed_at"] is None, rows  # type: ignore[arg-type]
+
+    # Another device: a second browser context, nothing shared but the link.
+    context = await chromium.browser.new_context(viewport=PHONE)
+    try:
+        second = BrowserPage(await context.new_page(), "learner-second-device")
+        chromium.pages.append(second)
+        await second.page.goto(url)
+        await chromium.wait_for_js(second, "my study on the second device", """() =>
+            window.zhixingLearn && window.zhixingLearn.ready""", UI_TIMEOUT)
+        assert not await second.evaluate(
+            f"() => document.querySelector(\"[data-item-id='{item['id']}'] .tick\")"
+            ".textContent.trim()"), "ticked before it was complete"
+        await second.page.click(f"[data-item-id='{item['id']}']")
+        resumed = await chromium.wait_for_js(
+            second, "resumed at the server's position",
+            "() => window.zhixingLearn.resumedFrom", UI_TIMEOUT)
+        assert abs(float(resumed) - position) < 0.5, (resumed, position)
+        current = await second.evaluate("() => document.getElementById('video').currentTime")
+        assert abs(current - position) < 1.5, (current, position)
+        assert await second.evaluate("() => !document.getElementById('resumed').hidden")
+        await second.page.select_option("#speed", "2")
+        await second.evaluate("() => document.getElementById('video').play()")
+        await chromium.wait_for_js(second, "played to the end and reported complete",
+                                   "() => window.zhixingLearn.lastReport && "
+                                   "window.zhixingLearn.lastReport.complete", UI_TIMEOUT + 10)
+        await second.page.click("#back")
+        await chromium.wait_for_js(second, "the video ticked in my study", f"""() =>
+            window.zhixingLearn.ready && document.querySelector(
+              "[data-item-id='{item['id']}'] .tick")?.textContent === '✓'""", UI_TIMEOUT)
+        await second.page.screenshot(
+            path=ARTIFACTS / f"{chromium.artifact_prefix}-ticked.png", full_page=True)
+        row = progress_rows(service)[0]
+        assert row["completed_at"] is not None and float(row["played"]) >= 36, row
+    finally:
+        await context.close()
+
+
+async def test_a_revoked_link_shows_its_notice(service: Service, chromium: Chromium) -> None:
+    learner, token = await learner_with_link(service, "赵强")
+    assert (await call(service, "DELETE", f"{API}/learners/{learner['id']}/link")).status == 204
+    page: BrowserPage = await chromium.open(f"{service.base}/learn/{token}", "revoked")
+    await chromium.wait_for_js(page, "the notice that the link no longer works",
+                               "() => document.body.innerText.includes('学习链接已停用')",
+                               UI_TIMEOUT)
+    assert await page.evaluate("() => !document.querySelector('script')")
