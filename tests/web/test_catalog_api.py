@@ -411,7 +411,7 @@ LEARNER_API_ROUTES = {
     ("POST", "/api/v1/learning/units/{unit_id}/unassign"),
     ("GET", "/api/v1/learning/units/{unit_id}/videos"),
     ("PUT", "/api/v1/learning/units/{unit_id}/videos"),
-    ("GET", "/api/v1/learning/report"),
+    ("GET", "/api/v1/learning/report"), ("GET", "/api/v1/learning/report/chart.svg"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

@@ -282,6 +282,11 @@ async def test_completion_report_per_learner_unit_and_district(service: Service)
     table = list(csv.reader(io.StringIO(csv_reply.body.decode("utf-8-sig"))))
     assert table[0][0] == "学员" and len(table) == 3
     assert (await call(service, "GET", f"{API}/learning/report?format=pdf")).status == 422
+    chart = await call(service, "GET", f"{API}/learning/report/chart.svg?unit_id={unit['id']}")
+    assert chart.status == 200 and chart.headers["Content-Type"] == "image/svg+xml"
+    assert chart.body.lstrip().startswith(b"<?xml") and b"<svg" in chart.body
+    assert (await call(service, "GET", f"{API}/learning/report/chart.svg?unit_id=x")).status \
+        == 422
     # The learner sees its own.
     mine = (await as_learner(service, "GET", token_a, "/study")).json()
     assert mine["units"][0]["lecture_attended"] and mine["units"][0]["videos_complete"] == 1

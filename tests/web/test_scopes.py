@@ -177,6 +177,7 @@ CASES: list[Case] = [
     case("GET", "/api/v1/learning/units/{report_unit}/videos", READERS),
     case("PUT", "/api/v1/learning/units/{report_unit}/videos", {"city"}, {"item_ids": []}),
     case("GET", "/api/v1/learning/report", READERS),
+    case("GET", "/api/v1/learning/report/chart.svg", READERS),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's

@@ -17,9 +17,11 @@ import segno
 from aiohttp import web
 from pydantic import Field, field_validator
 
+from classroom.attendance import charts
 from classroom.learning import reports
 from classroom.learning.learners import MAX_LEARNER_NAME, MAX_PHONE, MAX_POSITION
 from classroom.learning.links import learner_url
+from web import i18n
 from web.api.spec import (
     ABSENT,
     JSON_BODY_ERRORS,
@@ -31,7 +33,7 @@ from web.api.spec import (
     read_described,
     read_query,
 )
-from web.auth import require_admin, require_city, require_reader
+from web.auth import Caller, require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.exports import CsvExport
 from web.http import base_url, int_id, plain_id, read_limited
@@ -40,6 +42,8 @@ from web.keys import SCHOOL
 MAX_CSV_BYTES = 2 * 1024 * 1024
 ADMIN = (401, 403)
 CSV = {"text/csv": {"schema": {"type": "string"}}}
+SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
 # ---------------------------------------------------------------------- the contract
 
@@ -194,6 +198,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/learning/units/{unit_id}/videos", get_videos),
         web.put("/api/v1/learning/units/{unit_id}/videos", set_videos),
         web.get("/api/v1/learning/report", completion_report),
+        web.get("/api/v1/learning/report/chart.svg", completion_chart),
     ]
 
 
@@ -353,6 +358,17 @@ async def set_videos(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- report
 
 
+async def _rows(request: web.Request, caller: Caller,
+                unit_id: int | None) -> list[reports.LearnerRow]:
+    school = request.app[SCHOOL]
+    tree = school.org.tree()
+    conn = school.db.reader()
+    try:
+        return await asyncio.to_thread(reports.build, conn, caller.scope, tree.path, unit_id)
+    finally:
+        conn.close()
+
+
 @operation("Completion per learner and unit (self-study videos, the lecture attended by the "
            "learner's room), summed per unit and per district; ?format=csv: one row per "
            "learner and unit", query=(ReportQuery,), errors=(*ADMIN, 422),
@@ -360,14 +376,7 @@ async def set_videos(request: web.Request) -> web.Response:
 async def completion_report(request: web.Request) -> web.StreamResponse:
     caller = require_reader(request)
     query = read_query(request, ReportQuery)
-    school = request.app[SCHOOL]
-    tree = school.org.tree()
-    conn = school.db.reader()
-    try:
-        rows = await asyncio.to_thread(reports.build, conn, caller.scope, tree.path,
-                                       query.unit_id)
-    finally:
-        conn.close()
+    rows = await _rows(request, caller, query.unit_id)
     if query.format == "csv":
         export = CsvExport(request, "学员完成情况.csv", "learners-completion.csv")
         await export.start(reports.CSV_HEADER)
@@ -379,3 +388,20 @@ async def completion_report(request: web.Request) -> web.StreamResponse:
         "units": reports.summary(rows, reports.unit_of),
         "districts": reports.summary(rows, reports.district_of)},
         headers={"Cache-Control": "no-store"})
+
+
+@operation("Learners who completed the loop (every video, the lecture attended), per "
+           "district, as an SVG bar chart", query=(LearnersQuery,), errors=(*ADMIN, 422),
+           replies={200: Reply("the chart",
+                               media={"image/svg+xml": {"schema": {"type": "string"}}})})
+async def completion_chart(request: web.Request) -> web.Response:
+    caller = require_reader(request)
+    query = read_query(request, LearnersQuery)
+    rows = await _rows(request, caller, query.unit_id)
+    texts = i18n.catalog(i18n.language_of(request))
+    groups = sorted(reports.summary(rows, reports.district_of), key=lambda g: -g["done"])
+    body = await charts.render(
+        charts.bar_chart, [g["name"] or texts["learn.chart.city"] for g in groups],
+        [g["done"] for g in groups], texts["learn.chart.title"], texts["learn.chart.axis"],
+        texts["reports.chart.others"], texts["reports.chart.empty"])
+    return web.Response(body=body, content_type="image/svg+xml", headers=SVG_HEADERS)
