@@ -253,7 +253,9 @@ MIGRATIONS: Sequence[Migration] = (
     # 8: learners (学员) on org nodes (and optionally a site, their room), their
     # personal links (a generation: a new link or a revocation moves it on),
     # their units, each unit's self-study videos, and what each learner has
-    # played of each item (the union of the ranges, JSON [[start, end], ...]).
+    # played of each item (the union of the ranges, JSON [[start, end], ...]);
+    # each unit's reading list (研读书目, an optional PDF/EPUB in the data
+    # folder's learning/readings/) and what each learner marked read.
     """
     CREATE TABLE learners (
         id INTEGER PRIMARY KEY,
@@ -292,6 +294,23 @@ MIGRATIONS: Sequence[Migration] = (
         reported_at REAL NOT NULL,
         PRIMARY KEY (learner_id, item_id)
     );
+    CREATE TABLE reading_items (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        title TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        file_type TEXT CHECK (file_type IN ('pdf', 'epub')),
+        file_size INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX reading_items_by_unit ON reading_items (unit_id);
+    CREATE TABLE reading_marks (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        reading_id INTEGER NOT NULL REFERENCES reading_items(id) ON DELETE CASCADE,
+        read_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, reading_id)
+    );
+    CREATE INDEX reading_marks_by_item ON reading_marks (reading_id);
     """,
 )
 

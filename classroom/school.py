@@ -36,6 +36,7 @@ from classroom.db import ROOT_NODE, Database
 from classroom.errors import Forbidden, Invalid
 from classroom.learning.learners import Learners
 from classroom.learning.links import LinkSigner
+from classroom.learning.readings import Readings
 from classroom.learning.study import Study
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 DATABASE_FILE = "zhixing.sqlite3"
 ARCHIVE_DIR = "archive"
 PACKAGES_DIR = "packages"
+LEARNING_DIR = "learning"  # readings and write-ups' attachments
 CATALOG_KINDS = ("units", "courses", "sites")
 
 
@@ -84,6 +86,7 @@ class School:
     metrics: RelayMetrics
     learners: Learners
     study: Study
+    readings: Readings
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -121,6 +124,7 @@ class School:
         self.signer = Signer(secret)
         self.learners = Learners(self.db, self.org, LinkSigner(secret))
         self.study = Study(self.db)
+        self.readings = Readings(self.db, data_dir / LEARNING_DIR / "readings")
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -231,6 +235,18 @@ class School:
         learner = self.learners.check_link(token)
         self.study.assigned_item(int(learner["id"]), item_id)
         return Path(self.archive.media_path(item_id))
+
+    def learner_reading(self, token: str, reading_id: int) -> tuple[Path, str]:
+        """The file of a reading of one of the learner's units, and its type."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        return self.readings.file(reading_id)
+
+    def mark_read(self, token: str, reading_id: int, read: bool) -> None:
+        """A learner marks a reading of one of its units read (or not)."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        self.readings.mark_read(int(learner["id"]), reading_id, read)
 
     # ------------------------------------------------------------ scopes
 

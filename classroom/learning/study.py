@@ -1,5 +1,8 @@
 """我的学习: what a learner studies per unit, and the progress the server measures.
 
+Per unit: its reading list (marked read by the learner), its self-study
+videos, its lecture replays, whether the lecture was attended.
+
 A unit's **self-study videos** are archive items the city chooses, in order;
 its **lecture replays** are the ready items recorded from the unit's sessions.
 A learner may play, and report progress for, the items of the units assigned
@@ -100,6 +103,11 @@ class Study:
                     return row
         raise Forbidden("this item is not assigned to this learner")
 
+    def require_assigned_unit(self, learner_id: int, unit_id: int) -> None:
+        """Forbidden unless the unit is one of the learner's."""
+        if unit_id not in self._unit_ids(learner_id):
+            raise Forbidden("this unit is not assigned to this learner")
+
     def attended_units(self, site_id: int | None) -> set[int]:
         """The units whose sessions the site (a learner's room) attended."""
         if site_id is None:
@@ -128,10 +136,23 @@ class Study:
                     "position": mine["position"] if mine else 0.0,
                     "complete": bool(mine and mine["completed_at"] is not None)}
 
+        readings: dict[int, list[dict[str, Any]]] = {u: [] for u in unit_ids}
+        for row in self.db.all(
+                "SELECT r.id, r.unit_id, r.title, r.notes, r.file_type, r.file_size, "
+                "m.read_at IS NOT NULL AS read FROM learner_units lu "
+                "JOIN reading_items r ON r.unit_id = lu.unit_id "
+                "LEFT JOIN reading_marks m ON m.reading_id = r.id AND m.learner_id = ? "
+                "WHERE lu.learner_id = ? ORDER BY r.id", (learner_id, learner_id)):
+            readings[row["unit_id"]].append(
+                {"id": row["id"], "title": row["title"], "notes": row["notes"],
+                 "file_type": row["file_type"], "file_size": row["file_size"],
+                 "read": bool(row["read"])})
         units = []
         for unit_id in unit_ids:
             videos = [entry(r) for r in items[unit_id]["videos"]]
             units.append({"id": unit_id, "name": names.get(unit_id, ""),
+                          "readings": readings[unit_id],
+                          "readings_read": sum(r["read"] for r in readings[unit_id]),
                           "videos": videos,
                           "lectures": [entry(r) for r in items[unit_id]["lectures"]],
                           "videos_complete": sum(v["complete"] for v in videos),

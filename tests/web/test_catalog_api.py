@@ -412,6 +412,11 @@ LEARNER_API_ROUTES = {
     ("GET", "/api/v1/learning/units/{unit_id}/videos"),
     ("PUT", "/api/v1/learning/units/{unit_id}/videos"),
     ("GET", "/api/v1/learning/report"), ("GET", "/api/v1/learning/report/chart.svg"),
+    ("GET", "/api/v1/learning/units/{unit_id}/readings"),
+    ("POST", "/api/v1/learning/units/{unit_id}/readings"),
+    ("PATCH", "/api/v1/learning/readings/{reading_id}"),
+    ("DELETE", "/api/v1/learning/readings/{reading_id}"),
+    ("PUT", "/api/v1/learning/readings/{reading_id}/file"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

@@ -11,6 +11,8 @@ import io
 import time
 from typing import Any
 
+import pytest
+
 from tests.support.catalog import call, created, tampered
 from tests.support.learning import (
     as_learner,
@@ -23,7 +25,10 @@ from tests.support.service import Service, invite
 from web.keys import SCHOOL
 
 API = "/api/v1"
-TABLES = ("learners", "learner_units", "unit_videos", "video_progress")
+TABLES = ("learners", "learner_units", "unit_videos", "video_progress", "reading_items",
+          "reading_marks")
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" * 20
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
 
 
 def tables(service: Service) -> dict[str, list[tuple[Any, ...]]]:
@@ -274,7 +279,8 @@ async def test_completion_report_per_learner_unit_and_district(service: Service)
     assert rows["甲"]["done"] and not rows["乙"]["done"]
     assert rows["乙"]["videos_complete"] == 0 and rows["乙"]["videos_total"] == 1
     assert body["units"] == [{"id": unit["id"], "name": "第一专题", "learners": 2,
-                              "videos_complete": 1, "videos_total": 2,
+                              "readings_read": 0, "readings_total": 0, "videos_complete": 1,
+                              "videos_total": 2,
                               "lecture_attended": 1, "done": 1}]
     assert {d["name"]: d["done"] for d in body["districts"]} == {"北仑区": 1, "": 0}
     csv_reply = await call(service, "GET", f"{API}/learning/report?format=csv")
@@ -291,3 +297,63 @@ async def test_completion_report_per_learner_unit_and_district(service: Service)
     mine = (await as_learner(service, "GET", token_a, "/study")).json()
     assert mine["units"][0]["lecture_attended"] and mine["units"][0]["videos_complete"] == 1
     assert a["id"] != b["id"]
+
+
+# --------------------------------------------------------------------------- readings
+
+
+async def test_reading_list_files_and_marks(service: Service,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    unit, _ = await unit_with_video(service, 5)
+    other = created(await call(service, "POST", f"{API}/units", {"name": "第二专题"}))
+    book = created(await call(service, "POST", f"{API}/learning/units/{unit['id']}/readings",
+                              {"title": "《基层治理概论》", "notes": "第一、二章"}))
+    foreign = created(await call(service, "POST",
+                                 f"{API}/learning/units/{other['id']}/readings",
+                                 {"title": "别的专题的书"}))
+    assert (await call(service, "POST", f"{API}/learning/units/{unit['id']}/readings",
+                       {"title": ""})).status == 422
+    # A PNG, however it is labelled, is refused; so is a file over the limit.
+    before = tables(service)
+    path = f"{API}/learning/readings/{book['id']}/file"
+    reply = await call(service, "PUT", path, PNG, content_type="application/pdf")
+    assert reply.status == 422 and "reading_file_type" in reply.text
+    monkeypatch.setattr("web.api.learners.MAX_READING_BYTES", 1000)
+    assert (await call(service, "PUT", path, PDF, content_type="application/pdf")).status \
+        == 413
+    assert (await call(service, "PUT", f"{API}/learning/readings/999/file", PDF,
+                       content_type="application/pdf")).status == 404
+    monkeypatch.undo()
+    assert tables(service) == before
+    folder = service.app[SCHOOL].readings.folder
+    assert not folder.exists() or [p.name for p in folder.iterdir()] == []
+    stored = await call(service, "PUT", path, PDF, content_type="application/octet-stream")
+    assert stored.status == 200 and stored.json()["file_type"] == "pdf", stored.text
+    assert stored.json()["file_size"] == len(PDF)
+
+    learner, token = await learner_with_link(service, unit_id=unit["id"])
+    study = (await as_learner(service, "GET", token, "/study")).json()
+    assert study["units"][0]["readings"] == [
+        {"id": book["id"], "title": "《基层治理概论》", "notes": "第一、二章",
+         "file_type": "pdf", "file_size": len(PDF), "read": False}]
+    async with service.http.get(f"{service.base}/learn/{token}/readings/{book['id']}/file",
+                                headers={"Range": "bytes=0-4"}) as response:
+        assert response.status == 206 and await response.read() == b"%PDF-"
+        assert response.headers["Content-Type"] == "application/pdf"
+    # Another unit's reading: neither its file nor a mark.
+    assert (await as_learner(service, "GET", token,
+                             f"/readings/{foreign['id']}/file")).status == 403
+    assert (await as_learner(service, "POST", token, f"/readings/{foreign['id']}/read",
+                             {"read": True})).status == 403
+    assert (await as_learner(service, "POST", token, f"/readings/{book['id']}/read",
+                             {"read": "yes"})).status == 422
+    assert service.app[SCHOOL].db.all("SELECT * FROM reading_marks") == []
+    assert (await as_learner(service, "POST", token, f"/readings/{book['id']}/read",
+                             {"read": True})).status == 204
+    study = (await as_learner(service, "GET", token, "/study")).json()
+    assert study["units"][0]["readings"][0]["read"] and study["units"][0]["readings_read"] == 1
+    report = (await call(service, "GET", f"{API}/learning/report")).json()
+    row = next(r for r in report["learners"] if r["learner_id"] == learner["id"])
+    assert (row["readings_read"], row["readings_total"]) == (1, 1)
+    assert (await call(service, "DELETE", f"{API}/learning/readings/{book['id']}")).status == 204
+    assert list(folder.iterdir()) == []

@@ -54,7 +54,7 @@ class Case:
                  "presenter": "account_id", "unit": "row_id", "course": "row_id",
                  "course_a": "row_id",
                  "link": "link_id", "report_unit": "unit_id", "export": "package_id",
-                 "learner_a": "learner_id"}
+                 "learner_a": "learner_id", "reading": "reading_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
 
@@ -178,6 +178,11 @@ CASES: list[Case] = [
     case("PUT", "/api/v1/learning/units/{report_unit}/videos", {"city"}, {"item_ids": []}),
     case("GET", "/api/v1/learning/report", READERS),
     case("GET", "/api/v1/learning/report/chart.svg", READERS),
+    case("GET", "/api/v1/learning/units/{report_unit}/readings", READERS),
+    case("POST", "/api/v1/learning/units/{report_unit}/readings", {"city"}, {"title": "新书"}),
+    case("PATCH", "/api/v1/learning/readings/{reading}", {"city"}, {"title": "改名"}),
+    case("DELETE", "/api/v1/learning/readings/{reading}", {"city"}),
+    case("PUT", "/api/v1/learning/readings/{reading}/file", {"city"}, "%PDF-1.4 x"),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's
@@ -224,8 +229,11 @@ async def _more_objects(world: Districts) -> None:
                            {"name": "空节点", "parent_id": world.a["id"]})
     learner_a = await world.ok("district_a", "POST", f"{API}/learners",
                                {"name": "北仑学员", "org_node_id": world.a["id"]})
+    reading = await world.ok("city", "POST", f"{API}/learning/units/{unit['id']}/readings",
+                             {"title": "研读书目"})
     ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
-               empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"])
+               empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"],
+               reading=reading["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])

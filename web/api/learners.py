@@ -1,10 +1,11 @@
 """Admin JSON API for learners (学员): the roster and its CSV import, personal
-links (issue, QR, revoke), assignment to units, a unit's self-study videos,
-and the completion report (JSON or CSV).
+links (issue, QR, revoke), assignment to units, a unit's self-study videos
+and reading list (with its PDF/EPUB files), and the completion report (JSON,
+CSV or a chart).
 
 Scopes are the sites' own: a district admin manages the learners of its
 subtree and assigns them to the city's units; an auditor reads; a presenter
-sees nothing. A unit's self-study videos are the city's to choose.
+sees nothing. A unit's self-study videos and readings are the city's to choose.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from classroom.attendance import charts
+from classroom.catalog import MAX_NAME, MAX_TEXT
 from classroom.learning import reports
 from classroom.learning.learners import MAX_LEARNER_NAME, MAX_PHONE, MAX_POSITION
 from classroom.learning.links import learner_url
+from classroom.learning.readings import MAX_FILE_BYTES
 from web import i18n
 from web.api.spec import (
     ABSENT,
@@ -36,12 +39,16 @@ from web.api.spec import (
 from web.auth import Caller, require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.exports import CsvExport
-from web.http import base_url, int_id, plain_id, read_limited
+from web.http import base_url, int_id, plain_id, read_limited, receive_file
 from web.keys import SCHOOL
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
 ADMIN = (401, 403)
 CSV = {"text/csv": {"schema": {"type": "string"}}}
+MAX_READING_BYTES = MAX_FILE_BYTES
+READING_MEDIA = {kind: {"schema": {"type": "string", "format": "binary"}}
+                 for kind in ("application/pdf", "application/epub+zip",
+                              "application/octet-stream")}
 SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
@@ -137,6 +144,29 @@ class UnitVideos(Described):
     item_ids: list[str] = Field(description="ready archive items, in order (at most 100)")
 
 
+class Reading(Shape):
+    component: ClassVar[bool] = True
+    id: int
+    unit_id: int
+    title: str
+    notes: str
+    file_type: Literal["pdf", "epub"] | None
+    file_size: int | None
+    created_at: float
+
+
+class ReadingInput(Described):
+    title: str = Field(min_length=1, max_length=MAX_NAME)
+    notes: str = Field(ABSENT, max_length=MAX_TEXT)
+
+
+class ReadingChange(Described):
+    """any of the fields"""
+
+    title: str = Field(ABSENT, min_length=1, max_length=MAX_NAME)
+    notes: str = Field(ABSENT, max_length=MAX_TEXT)
+
+
 class ReportQuery(Validated):
     unit_id: int = Field(ABSENT, description="only this unit")
     format: Literal["json", "csv"] = Field("json", description="csv: one row per learner "
@@ -159,17 +189,22 @@ class LearnerRow(Shape):
     position: str
     unit_id: int
     unit_name: str
+    readings_read: int
+    readings_total: int
     videos_complete: int
     videos_total: int
     lecture_attended: bool = Field(description="the learner's site attended one of the "
                                                "unit's sessions")
-    done: bool = Field(description="every video complete and the lecture attended")
+    done: bool = Field(description="every reading read, every video complete and the "
+                                   "lecture attended")
 
 
 class Group(Shape):
     id: int | str
     name: str
     learners: int
+    readings_read: int
+    readings_total: int
     videos_complete: int
     videos_total: int
     lecture_attended: int
@@ -197,6 +232,11 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/v1/learning/units/{unit_id}/unassign", unassign),
         web.get("/api/v1/learning/units/{unit_id}/videos", get_videos),
         web.put("/api/v1/learning/units/{unit_id}/videos", set_videos),
+        web.get("/api/v1/learning/units/{unit_id}/readings", list_readings),
+        web.post("/api/v1/learning/units/{unit_id}/readings", create_reading),
+        web.patch("/api/v1/learning/readings/{reading_id}", update_reading),
+        web.delete("/api/v1/learning/readings/{reading_id}", delete_reading),
+        web.put("/api/v1/learning/readings/{reading_id}/file", upload_reading),
         web.get("/api/v1/learning/report", completion_report),
         web.get("/api/v1/learning/report/chart.svg", completion_chart),
     ]
@@ -353,6 +393,59 @@ async def set_videos(request: web.Request) -> web.Response:
     unit_id = _unit_id(request)
     data = await read_described(request, UnitVideos)
     return web.json_response({"videos": request.app[SCHOOL].study.set_videos(unit_id, data)})
+
+
+# ---------------------------------------------------------------------- readings
+
+
+def _reading_id(request: web.Request) -> int:
+    return int_id(request, "reading_id", "reading")
+
+
+@operation("A unit's reading list (研读书目)", errors=(*ADMIN, 404),
+           replies={200: Reply("{readings: [Reading]}", Reading, listed="readings")})
+async def list_readings(request: web.Request) -> web.Response:
+    require_reader(request)
+    return web.json_response({"readings": request.app[SCHOOL].readings.readings(
+        _unit_id(request))})
+
+
+@operation("Add a reading to a unit's list (city admins)", body=ReadingInput,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS), replies={201: Reply("created", Reading)})
+async def create_reading(request: web.Request) -> web.Response:
+    require_city(request)
+    unit_id = _unit_id(request)
+    data = await read_described(request, ReadingInput)
+    return web.json_response(request.app[SCHOOL].readings.create(unit_id, data), status=201)
+
+
+@operation("Change a reading (city admins)", body=ReadingChange,
+           errors=(*ADMIN, 404, *JSON_BODY_ERRORS), replies={200: Reply("changed", Reading)})
+async def update_reading(request: web.Request) -> web.Response:
+    require_city(request)
+    reading_id = _reading_id(request)
+    data = await read_described(request, ReadingChange)
+    return web.json_response(request.app[SCHOOL].readings.update(reading_id, data))
+
+
+@operation("Delete a reading and its file (city admins)", errors=(*ADMIN, 404),
+           replies={204: Reply("deleted")})
+async def delete_reading(request: web.Request) -> web.Response:
+    require_city(request)
+    request.app[SCHOOL].readings.delete(_reading_id(request))
+    return web.Response(status=204)
+
+
+@operation("Upload a reading's file: a PDF or an EPUB, recognised by its first bytes "
+           "(city admins)", body_media=READING_MEDIA,
+           errors=(*ADMIN, 404, 413, (422, "neither a PDF nor an EPUB")),
+           replies={200: Reply("the reading with its file", Reading)})
+async def upload_reading(request: web.Request) -> web.Response:
+    require_city(request)
+    readings = request.app[SCHOOL].readings
+    staged = readings.staging_path(_reading_id(request))
+    await receive_file(request, staged, MAX_READING_BYTES)
+    return web.json_response(readings.store_file(_reading_id(request), staged))
 
 
 # ---------------------------------------------------------------------- report

@@ -23,7 +23,7 @@ from classroom.learning import progress
 from web import i18n
 from web.api.spec import JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
 from web.errors import status_of
-from web.http import STATIC_DIR
+from web.http import STATIC_DIR, int_id
 from web.keys import LIMITER, SCHOOL
 
 PAGE = STATIC_DIR / "learn.html"
@@ -46,9 +46,20 @@ class Entry(Shape):
     complete: bool = Field(description="at least 90 % played")
 
 
+class ReadingEntry(Shape):
+    id: int
+    title: str
+    notes: str
+    file_type: str | None
+    file_size: int | None
+    read: bool
+
+
 class UnitStudy(Shape):
     id: int
     name: str
+    readings: list[ReadingEntry] = Field(description="the reading list (研读专业书籍)")
+    readings_read: int
     videos: list[Entry] = Field(description="self-study videos (自学案例课程)")
     lectures: list[Entry] = Field(description="the lecture's replay (集中授课)")
     videos_complete: int
@@ -77,6 +88,11 @@ class ProgressReport(Validated):
                                           "position": "error.progress_outside"}
 
 
+class ReadMark(Validated):
+    read: bool = Field(True, description="false: not read after all")
+    refusals: ClassVar[dict[str, str]] = {"read": "error.not_a_boolean"}
+
+
 class ProgressState(Shape):
     promised = ("item_id", "played", "position", "complete")
     item_id: str
@@ -92,6 +108,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/learn/{token}/study", study),
         web.post("/learn/{token}/progress", report),
         web.get("/learn/{token}/media/{item_id}", media),
+        web.get("/learn/{token}/readings/{reading_id}/file", reading_file),
+        web.post("/learn/{token}/readings/{reading_id}/read", mark_read),
     ]
 
 
@@ -151,3 +169,27 @@ async def report(request: web.Request) -> web.Response:
 async def media(request: web.Request) -> web.StreamResponse:
     path = request.app[SCHOOL].learner_media(_token(request), request.match_info["item_id"])
     return web.FileResponse(path, headers=MEDIA_HEADERS)
+
+
+@operation("The file of a reading of the learner's units (PDF or EPUB); supports Range",
+           security=None, errors=(*LINK_ERRORS, (403, "not one of the learner's units"), 404),
+           replies={200: Reply("the whole file"), 206: Reply("the requested range"),
+                    416: Reply("range out of bounds")})
+async def reading_file(request: web.Request) -> web.StreamResponse:
+    path, mime = request.app[SCHOOL].learner_reading(
+        _token(request), int_id(request, "reading_id", "reading"))
+    return web.FileResponse(path, headers={**MEDIA_HEADERS, "Content-Type": mime})
+
+
+@operation("Mark a reading of the learner's units read (or not)", security=None,
+           body=ReadMark,
+           errors=(*LINK_ERRORS, (403, "not one of the learner's units"), 404,
+                   *JSON_BODY_ERRORS),
+           replies={204: Reply("kept")})
+async def mark_read(request: web.Request) -> web.Response:
+    reading_id = int_id(request, "reading_id", "reading")
+    school = request.app[SCHOOL]
+    school.learners.check_link(_token(request))
+    body = await read_model(request, ReadMark)
+    school.mark_read(_token(request), reading_id, body.read)
+    return web.Response(status=204)

@@ -37,6 +37,28 @@ function entryRow(entry) {
       el("span", { className: "share", textContent: entry.complete ? t("learn.complete") : share(entry) })));
 }
 
+function readingRow(reading) {
+  const box = el("input", { type: "checkbox", checked: reading.read,
+                            dataset: { readingId: String(reading.id) } });
+  box.addEventListener("change", async () => {
+    box.disabled = true;
+    const response = await fetch(`${base}/readings/${reading.id}/read`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ read: box.checked }),
+    }).catch(() => null);
+    box.disabled = false;
+    if (!response || !response.ok) box.checked = !box.checked;
+    else await loadStudy();
+  });
+  const title = reading.file_type
+    ? el("a", { href: `${base}/readings/${reading.id}/file`, target: "_blank", rel: "noopener",
+                textContent: `${reading.title}（${reading.file_type.toUpperCase()}）` })
+    : el("span", { textContent: reading.title });
+  return el("li", { className: "reading" },
+    el("label", { className: "entry" }, box, el("span", { className: "name" }, title)),
+    reading.notes ? el("p", { className: "notes", textContent: reading.notes }) : null);
+}
+
 function unitCard(unit) {
   const card = el("section", { className: "unit", dataset: { unitId: String(unit.id) } },
     el("h2", { textContent: unit.name }),
@@ -44,6 +66,11 @@ function unitCard(unit) {
       { done: unit.videos_complete, total: unit.videos.length }) }),
     el("p", { className: unit.lecture_attended ? "summary attended" : "summary not-attended",
               textContent: t(unit.lecture_attended ? "learn.attended" : "learn.not_attended") }));
+  if (unit.readings.length) {
+    card.append(el("h3", { textContent: t("learn.readings", { done: unit.readings_read,
+                                                              total: unit.readings.length }) }),
+                el("ul", {}, ...unit.readings.map(readingRow)));
+  }
   if (unit.videos.length) {
     card.append(el("h3", { textContent: t("learn.videos") }), el("ul", {}, ...unit.videos.map(entryRow)));
   }
