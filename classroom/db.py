@@ -255,7 +255,8 @@ MIGRATIONS: Sequence[Migration] = (
     # their units, each unit's self-study videos, and what each learner has
     # played of each item (the union of the ranges, JSON [[start, end], ...]);
     # each unit's reading list (研读书目, an optional PDF/EPUB in the data
-    # folder's learning/readings/) and what each learner marked read.
+    # folder's learning/readings/) and what each learner marked read; each
+    # learner's write-up (学用成果总结) per unit and its review.
     """
     CREATE TABLE learners (
         id INTEGER PRIMARY KEY,
@@ -311,6 +312,21 @@ MIGRATIONS: Sequence[Migration] = (
         PRIMARY KEY (learner_id, reading_id)
     );
     CREATE INDEX reading_marks_by_item ON reading_marks (reading_id);
+    CREATE TABLE writeups (
+        id INTEGER PRIMARY KEY,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        attachment_type TEXT CHECK (attachment_type IN ('pdf', 'docx', 'jpeg', 'png')),
+        attachment_size INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('submitted', 'accepted', 'returned')),
+        comment TEXT NOT NULL DEFAULT '',
+        submitted_at REAL NOT NULL,
+        reviewed_at REAL,
+        reviewed_by TEXT,
+        UNIQUE (learner_id, unit_id)
+    );
+    CREATE INDEX writeups_by_unit ON writeups (unit_id, state);
     """,
 )
 

@@ -38,6 +38,7 @@ from classroom.learning.learners import Learners
 from classroom.learning.links import LinkSigner
 from classroom.learning.readings import Readings
 from classroom.learning.study import Study
+from classroom.learning.writeups import Writeups
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
@@ -87,6 +88,7 @@ class School:
     learners: Learners
     study: Study
     readings: Readings
+    writeups: Writeups
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -125,6 +127,7 @@ class School:
         self.learners = Learners(self.db, self.org, LinkSigner(secret))
         self.study = Study(self.db)
         self.readings = Readings(self.db, data_dir / LEARNING_DIR / "readings")
+        self.writeups = Writeups(self.db, data_dir / LEARNING_DIR / "writeups")
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -247,6 +250,19 @@ class School:
         learner = self.learners.check_link(token)
         self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
         self.readings.mark_read(int(learner["id"]), reading_id, read)
+
+    def submit_writeup(self, token: str, unit_id: int,
+                       data: Mapping[str, Any]) -> dict[str, Any]:
+        """A learner's write-up for one of its units, new or again."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.submit(int(learner["id"]), unit_id, data)
+
+    def writeup_staging(self, token: str, unit_id: int) -> tuple[int, Path]:
+        """Where to receive the attachment of a learner's write-up."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.staging_path(int(learner["id"]), unit_id)
 
     # ------------------------------------------------------------ scopes
 

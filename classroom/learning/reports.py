@@ -2,7 +2,8 @@
 
 One learner's row in a unit says how many of the unit's readings it marked
 read, how many of its self-study videos it completed (the server's measure,
-``study.py``) and whether its room attended the unit's lecture. The report
+``study.py``), whether its room attended the unit's lecture and where its
+write-up stands. The report
 is built from grouped queries (who is assigned, how many videos and readings
 each unit has, the completed videos and the readings read per learner and
 unit, the (unit, site) pairs with attendance) joined in memory: for 5,000
@@ -33,12 +34,14 @@ COMPLETED_SQL = ("SELECT p.learner_id, v.unit_id, COUNT(*) AS n FROM video_progr
 READINGS_COUNT_SQL = "SELECT unit_id, COUNT(*) FROM reading_items GROUP BY unit_id"
 READ_SQL = ("SELECT m.learner_id, r.unit_id, COUNT(*) FROM reading_marks m "
             "JOIN reading_items r ON r.id = m.reading_id GROUP BY m.learner_id, r.unit_id")
+WRITEUPS_SQL = "SELECT learner_id, unit_id, state FROM writeups"
 ATTENDED_SQL = ("SELECT DISTINCT c.unit_id, ai.site_id FROM attendance_intervals ai "
                 "JOIN sessions s ON s.id = ai.session_id JOIN courses c ON c.id = s.course_id "
                 "WHERE c.unit_id IS NOT NULL")
 
+WRITEUP_CELLS = {None: "未提交", "submitted": "待审阅", "accepted": "已通过", "returned": "已退回"}
 CSV_HEADER = ("学员", "组织", "分课堂", "职务", "专题", "已读书目", "书目总数",
-              "自学视频完成", "自学视频总数", "集中授课出勤", "全部完成")
+              "自学视频完成", "自学视频总数", "集中授课出勤", "学用成果总结", "全部完成")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,13 @@ class LearnerRow:
     videos_complete: int
     videos_total: int
     lecture_attended: bool
+    writeup: str | None  # its state: submitted, accepted, returned; None if none
 
     @property
     def done(self) -> bool:
         return (self.readings_read >= self.readings_total
-                and self.videos_complete >= self.videos_total and self.lecture_attended)
+                and self.videos_complete >= self.videos_total and self.lecture_attended
+                and self.writeup == "accepted")
 
     def json(self) -> dict[str, Any]:
         return {"learner_id": self.learner_id, "name": self.name,
@@ -69,12 +74,14 @@ class LearnerRow:
                 "unit_id": self.unit_id, "unit_name": self.unit_name,
                 "readings_read": self.readings_read, "readings_total": self.readings_total,
                 "videos_complete": self.videos_complete, "videos_total": self.videos_total,
-                "lecture_attended": self.lecture_attended, "done": self.done}
+                "lecture_attended": self.lecture_attended, "writeup": self.writeup,
+                "done": self.done}
 
     def cells(self) -> list[Any]:
         return [self.name, self.org_path, self.site_name or "", self.position, self.unit_name,
                 self.readings_read, self.readings_total, self.videos_complete, self.videos_total,
-                "是" if self.lecture_attended else "否", "是" if self.done else "否"]
+                "是" if self.lecture_attended else "否", WRITEUP_CELLS[self.writeup],
+                "是" if self.done else "否"]
 
 
 def build(conn: sqlite3.Connection, scope: Scope, path_of: Callable[[int], str],
@@ -86,6 +93,7 @@ def build(conn: sqlite3.Connection, scope: Scope, path_of: Callable[[int], str],
     attended = {(r[0], r[1]) for r in conn.execute(ATTENDED_SQL)}
     readings = {r[0]: r[1] for r in conn.execute(READINGS_COUNT_SQL)}
     read = {(r[0], r[1]): r[2] for r in conn.execute(READ_SQL)}
+    writeups = {(r[0], r[1]): r[2] for r in conn.execute(WRITEUPS_SQL)}
     sql, params = ASSIGNED_SQL, ()
     if unit_id is not None:
         sql, params = sql + " WHERE lu.unit_id = ?", (unit_id,)  # type: ignore[assignment]
@@ -101,7 +109,8 @@ def build(conn: sqlite3.Connection, scope: Scope, path_of: Callable[[int], str],
             learner_id, name, node, paths[node], site_name, position, unit, unit_name,
             read.get((learner_id, unit), 0), readings.get(unit, 0),
             completed.get((learner_id, unit), 0), totals.get(unit, 0),
-            site_id is not None and (unit, site_id) in attended))
+            site_id is not None and (unit, site_id) in attended,
+            writeups.get((learner_id, unit))))
     rows.sort(key=lambda r: (r.unit_id, r.org_path, r.name, r.learner_id))
     return rows
 
@@ -116,13 +125,14 @@ def summary(rows: list[LearnerRow], key: Callable[[LearnerRow], tuple[Any, str]]
         group = groups.setdefault(group_id, {
             "id": group_id, "name": group_name, "learners": 0, "readings_read": 0,
             "readings_total": 0, "videos_complete": 0,
-            "videos_total": 0, "lecture_attended": 0, "done": 0})
+            "videos_total": 0, "lecture_attended": 0, "writeups_accepted": 0, "done": 0})
         group["learners"] += 1
         group["readings_read"] += row.readings_read
         group["readings_total"] += row.readings_total
         group["videos_complete"] += row.videos_complete
         group["videos_total"] += row.videos_total
         group["lecture_attended"] += row.lecture_attended
+        group["writeups_accepted"] += row.writeup == "accepted"
         group["done"] += row.done
     return list(groups.values())
 

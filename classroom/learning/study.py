@@ -1,7 +1,8 @@
 """我的学习: what a learner studies per unit, and the progress the server measures.
 
 Per unit: its reading list (marked read by the learner), its self-study
-videos, its lecture replays, whether the lecture was attended.
+videos, its lecture replays, whether the lecture was attended, and the
+learner's write-up with its review.
 
 A unit's **self-study videos** are archive items the city chooses, in order;
 its **lecture replays** are the ready items recorded from the unit's sessions.
@@ -147,6 +148,9 @@ class Study:
                 {"id": row["id"], "title": row["title"], "notes": row["notes"],
                  "file_type": row["file_type"], "file_size": row["file_size"],
                  "read": bool(row["read"])})
+        writeups = {r["unit_id"]: r for r in self.db.all(
+            "SELECT id, unit_id, text, attachment_type, state, comment, submitted_at, "
+            "reviewed_at FROM writeups WHERE learner_id = ?", (learner_id,))}
         units = []
         for unit_id in unit_ids:
             videos = [entry(r) for r in items[unit_id]["videos"]]
@@ -156,7 +160,8 @@ class Study:
                           "videos": videos,
                           "lectures": [entry(r) for r in items[unit_id]["lectures"]],
                           "videos_complete": sum(v["complete"] for v in videos),
-                          "lecture_attended": unit_id in attended})
+                          "lecture_attended": unit_id in attended,
+                          "writeup": writeups.get(unit_id)})
         return {"name": learner["name"], "org_path": org_path,
                 "site_name": learner.get("site_name"), "units": units}
 

@@ -417,6 +417,9 @@ LEARNER_API_ROUTES = {
     ("PATCH", "/api/v1/learning/readings/{reading_id}"),
     ("DELETE", "/api/v1/learning/readings/{reading_id}"),
     ("PUT", "/api/v1/learning/readings/{reading_id}/file"),
+    ("GET", "/api/v1/learning/writeups"),
+    ("POST", "/api/v1/learning/writeups/{writeup_id}/review"),
+    ("GET", "/api/v1/learning/writeups/{writeup_id}/attachment"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

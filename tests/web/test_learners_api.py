@@ -26,7 +26,7 @@ from web.keys import SCHOOL
 
 API = "/api/v1"
 TABLES = ("learners", "learner_units", "unit_videos", "video_progress", "reading_items",
-          "reading_marks")
+          "reading_marks", "writeups")
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
 
@@ -276,13 +276,13 @@ async def test_completion_report_per_learner_unit_and_district(service: Service)
     body = reply.json()
     rows = {r["name"]: r for r in body["learners"]}
     assert rows["甲"]["videos_complete"] == 1 and rows["甲"]["lecture_attended"]
-    assert rows["甲"]["done"] and not rows["乙"]["done"]
+    assert not rows["甲"]["done"] and rows["甲"]["writeup"] is None  # no write-up yet
     assert rows["乙"]["videos_complete"] == 0 and rows["乙"]["videos_total"] == 1
     assert body["units"] == [{"id": unit["id"], "name": "第一专题", "learners": 2,
                               "readings_read": 0, "readings_total": 0, "videos_complete": 1,
-                              "videos_total": 2,
-                              "lecture_attended": 1, "done": 1}]
-    assert {d["name"]: d["done"] for d in body["districts"]} == {"北仑区": 1, "": 0}
+                              "videos_total": 2, "lecture_attended": 1,
+                              "writeups_accepted": 0, "done": 0}]
+    assert {d["name"]: d["lecture_attended"] for d in body["districts"]} == {"北仑区": 1, "": 0}
     csv_reply = await call(service, "GET", f"{API}/learning/report?format=csv")
     assert csv_reply.status == 200 and csv_reply.headers["Content-Type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(csv_reply.body.decode("utf-8-sig"))))
@@ -357,3 +357,64 @@ async def test_reading_list_files_and_marks(service: Service,
     assert (row["readings_read"], row["readings_total"]) == (1, 1)
     assert (await call(service, "DELETE", f"{API}/learning/readings/{book['id']}")).status == 204
     assert list(folder.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- write-ups
+
+
+async def test_writeup_submitted_returned_resubmitted_and_accepted(service: Service) -> None:
+    unit = created(await call(service, "POST", f"{API}/units", {"name": "第一专题"}))
+    other = created(await call(service, "POST", f"{API}/units", {"name": "第二专题"}))
+    learner, token = await learner_with_link(service, unit_id=unit["id"])
+    path = f"/writeups/{unit['id']}"
+    db = service.app[SCHOOL].db
+    # Refused: too long, empty, not JSON, another unit, an attachment before any text.
+    for body in ({"text": "字" * 5001}, {"text": "  "}, {"text": 5}, {}):
+        reply = await as_learner(service, "PUT", token, path, body)
+        assert reply.status == 422, (body, reply.status, reply.text)
+    assert (await as_learner(service, "PUT", token, path, "{", "application/json")).status == 400
+    assert (await as_learner(service, "PUT", token, path, {"text": "x"},
+                             "text/plain")).status == 415
+    assert (await as_learner(service, "PUT", token, f"/writeups/{other['id']}",
+                             {"text": "别的专题"})).status == 403
+    assert (await as_learner(service, "PUT", token, f"{path}/attachment", PDF,
+                             "application/pdf")).status == 404
+    assert db.all("SELECT * FROM writeups") == []
+    # 5,000 characters, sent as \uXXXX escapes (30 KB): taken.
+    text = "我把网格化管理用到了社区工作中。" * 312 + "完成"
+    assert len(text) <= 5000
+    reply = await as_learner(service, "PUT", token, path, {"text": text})
+    assert reply.status == 200 and reply.json()["state"] == "submitted", reply.text
+    # An attachment of the wrong type changes nothing; a PDF is kept.
+    reply = await as_learner(service, "PUT", token, f"{path}/attachment", b"GIF89a" + b"0" * 50,
+                             "image/png")
+    assert reply.status == 422 and "writeup_file_type" in reply.text
+    assert db.one("SELECT attachment_type FROM writeups")["attachment_type"] is None  # type: ignore[index]
+    reply = await as_learner(service, "PUT", token, f"{path}/attachment", PDF, "application/pdf")
+    assert reply.status == 200 and reply.json()["attachment_type"] == "pdf"
+
+    listed = (await call(service, "GET", f"{API}/learning/writeups?state=submitted")).json()
+    [writeup] = listed["writeups"]
+    assert writeup["learner_name"] == "张三" and writeup["text"] == text
+    attachment = await call(service, "GET", f"{API}/learning/writeups/{writeup['id']}/attachment")
+    assert attachment.status == 200 and attachment.body == PDF
+    review = f"{API}/learning/writeups/{writeup['id']}/review"
+    assert (await call(service, "POST", review, {"decision": "return"})).status == 422
+    assert (await call(service, "POST", review, {"decision": "maybe"})).status == 422
+    reply = await call(service, "POST", review, {"decision": "return",
+                                                 "comment": "请补充具体成效和数据"})
+    assert reply.status == 200 and reply.json()["state"] == "returned"
+    assert (await call(service, "POST", review, {"decision": "accept"})).status == 409
+    mine = (await as_learner(service, "GET", token, "/study")).json()["units"][0]["writeup"]
+    assert mine["state"] == "returned" and mine["comment"] == "请补充具体成效和数据"
+    reply = await as_learner(service, "PUT", token, path, {"text": "补充了成效：办结率提高 20%。"})
+    assert reply.json()["state"] == "submitted"
+    assert (await call(service, "POST", review, {"decision": "accept",
+                                                 "comment": "很好"})).status == 200
+    mine = (await as_learner(service, "GET", token, "/study")).json()["units"][0]["writeup"]
+    assert mine["state"] == "accepted"
+    assert (await as_learner(service, "PUT", token, path, {"text": "再改"})).status == 409
+    report = (await call(service, "GET", f"{API}/learning/report")).json()
+    row = next(r for r in report["learners"] if r["learner_id"] == learner["id"])
+    assert report["units"][0]["writeups_accepted"] == 1
+    assert row["writeup"] == "accepted" and not row["done"]  # its room did not attend

@@ -54,7 +54,8 @@ class Case:
                  "presenter": "account_id", "unit": "row_id", "course": "row_id",
                  "course_a": "row_id",
                  "link": "link_id", "report_unit": "unit_id", "export": "package_id",
-                 "learner_a": "learner_id", "reading": "reading_id"}
+                 "learner_a": "learner_id", "reading": "reading_id",
+                 "writeup_a": "writeup_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
 
@@ -183,6 +184,10 @@ CASES: list[Case] = [
     case("PATCH", "/api/v1/learning/readings/{reading}", {"city"}, {"title": "改名"}),
     case("DELETE", "/api/v1/learning/readings/{reading}", {"city"}),
     case("PUT", "/api/v1/learning/readings/{reading}/file", {"city"}, "%PDF-1.4 x"),
+    case("GET", "/api/v1/learning/writeups", READERS),
+    case("POST", "/api/v1/learning/writeups/{writeup_a}/review", A,
+         {"decision": "return", "comment": "请补充"}),
+    case("GET", "/api/v1/learning/writeups/{writeup_a}/attachment", A_READ),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's
@@ -231,9 +236,17 @@ async def _more_objects(world: Districts) -> None:
                                {"name": "北仑学员", "org_node_id": world.a["id"]})
     reading = await world.ok("city", "POST", f"{API}/learning/units/{unit['id']}/readings",
                              {"title": "研读书目"})
+    await world.ok("district_a", "POST", f"{API}/learning/units/{unit['id']}/assign",
+                   {"learner_ids": [learner_a["id"]]})
+    link_a = await world.ok("district_a", "POST", f"{API}/learners/{learner_a['id']}/link")
+    async with world.service.http.put(
+            f"{world.service.base}/learn/{link_a['token']}/writeups/{unit['id']}",
+            json={"text": "学用成果"}) as response:
+        assert response.status == 200, await response.text()
+        writeup = await response.json()
     ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
                empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"],
-               reading=reading["id"])
+               reading=reading["id"], writeup_a=writeup["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])

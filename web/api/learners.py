@@ -1,7 +1,7 @@
 """Admin JSON API for learners (学员): the roster and its CSV import, personal
 links (issue, QR, revoke), assignment to units, a unit's self-study videos
-and reading list (with its PDF/EPUB files), and the completion report (JSON,
-CSV or a chart).
+and reading list (with its PDF/EPUB files), the review of learners'
+write-ups, and the completion report (JSON, CSV or a chart).
 
 Scopes are the sites' own: a district admin manages the learners of its
 subtree and assigns them to the city's units; an auditor reads; a presenter
@@ -24,6 +24,7 @@ from classroom.learning import reports
 from classroom.learning.learners import MAX_LEARNER_NAME, MAX_PHONE, MAX_POSITION
 from classroom.learning.links import learner_url
 from classroom.learning.readings import MAX_FILE_BYTES
+from classroom.learning.writeups import MAX_COMMENT
 from web import i18n
 from web.api.spec import (
     ABSENT,
@@ -167,6 +168,43 @@ class ReadingChange(Described):
     notes: str = Field(ABSENT, max_length=MAX_TEXT)
 
 
+class Writeup(Shape):
+    """a learner's write-up (学用成果总结) for a unit"""
+
+    component: ClassVar[bool] = True
+    id: int
+    learner_id: int
+    learner_name: str
+    org_node_id: int
+    unit_id: int
+    unit_name: str
+    text: str
+    attachment_type: Literal["pdf", "docx", "jpeg", "png"] | None
+    attachment_size: int | None
+    state: Literal["submitted", "accepted", "returned"]
+    comment: str
+    submitted_at: float
+    reviewed_at: float | None
+
+
+class WriteupsQuery(Validated):
+    unit_id: int = Field(ABSENT, description="only this unit")
+    state: Literal["submitted", "accepted", "returned"] = ABSENT
+    refusals: ClassVar[dict[str, str]] = {"unit_id": "error.not_a_number",
+                                          "state": "error.bad_choice"}
+
+    @field_validator("unit_id", mode="before")
+    @classmethod
+    def _unit(cls, raw: Any) -> int:
+        return _query_id(raw)
+
+
+class Review(Described):
+    decision: Literal["accept", "return"]
+    comment: str = Field(ABSENT, max_length=MAX_COMMENT,
+                         description="what to change; needed to return it")
+
+
 class ReportQuery(Validated):
     unit_id: int = Field(ABSENT, description="only this unit")
     format: Literal["json", "csv"] = Field("json", description="csv: one row per learner "
@@ -195,8 +233,9 @@ class LearnerRow(Shape):
     videos_total: int
     lecture_attended: bool = Field(description="the learner's site attended one of the "
                                                "unit's sessions")
-    done: bool = Field(description="every reading read, every video complete and the "
-                                   "lecture attended")
+    writeup: Literal["submitted", "accepted", "returned"] | None
+    done: bool = Field(description="every reading read, every video complete, the lecture "
+                                   "attended and the write-up accepted")
 
 
 class Group(Shape):
@@ -208,6 +247,7 @@ class Group(Shape):
     videos_complete: int
     videos_total: int
     lecture_attended: int
+    writeups_accepted: int
     done: int
 
 
@@ -237,6 +277,9 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/v1/learning/readings/{reading_id}", update_reading),
         web.delete("/api/v1/learning/readings/{reading_id}", delete_reading),
         web.put("/api/v1/learning/readings/{reading_id}/file", upload_reading),
+        web.get("/api/v1/learning/writeups", list_writeups),
+        web.post("/api/v1/learning/writeups/{writeup_id}/review", review_writeup),
+        web.get("/api/v1/learning/writeups/{writeup_id}/attachment", writeup_attachment),
         web.get("/api/v1/learning/report", completion_report),
         web.get("/api/v1/learning/report/chart.svg", completion_chart),
     ]
@@ -446,6 +489,45 @@ async def upload_reading(request: web.Request) -> web.Response:
     staged = readings.staging_path(_reading_id(request))
     await receive_file(request, staged, MAX_READING_BYTES)
     return web.json_response(readings.store_file(_reading_id(request), staged))
+
+
+# ---------------------------------------------------------------------- write-ups
+
+
+def _writeup_id(request: web.Request) -> int:
+    return int_id(request, "writeup_id", "write-up")
+
+
+@operation("Learners' write-ups (学用成果总结) in the caller's part of the tree",
+           query=(WriteupsQuery,), errors=(*ADMIN, 422),
+           replies={200: Reply("{writeups: [Writeup]}", Writeup, listed="writeups")})
+async def list_writeups(request: web.Request) -> web.Response:
+    caller = require_reader(request)
+    query = read_query(request, WriteupsQuery)
+    return web.json_response({"writeups": request.app[SCHOOL].writeups.writeups(
+        caller.scope, query.unit_id, query.state)}, headers={"Cache-Control": "no-store"})
+
+
+@operation("Accept a write-up, or return it with a comment (the learner sees both)",
+           body=Review, errors=(*ADMIN, 404, *JSON_BODY_ERRORS,
+                                (409, "not waiting for review")),
+           replies={200: Reply("the reviewed write-up", Writeup)})
+async def review_writeup(request: web.Request) -> web.Response:
+    caller = require_admin(request)
+    writeup_id = _writeup_id(request)
+    data = await read_described(request, Review)
+    return web.json_response(request.app[SCHOOL].writeups.review(
+        writeup_id, data, caller.scope, caller.username or "(admin token)"))
+
+
+@operation("A write-up's attachment", errors=(*ADMIN, 404),
+           replies={200: Reply("the file")})
+async def writeup_attachment(request: web.Request) -> web.StreamResponse:
+    caller = require_reader(request)
+    path, mime = request.app[SCHOOL].writeups.attachment(_writeup_id(request), caller.scope)
+    return web.FileResponse(path, headers={"Content-Type": mime, "Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff",
+                                           "Content-Disposition": "attachment"})
 
 
 # ---------------------------------------------------------------------- report

@@ -13,23 +13,33 @@ from __future__ import annotations
 
 import hashlib
 import html
-from typing import ClassVar
+import json
+from typing import ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field
 
 from classroom.errors import DomainError
-from classroom.learning import progress
+from classroom.learning import progress, writeups
 from web import i18n
-from web.api.spec import JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
-from web.errors import status_of
-from web.http import STATIC_DIR, int_id
+from web.api.spec import (
+    JSON_BODY_ERRORS,
+    Described,
+    Reply,
+    Shape,
+    Validated,
+    operation,
+    read_model,
+)
+from web.errors import BadRequest, UnsupportedMediaType, status_of
+from web.http import STATIC_DIR, int_id, read_limited, receive_file
 from web.keys import LIMITER, SCHOOL
 
 PAGE = STATIC_DIR / "learn.html"
 LANG_MARK = "{{lang}}"
 # The address holds the learner's link (web/headers.py adds the rest).
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+MAX_ATTACHMENT_BYTES = writeups.MAX_ATTACHMENT_BYTES
 MEDIA_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
 LINK_ERRORS = ((401, "not a learner link of this server"),
                (410, "the link was revoked or replaced"))
@@ -55,6 +65,16 @@ class ReadingEntry(Shape):
     read: bool
 
 
+class MyWriteup(Shape):
+    id: int
+    text: str
+    attachment_type: str | None
+    state: Literal["submitted", "accepted", "returned"]
+    comment: str = Field(description="the reviewer's, when returned or accepted")
+    submitted_at: float
+    reviewed_at: float | None
+
+
 class UnitStudy(Shape):
     id: int
     name: str
@@ -64,6 +84,7 @@ class UnitStudy(Shape):
     lectures: list[Entry] = Field(description="the lecture's replay (集中授课)")
     videos_complete: int
     lecture_attended: bool = Field(description="the learner's room attended the lecture")
+    writeup: MyWriteup | None
 
 
 class MyStudy(Shape):
@@ -88,6 +109,11 @@ class ProgressReport(Validated):
                                           "position": "error.progress_outside"}
 
 
+class WriteupText(Described):
+    text: str = Field(min_length=1, max_length=writeups.MAX_TEXT,
+                      description="学用成果总结, at most 5,000 characters")
+
+
 class ReadMark(Validated):
     read: bool = Field(True, description="false: not read after all")
     refusals: ClassVar[dict[str, str]] = {"read": "error.not_a_boolean"}
@@ -110,6 +136,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/learn/{token}/media/{item_id}", media),
         web.get("/learn/{token}/readings/{reading_id}/file", reading_file),
         web.post("/learn/{token}/readings/{reading_id}/read", mark_read),
+        web.put("/learn/{token}/writeups/{unit_id}", submit_writeup),
+        web.put("/learn/{token}/writeups/{unit_id}/attachment", writeup_attachment),
     ]
 
 
@@ -193,3 +221,46 @@ async def mark_read(request: web.Request) -> web.Response:
     body = await read_model(request, ReadMark)
     school.mark_read(_token(request), reading_id, body.read)
     return web.Response(status=204)
+
+
+MAX_WRITEUP_BODY = 64 * 1024  # 5,000 characters as \uXXXX escapes, and some
+
+
+@operation("Submit the learner's write-up for one of its units (again, until it is "
+           "accepted); the body may be up to 64 KiB, the text up to 5,000 characters",
+           security=None, body=WriteupText,
+           errors=(*LINK_ERRORS, (403, "not one of the learner's units"), 404,
+                   *JSON_BODY_ERRORS, (409, "accepted already")),
+           replies={200: Reply("the write-up", MyWriteup)})
+async def submit_writeup(request: web.Request) -> web.Response:
+    unit_id = int_id(request, "unit_id", "unit")
+    school = request.app[SCHOOL]
+    school.learners.check_link(_token(request))
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    body = await read_limited(request, MAX_WRITEUP_BODY)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return web.json_response(school.submit_writeup(_token(request), unit_id, data))
+
+
+@operation("Attach a file to the learner's write-up (PDF, DOCX, JPEG or PNG, recognised by "
+           "its first bytes; at most 20 MB)", security=None,
+           body_media={kind: {"schema": {"type": "string", "format": "binary"}}
+                       for kind in (*writeups.MIME_TYPES.values(), "application/octet-stream")},
+           errors=(*LINK_ERRORS, (403, "not one of the learner's units"),
+                   (404, "no write-up text yet"), (409, "accepted already"), 413,
+                   (422, "not a PDF, DOCX, JPEG or PNG")),
+           replies={200: Reply("the write-up", MyWriteup)})
+async def writeup_attachment(request: web.Request) -> web.Response:
+    unit_id = int_id(request, "unit_id", "unit")
+    school = request.app[SCHOOL]
+    writeup_id, staged = school.writeup_staging(_token(request), unit_id)
+    await receive_file(request, staged, MAX_ATTACHMENT_BYTES)
+    stored = school.writeups.store_attachment(writeup_id, staged)
+    return web.json_response({k: stored[k] for k in (
+        "id", "text", "attachment_type", "state", "comment", "submitted_at", "reviewed_at")})

@@ -59,6 +59,53 @@ function readingRow(reading) {
     reading.notes ? el("p", { className: "notes", textContent: reading.notes }) : null);
 }
 
+const WRITEUP_MAX = 5000;
+
+function writeupForm(unit) {
+  const mine = unit.writeup;
+  const section = el("div", { className: "writeup", dataset: { writeupUnit: String(unit.id) } },
+    el("h3", { textContent: t("learn.writeup") }));
+  if (mine) {
+    section.append(el("p", { className: `state state-${mine.state}`,
+                             textContent: t(`learn.writeup.${mine.state}`) }));
+    if (mine.comment) section.append(el("p", { className: "comment", textContent: mine.comment }));
+  }
+  if (mine && mine.state === "accepted") {
+    section.append(el("p", { className: "text", textContent: mine.text }));
+    return section;
+  }
+  const text = el("textarea", { rows: 6, maxLength: WRITEUP_MAX, value: mine ? mine.text : "",
+                                placeholder: t("learn.writeup.placeholder") });
+  const count = el("span", { className: "count" });
+  const file = el("input", { type: "file", accept: ".pdf,.docx,.jpg,.jpeg,.png" });
+  const message = el("p", { className: "error", role: "alert", hidden: true });
+  const showCount = () => { count.textContent = `${text.value.length} / ${WRITEUP_MAX}`; };
+  text.addEventListener("input", showCount);
+  showCount();
+  const submit = el("button", { type: "button", className: "submit", textContent: t("learn.writeup.submit") });
+  submit.addEventListener("click", async () => {
+    submit.disabled = true;
+    message.hidden = true;
+    const path = `${base}/writeups/${unit.id}`;
+    let response = await fetch(path, { method: "PUT", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify({ text: text.value }) }).catch(() => null);
+    if (response && response.ok && file.files.length) {
+      response = await fetch(`${path}/attachment`, { method: "PUT", body: file.files[0],
+        headers: { "Content-Type": file.files[0].type || "application/octet-stream" } }).catch(() => null);
+    }
+    submit.disabled = false;
+    if (!response || !response.ok) {
+      message.textContent = t(response && response.status === 422 ? "learn.writeup.refused" : "learn.writeup.failed");
+      message.hidden = false;
+      return;
+    }
+    await loadStudy();
+  });
+  section.append(text, count, el("label", { className: "file" }, t("learn.writeup.file"), file),
+                 submit, message);
+  return section;
+}
+
 function unitCard(unit) {
   const card = el("section", { className: "unit", dataset: { unitId: String(unit.id) } },
     el("h2", { textContent: unit.name }),
@@ -77,6 +124,7 @@ function unitCard(unit) {
   if (unit.lectures.length) {
     card.append(el("h3", { textContent: t("learn.lectures") }), el("ul", {}, ...unit.lectures.map(entryRow)));
   }
+  card.append(writeupForm(unit));
   return card;
 }
 
