@@ -256,7 +256,8 @@ MIGRATIONS: Sequence[Migration] = (
     # played of each item (the union of the ranges, JSON [[start, end], ...]);
     # each unit's reading list (研读书目, an optional PDF/EPUB in the data
     # folder's learning/readings/) and what each learner marked read; each
-    # learner's write-up (学用成果总结) per unit and its review.
+    # learner's write-up (学用成果总结) per unit and its review; needs surveys
+    # (需求调研: questions as JSON), their recipients and one answer each.
     """
     CREATE TABLE learners (
         id INTEGER PRIMARY KEY,
@@ -327,6 +328,28 @@ MIGRATIONS: Sequence[Migration] = (
         UNIQUE (learner_id, unit_id)
     );
     CREATE INDEX writeups_by_unit ON writeups (unit_id, state);
+    CREATE TABLE surveys (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER REFERENCES units(id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        questions TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
+        created_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE TABLE survey_recipients (
+        survey_id INTEGER NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        PRIMARY KEY (survey_id, learner_id)
+    );
+    CREATE INDEX survey_recipients_by_learner ON survey_recipients (learner_id);
+    CREATE TABLE survey_answers (
+        survey_id INTEGER NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        answers TEXT NOT NULL,
+        answered_at REAL NOT NULL,
+        PRIMARY KEY (survey_id, learner_id)
+    );
     """,
 )
 

@@ -38,6 +38,7 @@ from classroom.learning.learners import Learners
 from classroom.learning.links import LinkSigner
 from classroom.learning.readings import Readings
 from classroom.learning.study import Study
+from classroom.learning.surveys import Surveys
 from classroom.learning.writeups import Writeups
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
@@ -89,6 +90,7 @@ class School:
     study: Study
     readings: Readings
     writeups: Writeups
+    surveys: Surveys
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -128,6 +130,7 @@ class School:
         self.study = Study(self.db)
         self.readings = Readings(self.db, data_dir / LEARNING_DIR / "readings")
         self.writeups = Writeups(self.db, data_dir / LEARNING_DIR / "writeups")
+        self.surveys = Surveys(self.db)
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -231,7 +234,9 @@ class School:
         """我的学习 of a personal link (NotAuthorized for a forged link, Gone
         for a revoked or replaced one)."""
         learner = self.learners.check_link(token)
-        return self.study.overview(learner, self.org.path(learner["org_node_id"]))
+        study = self.study.overview(learner, self.org.path(learner["org_node_id"]))
+        study["surveys"] = self.surveys.for_learner(int(learner["id"]))
+        return study
 
     def learner_media(self, token: str, item_id: str) -> Path:
         """The file of an item of the learner's units (Forbidden for another)."""
@@ -257,6 +262,11 @@ class School:
         learner = self.learners.check_link(token)
         self.study.require_assigned_unit(int(learner["id"]), unit_id)
         return self.writeups.submit(int(learner["id"]), unit_id, data)
+
+    def answer_survey(self, token: str, survey_id: int, answers: object) -> list[Any]:
+        """A learner's answer to a survey sent to it, new or changed while open."""
+        learner = self.learners.check_link(token)
+        return self.surveys.answer(int(learner["id"]), survey_id, answers)
 
     def writeup_staging(self, token: str, unit_id: int) -> tuple[int, Path]:
         """Where to receive the attachment of a learner's write-up."""

@@ -208,7 +208,7 @@ class Learners:
         if self.db.one("SELECT 1 FROM units WHERE id = ?", (unit_id,)) is None:
             raise Missing("no such unit")
 
-    def _chosen(self, data: Mapping[str, Any], scope: Scope) -> list[int]:
+    def chosen(self, data: Mapping[str, Any], scope: Scope) -> list[int]:
         """The learners a body names: ``learner_ids`` (a list), or every
         learner of ``org_node_id``'s subtree; all within the caller's scope."""
         ids, node = data.get("learner_ids"), data.get("org_node_id")
@@ -237,7 +237,7 @@ class Learners:
     def assign(self, unit_id: int, data: Mapping[str, Any], scope: Scope) -> int:
         """Assign learners to a unit; returns how many were newly assigned."""
         self._unit(unit_id)
-        chosen = self._chosen(data, scope)
+        chosen = self.chosen(data, scope)
         now = self._clock()
         with self.db.transaction():
             before = self.db.one("SELECT COUNT(*) AS n FROM learner_units WHERE unit_id = ?",
@@ -252,7 +252,7 @@ class Learners:
 
     def unassign(self, unit_id: int, data: Mapping[str, Any], scope: Scope) -> int:
         self._unit(unit_id)
-        chosen = self._chosen(data, scope)
+        chosen = self.chosen(data, scope)
         with self.db.transaction():
             removed = sum(self.db.execute(
                 "DELETE FROM learner_units WHERE learner_id = ? AND unit_id = ?",

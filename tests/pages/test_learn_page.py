@@ -1,7 +1,9 @@
 """我的学习 in Chromium at phone size: a learner opens its personal link, watches
 a self-study video for 30 s (at 2×), closes the tab; the same link in a second
 browser context resumes where the server says it stopped; the learner plays
-to the end and sees the video ticked. A revoked link shows its notice page.
+to the end and sees the video ticked. A learner answers a survey and submits a
+write-up with an attachment, and sees it returned with the comment. A revoked
+link shows its notice page.
 
 The item is a real WebM served with Range; its progress is what the page's
 player reported and the server merged, read back from the catalog.
@@ -9,10 +11,14 @@ player reported and the server merged, read back from the catalog.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
 from tests.support.catalog import call, created
 from tests.support.learning import learner_with_link, progress_rows, ready_item
 from tests.support.service import Service
+from web.keys import SCHOOL
 
 API = "/api/v1"
 PHONE = {"width": 390, "height": 760}
@@ -105,3 +111,57 @@ async def test_a_revoked_link_shows_its_notice(service: Service, chromium: Chrom
                                "() => document.body.innerText.includes('学习链接已停用')",
                                UI_TIMEOUT)
     assert await page.evaluate("() => !document.querySelector('script')")
+
+
+async def test_a_learner_answers_a_survey_and_submits_a_writeup_on_the_phone(
+        service: Service, chromium: Chromium) -> None:
+    unit = created(await call(service, "POST", f"{API}/units", {"name": "乡村振兴专题"}))
+    survey = created(await call(service, "POST", f"{API}/learning/surveys", {
+        "title": "培训需求", "unit_id": unit["id"], "questions": [
+            {"kind": "single", "text": "最需要的内容", "choices": ["产业", "人才"]},
+            {"kind": "multiple", "text": "学习方式", "choices": ["授课", "视频", "读书"]},
+            {"kind": "text", "text": "其他"}]}))
+    learner, token = await learner_with_link(service, "刘洋", unit_id=unit["id"])
+    await call(service, "POST", f"{API}/learning/surveys/{survey['id']}/recipients",
+               {"learner_ids": [learner["id"]]})
+    page = await chromium.open(f"{service.base}/learn/{token}", "learner-forms")
+    await page.page.set_viewport_size(PHONE)
+    form = f"form[data-survey-id='{survey['id']}']"
+    await chromium.wait_for_js(page, "the survey", f"() => !!document.querySelector(\"{form}\")",
+                               UI_TIMEOUT)
+    await page.page.check(f"{form} input[name='s{survey['id']}q0'][value='1']")
+    await page.page.check(f"{form} input[name='s{survey['id']}q1'][value='0']")
+    await page.page.check(f"{form} input[name='s{survey['id']}q1'][value='2']")
+    await page.page.fill(f"{form} textarea", "多讲本地案例")
+    await page.page.click(f"{form} button[type=submit]")
+
+    async def probe() -> Any:
+        rows = service.app[SCHOOL].db.all("SELECT answers FROM survey_answers")
+        return rows[0]["answers"] if rows else None
+
+    kept = await chromium.wait_for("the answers kept", probe, bool, UI_TIMEOUT)
+    assert json.loads(kept) == [1, [0, 2], "多讲本地案例"]
+    await chromium.wait_for_js(page, "the survey shows it was submitted",
+                               "() => document.body.innerText.includes('问卷关闭前可以修改')",
+                               UI_TIMEOUT)
+
+    box = f"[data-writeup-unit='{unit['id']}']"
+    await page.page.fill(f"{box} textarea", "用网格化的办法解决了村里的矛盾纠纷。")
+    await page.page.set_input_files(f"{box} input[type=file]", files=[{
+        "name": "成果.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%%EOF\n"}])
+    await page.page.click(f"{box} button.submit")
+    await chromium.wait_for_js(page, "the write-up waits for review", f"""() =>
+        document.querySelector("{box} .state-submitted") !== null""", UI_TIMEOUT)
+    row = service.app[SCHOOL].db.one("SELECT * FROM writeups")
+    assert row is not None and row["attachment_type"] == "pdf"
+    assert row["text"] == "用网格化的办法解决了村里的矛盾纠纷。"
+    reply = await call(service, "POST", f"{API}/learning/writeups/{row['id']}/review",
+                       {"decision": "return", "comment": "请写明成效"})
+    assert reply.status == 200
+    await page.page.reload()
+    await chromium.wait_for_js(page, "the returned write-up with its comment", f"""() =>
+        document.querySelector("{box} .state-returned") !== null
+        && document.querySelector("{box} .comment")?.textContent === '请写明成效'""", UI_TIMEOUT)
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= 390")
+    await page.page.screenshot(path=ARTIFACTS / f"{chromium.artifact_prefix}-forms.png",
+                               full_page=True)

@@ -420,6 +420,12 @@ LEARNER_API_ROUTES = {
     ("GET", "/api/v1/learning/writeups"),
     ("POST", "/api/v1/learning/writeups/{writeup_id}/review"),
     ("GET", "/api/v1/learning/writeups/{writeup_id}/attachment"),
+    ("GET", "/api/v1/learning/surveys"), ("POST", "/api/v1/learning/surveys"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}"),
+    ("POST", "/api/v1/learning/surveys/{survey_id}/recipients"),
+    ("POST", "/api/v1/learning/surveys/{survey_id}/close"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}/export"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}/chart.svg"),
 }
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}

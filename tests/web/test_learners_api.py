@@ -26,7 +26,7 @@ from web.keys import SCHOOL
 
 API = "/api/v1"
 TABLES = ("learners", "learner_units", "unit_videos", "video_progress", "reading_items",
-          "reading_marks", "writeups")
+          "reading_marks", "writeups", "surveys", "survey_recipients", "survey_answers")
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
 
@@ -418,3 +418,80 @@ async def test_writeup_submitted_returned_resubmitted_and_accepted(service: Serv
     row = next(r for r in report["learners"] if r["learner_id"] == learner["id"])
     assert report["units"][0]["writeups_accepted"] == 1
     assert row["writeup"] == "accepted" and not row["done"]  # its room did not attend
+
+
+# --------------------------------------------------------------------------- surveys
+
+QUESTIONS = [
+    {"kind": "single", "text": "您最需要哪方面的培训？",
+     "choices": ["基层治理", "乡村振兴", "数字政府"]},
+    {"kind": "multiple", "text": "您方便的学习方式（可多选）",
+     "choices": ["集中授课", "自学视频", "读书"]},
+    {"kind": "text", "text": "其他需求"},
+]
+
+
+async def test_a_survey_is_answered_once_per_learner_tallied_exported_and_closed(
+        service: Service) -> None:
+    bad_surveys = ({"title": "x", "questions": []},
+                   {"title": "x", "questions": [{"kind": "single", "text": "q", "choices": ["a"]}]},
+                   {"title": "x", "questions": [{"kind": "vote", "text": "q"}]},
+                   {"title": "x", "questions": [{"kind": "single", "text": "q",
+                                                  "choices": ["a", "a"]}]},
+                   {"title": "", "questions": QUESTIONS})
+    for body in bad_surveys:
+        assert (await call(service, "POST", f"{API}/learning/surveys", body)).status == 422, body
+    survey = created(await call(service, "POST", f"{API}/learning/surveys",
+                                {"title": "2026 年干部培训需求调研", "questions": QUESTIONS}))
+    _, token_a = await learner_with_link(service, "甲")
+    _, token_b = await learner_with_link(service, "乙")
+    _, outsider = await learner_with_link(service, "丙")
+    sent = await call(service, "POST", f"{API}/learning/surveys/{survey['id']}/recipients",
+                      {"learner_ids": [1, 2]})
+    assert sent.status == 200 and sent.json() == {"count": 2}
+    mine = (await as_learner(service, "GET", token_a, "/study")).json()["surveys"]
+    assert [(s["id"], s["answers"]) for s in mine] == [(survey["id"], None)]
+    assert (await as_learner(service, "GET", outsider, "/study")).json()["surveys"] == []
+    path = f"/surveys/{survey['id']}"
+    db = service.app[SCHOOL].db
+    for answers in ([0, [1], None, None], [3, None, None], [0, [1, 1], None], [True, None, None],
+                    [0, None, "长" * 2001], "0", [[0], None, None]):
+        reply = await as_learner(service, "PUT", token_a, path, {"answers": answers})
+        assert reply.status == 422, (answers, reply.status, reply.text)
+    assert (await as_learner(service, "PUT", outsider, path,
+                             {"answers": [0, None, None]})).status == 403
+    assert db.all("SELECT * FROM survey_answers") == []
+    assert (await as_learner(service, "PUT", token_a, path,
+                             {"answers": [1, [0, 2], "希望多讲案例"]})).status == 200
+    # One answer per learner: answering again replaces it.
+    assert (await as_learner(service, "PUT", token_a, path,
+                             {"answers": [0, [0, 2], "希望多讲案例"]})).status == 200
+    assert (await as_learner(service, "PUT", token_b, path,
+                             {"answers": [0, [1], None]})).status == 200
+    results = (await call(service, "GET", f"{API}/learning/surveys/{survey['id']}")).json()
+    assert (results["recipients"], results["answered"]) == (2, 2)
+    assert [t["counts"] for t in results["tallies"]] == [[2, 0, 0], [1, 1, 1], []]
+    assert results["tallies"][2]["texts"] == ["希望多讲案例"]
+    export = await call(service, "GET", f"{API}/learning/surveys/{survey['id']}/export")
+    assert export.status == 200
+    table = list(csv.reader(io.StringIO(export.body.decode("utf-8-sig"))))
+    assert table[0][3:] == ["1. 您最需要哪方面的培训？", "2. 您方便的学习方式（可多选）",
+                            "3. 其他需求"]
+    assert sorted((r[0], r[3], r[4], r[5]) for r in table[1:]) == [
+        ("乙", "基层治理", "自学视频", ""), ("甲", "基层治理", "集中授课；读书", "希望多讲案例")]
+    chart = await call(service, "GET",
+                       f"{API}/learning/surveys/{survey['id']}/chart.svg?question=2")
+    assert chart.status == 200 and b"<svg" in chart.body
+    for bad in ("3", "9", "x"):
+        reply = await call(service, "GET",
+                           f"{API}/learning/surveys/{survey['id']}/chart.svg?question={bad}")
+        assert reply.status == 422, bad
+    # Closed: no answer is taken or changed.
+    closed = await call(service, "POST", f"{API}/learning/surveys/{survey['id']}/close")
+    assert closed.json()["state"] == "closed"
+    before = db.all("SELECT * FROM survey_answers ORDER BY learner_id")
+    assert (await as_learner(service, "PUT", token_b, path,
+                             {"answers": [2, None, None]})).status == 409
+    assert db.all("SELECT * FROM survey_answers ORDER BY learner_id") == before
+    assert (await call(service, "POST", f"{API}/learning/surveys/{survey['id']}/recipients",
+                       {"learner_ids": [3]})).status == 409

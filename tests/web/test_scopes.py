@@ -55,7 +55,7 @@ class Case:
                  "course_a": "row_id",
                  "link": "link_id", "report_unit": "unit_id", "export": "package_id",
                  "learner_a": "learner_id", "reading": "reading_id",
-                 "writeup_a": "writeup_id"}
+                 "writeup_a": "writeup_id", "survey": "survey_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
 
@@ -188,6 +188,15 @@ CASES: list[Case] = [
     case("POST", "/api/v1/learning/writeups/{writeup_a}/review", A,
          {"decision": "return", "comment": "请补充"}),
     case("GET", "/api/v1/learning/writeups/{writeup_a}/attachment", A_READ),
+    case("GET", "/api/v1/learning/surveys", READERS),
+    case("POST", "/api/v1/learning/surveys", {"city"},
+         {"title": "需求调研", "questions": [{"kind": "text", "text": "需求"}]}),
+    case("GET", "/api/v1/learning/surveys/{survey}", READERS),
+    case("POST", "/api/v1/learning/surveys/{survey}/recipients", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("POST", "/api/v1/learning/surveys/{survey}/close", {"city"}),
+    case("GET", "/api/v1/learning/surveys/{survey}/export", READERS),
+    case("GET", "/api/v1/learning/surveys/{survey}/chart.svg?question=1", READERS),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's
@@ -244,9 +253,12 @@ async def _more_objects(world: Districts) -> None:
             json={"text": "学用成果"}) as response:
         assert response.status == 200, await response.text()
         writeup = await response.json()
+    survey = await world.ok("city", "POST", f"{API}/learning/surveys", {
+        "title": "需求调研", "questions": [{"kind": "single", "text": "需求",
+                                          "choices": ["治理", "振兴"]}]})
     ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
                empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"],
-               reading=reading["id"], writeup_a=writeup["id"])
+               reading=reading["id"], writeup_a=writeup["id"], survey=survey["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])

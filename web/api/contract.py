@@ -31,6 +31,7 @@ from web.api import (
     packages,
     reports,
     sessions,
+    surveys,
 )
 from web.api.spec import (
     ERROR,
@@ -51,7 +52,7 @@ from web.sockets import wall as wall_socket
 # Every module with routes, in the order the application adds them.
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     sessions, catalog, archive, packages, reports, metrics, org, accounts, audit,  # admin API
-    learners,
+    learners, surveys,
     auth, login, console, room, presenter, library, learner, wall,  # pages
     signaling, events, wall_socket, i18n,
 )

@@ -84,6 +84,7 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "learner_id": {"type": "integer", "minimum": 1},
     "reading_id": {"type": "integer", "minimum": 1},
     "writeup_id": {"type": "integer", "minimum": 1},
+    "survey_id": {"type": "integer", "minimum": 1},
     "token": {"type": "string", "maxLength": 256},
     "lang": {"type": "string", "enum": ["zh-CN", "en"]},
 }

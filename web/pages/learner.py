@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -29,6 +29,7 @@ from web.api.spec import (
     Shape,
     Validated,
     operation,
+    read_described,
     read_model,
 )
 from web.errors import BadRequest, UnsupportedMediaType, status_of
@@ -87,12 +88,39 @@ class UnitStudy(Shape):
     writeup: MyWriteup | None
 
 
+class SurveyQuestion(Shape):
+    kind: Literal["single", "multiple", "text"]
+    text: str
+    choices: list[str]
+
+
+class MySurvey(Shape):
+    id: int
+    title: str
+    unit_id: int | None
+    questions: list[SurveyQuestion]
+    state: Literal["open", "closed"]
+    answers: list[Any] | None = Field(description="the learner's own, or null")
+
+
 class MyStudy(Shape):
-    promised = ("name", "units")
+    promised = ("name", "units", "surveys")
     name: str
     org_path: str
     site_name: str | None
     units: list[UnitStudy]
+    surveys: list[MySurvey] = Field(description="needs surveys (需求调研) sent to the learner")
+
+
+class SurveyAnswers(Described):
+    answers: list[Any] = Field(description="one per question: a choice's index (single), a "
+                                           "list of indexes (multiple), a text (≤ 2,000 "
+                                           "characters), or null")
+
+
+class Answered(Shape):
+    promised = ("answers",)
+    answers: list[Any]
 
 
 class ProgressReport(Validated):
@@ -138,6 +166,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/learn/{token}/readings/{reading_id}/read", mark_read),
         web.put("/learn/{token}/writeups/{unit_id}", submit_writeup),
         web.put("/learn/{token}/writeups/{unit_id}/attachment", writeup_attachment),
+        web.put("/learn/{token}/surveys/{survey_id}", answer_survey),
     ]
 
 
@@ -264,3 +293,17 @@ async def writeup_attachment(request: web.Request) -> web.Response:
     stored = school.writeups.store_attachment(writeup_id, staged)
     return web.json_response({k: stored[k] for k in (
         "id", "text", "attachment_type", "state", "comment", "submitted_at", "reviewed_at")})
+
+
+@operation("Answer a survey sent to the learner (again, until it closes)", security=None,
+           body=SurveyAnswers,
+           errors=(*LINK_ERRORS, (403, "not sent to this learner"), 404, *JSON_BODY_ERRORS,
+                   (409, "the survey is closed")),
+           replies={200: Reply("the answers kept", Answered)})
+async def answer_survey(request: web.Request) -> web.Response:
+    survey_id = int_id(request, "survey_id", "survey")
+    school = request.app[SCHOOL]
+    school.learners.check_link(_token(request))
+    data = await read_described(request, SurveyAnswers)
+    answers = school.answer_survey(_token(request), survey_id, data.get("answers"))
+    return web.json_response({"answers": answers})

@@ -106,6 +106,56 @@ function writeupForm(unit) {
   return section;
 }
 
+function surveyCard(survey) {
+  const open = survey.state === "open";
+  const mine = survey.answers || [];
+  const form = el("form", { className: "unit survey", dataset: { surveyId: String(survey.id) } },
+    el("h2", { textContent: `${t("learn.surveys")}：${survey.title}` }));
+  survey.questions.forEach((question, index) => {
+    const name = `s${survey.id}q${index}`;
+    const block = el("fieldset", { className: "question", disabled: !open },
+      el("legend", { textContent: `${index + 1}. ${question.text}` }));
+    if (question.kind === "text") {
+      block.append(el("textarea", { name, rows: 3, maxLength: 2000, value: mine[index] ?? "" }));
+    } else {
+      const type = question.kind === "single" ? "radio" : "checkbox";
+      const chosen = Array.isArray(mine[index]) ? mine[index] : [mine[index]];
+      question.choices.forEach((choice, value) => {
+        block.append(el("label", { className: "choice" },
+          el("input", { type, name, value: String(value), checked: chosen.includes(value) }), choice));
+      });
+    }
+    form.append(block);
+  });
+  const message = el("p", { className: "status", role: "status",
+                            textContent: open ? (survey.answers ? t("learn.survey.saved") : "")
+                                              : t("learn.survey.closed") });
+  if (open) {
+    const submit = el("button", { type: "submit", className: "submit", textContent: t("learn.survey.submit") });
+    form.append(submit);
+  }
+  form.append(message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answers = survey.questions.map((question, index) => {
+      const name = `s${survey.id}q${index}`;
+      if (question.kind === "text") {
+        const text = form.elements[name].value.trim();
+        return text || null;
+      }
+      const picked = [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((i) => Number(i.value));
+      if (question.kind === "single") return picked.length ? picked[0] : null;
+      return picked.length ? picked : null;
+    });
+    const response = await fetch(`${base}/surveys/${survey.id}`, {
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ answers }),
+    }).catch(() => null);
+    if (response && response.ok) await loadStudy();
+    else message.textContent = t("learn.survey.failed");
+  });
+  return form;
+}
+
 function unitCard(unit) {
   const card = el("section", { className: "unit", dataset: { unitId: String(unit.id) } },
     el("h2", { textContent: unit.name }),
@@ -138,7 +188,7 @@ async function loadStudy() {
   const study = await response.json();
   state.study = study;
   $("who").textContent = [study.name, study.org_path, study.site_name].filter(Boolean).join(" · ");
-  $("units").replaceChildren(...study.units.map(unitCard));
+  $("units").replaceChildren(...study.surveys.map(surveyCard), ...study.units.map(unitCard));
   $("no-units").hidden = study.units.length > 0;
   $("status").hidden = true;
   $("overview").hidden = false;
