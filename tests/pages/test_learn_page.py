@@ -3,7 +3,9 @@ a self-study video for 30 s (at 2×), closes the tab; the same link in a second
 browser context resumes where the server says it stopped; the learner plays
 to the end and sees the video ticked. A learner answers a survey and submits a
 write-up with an attachment, and sees it returned with the comment. A revoked
-link shows its notice page.
+link shows its notice page. The console's 学员 tab imports a roster (a bad row
+named, nothing written), assigns it to a unit and hands out a link with its
+QR code, which opens the learner's page.
 
 The item is a real WebM served with Range; its progress is what the page's
 player reported and the server merged, read back from the catalog.
@@ -12,11 +14,13 @@ player reported and the server merged, read back from the catalog.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from tests.support.browser import ARTIFACTS, BrowserPage, Chromium
 from tests.support.catalog import call, created
 from tests.support.learning import learner_with_link, progress_rows, ready_item
+from tests.support.pages import open_console
 from tests.support.service import Service
 from web.keys import SCHOOL
 
@@ -165,3 +169,44 @@ async def test_a_learner_answers_a_survey_and_submits_a_writeup_on_the_phone(
     assert await page.evaluate("() => document.documentElement.scrollWidth <= 390")
     await page.page.screenshot(path=ARTIFACTS / f"{chromium.artifact_prefix}-forms.png",
                                full_page=True)
+
+
+async def test_the_console_imports_learners_assigns_them_and_hands_out_a_link(
+        admin_service: Service, chromium: Chromium, tmp_path: Path) -> None:
+    service = admin_service
+    created(await call(service, "POST", f"{API}/org", {"name": "北仑区", "parent_id": 1}))
+    unit = created(await call(service, "POST", f"{API}/units", {"name": "基层治理专题"}))
+    page = await open_console(chromium, service.base, "console-learners")
+    await page.page.click("#tab-learners")
+    roster = tmp_path / "学员.csv"
+    roster.write_text("name,org_path,site,position,phone\r\n张三,北仑区,,科员,\r\n"
+                      "李四,不存在区,,,\r\n", encoding="utf-8")
+    await page.page.set_input_files("#learners-file", str(roster))
+    await page.page.click("#learners-import button[type=submit]")
+    await chromium.wait_for_js(page, "the bad row named", """() =>
+        document.getElementById('learners-import-result').textContent.includes('row 2')""",
+                               UI_TIMEOUT)
+    assert service.app[SCHOOL].db.all("SELECT * FROM learners") == []
+    roster.write_text("name,org_path,site,position,phone\r\n张三,北仑区,,科员,\r\n"
+                      "李四,,,,\r\n", encoding="utf-8")
+    await page.page.set_input_files("#learners-file", str(roster))
+    await page.page.click("#learners-import button[type=submit]")
+    await chromium.wait_for_js(page, "two learners listed",
+                               "() => document.querySelectorAll('#learners-table tbody tr')"
+                               ".length === 2", UI_TIMEOUT)
+    await page.page.select_option("#learners-unit", str(unit["id"]))
+    await page.page.click("#learners-assign")
+    await chromium.wait_for_js(page, "both in the unit", """() =>
+        [...document.querySelectorAll('#learners-table tbody tr')]
+          .every((row) => row.textContent.includes('基层治理专题'))""", UI_TIMEOUT)
+    first = await page.evaluate(
+        "() => document.querySelector('#learners-table tbody tr').dataset.id")
+    await page.page.click(f"#learners-table tr[data-id='{first}'] button")
+    await chromium.wait_for_js(page, "the link and its QR code", """() =>
+        document.getElementById('learner-link-url').value.includes('/learn/')
+        && document.getElementById('learner-link-qr').naturalWidth > 0""", UI_TIMEOUT)
+    url = await page.evaluate("() => document.getElementById('learner-link-url').value")
+    learner_page = await chromium.open(url, "learner-from-console")
+    await chromium.wait_for_js(learner_page, "the learner's unit", """() =>
+        window.zhixingLearn && window.zhixingLearn.ready
+        && document.body.innerText.includes('基层治理专题')""", UI_TIMEOUT)
