@@ -37,11 +37,11 @@ from web.api.spec import (
     read_described,
     read_query,
 )
-from web.auth import Caller, require_admin, require_city, require_reader
+from web.auth import COOKIE, Caller, require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.exports import CsvExport
 from web.http import base_url, int_id, plain_id, read_limited, receive_file
-from web.keys import SCHOOL
+from web.keys import LIMITER, SCHOOL
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
 ADMIN = (401, 403)
@@ -481,14 +481,20 @@ async def delete_reading(request: web.Request) -> web.Response:
 
 @operation("Upload a reading's file: a PDF or an EPUB, recognised by its first bytes "
            "(city admins)", body_media=READING_MEDIA,
-           errors=(*ADMIN, 404, 413, (422, "neither a PDF nor an EPUB")),
+           errors=(*ADMIN, 404, 413, (422, "neither a PDF nor an EPUB"),
+                   (429, "too many uploads from this admin a minute (Retry-After)"),
+                   (503, "too many uploads at once (Retry-After)")),
            replies={200: Reply("the reading with its file", Reading)})
 async def upload_reading(request: web.Request) -> web.Response:
     require_city(request)
     readings = request.app[SCHOOL].readings
     staged = readings.staging_path(_reading_id(request))
-    await receive_file(request, staged, MAX_READING_BYTES)
-    return web.json_response(readings.store_file(_reading_id(request), staged))
+    # Who uploads: the bearer token, or the login cookie (checked above).
+    secret = request.headers.get("Authorization") or request.cookies.get(COOKIE, "")
+    with request.app[LIMITER].upload(secret, "an admin (reading file)"):
+        await receive_file(request, staged, MAX_READING_BYTES)
+        stored = readings.store_file(_reading_id(request), staged)
+    return web.json_response(stored)
 
 
 # ---------------------------------------------------------------------- write-ups

@@ -283,14 +283,17 @@ async def submit_writeup(request: web.Request) -> web.Response:
                        for kind in (*writeups.MIME_TYPES.values(), "application/octet-stream")},
            errors=(*LINK_ERRORS, (403, "not one of the learner's units"),
                    (404, "no write-up text yet"), (409, "accepted already"), 413,
-                   (422, "not a PDF, DOCX, JPEG or PNG")),
+                   (422, "not a PDF, DOCX, JPEG or PNG"),
+                   (429, "too many uploads from this link a minute (Retry-After)"),
+                   (503, "too many uploads at once (Retry-After)")),
            replies={200: Reply("the write-up", MyWriteup)})
 async def writeup_attachment(request: web.Request) -> web.Response:
     unit_id = int_id(request, "unit_id", "unit")
     school = request.app[SCHOOL]
     writeup_id, staged = school.writeup_staging(_token(request), unit_id)
-    await receive_file(request, staged, MAX_ATTACHMENT_BYTES)
-    stored = school.writeups.store_attachment(writeup_id, staged)
+    with request.app[LIMITER].upload(_token(request), "a learner (write-up attachment)"):
+        await receive_file(request, staged, MAX_ATTACHMENT_BYTES)
+        stored = school.writeups.store_attachment(writeup_id, staged)
     return web.json_response({k: stored[k] for k in (
         "id", "text", "attachment_type", "state", "comment", "submitted_at", "reviewed_at")})
 
