@@ -210,3 +210,38 @@ async def test_the_console_imports_learners_assigns_them_and_hands_out_a_link(
     await chromium.wait_for_js(learner_page, "the learner's unit", """() =>
         window.zhixingLearn && window.zhixingLearn.ready
         && document.body.innerText.includes('基层治理专题')""", UI_TIMEOUT)
+
+
+async def test_an_admin_returns_and_accepts_a_writeup_in_the_console(
+        admin_service: Service, chromium: Chromium) -> None:
+    service = admin_service
+    unit = created(await call(service, "POST", f"{API}/units", {"name": "数字政府专题"}))
+    _, token = await learner_with_link(service, "陈静", unit_id=unit["id"])
+    reply = await call(service, "PUT", f"/learn/{token}/writeups/{unit['id']}",
+                       {"text": "把一网通办用到了窗口服务。"}, token=None)
+    assert reply.status == 200, reply.text
+    page = await open_console(chromium, service.base, "console-writeups")
+    await page.page.click("#tab-learners")
+    row = "#writeups-table tbody tr"
+    await chromium.wait_for_js(page, "the write-up waiting", f"""() =>
+        document.querySelector("{row}")?.textContent.includes('一网通办')""", UI_TIMEOUT)
+    await page.page.fill(f"{row} input.comment", "请补充办件数据")
+    await page.page.click(f"{row} button.return")
+    await chromium.wait_for_js(page, "no write-up waiting any more",
+                               "() => !document.getElementById('writeups-empty').hidden",
+                               UI_TIMEOUT)
+    study = (await call(service, "GET", f"/learn/{token}/study", token=None)).json()
+    assert study["units"][0]["writeup"]["state"] == "returned"
+    assert study["units"][0]["writeup"]["comment"] == "请补充办件数据"
+    await call(service, "PUT", f"/learn/{token}/writeups/{unit['id']}",
+               {"text": "把一网通办用到了窗口服务，办件时间缩短一半。"}, token=None)
+    await page.page.reload()
+    await page.page.click("#tab-learners")
+    await chromium.wait_for_js(page, "the write-up waiting again", f"""() =>
+        document.querySelector("{row}")?.textContent.includes('缩短一半')""", UI_TIMEOUT)
+    await page.page.click(f"{row} button.accept")
+    await chromium.wait_for_js(page, "accepted",
+                               "() => !document.getElementById('writeups-empty').hidden",
+                               UI_TIMEOUT)
+    study = (await call(service, "GET", f"/learn/{token}/study", token=None)).json()
+    assert study["units"][0]["writeup"]["state"] == "accepted"

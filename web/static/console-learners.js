@@ -1,6 +1,7 @@
 // The 学员 (learners) tab: the roster of the caller's part of the tree, its CSV
 // import (bad rows named), personal links (issue, QR code, revoke), assigning
-// the listed learners to a unit, and the completion report's downloads.
+// the listed learners to a unit, the write-ups waiting for review (accept, or
+// return with a comment), and the completion report's downloads.
 import { t } from "/static/i18n.js";
 import { el } from "/static/dom.js";
 import { fieldErrors } from "/static/forms.js";
@@ -8,7 +9,49 @@ import { $, api, copyLink, notify, refresh, state } from "/static/console-shared
 
 export async function loadLearners() {
   if (!["city_admin", "district_admin", "auditor"].includes(state.role)) return;
-  state.learners = (await api("GET", "/learners")).learners;
+  const [learners, writeups] = await Promise.all([api("GET", "/learners"),
+    api("GET", "/learning/writeups?state=submitted")]);
+  state.learners = learners.learners;
+  state.writeups = writeups.writeups;
+}
+
+// Write-ups waiting for review: accept, or return with a comment.
+function renderWriteups() {
+  const manage = state.role === "city_admin" || state.role === "district_admin";
+  const rows = state.writeups ?? [];
+  $("#writeups-table tbody").replaceChildren(...rows.map((writeup) => {
+    const actions = el("td", { className: "actions" });
+    if (manage) {
+      const comment = el("input", { className: "comment", maxLength: 1000,
+                                    placeholder: t("console.writeups.comment") });
+      actions.append(comment,
+        el("button", { type: "button", className: "accept", textContent: t("console.writeups.accept"),
+                       onclick: () => review(writeup, "accept", comment.value) }),
+        el("button", { type: "button", className: "return danger", textContent: t("console.writeups.return"),
+                       onclick: () => review(writeup, "return", comment.value) }));
+    }
+    const attachment = writeup.attachment_type
+      ? el("a", { href: `/api/v1/learning/writeups/${writeup.id}/attachment`,
+                  textContent: writeup.attachment_type.toUpperCase() })
+      : null;
+    return el("tr", { dataset: { id: String(writeup.id) } },
+      el("td", { textContent: writeup.learner_name }),
+      el("td", { textContent: writeup.unit_name }),
+      el("td", { className: "writeup-text", textContent: writeup.text }),
+      el("td", {}, attachment),
+      actions);
+  }));
+  $("#writeups-empty").hidden = rows.length > 0;
+}
+
+async function review(writeup, decision, comment) {
+  if (decision === "return" && !comment.trim()) {
+    notify(t("console.writeups.need_comment")); return;
+  }
+  try { await api("POST", `/learning/writeups/${writeup.id}/review`, { decision, comment }); } catch (error) {
+    notify(t("console.error", { message: error.message })); return;
+  }
+  await refresh();
 }
 
 function unitNames(learner) {
@@ -40,6 +83,7 @@ export function renderLearners() {
       actions);
   }));
   $("#learners-empty").hidden = learners.length > 0;
+  renderWriteups();
   const select = $("#learners-unit");
   const current = select.value;
   select.replaceChildren(...state.units.map((unit) => el("option", { value: String(unit.id), textContent: unit.name })));
