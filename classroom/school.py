@@ -34,6 +34,12 @@ from classroom.attendance.log import AttendanceLog
 from classroom.catalog import Catalog
 from classroom.db import ROOT_NODE, Database
 from classroom.errors import Forbidden, Invalid
+from classroom.learning.learners import Learners
+from classroom.learning.links import LinkSigner
+from classroom.learning.readings import Readings
+from classroom.learning.study import Study
+from classroom.learning.surveys import Surveys
+from classroom.learning.writeups import Writeups
 from classroom.live.cluster import Cluster, SingleNode, ViewerEvent, cluster_key
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
@@ -48,6 +54,7 @@ logger = logging.getLogger(__name__)
 DATABASE_FILE = "zhixing.sqlite3"
 ARCHIVE_DIR = "archive"
 PACKAGES_DIR = "packages"
+LEARNING_DIR = "learning"  # readings and write-ups' attachments
 CATALOG_KINDS = ("units", "courses", "sites")
 
 
@@ -84,6 +91,11 @@ class School:
     wall: Wall
     metrics: RelayMetrics
     cluster: Cluster
+    learners: Learners
+    study: Study
+    readings: Readings
+    writeups: Writeups
+    surveys: Surveys
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -117,7 +129,13 @@ class School:
         self.accounts = Accounts(self.db)
         self.audit = AuditLog(self.db)
         self.accounts.ensure_admin(self.settings.admin_password)
-        self.signer = Signer(load_or_create_secret(data_dir))
+        secret = load_or_create_secret(data_dir)
+        self.signer = Signer(secret)
+        self.learners = Learners(self.db, self.org, LinkSigner(secret))
+        self.study = Study(self.db)
+        self.readings = Readings(self.db, data_dir / LEARNING_DIR / "readings")
+        self.writeups = Writeups(self.db, data_dir / LEARNING_DIR / "writeups")
+        self.surveys = Surveys(self.db)
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -236,6 +254,52 @@ class School:
         removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
         for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
+
+    # ------------------------------------------------------------ learners
+
+    def my_study(self, token: str) -> dict[str, Any]:
+        """我的学习 of a personal link (NotAuthorized for a forged link, Gone
+        for a revoked or replaced one)."""
+        learner = self.learners.check_link(token)
+        study = self.study.overview(learner, self.org.path(learner["org_node_id"]))
+        study["surveys"] = self.surveys.for_learner(int(learner["id"]))
+        return study
+
+    def learner_media(self, token: str, item_id: str) -> Path:
+        """The file of an item of the learner's units (Forbidden for another)."""
+        learner = self.learners.check_link(token)
+        self.study.assigned_item(int(learner["id"]), item_id)
+        return Path(self.archive.media_path(item_id))
+
+    def learner_reading(self, token: str, reading_id: int) -> tuple[Path, str]:
+        """The file of a reading of one of the learner's units, and its type."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        return self.readings.file(reading_id)
+
+    def mark_read(self, token: str, reading_id: int, read: bool) -> None:
+        """A learner marks a reading of one of its units read (or not)."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        self.readings.mark_read(int(learner["id"]), reading_id, read)
+
+    def submit_writeup(self, token: str, unit_id: int,
+                       data: Mapping[str, Any]) -> dict[str, Any]:
+        """A learner's write-up for one of its units, new or again."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.submit(int(learner["id"]), unit_id, data)
+
+    def answer_survey(self, token: str, survey_id: int, answers: object) -> list[Any]:
+        """A learner's answer to a survey sent to it, new or changed while open."""
+        learner = self.learners.check_link(token)
+        return self.surveys.answer(int(learner["id"]), survey_id, answers)
+
+    def writeup_staging(self, token: str, unit_id: int) -> tuple[int, Path]:
+        """Where to receive the attachment of a learner's write-up."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.staging_path(int(learner["id"]), unit_id)
 
     # ------------------------------------------------------------ scopes
 
