@@ -40,6 +40,7 @@ from classroom.learning.readings import Readings
 from classroom.learning.study import Study
 from classroom.learning.surveys import Surveys
 from classroom.learning.writeups import Writeups
+from classroom.live.cluster import Cluster, SingleNode, ViewerEvent, cluster_key
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
@@ -64,6 +65,9 @@ class SchoolSettings:
     data_dir: Path
     admin_password: str | None = None
     min_free_bytes: int = 0
+    # Edges: the Redis they coordinate through (None: one box, no cluster).
+    redis_url: str | None = None
+    node_name: str = "origin"
 
 
 class School:
@@ -86,6 +90,7 @@ class School:
     site_history: SiteHistory
     wall: Wall
     metrics: RelayMetrics
+    cluster: Cluster
     learners: Learners
     study: Study
     readings: Readings
@@ -164,10 +169,30 @@ class School:
             self.attendance.watch, self.site_history.watch, self.metrics.watch]
         closing.callback(self.sessions.broadcast_listeners.clear)
         self.sessions.open_live()
+        self.cluster = self._cluster()
+        closing.push_async_callback(self.cluster.close)
         self.attendance.start()
         self.metrics.start()
         await self.archive.recover()  # finishes what a crash left recording or finishing
         await self.replays.restore()  # replays carry on where they were
+
+    def _cluster(self) -> Cluster:
+        """The edges' coordination (Redis), or none on one box."""
+        if self.settings.redis_url is None:
+            return SingleNode()
+        # Imported here: a single box never loads the Redis client.
+        from classroom.live.redis_cluster import RedisOrigin
+
+        secret = load_or_create_secret(self.settings.data_dir)
+        return RedisOrigin(self.settings.redis_url, cluster_key(secret), self.settings.node_name,
+                           self._on_edge_viewer)
+
+    def _on_edge_viewer(self, event: ViewerEvent) -> None:
+        """A room's viewer on an edge came or went: attendance as if local."""
+        self.attendance.on_remote_viewer(event.session_id, event.invitation_id, event.resource,
+                                         event.event, event.at)
+        self.site_history.remote_viewer(event.session_id, event.invitation_id, event.resource,
+                                        event.event, event.at)
 
     def _on_recorder_event(self, item_id: str, kind: str, detail: str) -> None:
         self.archive.on_recorder_event(item_id, kind, detail)
@@ -209,12 +234,14 @@ class School:
         previous = current.get(row["site_id"])
         if previous is not None:
             await self.disconnect_invitation(session.id, previous)
+            self.cluster.invitation_revoked(session.id, previous)
         return row
 
     async def revoke(self, invitation_id: str, scope: Scope | None = None) -> dict[str, Any]:
         """Revoke a link and disconnect its room."""
         row = self.catalog.revoke_invitation(invitation_id, scope or Scope.city())
         await self.disconnect_invitation(row["session_id"], row["id"])
+        self.cluster.invitation_revoked(row["session_id"], row["id"])
         return row
 
     async def delete_from_catalog(self, kind: str, row_id: int,
@@ -346,6 +373,7 @@ class School:
             self.archive.stop_recording(session.id)
         await self.replays.stop(session.id)
         await self.sessions.end(session)
+        self.cluster.session_ended(session.id)
 
     def discussion(self, session: Session) -> Discussion:
         """The discussion of a live session (made on first use)."""

@@ -33,10 +33,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
+from aiortc.utils import uint16_add
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
@@ -140,8 +142,9 @@ async def check_internals() -> None:
         if not hasattr(obj, name):
             problems.append(f"{type(obj).__name__} has no attribute {name}")
     jitter = getattr(transceiver.receiver, _RECEIVER_JITTER, None)
-    if jitter is not None and not hasattr(jitter, "_prefetch"):
-        problems.append("JitterBuffer has no attribute _prefetch")
+    for name in ("_prefetch", "_origin", "_packets", "_capacity", "_is_video", "remove"):
+        if jitter is not None and not hasattr(jitter, name):
+            problems.append(f"JitterBuffer has no attribute {name}")
     mapper = getattr(transceiver.receiver, _RECEIVER_MAPPER, None)
     if mapper is not None and not hasattr(mapper, "_origin"):
         problems.append("TimestampMapper has no attribute _origin")
@@ -754,8 +757,46 @@ class _FrameTap:
         return None
 
 
+class _MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, releasing a frame as soon as its last
+    packet (the RTP marker) is in, every packet before it present.
+
+    aiortc releases frame k only when the first packet of frame k+1 comes: a
+    frame interval later (33 ms at 30 fps). Once per hop is the relay's
+    measured latency; a cascade (origin → edge) would pay it again at the
+    edge, so the edge's upstream releases on the marker. A frame whose
+    marker is lost is released the usual way, by the next frame.
+    """
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is None and packet.marker and self._origin is not None:
+            frame = self._complete(packet)
+        return pli_flag, frame
+
+    def _complete(self, last: RtpPacket) -> JitterFrame | None:
+        assert self._origin is not None
+        count = uint16_add(last.sequence_number, -self._origin) + 1
+        if count > self._capacity:
+            return None
+        packets = []
+        for index in range(count):
+            packet = self._packets[(self._origin + index) % self._capacity]
+            if packet is None or packet.timestamp != last.timestamp:
+                return None  # a packet missing, or the run starts in another frame
+            packets.append(packet)
+        self.remove(count)
+        return JitterFrame(data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+                           timestamp=last.timestamp)
+
+
 class ReceiverTap:
-    """Undecoded frames out of one ``RTCRtpReceiver``, keyframe requests in."""
+    """Undecoded frames out of one ``RTCRtpReceiver``, keyframe requests in.
+
+    ``release_on_marker``: a video frame leaves the jitter buffer with its
+    last packet rather than with the next frame's first (one frame interval
+    sooner; see ``_MarkerJitterBuffer``).
+    """
 
     def __init__(
         self,
@@ -764,9 +805,15 @@ class ReceiverTap:
         on_frame: FrameCallback,
         on_damage: Callable[[], None],
         audio_prefetch: int = 0,
+        release_on_marker: bool = False,
     ) -> None:
         self._receiver = receiver
         setattr(receiver, _RECEIVER_QUEUE, _FrameTap(on_frame, _SenderClock(receiver, clock_rate)))
+        if release_on_marker:
+            current = getattr(receiver, _RECEIVER_JITTER)
+            if current._is_video:
+                setattr(receiver, _RECEIVER_JITTER,
+                        _MarkerJitterBuffer(capacity=current.capacity, is_video=True))
         if audio_prefetch >= 0:
             jitter = getattr(receiver, _RECEIVER_JITTER)
             if not jitter._is_video:

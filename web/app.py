@@ -19,7 +19,7 @@ from classroom.access.tokens import Grant, Role, TokenIndex, new_token
 from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import headers
+from web import headers, workers
 from web.api import contract, metrics
 from web.audit import audit_middleware
 from web.auth import logged_in
@@ -62,6 +62,9 @@ def create_app(config: Config) -> web.Application:
     """Build the application; ``config.admin_token`` is generated if unset."""
     app = web.Application(middlewares=[error_middleware, audit_middleware],
                           client_max_size=MAX_BODY)
+    workers.check(config)
+    if config.workers > 1 and config.edge_token is None:
+        config.edge_token = new_token()  # the workers' pulls
     app[CONFIG] = config
     tokens = TokenIndex()
     admin_token = config.admin_token or new_token()
@@ -78,6 +81,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     headers.install(app)
     app.cleanup_ctx.append(_school_context)
+    app.cleanup_ctx.append(workers.context(config))
     app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
     app.cleanup_ctx.append(wall_socket.context)
     app.on_shutdown.append(wall_socket.shutdown)
@@ -92,7 +96,8 @@ async def _school_context(app: web.Application) -> AsyncIterator[None]:
     aiortc_glue.install_dtls()
     aiortc_glue.configure_ice(config.ice_hosts)
     settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
-                              min_free_bytes=config.min_free_bytes)
+                              min_free_bytes=config.min_free_bytes,
+                              redis_url=config.redis_url, node_name=config.node_name)
     school = await School.open(settings, app[TOKENS], app[PEER_SETTINGS])
     app[SCHOOL] = school
     app[CATALOG] = school.catalog
