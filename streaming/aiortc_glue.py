@@ -752,8 +752,12 @@ class NativeViewerWriter(ViewerWriter):
         self._viewer: Any = None  # zx_viewer *, once a direct route is known
         self._sock: Any = None  # the viewer's socket.socket, with the route
         self._protect_fn = _native_protect()
-        # index % _FRAMES -> (first sequence, packets, timestamp, payloads)
-        self._frames: list[tuple[int, int, int, list[bytes]] | None] = [None] * _FRAMES
+        # The last _FRAMES frames sent, for NACK/RTX, in parallel lists (no
+        # object made per frame): first sequence number, packets, timestamp.
+        self._frame_first = [0] * _FRAMES
+        self._frame_count = [0] * _FRAMES
+        self._frame_timestamp = [0] * _FRAMES
+        self._frame_payloads: list[list[bytes]] = [[]] * _FRAMES
         self._frame_index = 0
 
     def _connect_route(self) -> bool:
@@ -808,7 +812,10 @@ class NativeViewerWriter(ViewerWriter):
         consumed = viewer.consumed
         if consumed:
             index = self._frame_index
-            self._frames[index] = (first, consumed, timestamp, payloads)
+            self._frame_first[index] = first
+            self._frame_count[index] = consumed
+            self._frame_timestamp[index] = timestamp
+            self._frame_payloads[index] = payloads
             self._frame_index = (index + 1) % _FRAMES
         ntp = viewer.ntp
         self._sequence = viewer.sequence
@@ -830,14 +837,13 @@ class NativeViewerWriter(ViewerWriter):
     def _sent_packet(self, sequence: int) -> tuple[int, int, bytes, bytes] | None:
         if self._viewer is None:
             return super()._sent_packet(sequence)
-        for entry in self._frames:
-            if entry is None:
-                continue
-            first, count, timestamp, payloads = entry
+        for frame, first in enumerate(self._frame_first):
             index = (sequence - first) & 0xFFFF
-            if index < count:
+            if index < self._frame_count[frame]:
+                payloads = self._frame_payloads[frame]
                 marker = 0x80 if index == len(payloads) - 1 else 0
-                return timestamp, marker, self._extensions(time.time()), payloads[index]
+                return (self._frame_timestamp[frame], marker, self._extensions(time.time()),
+                        payloads[index])
         return None
 
 
