@@ -690,7 +690,7 @@ def require_native_send_path() -> None:
         raise NativeSendPathMissing(
             "the native send path (streaming/rtp_send.c) is not built "
             f"({_NATIVE_MISSING}): run 'make install', which builds it with gcc and "
-            "Python's headers (scripts/install-system-deps --runtime installs them), "
+            "Python's headers (scripts/install-system-deps --build installs them), "
             "or start with --send-path python (about twice the CPU per viewer)")
 
 
