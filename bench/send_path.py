@@ -71,6 +71,18 @@ def _rows(results: list[RelayResult], n: int) -> list[Row]:
     return [r.rows[n] for r in results if n in r.rows]
 
 
+def _per_frame(result: RelayResult, row: Row) -> float | None:
+    """µs of relay CPU (over the publisher alone) per video frame a viewer got.
+
+    Unlike CPU per viewer this stays a cost when the relay saturates: a
+    relay that delivers fewer frames then does less work for its CPU.
+    """
+    delivered = sum(row.fps)
+    if result.baseline is None or not delivered:
+        return None
+    return (row.cpu - result.baseline.cpu) * 1e4 / delivered
+
+
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -82,28 +94,42 @@ def render(results: dict[str, list[RelayResult]], args: argparse.Namespace,
         f"median of {args.rounds} rounds (each round's figure in brackets)",
         "",
         f"{'N':>5}  {'path':<7} {'CPU %':>7} {'%/viewer':>9}  {'rounds':<22} "
-        f"{'fps min':>7} {'fps med':>7} {'lost':>6} {'sys %':>6}  limit",
+        f"{'µs/frame':>8} {'fps min':>7} {'fps med':>7} {'lost':>6} {'sys %':>6}  limit",
     ]
     ratios: list[str] = []
     for n in args.viewers:
         per_path: dict[str, float | None] = {}
+        per_frame: dict[str, float | None] = {}
+        saturated = False
         for path in PATHS:
             rows = _rows(results[path], n)
             per_viewer = median(r.cpu_per_viewer for r in rows)
             per_path[path] = per_viewer
+            per_frame[path] = median(_per_frame(result, result.rows[n])
+                                     for result in results[path] if n in result.rows)
+            saturated |= any((r.fps_min or 0.0) < TARGET_FPS for r in rows)
             rounds = ", ".join(_fmt(r.cpu_per_viewer) for r in rows)
             fps_min = min((r.fps_min for r in rows if r.fps_min is not None), default=None)
             limits = ",".join(sorted({r.limit for r in rows})) or "-"
             lines.append(
                 f"{n:>5}  {path:<7} {_fmt(median(r.cpu for r in rows), '.1f'):>7} "
                 f"{_fmt(per_viewer):>9}  [{rounds}]".ljust(56)
-                + f"{_fmt(fps_min, '.1f'):>7} {_fmt(median(r.fps_median for r in rows), '.1f'):>7} "
+                + f"{_fmt(per_frame[path], '.0f'):>8} {_fmt(fps_min, '.1f'):>7} "
+                f"{_fmt(median(r.fps_median for r in rows), '.1f'):>7} "
                 f"{sum(r.lost for r in rows):>6} "
                 f"{_fmt(median(r.cpu_system for r in rows), '.1f'):>6}  {limits}")
         python, native = per_path["python"], per_path["native"]
-        if python and native:
+        if saturated:
+            python, native = per_frame["python"], per_frame["native"]
+            if python and native:
+                ratios.append(f"N={n}: SATURATED (a viewer got < {TARGET_FPS} fps): CPU per "
+                              f"viewer is capped; per frame delivered, native / python = "
+                              f"{native / python:.2f}")
+        elif python and native:
             ratios.append(f"N={n}: native / python = {native / python:.2f} "
-                          f"({100 * (1 - native / python):.0f} % less CPU per viewer)")
+                          f"({100 * (1 - native / python):.0f} % less CPU per viewer); "
+                          f"per frame delivered {per_frame['native'] or 0:.0f} / "
+                          f"{per_frame['python'] or 0:.0f} µs")
     lines += ["", *ratios, ""]
     for path in PATHS:
         for result in results[path]:
@@ -121,7 +147,8 @@ def render(results: dict[str, list[RelayResult]], args: argparse.Namespace,
         "limit: ok = the relay's core was its own and the load generator kept up; LOADGEN = "
         "the load generator was the limit; CONTENDED = other processes took a share of a "
         "core of ours; SOURCE = the publisher sent < 29 fps. lost: video packets the counting "
-        "viewers missed (all rounds). sys %: the relay's kernel time.",
+        "viewers missed (all rounds). sys %: the relay's kernel time. µs/frame: relay CPU "
+        "over the publisher alone per video frame a viewer received (audio's cost included).",
         f"Setup: relay pinned to core {relay_core}; load generator on core(s) "
         f"{sorted(loadgen_cores)}; {args.duration:.0f} s windows; {args.viewer_kind} "
         f"counting viewers, {args.per_process} per process; VP8 640x480@30 at "
