@@ -109,16 +109,19 @@ static int full(int error) {
 /* Send packets [first, first + count) as segments of one datagram send;
  * returns how many went (all or none), -1 with errno on failure. */
 static int send_segmented(zx_viewer *v, int first, int count, int segment) {
-    char control[CMSG_SPACE(sizeof(uint16_t))];
+    union {
+        char bytes[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } control;
     struct msghdr message;
     memset(&message, 0, sizeof message);
-    memset(control, 0, sizeof control);
+    memset(&control, 0, sizeof control);
     message.msg_name = v->address;
     message.msg_namelen = v->address_length;
     message.msg_iov = vectors + first;
     message.msg_iovlen = count;
-    message.msg_control = control;
-    message.msg_controllen = sizeof control;
+    message.msg_control = control.bytes;
+    message.msg_controllen = sizeof control.bytes;
     struct cmsghdr *header = CMSG_FIRSTHDR(&message);
     header->cmsg_level = SOL_UDP;
     header->cmsg_type = UDP_SEGMENT;

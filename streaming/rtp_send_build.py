@@ -7,6 +7,7 @@ The declarations below are the module's whole boundary, as Python sees it.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -69,7 +70,11 @@ def build() -> Path:
     with tempfile.TemporaryDirectory(prefix="zhixing-build-") as tmp:
         built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
         target = HERE / built.name
-        target.write_bytes(built.read_bytes())
+        # A new file renamed over the old: a running server keeps the module
+        # it mapped (rewriting that file in place could crash it).
+        fresh = target.with_name(f".{target.name}.new")
+        fresh.write_bytes(built.read_bytes())
+        os.replace(fresh, target)
     return target
 
 
