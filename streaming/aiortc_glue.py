@@ -676,7 +676,6 @@ except ImportError as exc:
 else:
     _NATIVE_MISSING = None
 
-SEND_PATHS = ("native", "python")
 _FRAMES = 128  # frames kept per viewer for NACK/RTX: at least the 128 packets aiortc keeps
 
 
@@ -691,7 +690,7 @@ def require_native_send_path() -> None:
             "the native send path (streaming/rtp_send.c) is not built "
             f"({_NATIVE_MISSING}): run 'make install', which builds it with gcc and "
             "Python's headers (scripts/install-system-deps --build installs them), "
-            "or start with --send-path python (about twice the CPU per viewer)")
+            "or start with --send-path python (about 1.6 times the CPU per viewer)")
 
 
 def _native_protect() -> Any:

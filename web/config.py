@@ -162,7 +162,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--send-path", default=env("SEND_PATH") or "native", choices=["native", "python"],
         help="how viewers' packets are built, protected and sent: native (one C call per "
              "frame and viewer, built by 'make install'; start-up fails if it is not built) "
-             "or python (the same work in Python, about twice the CPU per viewer; for "
+             "or python (the same work in Python, about 1.6 times the CPU per viewer; for "
              "comparison) (env ZHIXING_SEND_PATH; default native)")
     add_limit_arguments(parser)
 
