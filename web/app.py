@@ -74,7 +74,8 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_LIMITER] = LoginLimiter()
     app[LIMITER] = Limiter(config.limits)
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
-                                      connect_timeout=config.connect_timeout)
+                                      connect_timeout=config.connect_timeout,
+                                      send_path=config.send_path)
     for module in (*contract.ROUTE_MODULES, contract):
         app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
@@ -92,6 +93,8 @@ def create_app(config: Config) -> web.Application:
 async def _school_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     await aiortc_glue.check_internals()
+    if config.send_path == "native":
+        aiortc_glue.require_native_send_path()
     aiortc_glue.install_rfc7983_demux()
     aiortc_glue.install_dtls()
     aiortc_glue.configure_ice(config.ice_hosts)

@@ -25,6 +25,7 @@ from classroom.packages.exporter import Selection
 from classroom.packages.manifest import PackageRefused
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
+from streaming import aiortc_glue
 from web import edge as edge_app
 from web import maintenance
 from web.access_log import AccessLogger
@@ -442,6 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             title=args.title, lecturer=args.lecturer,
                             recorded_at=args.recorded_at, transcode=args.transcode)
     config = config_from_args(args)
+    if config.send_path == "native":
+        try:
+            aiortc_glue.require_native_send_path()
+        except aiortc_glue.NativeSendPathMissing as exc:
+            print(f"zhixing: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

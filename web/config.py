@@ -35,6 +35,9 @@ class Config:
     # so it stays out of the process list). Used only when no account exists yet.
     admin_password: str | None = None
     log_level: str = "info"
+    # How viewers' packets are sent: "native" (streaming/rtp_send.c, built by
+    # `make install`) or "python" (the same path in Python, for comparison).
+    send_path: str = "native"
     # A peer that has not connected by then (or whose ICE consent lapsed,
     # which aioice detects after about 30 s of silence) is closed and forgotten.
     connect_timeout: float = 30.0
@@ -180,6 +183,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "live session from this process once and the rooms' WHEP requests are "
              "redirected to the least loaded (needs --redis; env ZHIXING_WORKERS; "
              "default 1, this process alone)")
+    parser.add_argument(
+        "--send-path", default=env("SEND_PATH") or "native", choices=["native", "python"],
+        help="how viewers' packets are built, protected and sent: native (one C call per "
+             "frame and viewer, built by 'make install'; start-up fails if it is not built) "
+             "or python (the same work in Python, about 1.6 times the CPU per viewer; for "
+             "comparison) (env ZHIXING_SEND_PATH; default native)")
     add_limit_arguments(parser)
 
 
@@ -237,6 +246,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_token=_env("ADMIN_TOKEN"),
         admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,
+        send_path=args.send_path,
         min_free_bytes=max(0, args.min_free_mb) * 1024 * 1024,
         max_headcount=args.max_headcount,
         metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
