@@ -7,6 +7,10 @@
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# gcc for the native send path (streaming/rtp_send.c); the image has Python's headers.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/zhixing
 WORKDIR /src
 # What `pip install .` needs: the packages of [tool.setuptools] and the readme.
@@ -15,7 +19,10 @@ COPY streaming/ streaming/
 COPY recordings/ recordings/
 COPY classroom/ classroom/
 COPY web/ web/
-RUN /opt/zhixing/bin/pip install .
+# The native module is built next to its source, then packaged with it.
+RUN /opt/zhixing/bin/pip install "$(grep -o 'cffi==[0-9.]*' pyproject.toml)" \
+    && /opt/zhixing/bin/python -m streaming.rtp_send_build \
+    && /opt/zhixing/bin/pip install .
 
 FROM python:3.11-slim-bookworm
 # Noto Sans CJK for the Chinese labels of the attendance charts (web/charts.py);

@@ -1,12 +1,13 @@
 # Two commands for a fresh Debian machine with Python 3.11:
-#   make run    install (Python packages; Debian's CJK fonts for the charts)
-#               and start the service on its embedded defaults
+#   make run    install (Python packages; the native send path, built with
+#               Debian's gcc; Debian's CJK fonts for the charts) and start the
+#               service on its embedded defaults
 #   make test   install test needs (Chromium, ffmpeg) and run the whole suite
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test system-test-deps bench bench-deps bench-janus clean
+.PHONY: run test lint install install-test system-test-deps native bench bench-deps bench-janus clean
 
 run: install
 	scripts/install-system-deps --runtime
@@ -19,8 +20,8 @@ lint: install-test
 	$(BIN)/ruff check streaming recordings classroom web tests bench
 	$(BIN)/mypy
 
-install: $(VENV)/.installed
-install-test: system-test-deps $(VENV)/.installed-test
+install: $(VENV)/.installed native
+install-test: system-test-deps $(VENV)/.installed-test native
 
 $(VENV)/bin/python:
 	scripts/ensure-venv $(PYTHON) $(VENV)
@@ -33,6 +34,12 @@ $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# The native send path (streaming/rtp_send.c), compiled next to its source
+# with the compiler and Python headers that --build installs.
+native: $(VENV)/.installed
+	scripts/install-system-deps --build
+	$(BIN)/python -m streaming.rtp_send_build
 
 system-test-deps:
 	scripts/install-system-deps

@@ -250,6 +250,107 @@ MIGRATIONS: Sequence[Migration] = (
     """,
     # 7: the organization tree, roles, organizers and the audit log (_org_tree)
     _org_tree,
+    # 8: learners (学员) on org nodes (and optionally a site, their room), their
+    # personal links (a generation: a new link or a revocation moves it on),
+    # their units, each unit's self-study videos, and what each learner has
+    # played of each item (the union of the ranges, JSON [[start, end], ...]);
+    # each unit's reading list (研读书目, an optional PDF/EPUB in the data
+    # folder's learning/readings/) and what each learner marked read; each
+    # learner's write-up (学用成果总结) per unit and its review; needs surveys
+    # (需求调研: questions as JSON), their recipients and one answer each.
+    """
+    CREATE TABLE learners (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        org_node_id INTEGER NOT NULL REFERENCES org_nodes(id),
+        site_id INTEGER REFERENCES sites(id) ON DELETE SET NULL,
+        position TEXT NOT NULL DEFAULT '',
+        phone TEXT NOT NULL DEFAULT '',
+        link_generation INTEGER NOT NULL DEFAULT 0,
+        link_revoked_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX learners_by_node ON learners (org_node_id);
+    CREATE INDEX learners_by_site ON learners (site_id);
+    CREATE TABLE learner_units (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        assigned_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, unit_id)
+    );
+    CREATE INDEX learner_units_by_unit ON learner_units (unit_id);
+    CREATE TABLE unit_videos (
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        item_id TEXT NOT NULL REFERENCES archive_items(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (unit_id, item_id)
+    );
+    CREATE TABLE video_progress (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        item_id TEXT NOT NULL REFERENCES archive_items(id) ON DELETE CASCADE,
+        ranges TEXT NOT NULL DEFAULT '[]',
+        played REAL NOT NULL DEFAULT 0,
+        duration REAL NOT NULL,
+        position REAL NOT NULL DEFAULT 0,
+        completed_at REAL,
+        reported_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, item_id)
+    );
+    CREATE TABLE reading_items (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        title TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        file_type TEXT CHECK (file_type IN ('pdf', 'epub')),
+        file_size INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX reading_items_by_unit ON reading_items (unit_id);
+    CREATE TABLE reading_marks (
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        reading_id INTEGER NOT NULL REFERENCES reading_items(id) ON DELETE CASCADE,
+        read_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, reading_id)
+    );
+    CREATE INDEX reading_marks_by_item ON reading_marks (reading_id);
+    CREATE TABLE writeups (
+        id INTEGER PRIMARY KEY,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        unit_id INTEGER NOT NULL REFERENCES units(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        attachment_type TEXT CHECK (attachment_type IN ('pdf', 'docx', 'jpeg', 'png')),
+        attachment_size INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('submitted', 'accepted', 'returned')),
+        comment TEXT NOT NULL DEFAULT '',
+        submitted_at REAL NOT NULL,
+        reviewed_at REAL,
+        reviewed_by TEXT,
+        UNIQUE (learner_id, unit_id)
+    );
+    CREATE INDEX writeups_by_unit ON writeups (unit_id, state);
+    CREATE TABLE surveys (
+        id INTEGER PRIMARY KEY,
+        unit_id INTEGER REFERENCES units(id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        questions TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
+        created_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE TABLE survey_recipients (
+        survey_id INTEGER NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        PRIMARY KEY (survey_id, learner_id)
+    );
+    CREATE INDEX survey_recipients_by_learner ON survey_recipients (learner_id);
+    CREATE TABLE survey_answers (
+        survey_id INTEGER NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+        learner_id INTEGER NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        answers TEXT NOT NULL,
+        answered_at REAL NOT NULL,
+        PRIMARY KEY (survey_id, learner_id)
+    );
+    """,
 )
 
 

@@ -34,6 +34,13 @@ from classroom.attendance.log import AttendanceLog
 from classroom.catalog import Catalog
 from classroom.db import ROOT_NODE, Database
 from classroom.errors import Forbidden, Invalid
+from classroom.learning.learners import Learners
+from classroom.learning.links import LinkSigner
+from classroom.learning.readings import Readings
+from classroom.learning.study import Study
+from classroom.learning.surveys import Surveys
+from classroom.learning.writeups import Writeups
+from classroom.live.cluster import Cluster, SingleNode, ViewerEvent, cluster_key
 from classroom.live.discussion import Discussion, Discussions
 from classroom.live.metrics import RelayMetrics
 from classroom.live.sessions import Session, SessionRegistry
@@ -47,6 +54,7 @@ logger = logging.getLogger(__name__)
 DATABASE_FILE = "zhixing.sqlite3"
 ARCHIVE_DIR = "archive"
 PACKAGES_DIR = "packages"
+LEARNING_DIR = "learning"  # readings and write-ups' attachments
 CATALOG_KINDS = ("units", "courses", "sites")
 
 
@@ -57,6 +65,9 @@ class SchoolSettings:
     data_dir: Path
     admin_password: str | None = None
     min_free_bytes: int = 0
+    # Edges: the Redis they coordinate through (None: one box, no cluster).
+    redis_url: str | None = None
+    node_name: str = "origin"
 
 
 class School:
@@ -79,6 +90,12 @@ class School:
     site_history: SiteHistory
     wall: Wall
     metrics: RelayMetrics
+    cluster: Cluster
+    learners: Learners
+    study: Study
+    readings: Readings
+    writeups: Writeups
+    surveys: Surveys
 
     def __init__(self, settings: SchoolSettings, tokens: TokenIndex,
                  peer_settings: PeerSettings) -> None:
@@ -112,7 +129,13 @@ class School:
         self.accounts = Accounts(self.db)
         self.audit = AuditLog(self.db)
         self.accounts.ensure_admin(self.settings.admin_password)
-        self.signer = Signer(load_or_create_secret(data_dir))
+        secret = load_or_create_secret(data_dir)
+        self.signer = Signer(secret)
+        self.learners = Learners(self.db, self.org, LinkSigner(secret))
+        self.study = Study(self.db)
+        self.readings = Readings(self.db, data_dir / LEARNING_DIR / "readings")
+        self.writeups = Writeups(self.db, data_dir / LEARNING_DIR / "writeups")
+        self.surveys = Surveys(self.db)
         # Attendance closes after the broadcasts, so their viewers' leaving is written.
         self.attendance = AttendanceLog(self.db)
         closing.push_async_callback(self.attendance.close)
@@ -146,10 +169,30 @@ class School:
             self.attendance.watch, self.site_history.watch, self.metrics.watch]
         closing.callback(self.sessions.broadcast_listeners.clear)
         self.sessions.open_live()
+        self.cluster = self._cluster()
+        closing.push_async_callback(self.cluster.close)
         self.attendance.start()
         self.metrics.start()
         await self.archive.recover()  # finishes what a crash left recording or finishing
         await self.replays.restore()  # replays carry on where they were
+
+    def _cluster(self) -> Cluster:
+        """The edges' coordination (Redis), or none on one box."""
+        if self.settings.redis_url is None:
+            return SingleNode()
+        # Imported here: a single box never loads the Redis client.
+        from classroom.live.redis_cluster import RedisOrigin
+
+        secret = load_or_create_secret(self.settings.data_dir)
+        return RedisOrigin(self.settings.redis_url, cluster_key(secret), self.settings.node_name,
+                           self._on_edge_viewer)
+
+    def _on_edge_viewer(self, event: ViewerEvent) -> None:
+        """A room's viewer on an edge came or went: attendance as if local."""
+        self.attendance.on_remote_viewer(event.session_id, event.invitation_id, event.resource,
+                                         event.event, event.at)
+        self.site_history.remote_viewer(event.session_id, event.invitation_id, event.resource,
+                                        event.event, event.at)
 
     def _on_recorder_event(self, item_id: str, kind: str, detail: str) -> None:
         self.archive.on_recorder_event(item_id, kind, detail)
@@ -191,12 +234,14 @@ class School:
         previous = current.get(row["site_id"])
         if previous is not None:
             await self.disconnect_invitation(session.id, previous)
+            self.cluster.invitation_revoked(session.id, previous)
         return row
 
     async def revoke(self, invitation_id: str, scope: Scope | None = None) -> dict[str, Any]:
         """Revoke a link and disconnect its room."""
         row = self.catalog.revoke_invitation(invitation_id, scope or Scope.city())
         await self.disconnect_invitation(row["session_id"], row["id"])
+        self.cluster.invitation_revoked(row["session_id"], row["id"])
         return row
 
     async def delete_from_catalog(self, kind: str, row_id: int,
@@ -209,6 +254,52 @@ class School:
         removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
         for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
+
+    # ------------------------------------------------------------ learners
+
+    def my_study(self, token: str) -> dict[str, Any]:
+        """我的学习 of a personal link (NotAuthorized for a forged link, Gone
+        for a revoked or replaced one)."""
+        learner = self.learners.check_link(token)
+        study = self.study.overview(learner, self.org.path(learner["org_node_id"]))
+        study["surveys"] = self.surveys.for_learner(int(learner["id"]))
+        return study
+
+    def learner_media(self, token: str, item_id: str) -> Path:
+        """The file of an item of the learner's units (Forbidden for another)."""
+        learner = self.learners.check_link(token)
+        self.study.assigned_item(int(learner["id"]), item_id)
+        return Path(self.archive.media_path(item_id))
+
+    def learner_reading(self, token: str, reading_id: int) -> tuple[Path, str]:
+        """The file of a reading of one of the learner's units, and its type."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        return self.readings.file(reading_id)
+
+    def mark_read(self, token: str, reading_id: int, read: bool) -> None:
+        """A learner marks a reading of one of its units read (or not)."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), self.readings.unit_of(reading_id))
+        self.readings.mark_read(int(learner["id"]), reading_id, read)
+
+    def submit_writeup(self, token: str, unit_id: int,
+                       data: Mapping[str, Any]) -> dict[str, Any]:
+        """A learner's write-up for one of its units, new or again."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.submit(int(learner["id"]), unit_id, data)
+
+    def answer_survey(self, token: str, survey_id: int, answers: object) -> list[Any]:
+        """A learner's answer to a survey sent to it, new or changed while open."""
+        learner = self.learners.check_link(token)
+        return self.surveys.answer(int(learner["id"]), survey_id, answers)
+
+    def writeup_staging(self, token: str, unit_id: int) -> tuple[int, Path]:
+        """Where to receive the attachment of a learner's write-up."""
+        learner = self.learners.check_link(token)
+        self.study.require_assigned_unit(int(learner["id"]), unit_id)
+        return self.writeups.staging_path(int(learner["id"]), unit_id)
 
     # ------------------------------------------------------------ scopes
 
@@ -282,6 +373,7 @@ class School:
             self.archive.stop_recording(session.id)
         await self.replays.stop(session.id)
         await self.sessions.end(session)
+        self.cluster.session_ended(session.id)
 
     def discussion(self, session: Session) -> Discussion:
         """The discussion of a live session (made on first use)."""

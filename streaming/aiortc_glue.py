@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import struct
 import time
 import weakref
@@ -33,10 +35,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
+from aiortc.utils import uint16_add
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
@@ -105,6 +109,10 @@ async def check_internals() -> None:
             problems.append(f"pylibsrtp.{name} is missing")
     if not hasattr(srtp_lib, "srtp_protect"):
         problems.append("pylibsrtp's binding has no srtp_protect")
+    elif str(srtp_ffi.typeof(srtp_lib.srtp_protect)) != f"<ctype '{_SRTP_PROTECT_TYPE}'>":
+        # The native send path calls it through a pointer of this type (libsrtp 2).
+        problems.append(f"pylibsrtp's srtp_protect is {srtp_ffi.typeof(srtp_lib.srtp_protect)}, "
+                        f"not {_SRTP_PROTECT_TYPE}")
     session = pylibsrtp.Session(pylibsrtp.Policy(
         key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     for name in ("_srtp", "_cdata", "_buffer"):
@@ -140,8 +148,9 @@ async def check_internals() -> None:
         if not hasattr(obj, name):
             problems.append(f"{type(obj).__name__} has no attribute {name}")
     jitter = getattr(transceiver.receiver, _RECEIVER_JITTER, None)
-    if jitter is not None and not hasattr(jitter, "_prefetch"):
-        problems.append("JitterBuffer has no attribute _prefetch")
+    for name in ("_prefetch", "_origin", "_packets", "_capacity", "_is_video", "remove"):
+        if jitter is not None and not hasattr(jitter, name):
+            problems.append(f"JitterBuffer has no attribute {name}")
     mapper = getattr(transceiver.receiver, _RECEIVER_MAPPER, None)
     if mapper is not None and not hasattr(mapper, "_origin"):
         problems.append("TimestampMapper has no attribute _origin")
@@ -573,6 +582,21 @@ class ViewerWriter:
             setattr(sender, _SENDER_PACKETS, self._packets)
         return True
 
+    def _sent_packet(self, sequence: int) -> tuple[int, int, bytes, bytes] | None:
+        """(timestamp, marker, extension block, payload) of a packet still in
+        the history, for a retransmission."""
+        entry = self._history[sequence % _HISTORY]
+        if entry is None or entry[0] != sequence:
+            return None
+        return entry[1:]
+
+    def _extensions(self, now: float) -> bytes:
+        """The header extension block of a packet sent at ``now``."""
+        if self._abs_send_time_id is None:
+            return self._ext_prefix
+        abs_send_time = int((now + _NTP_UNIX_OFFSET) * 262144) & 0xFFFFFF
+        return self._ext_prefix + abs_send_time.to_bytes(3, "big") + self._ext_suffix
+
     def _send_relayed(self, data: bytes, address: tuple[str, int]) -> None:
         task = asyncio.ensure_future(self._relay_protocol.send_data(data, address))
         self._relayed.add(task)
@@ -593,10 +617,10 @@ class ViewerWriter:
 
     async def retransmit(self, sequence_number: int) -> None:
         self._counters.nacked_packets += 1
-        entry = self._history[sequence_number % _HISTORY]
-        if entry is None or entry[0] != sequence_number:
+        entry = self._sent_packet(sequence_number)
+        if entry is None:
             return  # too old: the viewer will ask for a keyframe instead
-        _, timestamp, marker, extensions, payload = entry
+        timestamp, marker, extensions, payload = entry
         first_byte = 0x90 if extensions else 0x80
         sender = self._sender
         if self._rtx_payload_type is not None:
@@ -643,20 +667,210 @@ class _FastProtect:
         return result
 
 
+# --------------------------------------------------------------------------
+# the native send path (streaming/rtp_send.c)
+
+try:
+    from streaming._rtp_send import ffi as _native_ffi
+    from streaming._rtp_send import lib as _native_lib
+except ImportError as exc:
+    _native_ffi = _native_lib = None
+    _NATIVE_MISSING: str | None = str(exc)
+else:
+    _NATIVE_MISSING = None
+
+_FRAMES = 128  # frames kept per viewer for NACK/RTX: at least the 128 packets aiortc keeps
+
+
+class NativeSendPathMissing(RuntimeError):
+    """The native send path was asked for but is not built."""
+
+
+def require_native_send_path() -> None:
+    """Fail with what to do if ``streaming/_rtp_send`` is not built."""
+    if _NATIVE_MISSING is not None:
+        raise NativeSendPathMissing(
+            "the native send path (streaming/rtp_send.c) is not built "
+            f"({_NATIVE_MISSING}): run 'make install', which builds it with gcc and "
+            "Python's headers (scripts/install-system-deps --build installs them), "
+            "or start with --send-path python (about 1.6 times the CPU per viewer)")
+
+
+def _native_protect() -> Any:
+    """pylibsrtp's own ``srtp_protect``, as the native module calls it: the
+    sessions it protects belong to pylibsrtp's statically linked libsrtp."""
+    address = int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect")))
+    return _native_ffi.cast("zx_protect_fn", address)
+
+
+_SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
+def _native_frame(frame: EncodedFrame) -> Any:
+    """The frame's payloads in one buffer with offsets, made once per frame."""
+    payloads = frame.payloads
+    assert payloads is not None
+    blob = b"".join(payloads)
+    offsets = [0]
+    for payload in payloads:
+        offsets.append(offsets[-1] + len(payload))
+    data = _native_ffi.from_buffer("unsigned char[]", blob)
+    offset_array = _native_ffi.new("int[]", offsets)
+    native = _native_ffi.new("zx_frame *")
+    native.data = data
+    native.offsets = offset_array
+    native.count = len(payloads)
+    native.largest = max(map(len, payloads))
+    frame.native = (native, data, offset_array)  # the buffers live as long as the frame
+    return native
+
+
+def _sockaddr(sock: socket.socket, address: tuple[Any, ...]) -> bytes:
+    """``struct sockaddr_in``/``sockaddr_in6`` of ``address`` for ``sock``."""
+    host, port = address[0], address[1]
+    if sock.family == socket.AF_INET6:
+        if ":" not in host:
+            host = "::ffff:" + host
+        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+    return (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+            + socket.inet_aton(host) + bytes(8))
+
+
+class NativeViewerWriter(ViewerWriter):
+    """A viewer's RTP path in one native call per frame (streaming/rtp_send.c).
+
+    Headers, SRTP (the viewer's own pylibsrtp session, through pylibsrtp's
+    ``srtp_protect``) and the send (one segmented ``sendmsg``, or
+    ``sendmmsg``) happen in C; Python keeps what only Python uses: the
+    frames for NACK/RTX and the counters of the sender reports. A viewer
+    reached through TURN keeps the Python path (aioice wraps its data).
+    """
+
+    def __init__(self, sender: RTCRtpSender, counters: SenderCounters,
+                 on_ready: Callable[[], None]) -> None:
+        super().__init__(sender, counters, on_ready)
+        require_native_send_path()
+        self._viewer: Any = None  # zx_viewer *, once a direct route is known
+        self._sock: Any = None  # the viewer's socket.socket, with the route
+        self._protect_fn = _native_protect()
+        # The last _FRAMES frames sent, for NACK/RTX, in parallel lists (no
+        # object made per frame): first sequence number, packets, timestamp.
+        self._frame_first = [0] * _FRAMES
+        self._frame_count = [0] * _FRAMES
+        self._frame_timestamp = [0] * _FRAMES
+        self._frame_payloads: list[list[bytes]] = [[]] * _FRAMES
+        self._frame_index = 0
+
+    def _connect_route(self) -> bool:
+        if not super()._connect_route():
+            return False
+        if self._relay_protocol is not None:
+            return True  # TURN: the Python path
+        pair = self._dtls.transport._connection._nominated.get(1)
+        sock = getattr(pair.protocol.transport, "_sock", None)
+        if sock is None:
+            return True
+        address = _sockaddr(sock, self._address)
+        viewer = _native_ffi.new("zx_viewer *")
+        viewer.fd = sock.fileno()
+        viewer.gso = 1
+        viewer.address[0:len(address)] = address
+        viewer.address_length = len(address)
+        viewer.session = _native_ffi.cast(
+            "void *", int(srtp_ffi.cast("uintptr_t", self._dtls._tx_srtp._srtp[0])))
+        viewer.ssrc = self._sender._ssrc
+        viewer.sequence = self._sequence
+        viewer.first_byte = self._first_byte
+        viewer.payload_type = self._payload_type
+        block = self._ext_prefix + (bytes(3) + self._ext_suffix
+                                    if self._abs_send_time_id is not None else b"")
+        viewer.extensions[0:len(block)] = block
+        viewer.extensions_length = len(block)
+        viewer.abs_send_time_at = (len(self._ext_prefix)
+                                   if self._abs_send_time_id is not None else -1)
+        self._viewer = viewer
+        self._sock = sock
+        return True
+
+    def send(self, frame: EncodedFrame) -> bool:
+        viewer = self._viewer
+        if viewer is None:
+            if self._dtls is None and not self._connect_route():
+                return True
+            viewer = self._viewer
+            if viewer is None:
+                return super().send(frame)  # relayed
+        payloads = frame.payloads
+        if not payloads or not self._sender._enabled:
+            return True
+        if self._dtls._state is not DtlsState.CONNECTED or self._sock.fileno() < 0:
+            return True  # closing: the socket's number may soon be another's
+        native = frame.native
+        native = _native_frame(frame) if native is None else native[0]
+        timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
+        first = viewer.sequence
+        status = _native_lib.zx_send_frame(viewer, self._protect_fn, native, timestamp)
+        consumed = viewer.consumed
+        if consumed:
+            index = self._frame_index
+            self._frame_first[index] = first
+            self._frame_count[index] = consumed
+            self._frame_timestamp[index] = timestamp
+            self._frame_payloads[index] = payloads
+            self._frame_index = (index + 1) % _FRAMES
+        ntp = viewer.ntp
+        self._sequence = viewer.sequence
+        self._last_timestamp = timestamp
+        self._last_sent_at = ntp / 4294967296.0 - _NTP_UNIX_OFFSET
+        self._packets += viewer.sent
+        self._octets += viewer.octets
+        sender = self._sender
+        setattr(sender, _SENDER_NTP, ntp)
+        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
+        setattr(sender, _SENDER_OCTETS, self._octets)
+        setattr(sender, _SENDER_PACKETS, self._packets)
+        if status == _native_lib.ZX_FULL:
+            return False  # the kernel's socket buffer is full: this viewer cannot keep up
+        if status != _native_lib.ZX_SENT:
+            logger.debug("send to viewer failed: %s", _send_error(viewer.error))
+        return True
+
+    def _sent_packet(self, sequence: int) -> tuple[int, int, bytes, bytes] | None:
+        if self._viewer is None:
+            return super()._sent_packet(sequence)
+        for frame, first in enumerate(self._frame_first):
+            index = (sequence - first) & 0xFFFF
+            if index < self._frame_count[frame]:
+                payloads = self._frame_payloads[frame]
+                marker = 0x80 if index == len(payloads) - 1 else 0
+                return (self._frame_timestamp[frame], marker, self._extensions(time.time()),
+                        payloads[index])
+        return None
+
+
+def _send_error(error: int) -> str:
+    if error < 0:
+        return f"srtp_protect failed with status {-error}"
+    return os.strerror(error)
+
+
 def attach_sender(
     sender: RTCRtpSender,
     on_keyframe_request: Callable[[], None],
     on_ready: Callable[[], None],
+    native: bool = False,
 ) -> tuple[ViewerWriter, SenderCounters]:
     """Take over ``sender``'s RTP path; returns the writer to send frames with.
 
     Must be called before the sender starts (before the answer is applied).
     ``on_ready`` runs once the sender is negotiated and connected. In pack
     mode a viewer's PLI/FIR would only set a flag that nothing reads; it is
-    routed to ``on_keyframe_request`` instead.
+    routed to ``on_keyframe_request`` instead. ``native``: send through
+    :class:`NativeViewerWriter` (which needs the native module built).
     """
     counters = SenderCounters()
-    writer = ViewerWriter(sender, counters, on_ready)
+    writer = (NativeViewerWriter if native else ViewerWriter)(sender, counters, on_ready)
     setattr(sender, _SENDER_ENCODER, _RembRecorder(counters))
     original_send = sender.send
 
@@ -754,8 +968,46 @@ class _FrameTap:
         return None
 
 
+class _MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, releasing a frame as soon as its last
+    packet (the RTP marker) is in, every packet before it present.
+
+    aiortc releases frame k only when the first packet of frame k+1 comes: a
+    frame interval later (33 ms at 30 fps). Once per hop is the relay's
+    measured latency; a cascade (origin → edge) would pay it again at the
+    edge, so the edge's upstream releases on the marker. A frame whose
+    marker is lost is released the usual way, by the next frame.
+    """
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is None and packet.marker and self._origin is not None:
+            frame = self._complete(packet)
+        return pli_flag, frame
+
+    def _complete(self, last: RtpPacket) -> JitterFrame | None:
+        assert self._origin is not None
+        count = uint16_add(last.sequence_number, -self._origin) + 1
+        if count > self._capacity:
+            return None
+        packets = []
+        for index in range(count):
+            packet = self._packets[(self._origin + index) % self._capacity]
+            if packet is None or packet.timestamp != last.timestamp:
+                return None  # a packet missing, or the run starts in another frame
+            packets.append(packet)
+        self.remove(count)
+        return JitterFrame(data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+                           timestamp=last.timestamp)
+
+
 class ReceiverTap:
-    """Undecoded frames out of one ``RTCRtpReceiver``, keyframe requests in."""
+    """Undecoded frames out of one ``RTCRtpReceiver``, keyframe requests in.
+
+    ``release_on_marker``: a video frame leaves the jitter buffer with its
+    last packet rather than with the next frame's first (one frame interval
+    sooner; see ``_MarkerJitterBuffer``).
+    """
 
     def __init__(
         self,
@@ -764,9 +1016,15 @@ class ReceiverTap:
         on_frame: FrameCallback,
         on_damage: Callable[[], None],
         audio_prefetch: int = 0,
+        release_on_marker: bool = False,
     ) -> None:
         self._receiver = receiver
         setattr(receiver, _RECEIVER_QUEUE, _FrameTap(on_frame, _SenderClock(receiver, clock_rate)))
+        if release_on_marker:
+            current = getattr(receiver, _RECEIVER_JITTER)
+            if current._is_video:
+                setattr(receiver, _RECEIVER_JITTER,
+                        _MarkerJitterBuffer(capacity=current.capacity, is_video=True))
         if audio_prefetch >= 0:
             jitter = getattr(receiver, _RECEIVER_JITTER)
             if not jitter._is_video:

@@ -292,16 +292,20 @@ class Broadcast:
         await uplink.close()
         return True
 
-    async def view(self, offer: str, tag: str | None = None) -> tuple[str, str]:
+    async def view(self, offer: str, tag: str | None = None,
+                   relay: bool = False) -> tuple[str, str]:
         """Answer a viewer's offer; returns (resource id, answer SDP).
 
-        ``tag`` says who the viewer is (the invitation it came with).
+        ``tag`` says who the viewer is (the invitation it came with). A
+        ``relay`` (an edge pulling the session) always gets the full
+        picture: the rooms behind it each have their own ladder there.
         """
         self._check_open()
         viewer = Viewer(_new_id(), [self.slots[name] for name in SLOT_NAMES], self.settings,
                         self._forget, context=f"broadcast {self.broadcast_id}")
         viewer.tag = tag
-        viewer.quality = QualityController(clock=self._clock, ladder=THREE_LEVELS)
+        viewer.quality = QualityController(clock=self._clock,
+                                           ladder=(Level.FULL,) if relay else THREE_LEVELS)
         viewer.on_connected = self._viewer_connected
         try:
             answer = await viewer.answer(offer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import av
 
@@ -39,6 +39,9 @@ class EncodedFrame:
     # Audio and video of one publisher share that clock: the recorder aligns
     # the two tracks with it.
     capture_time: float | None = None
+    # The payloads as the native send path takes them (one buffer and its
+    # offsets), made by the first viewer that sends the frame that way.
+    native: Any = field(default=None, repr=False)
 
     def restamped(self, timestamp: int) -> EncodedFrame:
         """A copy on another timeline (the data bytes are shared, not copied)."""

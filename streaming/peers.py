@@ -69,6 +69,9 @@ class PeerSettings:
     ice_servers: list[RTCIceServer] = field(default_factory=list)
     connect_timeout: float = 30.0  # seconds to reach "connected" before giving up
     audio_prefetch: int = 0
+    # "native": viewers' packets go out through streaming/rtp_send.c; "python":
+    # through aiortc_glue.ViewerWriter's Python loop (the same packets).
+    send_path: str = "native"
 
     def configuration(self, bundle: bool = True) -> RTCConfiguration:
         """ICE servers always explicit: aiortc's default would add a public
@@ -486,7 +489,8 @@ class Viewer(Peer):
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind, slot.video.codec))
             writer, counters = aiortc_glue.attach_sender(
-                transceiver.sender, track.viewer_requested_keyframe, track.writer_ready)
+                transceiver.sender, track.viewer_requested_keyframe, track.writer_ready,
+                native=self._settings.send_path == "native")
             track.bind(writer)
             self.outgoing.append(_Outgoing(kind, slot.name, track, transceiver.sender, counters,
                                            writer))

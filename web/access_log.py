@@ -1,7 +1,8 @@
 """The access log, with link tokens taken out of logged paths.
 
-A room's link carries its token in the path (``/join/<token>``), and so does
-a library link (``/library/k/<token>``); a log line must not hand them to
+A room's link carries its token in the path (``/join/<token>``), and so do
+a library link (``/library/k/<token>``) and a learner's personal link
+(``/learn/<token>``); a log line must not hand them to
 whoever reads the logs.
 """
 
@@ -12,7 +13,7 @@ import re
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-_SECRET_PATH = re.compile(r"^/(join|library/k)/[^/]+")
+_SECRET_PATH = re.compile(r"^/(join|library/k|learn)/[^/]+")
 
 
 def redact(path: str) -> str:

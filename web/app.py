@@ -19,7 +19,7 @@ from classroom.access.tokens import Grant, Role, TokenIndex, new_token
 from classroom.school import ARCHIVE_DIR, DATABASE_FILE, School, SchoolSettings
 from streaming import aiortc_glue
 from streaming.peers import PeerSettings
-from web import headers
+from web import headers, workers
 from web.api import contract, metrics
 from web.audit import audit_middleware
 from web.auth import logged_in
@@ -62,6 +62,9 @@ def create_app(config: Config) -> web.Application:
     """Build the application; ``config.admin_token`` is generated if unset."""
     app = web.Application(middlewares=[error_middleware, audit_middleware],
                           client_max_size=MAX_BODY)
+    workers.check(config)
+    if config.workers > 1 and config.edge_token is None:
+        config.edge_token = new_token()  # the workers' pulls
     app[CONFIG] = config
     tokens = TokenIndex()
     admin_token = config.admin_token or new_token()
@@ -71,13 +74,15 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_LIMITER] = LoginLimiter()
     app[LIMITER] = Limiter(config.limits)
     app[PEER_SETTINGS] = PeerSettings(ice_servers=config.ice_servers(),
-                                      connect_timeout=config.connect_timeout)
+                                      connect_timeout=config.connect_timeout,
+                                      send_path=config.send_path)
     for module in (*contract.ROUTE_MODULES, contract):
         app.add_routes(module.routes())
     app.add_routes([web.get("/", index), web.get("/healthz", healthz)])
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     headers.install(app)
     app.cleanup_ctx.append(_school_context)
+    app.cleanup_ctx.append(workers.context(config))
     app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
     app.cleanup_ctx.append(wall_socket.context)
     app.on_shutdown.append(wall_socket.shutdown)
@@ -88,11 +93,14 @@ def create_app(config: Config) -> web.Application:
 async def _school_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     await aiortc_glue.check_internals()
+    if config.send_path == "native":
+        aiortc_glue.require_native_send_path()
     aiortc_glue.install_rfc7983_demux()
     aiortc_glue.install_dtls()
     aiortc_glue.configure_ice(config.ice_hosts)
     settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
-                              min_free_bytes=config.min_free_bytes)
+                              min_free_bytes=config.min_free_bytes,
+                              redis_url=config.redis_url, node_name=config.node_name)
     school = await School.open(settings, app[TOKENS], app[PEER_SETTINGS])
     app[SCHOOL] = school
     app[CATALOG] = school.catalog

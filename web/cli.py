@@ -25,6 +25,8 @@ from classroom.packages.exporter import Selection
 from classroom.packages.manifest import PackageRefused
 from recordings.importer import ImportFailed, NotImportable, import_file, probe
 from recordings.manager import Recordings
+from streaming import aiortc_glue
+from web import edge as edge_app
 from web import maintenance
 from web.access_log import AccessLogger
 from web.app import ARCHIVE_DIR, DATABASE_FILE, create_app
@@ -57,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_serve_arguments(serve)
+    edge = commands.add_parser(
+        "edge", help="run a district edge that relays the origin's live sessions",
+        description="Run a district's edge: it pulls each live session from the origin once "
+                    "(WHEP, with the origin's edge token) and serves the rooms of its "
+                    "district, which the origin redirects here while this edge's entry in "
+                    "Redis is fresh. Needs the origin's Redis and a copy of its server "
+                    "secret (invitation tokens are checked without the catalog).")
+    edge_app.add_edge_arguments(edge)
     admin = commands.add_parser("admin", help="manage admin accounts")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True,
                                           metavar="ACTION")
@@ -426,11 +436,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return maintenance.run(args)
     if args.command == "admin":
         return set_password(Path(args.data), args.username)
+    if args.command == "edge":
+        return edge_app.run(args)
     if args.command == "archive":
         return import_files(Path(args.data), args.files, course_id=args.course,
                             title=args.title, lecturer=args.lecturer,
                             recorded_at=args.recorded_at, transcode=args.transcode)
     config = config_from_args(args)
+    if config.send_path == "native":
+        try:
+            aiortc_glue.require_native_send_path()
+        except aiortc_glue.NativeSendPathMissing as exc:
+            print(f"zhixing: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

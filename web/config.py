@@ -35,6 +35,9 @@ class Config:
     # so it stays out of the process list). Used only when no account exists yet.
     admin_password: str | None = None
     log_level: str = "info"
+    # How viewers' packets are sent: "native" (streaming/rtp_send.c, built by
+    # `make install`) or "python" (the same path in Python, for comparison).
+    send_path: str = "native"
     # A peer that has not connected by then (or whose ICE consent lapsed,
     # which aioice detects after about 30 s of silence) is closed and forgotten.
     connect_timeout: float = 30.0
@@ -48,6 +51,14 @@ class Config:
     metrics_listen: tuple[str, int] | None = None
     # What one link, token or address may hold (web/limits.py).
     limits: LimitSettings = field(default_factory=LimitSettings)
+    # District edges (web/edge.py): the Redis they coordinate through, and
+    # the bearer token with which they pull sessions over WHEP. Both unset:
+    # one box, no cluster.
+    redis_url: str | None = None
+    edge_token: str | None = None
+    node_name: str = "origin"
+    # Worker processes for the rooms' viewers (web/workers.py); 1: this one alone.
+    workers: int = 1
 
     def ice_servers(self) -> list[RTCIceServer]:
         servers = [RTCIceServer(urls=url) for url in self.stun_urls]
@@ -155,6 +166,29 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default=env("LOG_LEVEL") or "info",
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+    parser.add_argument(
+        "--redis", default=env("REDIS_URL"), metavar="URL",
+        help="redis://host:port/0 of the Redis that district edges coordinate through "
+             "(env ZHIXING_REDIS_URL; default: none, one box with no edges). See "
+             "'zhixing edge --help'")
+    parser.add_argument(
+        # The variable is read in config_from_args: --help must not print the token.
+        "--edge-token", metavar="TOKEN",
+        help="the bearer token with which edges pull live sessions over WHEP; give the "
+             "same to 'zhixing edge --token' (env ZHIXING_EDGE_TOKEN, preferred: a flag "
+             "shows in the process list; default: no edge may pull)")
+    parser.add_argument(
+        "--workers", type=_workers, default=env("WORKERS") or "1", metavar="N",
+        help="viewer processes: with N > 1, N workers on ports PORT+1 … PORT+N pull each "
+             "live session from this process once and the rooms' WHEP requests are "
+             "redirected to the least loaded (needs --redis; env ZHIXING_WORKERS; "
+             "default 1, this process alone)")
+    parser.add_argument(
+        "--send-path", default=env("SEND_PATH") or "native", choices=["native", "python"],
+        help="how viewers' packets are built, protected and sent: native (one C call per "
+             "frame and viewer, built by 'make install'; start-up fails if it is not built) "
+             "or python (the same work in Python, about 1.6 times the CPU per viewer; for "
+             "comparison) (env ZHIXING_SEND_PATH; default native)")
     add_limit_arguments(parser)
 
 
@@ -177,6 +211,12 @@ def _hours(text: str) -> float:
     if not 0 < hours <= 24 * 30:
         raise argparse.ArgumentTypeError(f"not a number of hours from 0 to 720: {text!r}")
     return hours
+
+
+def _workers(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"not a whole number from 1 to 64: {text!r}")
+    return int(text)
 
 
 def _headcount_limit(text: str) -> int:
@@ -206,9 +246,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin_token=_env("ADMIN_TOKEN"),
         admin_password=_env("ADMIN_PASSWORD"),
         log_level=args.log_level,
+        send_path=args.send_path,
         min_free_bytes=max(0, args.min_free_mb) * 1024 * 1024,
         max_headcount=args.max_headcount,
         metrics_token=args.metrics_token or _env("METRICS_TOKEN"),
         metrics_listen=listen_address(args.metrics_listen) if args.metrics_listen else None,
         limits=limit_settings_from_args(args),
+        redis_url=args.redis or None,
+        edge_token=args.edge_token or _env("EDGE_TOKEN"),
+        workers=args.workers,
     )

@@ -13,7 +13,10 @@
   so text from rooms and admins that slipped into markup could never run;
   ``frame-ancestors 'none'`` (with ``X-Frame-Options: DENY`` for old
   browsers): no page is meant to be framed, and the admin pages and the
-  presenter's controls must not be, by anyone (clickjacking).
+  presenter's controls must not be, by anyone (clickjacking). With district
+  edges, ``connect-src`` also names every edge the origin has seen in its
+  directory: a room's WHEP request redirected to its edge is a connection
+  to that edge's origin.
 
 It runs on ``on_response_prepare``, so it also covers static files, whose
 content type is known only then, and the error pages.
@@ -22,6 +25,16 @@ content type is known only then, and the error pages.
 from __future__ import annotations
 
 from aiohttp import web
+
+from web.keys import SCHOOL
+
+
+def page_policy(connect: list[str]) -> str:
+    """The policy of every HTML page, connections allowed to ``connect`` too."""
+    if not connect:
+        return PAGE_POLICY
+    return PAGE_POLICY.replace("connect-src 'self'", "connect-src 'self' " + " ".join(connect))
+
 
 PAGE_POLICY = "; ".join((
     "default-src 'self'",
@@ -43,7 +56,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     if response.content_type == "text/html":
-        headers["Content-Security-Policy"] = PAGE_POLICY
+        school = request.app.get(SCHOOL)
+        edges = school.cluster.edge_origins() if school is not None else []
+        headers["Content-Security-Policy"] = page_policy(edges)
         headers["X-Frame-Options"] = "DENY"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 from yarl import URL
@@ -46,6 +46,33 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     if len(body) > limit:
         raise PayloadTooLarge(f"body larger than {limit} bytes")
     return body
+
+
+async def receive_file(request: web.Request, path: Path, limit: int) -> int:
+    """Stream the body into ``path`` (made anew), 413 as soon as it is known
+    to exceed ``limit`` (the partial file removed); returns its size."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    size = 0
+    try:
+        with _new_file(path) as handle:
+            async for chunk in request.content.iter_chunked(256 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body larger than {limit} bytes")
+                handle.write(chunk)  # a page-cache write of 256 KiB at most
+    except BaseException:
+        _discard(path)
+        raise
+    return size
+
+
+def _new_file(path: Path) -> BinaryIO:
+    return path.open("xb")
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -53,11 +53,15 @@ class LimitSettings:
     sockets_per_token: int = 8
     uploads_at_once: int = 2
     uploads_per_minute: int = 20
+    # A learner's player reports progress every 10 s and when the page goes:
+    # a burst of this many, then one per ``progress_every`` seconds.
+    progress_burst: int = 6
     # Retry-After of each kind of refusal, in seconds.
     retry_peers: int = 10
     retry_pending: int = 2
     retry_sockets: int = 10
     retry_uploads: int = 5
+    progress_every: float = 4.0
 
 
 class TooManyRequests(AppError):
@@ -131,6 +135,7 @@ class Limiter:
         self._uploading = 0
         self._uploads: dict[str, deque[float]] = {}
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+        self._reports: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
     # ---------------------------------------------------------------- peers
 
@@ -225,6 +230,30 @@ class Limiter:
         finally:
             self._uploading -= 1
 
+    # ---------------------------------------------------------------- progress reports
+
+    def progress_report(self, key: str, label: str) -> None:
+        """One progress report of a learner (``key``): a token bucket of
+        ``progress_burst`` refilled one per ``progress_every`` seconds; 429
+        beyond, with the seconds until the next token."""
+        settings = self.settings
+        if not settings.progress_burst:
+            return
+        now = self._clock()
+        tokens, at = self._reports.get(key, (float(settings.progress_burst), now))
+        tokens = min(float(settings.progress_burst),
+                     tokens + (now - at) / settings.progress_every)
+        if tokens < 1:
+            self._reports[key] = (tokens, now)
+            wait = max(1, int((1 - tokens) * settings.progress_every + 0.999))
+            self._refuse(TooManyRequests, "progress reports", label, wait,
+                         f"at most one progress report every {settings.progress_every:g} s")
+        self._reports[key] = (tokens - 1, now)
+        if len(self._reports) > 100_000:  # full buckets hold nothing worth keeping
+            self._reports = {k: v for k, v in self._reports.items()
+                             if v[0] + (now - v[1]) / settings.progress_every
+                             < settings.progress_burst}
+
     # ---------------------------------------------------------------- refusals
 
     def _refuse(self, kind: type[AppError], limit: str, who: str, retry_after: int,
@@ -260,6 +289,8 @@ _FLAGS: tuple[tuple[str, str, str], ...] = (
      "uploads and imports being read at once (503 beyond)"),
     ("uploads_per_minute", "max-uploads-per-minute",
      "uploads and imports per token or admin login a minute (429 beyond)"),
+    ("progress_burst", "max-progress-burst",
+     "progress reports a learner's link may send at once; then one every 4 s (429 beyond)"),
 )
 
 

@@ -16,7 +16,9 @@ puts the room on stage (``classroom/live/discussion.py``).
 
 from __future__ import annotations
 
-from typing import ClassVar
+import hmac
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 from aiohttp import web
 from aiortc import sdp as aiortc_sdp
@@ -24,6 +26,7 @@ from pydantic import Field
 
 from classroom.access.invitations import is_invitation_token
 from classroom.access.tokens import Role
+from classroom.live.cluster import closest_edge
 from classroom.live.sessions import Session
 from streaming.broadcast import BroadcastClosed, PublisherReplaced
 from streaming.peers import MAX_SDP_BYTES, MalformedOffer, MissingMedia, Peer, UnsupportedCodec
@@ -80,6 +83,20 @@ def _role(request: web.Request) -> Role:
 def _authorized_session(request: web.Request) -> tuple[Session, str | None]:
     """The live session named in the path, if the bearer token may use it,
     and the invitation the token came from (for a room's viewer)."""
+    session, invitation = _authorized(request)
+    return session, str(invitation["id"]) if invitation is not None else None
+
+
+def _is_edge(request: web.Request, token: str) -> bool:
+    """Whether ``token`` is the edges' (which may view every session)."""
+    edge_token = request.app[CONFIG].edge_token
+    return edge_token is not None and _role(request) is Role.VIEW \
+        and hmac.compare_digest(edge_token.encode(), token.encode())
+
+
+def _authorized(request: web.Request) -> tuple[Session, dict[str, Any] | None]:
+    """The live session named in the path, if the bearer token may use it,
+    and the invitation row the token came from (for a room)."""
     token = bearer_token(request)
     session_id = request.match_info["session_id"]
     session = request.app[SESSIONS].get(session_id)
@@ -90,9 +107,9 @@ def _authorized_session(request: web.Request) -> tuple[Session, str | None]:
         raise Gone("this session has ended")
     if is_invitation_token(token):
         # WHEP: the room's viewer; WHIP: the room's uplink, never the program.
-        invitation = request.app[SCHOOL].check_invitation(token, session_id)
-        return session, str(invitation["id"])
-    request.app[TOKENS].require(token, _role(request), session_id)
+        return session, request.app[SCHOOL].check_invitation(token, session_id)
+    if not _is_edge(request, token):
+        request.app[TOKENS].require(token, _role(request), session_id)
     return session, None
 
 
@@ -114,15 +131,33 @@ class PublishQuery(Validated):
     refusals: ClassVar[dict[str, str]] = {"resumes": "error.too_long"}
 
 
+class ViewQuery(Validated):
+    direct: str = Field(ABSENT, max_length=8, description=(
+        "1: answer here even if the room's district has an edge (a room page whose "
+        "redirected request failed on the network asks so, and plays from the origin)"))
+    refusals: ClassVar[dict[str, str]] = {"direct": "error.too_long"}
+
+
 @operation(WHIP_SUMMARY, path="/whip/{session_id}", body_media=SDP_BODY,
            errors=(*SDP_ERRORS, 409), query=(PublishQuery,),
            replies={201: Reply("SDP answer; Location names the new resource",
                                media=SDP_BODY)})
 @operation("View (WHEP)", path="/whep/{session_id}", body_media=SDP_BODY, errors=SDP_ERRORS,
+           query=(ViewQuery,),
            replies={201: Reply("SDP answer; Location names the new resource",
-                               media=SDP_BODY)})
+                               media=SDP_BODY),
+                    307: Reply("the room's district has a healthy edge: make the same "
+                               "request to the Location, an edge's WHEP URL (RFC 9725 "
+                               "allows redirects; the invitation token rides in its query, "
+                               "since a redirect to another origin drops Authorization)")})
 async def create_resource(request: web.Request) -> web.Response:
-    session, invitation_id = _authorized_session(request)
+    session, invitation = _authorized(request)
+    invitation_id = str(invitation["id"]) if invitation is not None else None
+    if invitation is not None and _role(request) is Role.VIEW \
+            and read_query(request, ViewQuery).direct != "1":
+        _redirect_to_edge(request, session, invitation)
+    edge = invitation is None and _role(request) is Role.VIEW \
+        and _is_edge(request, bearer_token(request))
     room = session.broadcast
     uplink = _role(request) is Role.PUBLISH and invitation_id is not None
     if _role(request) is Role.PUBLISH and not uplink \
@@ -137,6 +172,8 @@ async def create_resource(request: web.Request) -> web.Response:
         if invitation_id is not None:
             credential, per_credential = f"invitation {invitation_id}", \
                 limits.peers_per_invitation
+        elif edge:
+            credential = None  # one pull per session and edge; edges are few
         else:
             credential, per_credential = f"view token of session {session.id}", \
                 limits.peers_per_view_token
@@ -151,7 +188,7 @@ async def create_resource(request: web.Request) -> web.Response:
                 resumes = read_query(request, PublishQuery).resumes
                 resource_id, answer = await room.publish(offer, resumes=resumes)
             else:
-                resource_id, answer = await room.view(offer, tag=invitation_id)
+                resource_id, answer = await room.view(offer, tag=invitation_id, relay=edge)
             admission.admit(room, resource_id)
     except MalformedOffer as exc:
         raise BadRequest(str(exc)) from exc
@@ -176,6 +213,23 @@ async def create_resource(request: web.Request) -> web.Response:
     if links:
         headers["Link"] = ", ".join(links)
     return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+def _redirect_to_edge(request: web.Request, session: Session,
+                      invitation: dict[str, Any]) -> None:
+    """A room whose site lies in a district with a healthy edge watches
+    through that edge: 307 to its WHEP URL (the room page's fetch follows
+    it; when the edge dies its entry lapses within 2 s and the room's next
+    try is answered here)."""
+    cluster = request.app[SCHOOL].cluster
+    edge = closest_edge(cluster.healthy_edges(), invitation.get("org_path"))
+    if edge is None:
+        return
+    cluster.sent(edge)
+    token = bearer_token(request)
+    raise web.HTTPTemporaryRedirect(
+        f"{edge.url}/whep/{quote(session.id, safe='')}?token={quote(token, safe='')}",
+        headers=CORS_HEADERS)
 
 
 def _resource(request: web.Request) -> tuple[Session, Peer]:

@@ -53,6 +53,8 @@ class AttendanceLog:
         # monotonic clock then).
         self._open: dict[str, tuple[float, float]] = {}
         self._last_beat: float | None = None
+        # Viewers of rooms on edges with an open interval (their resource ids).
+        self._remote: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def now(self) -> float:
@@ -125,6 +127,28 @@ class AttendanceLog:
             joined, joined_monotonic = self._open.pop(resource)
             left = joined + (self._monotonic() - joined_monotonic)
             self._pending.append(("close", resource, left))
+
+    def on_remote_viewer(self, session_id: str, invitation_id: str, resource: str,
+                         event: str, at: float) -> None:
+        """A room's viewer on an edge connected (``open``) or left
+        (``close``), at wall time ``at`` (the leaving measured by the edge's
+        monotonic clock from the joining). A repeated event changes nothing."""
+        if event == "open":
+            if resource in self._remote:
+                return
+            row = self.db.one("SELECT site_id FROM invitations WHERE id = ? AND session_id = ?",
+                              (invitation_id, session_id))
+            if row is None:
+                logger.warning("an edge's viewer %s came with invitation %s, which session %s"
+                               " does not have: not counted", resource[:80], invitation_id[:40],
+                               session_id[:40])
+                return
+            self._remote.add(resource)
+            self._pending.append(("open", session_id, row["site_id"], invitation_id, resource,
+                                  at))
+        elif resource in self._remote:
+            self._remote.discard(resource)
+            self._pending.append(("close", resource, at))
 
     def flush(self, beat: bool = False) -> None:
         """Write queued events (and the heartbeat when due) in one transaction."""

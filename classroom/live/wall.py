@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from classroom.archive.items import Archive
@@ -72,6 +72,9 @@ class SiteRecord:
     connects: int = 0
     connected_at: float | None = None  # of the latest connect
     left_at: float | None = None  # when its last viewer went away
+    # Its viewers on district edges now (resource -> connected at), from the
+    # edges' viewer events: no link figures, but connected.
+    remote: dict[str, float] = field(default_factory=dict)
 
     @property
     def reconnects(self) -> int:
@@ -107,6 +110,27 @@ class SiteHistory:
                     record.left_at = self._clock()
 
         room.viewer_listeners.append(on_viewer)
+
+    def remote_viewer(self, session_id: str, tag: str, resource: str, event: str,
+                      at: float) -> None:
+        """A room's viewer on an edge connected (``open``) or left (``close``)."""
+        entry = self._rooms.get(session_id)
+        if entry is None:
+            return
+        room, records = entry
+        record = records.setdefault(tag, SiteRecord())
+        if event == "open":
+            if resource in record.remote:
+                return
+            record.remote[resource] = at
+            record.connects += 1
+            record.connected_at = at
+            record.left_at = None
+        elif record.remote.pop(resource, None) is not None and not record.remote:
+            still = any(other.tag == tag and other.connection_state == "connected"
+                        for other in room.viewers.values())
+            if not still:
+                record.left_at = at
 
     def records(self, session_id: str) -> Mapping[str, SiteRecord]:
         entry = self._rooms.get(session_id)
@@ -222,15 +246,18 @@ class Wall:
             # until its ICE consent runs out after a network drop.
             primary = max(viewers, key=lambda v: v.connected_at or 0.0, default=None)
             quality = await self._quality(session.id, primary) if primary else None
+            # A room on a district edge: connected, its link figures are the edge's.
+            on_edge = max(record.remote.values(), default=None)
             site = {
                 "invitation_id": tag,
                 "site_id": invitation["site_id"],
                 "name": invitation["site_name"],
                 "org_path": invitation["org_path"],
-                "connected": primary is not None,
-                "viewers": len(viewers),
-                "connected_since": primary.connected_at if primary else None,
-                "disconnected_since": record.left_at if primary is None else None,
+                "connected": primary is not None or on_edge is not None,
+                "viewers": len(viewers) + len(record.remote),
+                "connected_since": primary.connected_at if primary else on_edge,
+                "disconnected_since": record.left_at
+                if primary is None and on_edge is None else None,
                 "reconnects": record.reconnects,
                 "headcount": invitation["headcount"],
                 "headcount_at": invitation["headcount_at"],
@@ -309,6 +336,8 @@ class Wall:
         quality = site["quality"]
         if state == "ended":
             pass
+        elif quality is None and record.remote:
+            pass  # on a district edge: the edge has its link figures
         elif quality is None:
             if record.connects:
                 reasons.append("dropped")

@@ -99,7 +99,7 @@ async def test_a_district_replays_a_city_lecture_for_its_towns_and_counts_it_apa
     page.page.on("dialog", accept)
     # The console shows the district admin what it may use, in Chinese.
     assert await page.evaluate(VISIBLE_TABS) == ["sessions", "courses", "sites", "archive",
-                                                 "access", "/admin/reports"]
+                                                 "learners", "access", "/admin/reports"]
     who = await page.evaluate("() => document.getElementById('who').textContent")
     assert "beilun" in who and "区县管理员" in who and "北仑区" in who, who
     assert not await page.evaluate("() => document.getElementById('audit').checkVisibility()")
@@ -205,8 +205,8 @@ async def test_the_console_of_the_city_a_presenter_and_an_auditor(
 
     city.page.on("dialog", accept)
     assert await city.evaluate(VISIBLE_TABS) == [
-        "sessions", "units", "courses", "sites", "archive", "links", "packages", "access",
-        "/admin/reports"]
+        "sessions", "units", "courses", "sites", "archive", "links", "packages", "learners",
+        "access", "/admin/reports"]
     await city.page.click("#tab-access")
     # A node from the form, then a CSV whose rows are each other's parents: refused, by row.
     await city.page.fill("#org-form [name=name]", "北仑区")
@@ -261,7 +261,8 @@ async def test_the_console_of_the_city_a_presenter_and_an_auditor(
 
     # The auditor reads: sessions, the archive, reports; no form, no links.
     auditor = await log_in(chromium, base, "auditor")
-    assert await auditor.evaluate(VISIBLE_TABS) == ["sessions", "archive", "/admin/reports"]
+    assert await auditor.evaluate(VISIBLE_TABS) == ["sessions", "archive", "learners",
+                                                    "/admin/reports"]
     assert await auditor.evaluate(
         "() => document.querySelectorAll('#sessions-table tbody tr').length") == 2
     assert not await auditor.evaluate(

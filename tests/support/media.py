@@ -250,7 +250,12 @@ async def start_viewer(
         consume = consume_video if track.kind == "video" else consume_audio
         viewer.tasks.append(asyncio.ensure_future(consume(track)))
 
-    status, answer, location = await post_offer(http, f"{base}/whep/{session_id}", token, pc)
+    try:
+        status, answer, location = await post_offer(http, f"{base}/whep/{session_id}", token,
+                                                    pc)
+    except BaseException:  # the server unreachable (a dead edge): no peer left open
+        await pc.close()
+        raise
     if status != 201:
         await pc.close()
         raise AssertionError(f"WHEP answered {status}: {answer}")

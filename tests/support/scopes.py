@@ -22,7 +22,9 @@ API = "/api/v1"
 ROLES = ("city", "district_a", "district_b", "presenter", "auditor", "anonymous")
 # The tables a request could change, for "nothing changed".
 TABLES = ("org_nodes", "sites", "sessions", "invitations", "archive_items", "admins",
-          "login_sessions", "library_links", "units", "courses")
+          "login_sessions", "library_links", "units", "courses", "learners", "learner_units",
+          "unit_videos", "reading_items", "reading_marks", "writeups",
+          "surveys", "survey_recipients", "survey_answers")
 
 
 @dataclass

@@ -398,6 +398,35 @@ PACKAGE_API_ROUTES = {
     ("GET", "/api/v1/packages/{package_id}"), ("GET", "/api/v1/packages/{package_id}/file"),
     ("POST", "/api/v1/package-imports"),
 }
+# Learners (学员): every role against every route (tests/web/test_scopes.py), and
+# tests/web/test_learners_api.py.
+LEARNER_API_ROUTES = {
+    ("GET", "/api/v1/learners"), ("POST", "/api/v1/learners"),
+    ("POST", "/api/v1/learners/import"), ("GET", "/api/v1/learners/{learner_id}"),
+    ("PATCH", "/api/v1/learners/{learner_id}"), ("DELETE", "/api/v1/learners/{learner_id}"),
+    ("POST", "/api/v1/learners/{learner_id}/link"),
+    ("GET", "/api/v1/learners/{learner_id}/link/qr.svg"),
+    ("DELETE", "/api/v1/learners/{learner_id}/link"),
+    ("POST", "/api/v1/learning/units/{unit_id}/assign"),
+    ("POST", "/api/v1/learning/units/{unit_id}/unassign"),
+    ("GET", "/api/v1/learning/units/{unit_id}/videos"),
+    ("PUT", "/api/v1/learning/units/{unit_id}/videos"),
+    ("GET", "/api/v1/learning/report"), ("GET", "/api/v1/learning/report/chart.svg"),
+    ("GET", "/api/v1/learning/units/{unit_id}/readings"),
+    ("POST", "/api/v1/learning/units/{unit_id}/readings"),
+    ("PATCH", "/api/v1/learning/readings/{reading_id}"),
+    ("DELETE", "/api/v1/learning/readings/{reading_id}"),
+    ("PUT", "/api/v1/learning/readings/{reading_id}/file"),
+    ("GET", "/api/v1/learning/writeups"),
+    ("POST", "/api/v1/learning/writeups/{writeup_id}/review"),
+    ("GET", "/api/v1/learning/writeups/{writeup_id}/attachment"),
+    ("GET", "/api/v1/learning/surveys"), ("POST", "/api/v1/learning/surveys"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}"),
+    ("POST", "/api/v1/learning/surveys/{survey_id}/recipients"),
+    ("POST", "/api/v1/learning/surveys/{survey_id}/close"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}/export"),
+    ("GET", "/api/v1/learning/surveys/{survey_id}/chart.svg"),
+}
 PLACEHOLDERS = {"unit": "row_id", "course": "row_id", "site": "row_id",
                 "session": "session_id", "invitation": "invitation_id"}
 
@@ -423,7 +452,8 @@ def test_the_auth_table_names_every_admin_route(tmp_path: Path) -> None:
     api_routes = {(m, p) for m, p in app_routes(app) if p.startswith("/api/")}
     assert table == (api_routes - PUBLIC_API_ROUTES - PRESENTER_API_ROUTES - ROOM_API_ROUTES
                      - ARCHIVE_API_ROUTES - WALL_API_ROUTES - ATTENDANCE_API_ROUTES
-                     - DISCUSSION_API_ROUTES - PACKAGE_API_ROUTES - ACCESS_API_ROUTES)
+                     - DISCUSSION_API_ROUTES - PACKAGE_API_ROUTES - ACCESS_API_ROUTES
+                     - LEARNER_API_ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES,
@@ -1053,7 +1083,7 @@ PAGE_ROUTES = {("GET", "/"), ("GET", "/healthz"), ("GET", "/join/{token}"),
                ("GET", "/present/{session_id}"), ("GET", "/admin"),
                ("GET", "/library/k/{token}"), ("GET", "/library"),
                ("GET", "/library/watch/{item_id}"), ("GET", "/admin/wall/{session_id}"),
-               ("GET", "/admin/reports")}
+               ("GET", "/admin/reports"), ("GET", "/learn/{token}")}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

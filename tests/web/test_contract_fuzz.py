@@ -44,9 +44,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # An SDP offer and a trickle-ICE fragment travel as text.
 schemathesis.serializer.alias(["application/sdp", "application/trickle-ice-sdpfrag"],
                               "text/plain")
-# A course package's upload travels as bytes.
-schemathesis.serializer.alias(["application/zip", "application/x-iso9660-image"],
-                              "application/octet-stream")
+# A course package's upload, a reading's file and a write-up's attachment travel as bytes.
+schemathesis.serializer.alias(
+    ["application/zip", "application/x-iso9660-image", "application/pdf",
+     "application/epub+zip", "image/jpeg", "image/png",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"],
+    "application/octet-stream")
 schema = schemathesis.openapi.from_dict(OPENAPI)
 
 

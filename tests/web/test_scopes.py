@@ -53,7 +53,9 @@ class Case:
                  "node_a": "node_id", "town_a": "node_id", "empty_a": "node_id",
                  "presenter": "account_id", "unit": "row_id", "course": "row_id",
                  "course_a": "row_id",
-                 "link": "link_id", "report_unit": "unit_id", "export": "package_id"}
+                 "link": "link_id", "report_unit": "unit_id", "export": "package_id",
+                 "learner_a": "learner_id", "reading": "reading_id",
+                 "writeup_a": "writeup_id", "survey": "survey_id"}
         return re.sub(r"\{(\w+)\}", lambda m: "{" + names[m[1]] + "}", self.path)
 
 
@@ -62,6 +64,7 @@ def case(method: str, path: str, allowed: set[str], body: Any = None) -> Case:
 
 
 CSV_SITES_A = "name,org_path\r\n大碶街道分课堂,北仑区 / 大碶街道\r\n"
+CSV_LEARNERS_A = "name,org_path\r\n新学员,北仑区\r\n"
 CSV_ORG_A = "code,name,parent,kind\r\nt1,霞浦街道,北仑区,town\r\n"
 DAYS = "from=2000-01-01&to=2000-12-31"
 
@@ -158,6 +161,42 @@ CASES: list[Case] = [
     case("GET", "/api/v1/packages/{export}/file", {"city"}),
     case("POST", "/api/v1/package-imports", {"city"}, "not a package"),
     case("GET", "/api/v1/me", EVERYONE),
+    # learners (学员): on org nodes, scoped as sites are; units stay the city's
+    case("GET", "/api/v1/learners", READERS),
+    case("POST", "/api/v1/learners", A, {"name": "新学员", "org_node_id": "{node_a}"}),
+    case("POST", "/api/v1/learners/import", A, CSV_LEARNERS_A),
+    case("GET", "/api/v1/learners/{learner_a}", A_READ),
+    case("PATCH", "/api/v1/learners/{learner_a}", A, {"position": "科长"}),
+    case("DELETE", "/api/v1/learners/{learner_a}", A),
+    case("POST", "/api/v1/learners/{learner_a}/link", A),
+    case("GET", "/api/v1/learners/{learner_a}/link/qr.svg", A),
+    case("DELETE", "/api/v1/learners/{learner_a}/link", A),
+    case("POST", "/api/v1/learning/units/{report_unit}/assign", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("POST", "/api/v1/learning/units/{report_unit}/unassign", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("GET", "/api/v1/learning/units/{report_unit}/videos", READERS),
+    case("PUT", "/api/v1/learning/units/{report_unit}/videos", {"city"}, {"item_ids": []}),
+    case("GET", "/api/v1/learning/report", READERS),
+    case("GET", "/api/v1/learning/report/chart.svg", READERS),
+    case("GET", "/api/v1/learning/units/{report_unit}/readings", READERS),
+    case("POST", "/api/v1/learning/units/{report_unit}/readings", {"city"}, {"title": "新书"}),
+    case("PATCH", "/api/v1/learning/readings/{reading}", {"city"}, {"title": "改名"}),
+    case("DELETE", "/api/v1/learning/readings/{reading}", {"city"}),
+    case("PUT", "/api/v1/learning/readings/{reading}/file", {"city"}, "%PDF-1.4 x"),
+    case("GET", "/api/v1/learning/writeups", READERS),
+    case("POST", "/api/v1/learning/writeups/{writeup_a}/review", A,
+         {"decision": "return", "comment": "请补充"}),
+    case("GET", "/api/v1/learning/writeups/{writeup_a}/attachment", A_READ),
+    case("GET", "/api/v1/learning/surveys", READERS),
+    case("POST", "/api/v1/learning/surveys", {"city"},
+         {"title": "需求调研", "questions": [{"kind": "text", "text": "需求"}]}),
+    case("GET", "/api/v1/learning/surveys/{survey}", READERS),
+    case("POST", "/api/v1/learning/surveys/{survey}/recipients", A,
+         {"learner_ids": ["{learner_a}"]}),
+    case("POST", "/api/v1/learning/surveys/{survey}/close", {"city"}),
+    case("GET", "/api/v1/learning/surveys/{survey}/export", READERS),
+    case("GET", "/api/v1/learning/surveys/{survey}/chart.svg?question=1", READERS),
 ]
 
 # Routes the matrix leaves to other files: public, the room's link, the presenter's
@@ -187,6 +226,8 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
         return re.sub(r"\{(\w+)\}", lambda m: str(ids[m[1]]), value)
     if isinstance(value, dict):
         return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
     return value
 
 
@@ -200,8 +241,24 @@ async def _more_objects(world: Districts) -> None:
     link = await world.ok("city", "POST", f"{API}/library-links", {"label": "全市干部"})
     empty = await world.ok("district_a", "POST", f"{API}/org",
                            {"name": "空节点", "parent_id": world.a["id"]})
+    learner_a = await world.ok("district_a", "POST", f"{API}/learners",
+                               {"name": "北仑学员", "org_node_id": world.a["id"]})
+    reading = await world.ok("city", "POST", f"{API}/learning/units/{unit['id']}/readings",
+                             {"title": "研读书目"})
+    await world.ok("district_a", "POST", f"{API}/learning/units/{unit['id']}/assign",
+                   {"learner_ids": [learner_a["id"]]})
+    link_a = await world.ok("district_a", "POST", f"{API}/learners/{learner_a['id']}/link")
+    async with world.service.http.put(
+            f"{world.service.base}/learn/{link_a['token']}/writeups/{unit['id']}",
+            json={"text": "学用成果"}) as response:
+        assert response.status == 200, await response.text()
+        writeup = await response.json()
+    survey = await world.ok("city", "POST", f"{API}/learning/surveys", {
+        "title": "需求调研", "questions": [{"kind": "single", "text": "需求",
+                                          "choices": ["治理", "振兴"]}]})
     ids.update(unit=unit["id"], course=course["id"], course_a=course_a["id"], link=link["id"],
-               empty_a=empty["id"], report_unit=unit["id"])
+               empty_a=empty["id"], report_unit=unit["id"], learner_a=learner_a["id"],
+               reading=reading["id"], writeup_a=writeup["id"], survey=survey["id"])
 
 
 @pytest.mark.parametrize("entry", CASES, ids=[f"{c.method} {c.path}" for c in CASES])

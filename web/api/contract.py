@@ -20,7 +20,19 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from web import auth, i18n, signaling
-from web.api import accounts, archive, audit, catalog, metrics, org, packages, reports, sessions
+from web.api import (
+    accounts,
+    archive,
+    audit,
+    catalog,
+    learners,
+    metrics,
+    org,
+    packages,
+    reports,
+    sessions,
+    surveys,
+)
 from web.api.spec import (
     ERROR,
     JSON,
@@ -33,14 +45,15 @@ from web.api.spec import (
     route_path,
 )
 from web.api.spec import operation as declare
-from web.pages import console, library, login, presenter, room, wall
+from web.pages import console, learner, library, login, presenter, room, wall
 from web.sockets import events
 from web.sockets import wall as wall_socket
 
 # Every module with routes, in the order the application adds them.
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     sessions, catalog, archive, packages, reports, metrics, org, accounts, audit,  # admin API
-    auth, login, console, room, presenter, library, wall,  # pages
+    learners, surveys,
+    auth, login, console, room, presenter, library, learner, wall,  # pages
     signaling, events, wall_socket, i18n,
 )
 

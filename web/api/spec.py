@@ -81,6 +81,11 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "unit_id": {"type": "integer", "minimum": 1},
     "node_id": {"type": "integer", "minimum": 1},
     "account_id": {"type": "integer", "minimum": 1},
+    "learner_id": {"type": "integer", "minimum": 1},
+    "reading_id": {"type": "integer", "minimum": 1},
+    "writeup_id": {"type": "integer", "minimum": 1},
+    "survey_id": {"type": "integer", "minimum": 1},
+    "token": {"type": "string", "maxLength": 256},
     "lang": {"type": "string", "enum": ["zh-CN", "en"]},
 }
 

@@ -23,7 +23,7 @@ from web import i18n
 from web.api.spec import Reply, Shape, operation
 from web.errors import Forbidden, NotAuthorized, NotFound
 from web.http import STATIC_DIR, bearer_token, short_page
-from web.keys import CATALOG, SESSIONS, TOKENS
+from web.keys import CATALOG, SCHOOL, SESSIONS, TOKENS
 
 
 class PresentSite(Shape):
@@ -91,6 +91,10 @@ async def presence(request: web.Request) -> web.Response:
     for viewer in viewers:
         if viewer.tag is not None and viewer.connection_state == "connected":
             connected[viewer.tag] = connected.get(viewer.tag, 0) + 1
+    # Rooms on district edges, from the edges' viewer events.
+    for tag, record in request.app[SCHOOL].site_history.records(session.id).items():
+        if record.remote:
+            connected[tag] = connected.get(tag, 0) + len(record.remote)
     sites: list[dict[str, Any]] = []
     for row in request.app[CATALOG].invitations(session.id):
         if row["revoked_at"] is not None:

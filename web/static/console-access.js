@@ -8,9 +8,10 @@ import { $, api, formatTime, notify, refresh, showErrors, state } from "/static/
 
 // The tabs each role may use (the first is where it starts).
 export const ROLE_TABS = {
-  city_admin: ["sessions", "units", "courses", "sites", "archive", "links", "packages", "access"],
-  district_admin: ["sessions", "courses", "sites", "archive", "access"],
-  auditor: ["sessions", "archive"],
+  city_admin: ["sessions", "units", "courses", "sites", "archive", "links", "packages", "learners",
+               "access"],
+  district_admin: ["sessions", "courses", "sites", "archive", "learners", "access"],
+  auditor: ["sessions", "archive", "learners"],
   presenter: ["sessions"],
 };
 

@@ -2,7 +2,7 @@
 // module: 场次 console-sessions.js (with console-replay.js,
 // console-recording.js and console-invitations.js), 专题/课程/分课堂
 // console-editors.js, 课程录像 console-archive.js, 回放链接 console-links.js,
-// 课程包 console-packages.js; 组织与账号 console-access.js (which also decides what each role sees);
+// 课程包 console-packages.js; 学员 console-learners.js; 组织与账号 console-access.js (which also decides what each role sees);
 // what they share is console-shared.js. Here: switching tabs, reloading
 // everything, and polling while something is live.
 import { init, t, switchLanguage } from "/static/i18n.js";
@@ -14,6 +14,7 @@ import { renderDetail, setupInvitations } from "/static/console-invitations.js";
 import { renderArchive, setupArchive } from "/static/console-archive.js";
 import { renderLinks, setupLinks } from "/static/console-links.js";
 import { renderPackages, setupPackages } from "/static/console-packages.js";
+import { loadLearners, renderLearners, setupLearners } from "/static/console-learners.js";
 import { ROLE_TABS, applyRole, can, loadAccess, renderAccess, setupAccess } from "/static/console-access.js";
 
 const tabs = () => ROLE_TABS[state.role] ?? ["sessions"];
@@ -85,12 +86,14 @@ async function refresh() {
   Object.assign(state, { units: units.units, courses: courses.courses, sites: sites.sites, sessions: sessions.sessions,
     archive: archive.items, links: links.links });
   await loadAccess();
+  await loadLearners();
   renderEditors();
   renderSessions();
   renderArchive();
   renderLinks();
   renderPackages();
   renderAccess();
+  renderLearners();
   schedulePoll();
   await renderDetail();
 }
@@ -114,6 +117,7 @@ async function main() {
   setupLinks();
   setupPackages();
   setupAccess();
+  setupLearners();
   const tab = location.hash.slice(1);
   showTab(tabs().includes(tab) ? tab : "sessions");
   await refresh();

@@ -8,9 +8,20 @@ import { renderStage } from "/static/room-discussion.js";
 
 const BACKOFF_S = [1, 2, 5, 10];
 const DISCONNECTED_GRACE_MS = 5000; // "disconnected" often heals by itself
+// Watching through a district edge (the origin redirected the offer there):
+// an edge that dies goes silent without a word, and the browser would
+// notice only when ICE consent fails and the grace above runs out (≈ 12 s
+// measured). While the lecture is on air, this long without a byte of it
+// means the edge is gone: retry at once, and the origin, whose directory
+// forgets a dead edge within 2.5 s, answers the retry itself.
+const EDGE_SILENCE_MS = 1500;
 const stage = $("stage");
 
 let watching = null; // KeptConnection of the picture
+// The last try failed on the network (no answer at all): an edge the origin
+// sent us to is unreachable from here, or this page's policy predates it.
+// The next try asks the origin to answer itself.
+let direct = false;
 
 async function play() {
   try {
@@ -39,15 +50,19 @@ export function connectPicture() {
     open() {
       state.state = "connecting";
       setStatus("room.status.connecting");
-      return view(`/whep/${encodeURIComponent(state.room.session_id)}`, token, page.iceServers);
+      const query = direct ? "?direct=1" : "";
+      return view(`/whep/${encodeURIComponent(state.room.session_id)}${query}`, token,
+                  page.iceServers);
     },
     async beforeRetry(e) {
       if (e) state.error = String(e && e.message || e);
+      direct = Boolean(e) && e.status === undefined;
       // Dropped, or refused: ended, or the link is gone?
       if (!e || e.status === 401 || e.status === 403 || e.status === 410) await poll();
     },
     onUp(current) {
       page.viewer = current;
+      watchEdge(current);
       state.pc = current.pc;
       state.error = null;
       state.timeshift = "live"; // a new connection starts live
@@ -70,6 +85,34 @@ export function connectPicture() {
     },
   });
   watching.start();
+}
+
+function watchEdge(current) {
+  if (!current.resourceUrl || new URL(current.resourceUrl).origin === location.origin) return;
+  let bytes = -1;
+  let since = performance.now();
+  const timer = setInterval(async () => {
+    if (page.viewer !== current || !watching) {
+      clearInterval(timer);
+      return;
+    }
+    let now = 0;
+    try {
+      (await current.pc.getStats()).forEach((report) => {
+        if (report.type === "inbound-rtp") now += report.bytesReceived || 0;
+      });
+    } catch (e) {
+      return; // closed meanwhile: the connection's own state says so
+    }
+    const at = performance.now();
+    if (now !== bytes || !state.room?.publisher_connected) {
+      bytes = now;
+      since = at;
+    } else if (at - since >= EDGE_SILENCE_MS) {
+      clearInterval(timer);
+      watching.lost(current);
+    }
+  }, 500);
 }
 
 export function stopPicture() {

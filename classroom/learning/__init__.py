@@ -1,0 +1,2 @@
+"""Learners (学员) and their closed loop per unit: the roster and its personal
+links, the self-study videos and the progress the server measures, reports."""

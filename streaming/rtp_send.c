@@ -1,0 +1,273 @@
+/* One viewer's share of a frame, in one call: RTP headers, SRTP, the kernel.
+ *
+ * Built by streaming/rtp_send_build.py (cffi, API mode); the declarations
+ * Python sees are the ones in that file. Used only by
+ * streaming/aiortc_glue.py, which owns every pointer handed in here.
+ *
+ * The SRTP session is the viewer's own pylibsrtp session (the one aiortc's
+ * DTLS transport keyed, which also protects its RTCP and RTX retransmits),
+ * reached through pylibsrtp's own srtp_protect: the caller passes that
+ * function's address, so one libsrtp instance keeps one sequence/ROC state.
+ *
+ * Packets of a frame go out with one sendmsg carrying UDP_SEGMENT (the
+ * kernel cuts the datagrams: one pass through the stack for the whole
+ * frame) when all but the last have one size, as packetized frames do;
+ * otherwise, or where the kernel refuses segmentation offload, with one
+ * sendmmsg. Everything here runs on the thread that calls it, without the
+ * GIL; the scratch buffers are that thread's own.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+#define ZX_RTP_HEADER 12
+#define ZX_TRAILER 144           /* SRTP_MAX_TRAILER_LEN: tag + MKI */
+#define ZX_MAX_EXTENSIONS 64
+#define ZX_GSO_SEGMENTS 64       /* UDP_MAX_SEGMENTS */
+#define ZX_GSO_BYTES 65000       /* below a UDP datagram's 65507 */
+#define ZX_NTP_UNIX_OFFSET 2208988800ULL
+
+#define ZX_SENT 0
+#define ZX_FULL 1
+#define ZX_ERROR 2
+
+typedef int (*zx_protect_fn)(void *session, void *packet, int *length);
+
+typedef struct {
+    int fd;
+    int gso;
+    unsigned char address[28];
+    unsigned int address_length;
+    void *session;
+    uint32_t ssrc;
+    uint16_t sequence;
+    uint8_t first_byte;
+    uint8_t payload_type;
+    uint8_t extensions[ZX_MAX_EXTENSIONS];
+    int extensions_length;
+    int abs_send_time_at;
+    int sent;
+    int consumed;
+    long long octets;
+    uint64_t ntp;
+    int error;
+} zx_viewer;
+
+typedef struct {
+    const unsigned char *data;
+    const int *offsets;
+    int count;
+    int largest;
+} zx_frame;
+
+static __thread unsigned char *scratch;
+static __thread size_t scratch_size;
+static __thread struct mmsghdr *messages;
+static __thread struct iovec *vectors;
+static __thread int message_slots;
+
+static int reserve(int count, size_t stride) {
+    size_t size = (size_t)count * stride;
+    if (size > scratch_size) {
+        unsigned char *grown = realloc(scratch, size);
+        if (grown == NULL)
+            return -1;
+        scratch = grown;
+        scratch_size = size;
+    }
+    if (count > message_slots) {
+        struct mmsghdr *m = realloc(messages, (size_t)count * sizeof *m);
+        if (m == NULL)
+            return -1;
+        messages = m;
+        struct iovec *v = realloc(vectors, (size_t)count * sizeof *v);
+        if (v == NULL)
+            return -1;
+        vectors = v;
+        message_slots = count;
+    }
+    return 0;
+}
+
+static int full(int error) {
+    return error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS;
+}
+
+/* Send packets [first, first + count) as segments of one datagram send;
+ * returns how many went (all or none), -1 with errno on failure. */
+static int send_segmented(zx_viewer *v, int first, int count, int segment) {
+    union {
+        char bytes[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    memset(&control, 0, sizeof control);
+    message.msg_name = v->address;
+    message.msg_namelen = v->address_length;
+    message.msg_iov = vectors + first;
+    message.msg_iovlen = count;
+    message.msg_control = control.bytes;
+    message.msg_controllen = sizeof control.bytes;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_UDP;
+    header->cmsg_type = UDP_SEGMENT;
+    header->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t size = (uint16_t)segment;
+    memcpy(CMSG_DATA(header), &size, sizeof size);
+    if (sendmsg(v->fd, &message, 0) < 0)
+        return -1;
+    return count;
+}
+
+/* Sends packets [first, count) one datagram each; returns how many went
+ * before the kernel refused one (errno set then), or count. */
+static int send_each(zx_viewer *v, int first, int count) {
+    int done = first;
+    for (int i = first; i < count; i++) {
+        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
+        messages[i].msg_hdr.msg_name = v->address;
+        messages[i].msg_hdr.msg_namelen = v->address_length;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (done < count) {
+        int n = sendmmsg(v->fd, messages + done, (unsigned int)(count - done), 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return done - first;
+        }
+        done += n;
+    }
+    errno = 0;
+    return done - first;
+}
+
+/* Whether packets [first, first + count) are all `segment` bytes but the
+ * last, which may be shorter: then the kernel can cut them itself. */
+static int segmentable(int first, int count, int segment) {
+    for (int i = first; i < first + count - 1; i++)
+        if ((int)vectors[i].iov_len != segment)
+            return 0;
+    return (int)vectors[first + count - 1].iov_len <= segment;
+}
+
+static int send_packets(zx_viewer *v, int count) {
+    int done = 0;
+    while (done < count && v->gso) {
+        int segment = (int)vectors[done].iov_len;
+        int chunk = count - done;
+        int most = ZX_GSO_BYTES / segment;
+        if (most > ZX_GSO_SEGMENTS)
+            most = ZX_GSO_SEGMENTS;
+        if (chunk > most)
+            chunk = most;
+        if (chunk < 2 || !segmentable(done, chunk, segment))
+            break;
+        if (send_segmented(v, done, chunk, segment) < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT) {
+                v->gso = 0; /* no segmentation offload on this route: one by one */
+                break;
+            }
+            return done;
+        }
+        done += chunk;
+    }
+    errno = 0;
+    if (done < count)
+        done += send_each(v, done, count);
+    return done;
+}
+
+uint64_t zx_ntp_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return ((uint64_t)now.tv_sec + ZX_NTP_UNIX_OFFSET) << 32
+        | (((uint64_t)now.tv_nsec << 32) / 1000000000ULL);
+}
+
+int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
+                  uint32_t timestamp) {
+    int count = frame->count;
+    v->sent = 0;
+    v->consumed = 0;
+    v->octets = 0;
+    v->error = 0;
+    if (count <= 0)
+        return ZX_SENT;
+    int head = ZX_RTP_HEADER + v->extensions_length;
+    size_t stride = (size_t)(head + frame->largest + ZX_TRAILER + 15) & ~(size_t)15;
+    if (reserve(count, stride) < 0) {
+        v->error = ENOMEM;
+        return ZX_ERROR;
+    }
+    uint64_t ntp = zx_ntp_now();
+    v->ntp = ntp;
+    if (v->abs_send_time_at >= 0) {
+        /* abs-send-time: seconds in 6.18 fixed point, 24 bits. */
+        uint32_t abs_send_time = (uint32_t)(ntp >> 14) & 0xFFFFFF;
+        v->extensions[v->abs_send_time_at] = (uint8_t)(abs_send_time >> 16);
+        v->extensions[v->abs_send_time_at + 1] = (uint8_t)(abs_send_time >> 8);
+        v->extensions[v->abs_send_time_at + 2] = (uint8_t)abs_send_time;
+    }
+    uint16_t sequence = v->sequence;
+    for (int i = 0; i < count; i++) {
+        unsigned char *packet = scratch + (size_t)i * stride;
+        int size = frame->offsets[i + 1] - frame->offsets[i];
+        packet[0] = v->first_byte;
+        packet[1] = (uint8_t)(v->payload_type | (i == count - 1 ? 0x80 : 0));
+        packet[2] = (uint8_t)(sequence >> 8);
+        packet[3] = (uint8_t)sequence;
+        packet[4] = (uint8_t)(timestamp >> 24);
+        packet[5] = (uint8_t)(timestamp >> 16);
+        packet[6] = (uint8_t)(timestamp >> 8);
+        packet[7] = (uint8_t)timestamp;
+        packet[8] = (uint8_t)(v->ssrc >> 24);
+        packet[9] = (uint8_t)(v->ssrc >> 16);
+        packet[10] = (uint8_t)(v->ssrc >> 8);
+        packet[11] = (uint8_t)v->ssrc;
+        memcpy(packet + ZX_RTP_HEADER, v->extensions, (size_t)v->extensions_length);
+        memcpy(packet + head, frame->data + frame->offsets[i], (size_t)size);
+        int length = head + size;
+        int status = protect(v->session, packet, &length);
+        if (status != 0) {
+            /* Nothing protected so far is sent: a packet cannot go out
+             * unprotected, and a frame with a hole would not decode. */
+            v->consumed = i;
+            v->sequence = sequence;
+            v->error = -status;
+            return ZX_ERROR;
+        }
+        vectors[i].iov_base = packet;
+        vectors[i].iov_len = (size_t)length;
+        sequence++;
+    }
+    /* Every sequence number protected is used up, sent or not: a number is
+     * never protected twice with other contents (same keystream). */
+    v->sequence = sequence;
+    v->consumed = count;
+    int sent = send_packets(v, count);
+    int error = errno;
+    v->sent = sent;
+    v->octets = frame->offsets[sent] - frame->offsets[0];
+    if (sent == count)
+        return ZX_SENT;
+    v->error = error;
+    return full(error) ? ZX_FULL : ZX_ERROR;
+}

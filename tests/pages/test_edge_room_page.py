@@ -1,0 +1,52 @@
+"""The room page in Chromium behind a district edge: it follows the origin's
+307 to the edge (CORS, the token in the query, the page's connect-src) and,
+when the edge is killed, plays again through the origin by its own retries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import Chromium
+from tests.support.city import city
+from tests.support.media import start_publisher
+
+pytestmark = [pytest.mark.browser, pytest.mark.webrtc,
+              pytest.mark.usefixtures("loopback_candidates")]
+
+MIN_FRAMES = 20
+
+
+async def test_the_room_page_watches_through_its_edge_and_falls_back_to_the_origin(
+        tmp_path: Path, chromium: Chromium) -> None:
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        edge = town.edges["edge-beilun"]
+        await town.wait_where(session, room["token"], edge)
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            page = await chromium.open(room["url"], "room-on-edge")
+            await chromium.wait_for_frames(page, MIN_FRAMES, 30)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1, \
+                await chromium.report()
+            town.processes["edge-beilun"].kill()
+            killed = time.monotonic()
+            await town.processes["edge-beilun"].wait()
+            # The page's own retries: a new connection (its first gets no
+            # more pictures), through the origin, playing.
+            await chromium.wait_for_js(
+                page, "a new connection, connected",
+                "() => window.__zhixingPcs.length > 1"
+                " && window.zhixing.pc?.connectionState === 'connected'", 30)
+            await chromium.wait_for_frames(page, MIN_FRAMES, 30)
+            again = time.monotonic() - killed
+            assert again < 5.0, await chromium.report()
+            stats = await town.call("GET", f"/api/v1/sessions/{session['id']}")
+            assert stats["stats"]["viewer_count"] >= 1, stats
+        finally:
+            await publisher.close()
+    print(f"the room page played through the origin {again:.1f} s after the edge was killed")

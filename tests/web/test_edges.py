@@ -1,0 +1,310 @@
+"""A city origin with district edges, for real: a real ``redis-server``, a real
+``zhixing serve`` and two real ``zhixing edge`` processes on loopback; rooms
+are aiortc viewers that decode the barcode program (tests/support/media.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from classroom.live.cluster import NodeEntry, cluster_key, seal
+from tests.support import media
+from tests.support.city import ADMIN, DISTRICTS, City, city
+from tests.support.media import (
+    in_order,
+    new_pc,
+    start_publisher,
+    start_viewer,
+)
+from tests.support.server_process import free_port
+from tests.support.wall import raw_snapshot_until
+
+pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("loopback_candidates")]
+
+
+@contextlib.asynccontextmanager
+async def viewing(town: City, session: dict[str, Any],
+                  token: str) -> AsyncIterator[media.TestViewer]:
+    viewer = await start_viewer(town.http, town.origin, session["id"], token)
+    try:
+        yield viewer
+    finally:
+        await viewer.close()
+
+
+async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) -> None:
+    async with city(tmp_path) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        beilun = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        yinzhou = await town.invite(session, "首南街道分课堂", "鄞州区 / 首南街道")
+        haishu = await town.invite(session, "鼓楼街道分课堂", "海曙区 / 鼓楼街道")
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            await town.wait_where(session, beilun["token"], town.edges["edge-beilun"])
+            await town.wait_where(session, yinzhou["token"], town.edges["edge-yinzhou"])
+            assert await town.where(session, haishu["token"]) is None  # no edge there
+            # The room page may follow the redirect: its policy lets it connect there.
+            async with town.http.get(beilun["url"]) as page:
+                assert page.status == 200
+                policy = page.headers["Content-Security-Policy"]
+            connect = next(p for p in policy.split("; ") if p.startswith("connect-src"))
+            assert set(connect.split()[1:]) == {"'self'", *town.edges.values()}, policy
+            async with viewing(town, session, beilun["token"]) as on_beilun, \
+                    viewing(town, session, yinzhou["token"]) as on_yinzhou, \
+                    viewing(town, session, haishu["token"]) as at_origin:
+                for viewer in (on_beilun, on_yinzhou, at_origin):
+                    await viewer.wait_for_frames(60, timeout=20)
+                    assert in_order(viewer.indices), viewer.indices[:50]
+                    assert viewer.audio_frames > 0
+                for name in DISTRICTS:
+                    health = await town.edge_health(name)
+                    assert health["viewers"] == 1 and health["sessions"] == [session["id"]]
+                # The origin holds its own room and one pull per edge, no more.
+                stats = (await town.call("GET", f"/api/v1/sessions/{session['id']}"))["stats"]
+                assert stats["viewer_count"] == 3, stats
+                # Attendance at the origin counts the rooms on the edges.
+                report = await wait_for_attendance(town, session, {
+                    beilun["id"]: True, yinzhou["id"]: True, haishu["id"]: True})
+                assert all(room["intervals"] for room in report["invitations"])
+                # So do the presenter's presence list and the room wall.
+                presence = await town.call("GET",
+                                           f"/api/v1/sessions/{session['id']}/presence")
+                assert {s["invitation_id"]: s["connected_viewers"]
+                        for s in presence["sites"]} == {
+                    beilun["id"]: 1, yinzhou["id"]: 1, haishu["id"]: 1}, presence
+                async with town.http.ws_connect(
+                        f"{town.origin}/api/v1/sessions/{session['id']}/wall/ws",
+                        headers={"Authorization": f"Bearer {ADMIN}"}) as ws:
+                    _, snapshot = await raw_snapshot_until(
+                        ws, "every room connected",
+                        lambda snap: all(site["connected"] for site in snap["sites"]))
+                tiles = {site["invitation_id"]: site for site in snapshot["sites"]}
+                assert tiles[beilun["id"]]["problem"]["level"] == \
+                    tiles[haishu["id"]]["problem"]["level"], tiles
+
+                # Revoked on the origin: cut on the edge within 2 s.
+                revoked_at = time.monotonic()
+                await town.call("DELETE", f"/api/v1/invitations/{yinzhou['id']}")
+                while on_yinzhou.pc.connectionState not in ("closed", "failed"):
+                    assert time.monotonic() - revoked_at < 2.0, town.logs()
+                    await asyncio.sleep(0.05)
+                cut_after = time.monotonic() - revoked_at
+                # And its token is refused at the edge itself.
+                async with town.http.post(
+                        f"{town.edges['edge-yinzhou']}/whep/{session['id']}"
+                        f"?token={yinzhou['token']}", data="v=0",
+                        headers={"Content-Type": "application/sdp"}) as reply:
+                    assert reply.status == 410, await reply.text()
+                await wait_for_attendance(town, session, {yinzhou["id"]: False})
+                # The other edge's room never noticed.
+                before = len(on_beilun.indices)
+                await asyncio.sleep(1.0)
+                assert len(on_beilun.indices) > before + 15
+
+                # The session ends: the edge's room is closed within 2 s.
+                ended_at = time.monotonic()
+                await town.call("DELETE", f"/api/v1/sessions/{session['id']}")
+                while on_beilun.pc.connectionState not in ("closed", "failed"):
+                    assert time.monotonic() - ended_at < 2.0, town.logs()
+                    await asyncio.sleep(0.05)
+                assert (await town.edge_health("edge-beilun"))["sessions"] == []
+        finally:
+            await publisher.close()
+    print(f"revocation reached the edge's room in {cut_after:.2f} s")
+
+
+async def wait_for_attendance(town: City, session: dict[str, Any],
+                              connected: dict[str, bool]) -> dict[str, Any]:
+    """The session's attendance report once each named invitation is (or is
+    no longer) connected."""
+    deadline = time.monotonic() + 10
+    while True:
+        report: dict[str, Any] = await town.call(
+            "GET", f"/api/v1/sessions/{session['id']}/attendance")
+        now = {room["invitation_id"]: room["connected"] for room in report["invitations"]}
+        if all(now.get(key) == wanted for key, wanted in connected.items()):
+            return report
+        assert time.monotonic() < deadline, (now, connected, town.logs())
+        await asyncio.sleep(0.2)
+
+
+async def test_a_killed_edge_sends_its_rooms_back_to_the_origin_within_5_s(
+        tmp_path: Path) -> None:
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            await town.wait_where(session, room["token"], town.edges["edge-beilun"])
+            async with viewing(town, session, room["token"]) as viewer:
+                await viewer.wait_for_frames(30, timeout=20)
+            town.processes["edge-beilun"].kill()  # SIGKILL: no goodbye to Redis
+            killed = time.monotonic()
+            await town.processes["edge-beilun"].wait()
+            # The room page's retries: a new offer every half second until one plays.
+            while True:
+                assert time.monotonic() - killed < 5.0, town.logs()
+                try:
+                    viewer = await start_viewer(town.http, town.origin, session["id"],
+                                                room["token"])
+                except (aiohttp.ClientError, AssertionError):
+                    await asyncio.sleep(0.5)
+                    continue
+                try:
+                    await viewer.wait_for_frames(1, timeout=max(0.1, 5.0 - (
+                        time.monotonic() - killed)))
+                    playing_after = time.monotonic() - killed
+                    assert in_order(viewer.indices)
+                finally:
+                    await viewer.close()
+                break
+            assert playing_after < 5.0
+        finally:
+            await publisher.close()
+    print(f"the room played again through the origin {playing_after:.2f} s after the kill")
+
+
+async def test_a_redis_outage_loses_no_frame_and_no_attendance(tmp_path: Path) -> None:
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        staying = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        leaving = await town.invite(session, "大碶街道分课堂", "北仑区 / 大碶街道")
+        coming = await town.invite(session, "霞浦街道分课堂", "北仑区 / 霞浦街道")
+        edge = town.edges["edge-beilun"]
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            await town.wait_where(session, staying["token"], edge)
+            async with viewing(town, session, staying["token"]) as stays:
+                goes = await start_viewer(town.http, town.origin, session["id"],
+                                          leaving["token"])
+                await stays.wait_for_frames(30, timeout=20)
+                await goes.wait_for_frames(30, timeout=20)
+                await wait_for_attendance(town, session, {staying["id"]: True,
+                                                          leaving["id"]: True})
+                await town.redis.stop()
+                outage = time.monotonic()
+                start_index = len(stays.indices)
+                await asyncio.sleep(2)
+                await goes.close()  # leaves while Redis is away
+                left_at = time.time()
+                await asyncio.sleep(2)
+                # Joins the edge directly while Redis is away (the origin,
+                # seeing no edge now, would keep it).
+                comes = await start_viewer(town.http, edge, session["id"], coming["token"])
+                try:
+                    await comes.wait_for_frames(10, timeout=10)
+                    joined_at = time.time()
+                    await asyncio.sleep(max(0.0, 10 - (time.monotonic() - outage)))
+                    await town.redis.start()
+                    await asyncio.sleep(1)
+                    during = stays.indices[start_index:]
+                    # No frame lost: every index of the outage, one after the other.
+                    assert during == list(range(during[0], during[0] + len(during))), \
+                        [b for a, b in itertools.pairwise(during) if b != a + 1][:10]
+                    assert len(during) >= 10.5 * 30 * 0.9
+                    report = await wait_for_attendance(town, session, {
+                        staying["id"]: True, leaving["id"]: False, coming["id"]: True})
+                finally:
+                    await comes.close()
+        finally:
+            await publisher.close()
+    rooms = {room["invitation_id"]: room for room in report["invitations"]}
+    gone = rooms[leaving["id"]]["intervals"]
+    assert len(gone) == 1 and abs(gone[0]["disconnected_at"] - left_at) < 1.0, gone
+    came = rooms[coming["id"]]["intervals"]
+    assert len(came) == 1 and came[0]["connected_at"] <= joined_at, came
+    assert len(rooms[staying["id"]]["intervals"]) == 1
+
+
+async def test_forged_stale_and_garbage_entries_send_no_room_anywhere(tmp_path: Path) -> None:
+    async with city(tmp_path, edges=()) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        dead = f"http://127.0.0.1:{free_port()}"
+        real_key = cluster_key((town.tmp / "data" / "server-secret").read_bytes())
+        entry = NodeEntry("edge-beilun", dead, "北仑区", 0).to_fields()
+        client = aioredis.Redis.from_url(town.redis.url)
+        try:
+            # Forged (another key), immortal (no TTL), a name not its key's,
+            # plain garbage, a stream entry that is not a viewer event.
+            await client.set("zhixing:node:edge-beilun", seal(b"x" * 32, entry), px=2000)
+            await client.set("zhixing:node:edge-forever", seal(real_key, {
+                **entry, "name": "edge-forever"}))
+            await client.set("zhixing:node:edge-other", seal(real_key, entry), px=2000)
+            await client.set("zhixing:node:junk", b"\xff\x00garbage", px=2000)
+            await client.xadd("zhixing:viewers", {"e": "garbage"})
+            await client.xadd("zhixing:viewers", {"x": "y"})
+            await client.publish("zhixing:events", "garbage")
+            await asyncio.sleep(1.5)  # three readings of the directory
+            assert await town.where(session, room["token"]) is None
+            # A genuine entry is followed, and dropped with its key's expiry.
+            await client.set("zhixing:node:edge-beilun", seal(real_key, entry), px=1500)
+            await town.wait_where(session, room["token"], dead, timeout=3)
+            # A room page whose redirected try failed on the network asks
+            # the origin to answer itself.
+            async with town.http.post(f"{town.origin}/whep/{session['id']}?direct=1",
+                                      headers={"Authorization": f"Bearer {room['token']}"},
+                                      allow_redirects=False) as reply:
+                assert reply.status == 415, reply.status  # answered here (the body comes next)
+            waited = await town.wait_where(session, room["token"], None, timeout=3)
+            assert waited < 2.5
+        finally:
+            await client.aclose()
+        # A pull with a wrong token is refused and the origin still serves.
+        pc = new_pc()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with town.http.post(f"{town.origin}/whep/{session['id']}",
+                                  data=pc.localDescription.sdp,
+                                  headers={"Content-Type": "application/sdp",
+                                           "Authorization": "Bearer wrong-edge-token"}) as reply:
+            assert reply.status == 401, await reply.text()
+        await pc.close()
+        async with town.http.get(f"{town.origin}/healthz") as reply:
+            assert reply.status == 200
+        log = town.origin_log.read_text()
+        assert "directory entry zhixing:node:edge-forever refused" in log
+        assert "directory entry zhixing:node:junk refused" in log
+        assert "viewer event" in log and "refused" in log
+
+
+async def test_an_edge_with_a_wrong_token_refuses_its_rooms_and_logs_why(
+        tmp_path: Path) -> None:
+    async with city(tmp_path, edges=()) as town:
+        await town.start_edge("edge-beilun", token="not-the-edge-token")
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        edge = town.edges["edge-beilun"]
+        pc = new_pc()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+        try:
+            async with town.http.post(f"{edge}/whep/{session['id']}?token={room['token']}",
+                                      data=offer,
+                                      headers={"Content-Type": "application/sdp"}) as reply:
+                assert reply.status == 503, await reply.text()
+                assert reply.headers["Access-Control-Allow-Origin"] == "*"
+            forged = room["token"][:-2] + ("AA" if not room["token"].endswith("AA") else "BB")
+            async with town.http.post(f"{edge}/whep/{session['id']}?token={forged}",
+                                      data=offer,
+                                      headers={"Content-Type": "application/sdp"}) as reply:
+                assert reply.status == 401, await reply.text()
+            async with town.http.get(f"{edge}/healthz") as reply:
+                assert reply.status == 200
+        finally:
+            await pc.close()
+        log = (town.tmp / "edge-beilun.log").read_text()
+        assert "the origin answered 401" in log, log[-2000:]
