@@ -48,18 +48,21 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return body
 
 
-async def receive_file(request: web.Request, path: Path, limit: int) -> int:
-    """Stream the body into ``path`` (made anew), 413 as soon as it is known
-    to exceed ``limit`` (the partial file removed); returns its size."""
+async def receive_file(request: web.Request, path: Path, limit: int,
+                       refusal: str | None = None) -> int:
+    """Stream the body into ``path`` (made anew), 413 (``refusal``, or the
+    limit in bytes) as soon as it is known to exceed ``limit`` (the partial
+    file removed); returns its size."""
+    message = refusal or f"body larger than {limit} bytes"
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
+        raise PayloadTooLarge(message)
     size = 0
     try:
         with _new_file(path) as handle:
             async for chunk in request.content.iter_chunked(256 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(f"body larger than {limit} bytes")
+                    raise PayloadTooLarge(message)
                 handle.write(chunk)  # a page-cache write of 256 KiB at most
     except BaseException:
         _discard(path)
@@ -67,7 +70,7 @@ async def receive_file(request: web.Request, path: Path, limit: int) -> int:
     return size
 
 
-def _new_file(path: Path) -> BinaryIO:
+def _new_file(path: Path) -> BinaryIO:  # blocking calls kept out of the coroutine (ruff)
     return path.open("xb")
 
 

@@ -25,14 +25,14 @@ from classroom.packages.exporter import Selection
 from classroom.packages.manifest import PackageRefused
 from web.api.spec import ABSENT, JSON_BODY_ERRORS, Reply, Shape, Validated, operation, read_model
 from web.auth import require_city
-from web.errors import PayloadTooLarge, UnsupportedMediaType
+from web.errors import UnsupportedMediaType
+from web.http import receive_file
 from web.keys import PACKAGES
 from web.package_player import player_files
 
 ADMIN = (401, 403)
 UPLOAD_TYPES = ("application/zip", "application/x-iso9660-image", "application/octet-stream")
 FREE_MARGIN = 256 * 1024 * 1024  # bytes an upload leaves free on the data folder's disk
-CHUNK = 1024 * 1024
 
 
 class PackageExportInput(Validated):
@@ -144,15 +144,8 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def _receive(request: web.Request, target: Path) -> None:
     """The body into ``target``, refused (413) past what the disk can spare."""
     room = shutil.disk_usage(target.parent).free - FREE_MARGIN
-    if request.content_length is not None and request.content_length > room:
-        raise PayloadTooLarge("the package is larger than the free disk space")
-    written = 0
-    with target.open("xb") as file:
-        while chunk := await request.content.read(CHUNK):
-            written += len(chunk)
-            if written > room:
-                raise PayloadTooLarge("the package is larger than the free disk space")
-            file.write(chunk)
+    await receive_file(request, target, room,
+                       refusal="the package is larger than the free disk space")
 
 
 @operation("Import a course package (the ZIP or ISO file as the body): every file is "
