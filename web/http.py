@@ -141,6 +141,15 @@ def plain_id(raw: object) -> int | None:
     return int(raw)
 
 
+def query_id(raw: object) -> int:
+    """A query's id as a route's (:func:`plain_id`), for a model's
+    before-validator: ValueError (the model's refusal) otherwise."""
+    value = plain_id(raw)
+    if value is None:
+        raise ValueError("not a number")
+    return value
+
+
 def int_id(request: web.Request, name: str = "row_id", what: str = "item") -> int:
     """A route's integer id, or 404 (no such ``what``)."""
     value = plain_id(request.match_info[name])

@@ -48,7 +48,7 @@ from web.auth import (
     require_city,
 )
 from web.errors import Forbidden, NotAuthorized, NotFound
-from web.http import base_url, plain_id
+from web.http import base_url, query_id
 from web.keys import ARCHIVE, LIBRARY_LINKS
 
 LIBRARY_COOKIE_SECONDS = 30 * 24 * 3600
@@ -148,10 +148,7 @@ class ArchiveQuery(Validated):
     @field_validator("course_id", "unit_id", mode="before")
     @classmethod
     def _id(cls, raw: Any) -> int:
-        value = plain_id(raw)  # as a route's id
-        if value is None:
-            raise ValueError("not a number")
-        return value
+        return query_id(raw)
 
     @field_validator("q", mode="before")
     @classmethod

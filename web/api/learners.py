@@ -40,7 +40,7 @@ from web.api.spec import (
 from web.auth import COOKIE, Caller, require_admin, require_city, require_reader
 from web.errors import BadRequest, UnsupportedMediaType
 from web.exports import CsvExport
-from web.http import base_url, int_id, plain_id, read_limited, receive_file
+from web.http import base_url, int_id, query_id, read_limited, receive_file
 from web.keys import LIMITER, SCHOOL
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
@@ -94,13 +94,6 @@ class LearnerChange(Described):
     phone: str = Field(ABSENT, max_length=MAX_PHONE)
 
 
-def _query_id(raw: Any) -> int:
-    value = plain_id(raw)  # as a route's id
-    if value is None:
-        raise ValueError("not a number")
-    return value
-
-
 class LearnersQuery(Validated):
     unit_id: int = Field(ABSENT, description="only the learners of this unit")
     refusals: ClassVar[dict[str, str]] = {"unit_id": "error.not_a_number"}
@@ -108,7 +101,7 @@ class LearnersQuery(Validated):
     @field_validator("unit_id", mode="before")
     @classmethod
     def _unit(cls, raw: Any) -> int:
-        return _query_id(raw)
+        return query_id(raw)
 
 
 class Imported(Shape):
@@ -196,7 +189,7 @@ class WriteupsQuery(Validated):
     @field_validator("unit_id", mode="before")
     @classmethod
     def _unit(cls, raw: Any) -> int:
-        return _query_id(raw)
+        return query_id(raw)
 
 
 class Review(Described):
@@ -215,7 +208,7 @@ class ReportQuery(Validated):
     @field_validator("unit_id", mode="before")
     @classmethod
     def _unit(cls, raw: Any) -> int:
-        return _query_id(raw)
+        return query_id(raw)
 
 
 class LearnerRow(Shape):
