@@ -10,7 +10,6 @@ of the data folder, so a half-received upload never replaces a good file.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 
 from classroom.catalog import MAX_NAME, MAX_TEXT, Fields
 from classroom.db import Database
-from classroom.errors import Invalid, Missing
+from classroom.errors import Missing
+from classroom.learning import uploads
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
 MIME_TYPES = {"pdf": "application/pdf", "epub": "application/epub+zip"}
@@ -98,26 +98,20 @@ class Readings:
         """Where the web layer receives an upload for ``reading_id`` (Missing
         for an unknown reading, before a byte is read)."""
         self._row(reading_id)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f".upload-{reading_id}-{os.getpid()}-{time.monotonic_ns()}"
+        return uploads.staging_path(self.folder, reading_id)
 
     def store_file(self, reading_id: int, staged: Path) -> dict[str, Any]:
         """Take a received file: a PDF or EPUB by its first bytes (Invalid,
         and the staged file removed, otherwise)."""
         try:
             row = self._row(reading_id)
-            with staged.open("rb") as handle:
-                kind = sniff(handle.read(SNIFF_BYTES))
-            if kind is None:
-                raise Invalid({"file": "error.reading_file_type"})
-            target = self.folder / f"{reading_id}.{kind}"
-            os.replace(staged, target)
-        finally:
+        except Missing:
             staged.unlink(missing_ok=True)
-        if row["file_type"] and row["file_type"] != kind:
-            (self.folder / f"{reading_id}.{row['file_type']}").unlink(missing_ok=True)
+            raise
+        kind, size = uploads.take(staged, self.folder, reading_id, row["file_type"],
+                                  sniff, SNIFF_BYTES, "error.reading_file_type")
         self.db.execute("UPDATE reading_items SET file_type = ?, file_size = ? WHERE id = ?",
-                        (kind, target.stat().st_size, reading_id))
+                        (kind, size, reading_id))
         return self.reading(reading_id)
 
     def file(self, reading_id: int) -> tuple[Path, str]:

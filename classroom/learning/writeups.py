@@ -10,7 +10,6 @@ kept as ``learning/writeups/<id>.<ext>`` in the data folder.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from classroom.access.roles import Scope
 from classroom.db import Database
 from classroom.errors import Invalid, Missing, StateConflict
+from classroom.learning import uploads
 
 MAX_TEXT = 5000
 MAX_COMMENT = 1000
@@ -107,25 +107,18 @@ class Writeups:
             raise Missing("submit the write-up's text first")
         if found["state"] == "accepted":
             raise StateConflict("this write-up was accepted already")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return int(found["id"]), self.folder / (
-            f".upload-{found['id']}-{os.getpid()}-{time.monotonic_ns()}")
+        return int(found["id"]), uploads.staging_path(self.folder, int(found["id"]))
 
     def store_attachment(self, writeup_id: int, staged: Path) -> dict[str, Any]:
         try:
             row = self._row(writeup_id)
-            with staged.open("rb") as handle:
-                kind = sniff(handle.read(SNIFF_BYTES))
-            if kind is None:
-                raise Invalid({"file": "error.writeup_file_type"})
-            target = self.folder / f"{writeup_id}.{kind}"
-            os.replace(staged, target)
-        finally:
+        except Missing:
             staged.unlink(missing_ok=True)
-        if row["attachment_type"] and row["attachment_type"] != kind:
-            (self.folder / f"{writeup_id}.{row['attachment_type']}").unlink(missing_ok=True)
+            raise
+        kind, size = uploads.take(staged, self.folder, writeup_id, row["attachment_type"],
+                                  sniff, SNIFF_BYTES, "error.writeup_file_type")
         self.db.execute("UPDATE writeups SET attachment_type = ?, attachment_size = ? "
-                        "WHERE id = ?", (kind, target.stat().st_size, writeup_id))
+                        "WHERE id = ?", (kind, size, writeup_id))
         return public(self._row(writeup_id))
 
     # ------------------------------------------------------------ admins
