@@ -252,7 +252,7 @@ async def mark_read(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-MAX_WRITEUP_BODY = 64 * 1024  # 5,000 characters as \uXXXX escapes, and some
+MAX_WRITEUP_BODY = 64 * 1024  # 5,000 characters as six-byte \u escapes (30,000), with room
 
 
 @operation("Submit the learner's write-up for one of its units (again, until it is "
