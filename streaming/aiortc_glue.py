@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -476,6 +477,17 @@ class ViewerWriter:
         """Negotiated and connected: frames sent now reach the viewer."""
         return self._configured and self._sender.transport._state is DtlsState.CONNECTED
 
+    @property
+    def batchable(self) -> bool:
+        return False  # only the native path sends in batches
+
+    @property
+    def frames_sent(self) -> int:
+        return 0
+
+    def join_batch(self, slot_track: Any, owner: Any) -> Any:
+        return None
+
     def _extension_parts(self) -> tuple[bytes, bytes]:
         """The RFC 8285 one-byte-header block around the abs-send-time value.
 
@@ -680,6 +692,8 @@ else:
     _NATIVE_MISSING = None
 
 _FRAMES = 128  # frames kept per viewer for NACK/RTX: at least the 128 packets aiortc keeps
+_OWN_FRAMES = 16  # frames a native writer sent one by one, kept for NACK/RTX
+_SWEEP_EVERY = 32  # frames between two checks of a batch's members
 
 
 class NativeSendPathMissing(RuntimeError):
@@ -706,8 +720,12 @@ def _native_protect() -> Any:
 _SRTP_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 
-def _native_frame(frame: EncodedFrame) -> Any:
-    """The frame's payloads in one buffer with offsets, made once per frame."""
+_frame_ids = itertools.count(1)
+
+
+def _native_frame(frame: EncodedFrame) -> tuple[Any, int]:
+    """The frame's payloads in one buffer with offsets, and the frame's id
+    (the native viewers' NACK history names frames by it), made once per frame."""
     payloads = frame.payloads
     assert payloads is not None
     blob = b"".join(payloads)
@@ -721,8 +739,9 @@ def _native_frame(frame: EncodedFrame) -> Any:
     native.offsets = offset_array
     native.count = len(payloads)
     native.largest = max(map(len, payloads))
-    frame.native = (native, data, offset_array)  # the buffers live as long as the frame
-    return native
+    frame_id = next(_frame_ids) & 0xFFFFFFFF
+    frame.native = (native, frame_id, data, offset_array)  # the buffers live as long as the frame
+    return native, frame_id
 
 
 def _sockaddr(sock: socket.socket, address: tuple[Any, ...]) -> bytes:
@@ -742,9 +761,13 @@ class NativeViewerWriter(ViewerWriter):
 
     Headers, SRTP (the viewer's own pylibsrtp session, through pylibsrtp's
     ``srtp_protect``) and the send (one segmented ``sendmsg``, or
-    ``sendmmsg``) happen in C; Python keeps what only Python uses: the
-    frames for NACK/RTX and the counters of the sender reports. A viewer
-    reached through TURN keeps the Python path (aioice wraps its data).
+    ``sendmmsg``) happen in C, and so do the counters of its sender reports
+    and the history of which sequence numbers carried which frame. Once
+    connected, the viewer joins its slot track's :class:`NativeBatch`, which
+    sends each frame to all its members in one call; frames go one by one
+    (:meth:`send`) only until then, or after it backed up. Python keeps
+    what only Python uses: the payloads of recent frames, for NACK/RTX. A
+    viewer reached through TURN keeps the Python path (aioice wraps its data).
     """
 
     def __init__(self, sender: RTCRtpSender, counters: SenderCounters,
@@ -752,15 +775,18 @@ class NativeViewerWriter(ViewerWriter):
         super().__init__(sender, counters, on_ready)
         require_native_send_path()
         self._viewer: Any = None  # zx_viewer *, once a direct route is known
-        self._sock: Any = None  # the viewer's socket.socket, with the route
+        self._session: Any = None  # the pylibsrtp session it protects with, kept alive
+        self._lost = False  # its socket is closing: never send on that number again
+        self._batch: NativeBatch | None = None
         self._protect_fn = _native_protect()
-        # The last _FRAMES frames sent, for NACK/RTX, in parallel lists (no
-        # object made per frame): first sequence number, packets, timestamp.
-        self._frame_first = [0] * _FRAMES
-        self._frame_count = [0] * _FRAMES
-        self._frame_timestamp = [0] * _FRAMES
-        self._frame_payloads: list[list[bytes]] = [[]] * _FRAMES
-        self._frame_index = 0
+        # Frames sent one by one: their ids and payloads (a batch keeps its own).
+        self._own_ids = [0] * _OWN_FRAMES
+        self._own_payloads: list[list[bytes]] = [[]] * _OWN_FRAMES
+        self._own_at = 0
+        self._found = _native_ffi.new("uint32_t[2]")  # frame id, timestamp
+        self._found_index = _native_ffi.new("int *")
+        # What the sender reports say while frames take the Python path (TURN).
+        self._report = (0, 0, 0, 0)  # ntp, rtp timestamp, octets, packets
 
     def _connect_route(self) -> bool:
         if not super()._connect_route():
@@ -768,7 +794,8 @@ class NativeViewerWriter(ViewerWriter):
         if self._relay_protocol is not None:
             return True  # TURN: the Python path
         pair = self._dtls.transport._connection._nominated.get(1)
-        sock = getattr(pair.protocol.transport, "_sock", None)
+        protocol = pair.protocol
+        sock = getattr(protocol.transport, "_sock", None)
         if sock is None:
             return True
         address = _sockaddr(sock, self._address)
@@ -777,10 +804,12 @@ class NativeViewerWriter(ViewerWriter):
         viewer.gso = 1
         viewer.address[0:len(address)] = address
         viewer.address_length = len(address)
+        self._session = self._dtls._tx_srtp
         viewer.session = _native_ffi.cast(
-            "void *", int(srtp_ffi.cast("uintptr_t", self._dtls._tx_srtp._srtp[0])))
+            "void *", int(srtp_ffi.cast("uintptr_t", self._session._srtp[0])))
         viewer.ssrc = self._sender._ssrc
         viewer.sequence = self._sequence
+        viewer.origin = self._origin
         viewer.first_byte = self._first_byte
         viewer.payload_type = self._payload_type
         block = self._ext_prefix + (bytes(3) + self._ext_suffix
@@ -790,8 +819,53 @@ class NativeViewerWriter(ViewerWriter):
         viewer.abs_send_time_at = (len(self._ext_prefix)
                                    if self._abs_send_time_id is not None else -1)
         self._viewer = viewer
-        self._sock = sock
+        # The socket closes right after its protocol hears connection_lost
+        # (asyncio's transport): from then on its number may be another
+        # socket's, so this viewer leaves its batch and sends nothing more.
+        heard = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            self._socket_closing()
+            heard(exc)
+
+        protocol.connection_lost = connection_lost
         return True
+
+    def _socket_closing(self) -> None:
+        self._lost = True
+        batch = self._batch
+        if batch is not None:
+            batch.evict(self, overflowed=False)
+
+    @property
+    def batchable(self) -> bool:
+        return (self._viewer is not None and not self._lost and self._sender._enabled
+                and self._dtls._state is DtlsState.CONNECTED)
+
+    @property
+    def frames_sent(self) -> int:
+        viewer = self._viewer
+        return 0 if viewer is None else int(viewer.frames_total)
+
+    def join_batch(self, slot_track: Any, owner: Any) -> NativeBatch | None:
+        if not self.batchable:
+            return None
+        batch = slot_track.batch(NativeBatch, NativeBatch)
+        assert isinstance(batch, NativeBatch)
+        batch.add(owner, self)
+        self._batch = batch
+        return batch
+
+    def rebase(self, timestamp: int, clock_rate: int) -> None:
+        viewer = self._viewer
+        if viewer is None:
+            super().rebase(timestamp, clock_rate)
+            return
+        if not viewer.ntp:
+            return
+        sent_at = viewer.ntp / 4294967296.0 - _NTP_UNIX_OFFSET
+        elapsed = max(1, round((time.time() - sent_at) * clock_rate))
+        viewer.origin = (viewer.last_timestamp + elapsed - timestamp) & 0xFFFFFFFF
 
     def send(self, frame: EncodedFrame) -> bool:
         viewer = self._viewer
@@ -804,55 +878,193 @@ class NativeViewerWriter(ViewerWriter):
         payloads = frame.payloads
         if not payloads or not self._sender._enabled:
             return True
-        if self._dtls._state is not DtlsState.CONNECTED or self._sock.fileno() < 0:
-            return True  # closing: the socket's number may soon be another's
+        if self._lost or self._dtls._state is not DtlsState.CONNECTED:
+            return True
         native = frame.native
-        native = _native_frame(frame) if native is None else native[0]
-        timestamp = (self._origin + frame.timestamp) & 0xFFFFFFFF
-        first = viewer.sequence
-        status = _native_lib.zx_send_frame(viewer, self._protect_fn, native, timestamp)
-        consumed = viewer.consumed
-        if consumed:
-            index = self._frame_index
-            self._frame_first[index] = first
-            self._frame_count[index] = consumed
-            self._frame_timestamp[index] = timestamp
-            self._frame_payloads[index] = payloads
-            self._frame_index = (index + 1) % _FRAMES
-        ntp = viewer.ntp
-        self._sequence = viewer.sequence
-        self._last_timestamp = timestamp
-        self._last_sent_at = ntp / 4294967296.0 - _NTP_UNIX_OFFSET
-        self._packets += viewer.sent
-        self._octets += viewer.octets
-        sender = self._sender
-        setattr(sender, _SENDER_NTP, ntp)
-        setattr(sender, _SENDER_RTP_TIMESTAMP, timestamp)
-        setattr(sender, _SENDER_OCTETS, self._octets)
-        setattr(sender, _SENDER_PACKETS, self._packets)
+        native, frame_id = _native_frame(frame) if native is None else native[:2]
+        status = _native_lib.zx_send_frame(viewer, self._protect_fn, native, frame.timestamp,
+                                           frame_id)
+        if viewer.consumed:
+            at = self._own_at
+            self._own_ids[at] = frame_id
+            self._own_payloads[at] = payloads
+            self._own_at = (at + 1) % _OWN_FRAMES
+        return self.settle(status)
+
+    def settle(self, status: int) -> bool:
+        """What a send's status means for the viewer: False if backed up."""
+        if status == _native_lib.ZX_SENT:
+            return True
         if status == _native_lib.ZX_FULL:
             return False  # the kernel's socket buffer is full: this viewer cannot keep up
-        if status != _native_lib.ZX_SENT:
-            logger.debug("send to viewer failed: %s", _send_error(viewer.error))
+        logger.debug("send to viewer failed: %s", _send_error(self._viewer.error))
         return True
 
+    def sender_report(self) -> tuple[int, int, int, int]:
+        """(NTP time, RTP timestamp, octets, packets) of its last frame."""
+        viewer = self._viewer
+        if viewer is None:
+            return self._report
+        return (int(viewer.ntp), int(viewer.last_timestamp), int(viewer.octets_total),
+                int(viewer.packets_total))
+
     def _sent_packet(self, sequence: int) -> tuple[int, int, bytes, bytes] | None:
-        if self._viewer is None:
+        viewer = self._viewer
+        if viewer is None:
             return super()._sent_packet(sequence)
-        for frame, first in enumerate(self._frame_first):
-            index = (sequence - first) & 0xFFFF
-            if index < self._frame_count[frame]:
-                payloads = self._frame_payloads[frame]
-                marker = 0x80 if index == len(payloads) - 1 else 0
-                return (self._frame_timestamp[frame], marker, self._extensions(time.time()),
-                        payloads[index])
+        found = self._found
+        if not _native_lib.zx_find_packet(viewer, sequence, found, self._found_index, found + 1):
+            return None
+        frame_id, timestamp, index = int(found[0]), int(found[1]), int(self._found_index[0])
+        payloads = None
+        for at, own in enumerate(self._own_ids):
+            if own == frame_id:
+                payloads = self._own_payloads[at]
+        if payloads is None and self._batch is not None:
+            payloads = self._batch.payloads(frame_id)
+        if payloads is None or index >= len(payloads):
+            return None
+        marker = 0x80 if index == len(payloads) - 1 else 0
+        return timestamp, marker, self._extensions(time.time()), payloads[index]
+
+
+class NativeBatch:
+    """One slot track's frames to every native viewer on it, in one C call.
+
+    A sink of the slot track, first among its sinks. Its members are
+    viewers whose writer has a direct route: each frame goes to all of them
+    in one ``zx_send_group`` (per viewer: headers, SRTP, one ``sendmsg``),
+    with no Python per viewer. A member whose socket is full, or whose
+    writer can no longer send (its DTLS closed, its sender disabled, its
+    socket closing), is let go: its track takes frames one by one again,
+    from a keyframe. The payloads of the last frames are kept here for the
+    members' NACKs.
+    """
+
+    wants_payloads = True
+
+    def __init__(self) -> None:
+        require_native_send_path()
+        self._owners: list[Any] = []  # RelayTracks, in the order of the array
+        self._writers: list[NativeViewerWriter] = []
+        self._array: Any = _native_ffi.new("zx_viewer *[]", 0)
+        self._failed: Any = _native_ffi.new("int[]", 0)
+        self._changed = False
+        self._protect_fn = _native_protect()
+        self._ids = [0] * _FRAMES
+        self._payloads: list[list[bytes]] = [[]] * _FRAMES
+        self._at = 0
+        self._until_sweep = _SWEEP_EVERY
+
+    def __len__(self) -> int:
+        return len(self._writers)
+
+    def add(self, owner: Any, writer: NativeViewerWriter) -> None:
+        if writer in self._writers:
+            return
+        self._owners.append(owner)
+        self._writers.append(writer)
+        self._changed = True
+
+    def remove(self, owner: Any) -> None:
+        """``owner`` leaves of its own accord (paused, switched, stopped)."""
+        if owner in self._owners:
+            index = self._owners.index(owner)
+            del self._owners[index]
+            self._writers[index]._batch = None
+            del self._writers[index]
+            self._changed = True
+
+    def evict(self, writer: NativeViewerWriter, overflowed: bool) -> None:
+        """Let ``writer``'s viewer go; its track takes frames one by one again."""
+        if writer not in self._writers:
+            return
+        owner = self._owners[self._writers.index(writer)]
+        self.remove(owner)
+        owner.left_batch(overflowed=overflowed)
+
+    def payloads(self, frame_id: int) -> list[bytes] | None:
+        for at, kept in enumerate(self._ids):
+            if kept == frame_id:
+                return self._payloads[at]
         return None
+
+    def _rebuild(self) -> None:
+        count = len(self._writers)
+        self._array = _native_ffi.new("zx_viewer *[]", count)
+        for index, writer in enumerate(self._writers):
+            self._array[index] = writer._viewer
+        self._failed = _native_ffi.new("int[]", count)
+        self._changed = False
+
+    def _sweep(self) -> None:
+        self._until_sweep = _SWEEP_EVERY
+        for writer in [w for w in self._writers if not w.batchable]:
+            self.evict(writer, overflowed=False)
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        if not self._writers:
+            return
+        self._until_sweep -= 1
+        if self._until_sweep <= 0:
+            self._sweep()
+        if self._changed:
+            self._rebuild()
+        count = len(self._writers)
+        payloads = frame.payloads
+        if not count or not payloads:
+            return
+        native = frame.native
+        native, frame_id = _native_frame(frame) if native is None else native[:2]
+        failures = _native_lib.zx_send_group(self._array, count, self._protect_fn, native,
+                                             frame.timestamp, frame_id, self._failed)
+        at = self._at
+        self._ids[at] = frame_id
+        self._payloads[at] = payloads
+        self._at = (at + 1) % _FRAMES
+        if failures:
+            writers = self._writers
+            backed_up = [writers[index] for index in self._failed[0:failures]
+                         if not writers[index].settle(writers[index]._viewer.status)]
+            for writer in backed_up:
+                self.evict(writer, overflowed=True)
+
+    def close(self) -> None:
+        """The slot track closes: every member is let go, none resubscribed."""
+        for owner in list(self._owners):
+            self.remove(owner)
+            owner.left_batch(overflowed=False, resubscribe=False)
 
 
 def _send_error(error: int) -> str:
     if error < 0:
         return f"srtp_protect failed with status {-error}"
     return os.strerror(error)
+
+
+def _report_field(index: int) -> property:
+    def read(sender: Any) -> int:
+        return int(sender._zx_writer.sender_report()[index])
+
+    def write(sender: Any, value: int) -> None:
+        writer = sender.__dict__.get("_zx_writer")
+        if writer is not None:  # the Python path (TURN) sets them as aiortc would
+            report = list(writer._report)
+            report[index] = value
+            writer._report = tuple(report)
+
+    return property(read, write)
+
+
+class _NativeSender(RTCRtpSender):
+    """A sender whose RTCP task reads its sender reports' figures from the
+    native writer (kept in C), instead of attributes set for every frame."""
+
+    _zx_writer: NativeViewerWriter
+    _RTCRtpSender__ntp_timestamp = _report_field(0)
+    _RTCRtpSender__rtp_timestamp = _report_field(1)
+    _RTCRtpSender__octet_count = _report_field(2)
+    _RTCRtpSender__packet_count = _report_field(3)
 
 
 def attach_sender(
@@ -870,7 +1082,13 @@ def attach_sender(
     :class:`NativeViewerWriter` (which needs the native module built).
     """
     counters = SenderCounters()
-    writer = (NativeViewerWriter if native else ViewerWriter)(sender, counters, on_ready)
+    writer: ViewerWriter
+    if native:
+        writer = NativeViewerWriter(sender, counters, on_ready)
+        sender.__class__ = _NativeSender
+        sender._zx_writer = writer  # type: ignore[attr-defined]
+    else:
+        writer = ViewerWriter(sender, counters, on_ready)
     setattr(sender, _SENDER_ENCODER, _RembRecorder(counters))
     original_send = sender.send
 

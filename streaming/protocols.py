@@ -36,3 +36,15 @@ class FrameSink(Protocol):
     def deliver(self, frame: EncodedFrame) -> None:
         """Take one frame. Called on the event loop for every frame of the
         track: it must not block, await or change the frame."""
+
+
+class BatchSink(FrameSink, Protocol):
+    """A sink that stands for many viewers of one slot track at once (the
+    native send path's batch): the slot counts its members as sinks and
+    closes it with the track."""
+
+    def __len__(self) -> int:
+        """The viewers it sends to now."""
+
+    def close(self) -> None:
+        """Let every member go (the track is closing)."""

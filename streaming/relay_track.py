@@ -28,6 +28,27 @@ class FrameWriter(Protocol):
     def rebase(self, timestamp: int, clock_rate: int) -> None:
         """The next frame comes from another timeline: keep the output steady."""
 
+    @property
+    def batchable(self) -> bool:
+        """Whether it could take its frames in a batch now (checked after
+        each frame sent one by one)."""
+
+    @property
+    def frames_sent(self) -> int:
+        """Frames it sent in batches so far."""
+
+    def join_batch(self, slot_track: SlotTrack, owner: RelayTrack) -> Batch | None:
+        """Join ``slot_track``'s batch from its next frame on (None: cannot)."""
+
+
+class Batch(Protocol):
+    """Where a writer sends frames together with other viewers' writers
+    (``aiortc_glue.NativeBatch``): one slot track's frames to all its
+    members in one call, none of them a sink of its own meanwhile."""
+
+    def remove(self, owner: RelayTrack) -> None:
+        """``owner`` takes its frames one by one again (or none)."""
+
 
 class RelayTrack(MediaStreamTrack):
     """The ``MediaStreamTrack`` given to a viewer's sender.
@@ -44,7 +65,9 @@ class RelayTrack(MediaStreamTrack):
         self._writer: FrameWriter | None = None
         self._gated = True
         self._started = False
-        self.frames_delivered = 0
+        self._delivered = 0  # frames sent one by one (not in a batch)
+        self._batch: Batch | None = None
+        self._batch_start = 0  # the writer's batched frame count when it joined
         self.overflows = 0
         self.keyframe_requests = 0
         self._rebase_next = False  # switched to another slot track: re-base the next frame
@@ -52,6 +75,45 @@ class RelayTrack(MediaStreamTrack):
 
     def bind(self, writer: FrameWriter) -> None:
         self._writer = writer
+
+    @property
+    def frames_delivered(self) -> int:
+        """Frames handed to the viewer's writer (one by one or in a batch)."""
+        if self._batch is not None and self._writer is not None:
+            return self._delivered + self._writer.frames_sent - self._batch_start
+        return self._delivered
+
+    def _join_batch(self, writer: FrameWriter) -> None:
+        """Take frames in the writer's batch from the next frame on: off the
+        slot track's own sinks, so this viewer costs no Python per frame."""
+        batch = writer.join_batch(self._slot_track, self)
+        if batch is None:
+            return
+        self._batch = batch
+        self._batch_start = writer.frames_sent
+        self._slot_track.unsubscribe(self)
+
+    def _leave_batch(self) -> None:
+        batch = self._batch
+        if batch is None:
+            return
+        batch.remove(self)
+        self.left_batch(overflowed=False, resubscribe=False)
+
+    def left_batch(self, overflowed: bool, resubscribe: bool = True) -> None:
+        """The batch let this viewer go (it backed up, or its writer can no
+        longer send natively): frames one by one again, from a keyframe."""
+        if self._batch is None:
+            return
+        self._batch = None
+        if self._writer is not None:
+            self._delivered += self._writer.frames_sent - self._batch_start
+        self._gated = True
+        if overflowed:
+            self.overflows += 1
+        if resubscribe and self._started and not self._paused:
+            self._slot_track.subscribe(self, request_keyframe=False)
+            self._slot_track.request_keyframe()
 
     def start(self) -> None:
         """Subscribe to the slot track (once the viewer's answer is made)."""
@@ -70,6 +132,7 @@ class RelayTrack(MediaStreamTrack):
         viewer only), from its next keyframe, on this viewer's one timeline."""
         if slot_track is self._slot_track:
             return
+        self._leave_batch()
         if self._started:
             self._slot_track.unsubscribe(self)
         self._slot_track = slot_track
@@ -90,6 +153,7 @@ class RelayTrack(MediaStreamTrack):
         if self._paused:
             return
         self._paused = True
+        self._leave_batch()
         if self._started:
             self._slot_track.unsubscribe(self)
 
@@ -126,7 +190,9 @@ class RelayTrack(MediaStreamTrack):
             self._rebase_next = False
             writer.rebase(frame.timestamp, frame.clock_rate)
         if writer.send(frame):
-            self.frames_delivered += 1
+            self._delivered += 1
+            if writer.batchable:
+                self._join_batch(writer)
         else:
             # The viewer's socket is full: what follows would not decode
             # without what was just dropped. Start again from a keyframe.
@@ -143,6 +209,7 @@ class RelayTrack(MediaStreamTrack):
         raise MediaStreamError("RelayTrack is push-driven: frames go to its writer")
 
     def stop(self) -> None:
+        self._leave_batch()
         if self._started:
             self._slot_track.unsubscribe(self)
             self._started = False

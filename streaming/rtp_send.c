@@ -39,6 +39,7 @@
 #define ZX_GSO_SEGMENTS 64       /* UDP_MAX_SEGMENTS */
 #define ZX_GSO_BYTES 65000       /* below a UDP datagram's 65507 */
 #define ZX_NTP_UNIX_OFFSET 2208988800ULL
+#define ZX_HISTORY 128          /* frames remembered per viewer, for NACK */
 
 #define ZX_SENT 0
 #define ZX_FULL 1
@@ -64,6 +65,17 @@ typedef struct {
     long long octets;
     uint64_t ntp;
     int error;
+    int status;
+    uint32_t origin;
+    uint32_t last_timestamp;
+    unsigned long long packets_total;
+    unsigned long long octets_total;
+    unsigned long long frames_total;
+    uint32_t history_frame[ZX_HISTORY];
+    uint16_t history_first[ZX_HISTORY];
+    uint16_t history_count[ZX_HISTORY];
+    uint32_t history_timestamp[ZX_HISTORY];
+    int history_next;
 } zx_viewer;
 
 typedef struct {
@@ -202,8 +214,19 @@ uint64_t zx_ntp_now(void) {
         | (((uint64_t)now.tv_nsec << 32) / 1000000000ULL);
 }
 
-int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
-                  uint32_t timestamp) {
+/* Remember which sequence numbers carried which frame (NACK → payloads). */
+static void remember(zx_viewer *v, uint32_t frame_id, uint16_t first, int count,
+                     uint32_t timestamp) {
+    int at = v->history_next;
+    v->history_frame[at] = frame_id;
+    v->history_first[at] = first;
+    v->history_count[at] = (uint16_t)count;
+    v->history_timestamp[at] = timestamp;
+    v->history_next = (at + 1) % ZX_HISTORY;
+}
+
+static int send_one(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
+                    uint32_t timestamp, uint32_t frame_id, uint64_t ntp) {
     int count = frame->count;
     v->sent = 0;
     v->consumed = 0;
@@ -217,7 +240,6 @@ int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
         v->error = ENOMEM;
         return ZX_ERROR;
     }
-    uint64_t ntp = zx_ntp_now();
     v->ntp = ntp;
     if (v->abs_send_time_at >= 0) {
         /* abs-send-time: seconds in 6.18 fixed point, 24 bits. */
@@ -226,7 +248,9 @@ int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
         v->extensions[v->abs_send_time_at + 1] = (uint8_t)(abs_send_time >> 8);
         v->extensions[v->abs_send_time_at + 2] = (uint8_t)abs_send_time;
     }
-    uint16_t sequence = v->sequence;
+    uint16_t first = v->sequence;
+    uint16_t sequence = first;
+    int status = ZX_SENT;
     for (int i = 0; i < count; i++) {
         unsigned char *packet = scratch + (size_t)i * stride;
         int size = frame->offsets[i + 1] - frame->offsets[i];
@@ -245,14 +269,14 @@ int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
         memcpy(packet + ZX_RTP_HEADER, v->extensions, (size_t)v->extensions_length);
         memcpy(packet + head, frame->data + frame->offsets[i], (size_t)size);
         int length = head + size;
-        int status = protect(v->session, packet, &length);
-        if (status != 0) {
+        int error = protect(v->session, packet, &length);
+        if (error != 0) {
             /* Nothing protected so far is sent: a packet cannot go out
              * unprotected, and a frame with a hole would not decode. */
             v->consumed = i;
-            v->sequence = sequence;
-            v->error = -status;
-            return ZX_ERROR;
+            v->error = -error;
+            status = ZX_ERROR;
+            break;
         }
         vectors[i].iov_base = packet;
         vectors[i].iov_len = (size_t)length;
@@ -261,13 +285,56 @@ int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
     /* Every sequence number protected is used up, sent or not: a number is
      * never protected twice with other contents (same keystream). */
     v->sequence = sequence;
-    v->consumed = count;
-    int sent = send_packets(v, count);
-    int error = errno;
-    v->sent = sent;
-    v->octets = frame->offsets[sent] - frame->offsets[0];
-    if (sent == count)
-        return ZX_SENT;
-    v->error = error;
-    return full(error) ? ZX_FULL : ZX_ERROR;
+    v->last_timestamp = timestamp;
+    if (status == ZX_SENT) {
+        v->consumed = count;
+        int sent = send_packets(v, count);
+        int error = errno;
+        v->sent = sent;
+        v->octets = frame->offsets[sent] - frame->offsets[0];
+        if (sent != count) {
+            v->error = error;
+            status = full(error) ? ZX_FULL : ZX_ERROR;
+        }
+    }
+    if (v->consumed > 0)
+        remember(v, frame_id, first, v->consumed, timestamp);
+    v->packets_total += (unsigned long long)v->sent;
+    v->octets_total += (unsigned long long)v->octets;
+    if (status == ZX_SENT)
+        v->frames_total++;
+    v->status = status;
+    return status;
+}
+
+int zx_send_frame(zx_viewer *v, zx_protect_fn protect, const zx_frame *frame,
+                  uint32_t timestamp, uint32_t frame_id) {
+    return send_one(v, protect, frame, v->origin + timestamp, frame_id, zx_ntp_now());
+}
+
+int zx_send_group(zx_viewer **viewers, int count, zx_protect_fn protect,
+                  const zx_frame *frame, uint32_t timestamp, uint32_t frame_id,
+                  int *failed) {
+    int failures = 0;
+    uint64_t ntp = zx_ntp_now();
+    for (int i = 0; i < count; i++) {
+        zx_viewer *v = viewers[i];
+        if (send_one(v, protect, frame, v->origin + timestamp, frame_id, ntp) != ZX_SENT)
+            failed[failures++] = i;
+    }
+    return failures;
+}
+
+int zx_find_packet(const zx_viewer *v, uint16_t sequence, uint32_t *frame_id,
+                   int *index, uint32_t *timestamp) {
+    for (int i = 0; i < ZX_HISTORY; i++) {
+        uint16_t offset = (uint16_t)(sequence - v->history_first[i]);
+        if (offset < v->history_count[i]) {
+            *frame_id = v->history_frame[i];
+            *index = offset;
+            *timestamp = v->history_timestamp[i];
+            return 1;
+        }
+    }
+    return 0;
 }

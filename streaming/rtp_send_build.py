@@ -38,6 +38,19 @@ typedef struct {
     long long octets;            /* payload octets of the packets sent */
     uint64_t ntp;                /* when, as an NTP timestamp */
     int error;                   /* errno of a failed send, or -(srtp status) */
+    int status;                  /* ZX_SENT, ZX_FULL or ZX_ERROR */
+    /* kept across frames */
+    uint32_t origin;             /* added to every frame's timestamp (the viewer's timeline) */
+    uint32_t last_timestamp;     /* RTP timestamp of the last frame (its sender report's) */
+    unsigned long long packets_total;
+    unsigned long long octets_total;
+    unsigned long long frames_total; /* frames sent whole */
+    /* the last 128 frames: which frame, its first sequence number, packets, timestamp */
+    uint32_t history_frame[128];
+    uint16_t history_first[128];
+    uint16_t history_count[128];
+    uint32_t history_timestamp[128];
+    int history_next;
 } zx_viewer;
 
 typedef struct {
@@ -51,8 +64,17 @@ typedef struct {
 #define ZX_FULL 1
 #define ZX_ERROR 2
 
+/* One viewer: the frame at timestamp + viewer->origin; returns ZX_SENT, ZX_FULL, ZX_ERROR. */
 int zx_send_frame(zx_viewer *viewer, zx_protect_fn protect, const zx_frame *frame,
-                  uint32_t timestamp);
+                  uint32_t timestamp, uint32_t frame_id);
+/* Every viewer of a group, in order; the indexes of those not ZX_SENT go to
+ * failed (count of them returned), each viewer's status tells which. */
+int zx_send_group(zx_viewer **viewers, int count, zx_protect_fn protect,
+                  const zx_frame *frame, uint32_t timestamp, uint32_t frame_id,
+                  int *failed);
+/* Which frame (and packet of it) carried a sequence number still remembered: 1, else 0. */
+int zx_find_packet(const zx_viewer *viewer, uint16_t sequence, uint32_t *frame_id,
+                   int *index, uint32_t *timestamp);
 uint64_t zx_ntp_now(void);
 """
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from streaming.frames import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, MediaKind
 from streaming.keyframe_requests import DEFAULT_INTERVAL, KeyframeRequester
-from streaming.protocols import FrameSink, FrameSource
+from streaming.protocols import BatchSink, FrameSink, FrameSource
 from streaming.rebase import TimestampRebaser
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,14 @@ class SlotTrack:
         self.clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         self._packetize = packetizer
         self._rebaser = TimestampRebaser(self.clock_rate, clock)
-        self._sinks: list[FrameSink] = []
+        # A tuple, replaced on every change: a sink may leave or join while
+        # push() goes through the sinks (a viewer moving into a batch).
+        self._sinks: tuple[FrameSink, ...] = ()
         self._packetized_for = 0  # sinks that send RTP (not a recorder)
+        # Sinks that stand for many viewers each (aiortc_glue.NativeBatch),
+        # by kind; first among the sinks, so that a viewer which joins one
+        # during a push gets that frame from its own deliver, not twice.
+        self._batches: dict[object, BatchSink] = {}
         # For a source that cannot make keyframes (a file): the frames since
         # the last keyframe, packetized, for a viewer that joins (catch_up).
         self._gop: list[EncodedFrame] | None = None
@@ -102,21 +108,32 @@ class SlotTrack:
 
     @property
     def sink_count(self) -> int:
-        return len(self._sinks)
+        """Sinks taking this track's frames, a batch's viewers each counted."""
+        batches = self._batches.values()
+        return len(self._sinks) - len(batches) + sum(len(batch) for batch in batches)
 
     def subscribe(self, sink: FrameSink, request_keyframe: bool = True) -> None:
         """Add a sink; it starts on the next keyframe, which is asked for now
         unless the sink will ask itself once it can take frames."""
         if sink not in self._sinks:
-            self._sinks.append(sink)
+            self._sinks = (*self._sinks, sink)
             self._packetized_for += getattr(sink, "wants_payloads", True)
         if request_keyframe:
             self.request_keyframe()
 
     def unsubscribe(self, sink: FrameSink) -> None:
         if sink in self._sinks:
-            self._sinks.remove(sink)
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
             self._packetized_for -= getattr(sink, "wants_payloads", True)
+
+    def batch(self, kind: object, make: Callable[[], BatchSink]) -> BatchSink:
+        """The batch sink of ``kind`` on this track (made by ``make`` the
+        first time), which frames reach before any other sink."""
+        batch = self._batches.get(kind)
+        if batch is None:
+            batch = self._batches[kind] = make()
+            self._sinks = (batch, *self._sinks)
+        return batch
 
     def request_keyframe(self) -> None:
         if self.kind == "video":
@@ -165,14 +182,17 @@ class SlotTrack:
                 gop.clear()  # an unusually long GOP: joiners wait for a keyframe
         if not self._sinks:
             return
-        if self._packetized_for and out.payloads is None:
-            out.payloads = self._packetize(out)
+        if out.payloads is None and (self._packetized_for or any(self._batches.values())):
+            out.payloads = self._packetize(out)  # for the viewers' RTP (a batch's members too)
         for sink in self._sinks:
             sink.deliver(out)
 
     def close(self) -> None:
         self.keyframes.close()
-        self._sinks.clear()
+        for batch in self._batches.values():
+            batch.close()
+        self._batches.clear()
+        self._sinks = ()
         self._packetized_for = 0
         self._gop = None
 

@@ -1,4 +1,5 @@
-"""The native send path at its boundary: what one ``zx_send_frame`` puts on the wire.
+"""The native send path at its boundary: what ``zx_send_frame`` and
+``zx_send_group`` put on the wire, and what a viewer remembers for NACK.
 
 Real sockets on loopback and real SRTP: every packet sent is read back and
 unprotected with an inbound session of the same key, so the header bytes,
@@ -74,8 +75,9 @@ class Viewer:
 
     def send(self, payloads: list[bytes], timestamp: int = 123456) -> int:
         frame = EncodedFrame("video", "VP8", b"", 0, 90000, False, payloads)
-        native = aiortc_glue._native_frame(frame)
-        status: int = lib.zx_send_frame(self.c, aiortc_glue._native_protect(), native, timestamp)
+        native, frame_id = aiortc_glue._native_frame(frame)
+        status: int = lib.zx_send_frame(self.c, aiortc_glue._native_protect(), native, timestamp,
+                                        frame_id)
         return status
 
 
@@ -199,3 +201,80 @@ def test_a_failed_protect_sends_nothing(sockets: tuple[socket.socket, socket.soc
     receiver.setblocking(False)
     with pytest.raises(BlockingIOError):
         receiver.recv(2048)
+
+
+def test_a_group_send_reaches_every_viewer_on_its_own_timeline() -> None:
+    senders, receivers, viewers = [], [], []
+    try:
+        for index in range(3):
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender.bind(("127.0.0.1", 0))
+            receiver.bind(("127.0.0.1", 0))
+            sender.setblocking(False)
+            receiver.settimeout(2)
+            senders.append(sender)
+            receivers.append(receiver)
+            outbound, inbound = _sessions()
+            viewer = Viewer(sender, receiver.getsockname(), outbound, sequence=100 * index)
+            viewer.c.ssrc = SSRC + index
+            viewer.c.origin = 1000 * index
+            viewers.append((viewer, inbound))
+        group = ffi.new("zx_viewer *[]", [viewer.c for viewer, _ in viewers])
+        failed = ffi.new("int[]", 3)
+        payloads = [b"p" * 1200, b"q" * 1200, b"end"]
+        frame = EncodedFrame("video", "VP8", b"", 0, 90000, True, payloads)
+        native, frame_id = aiortc_glue._native_frame(frame)
+        assert lib.zx_send_group(group, 3, aiortc_glue._native_protect(), native, 5000,
+                                 frame_id, failed) == 0
+        for index, ((viewer, inbound), receiver) in enumerate(zip(viewers, receivers, strict=True)):
+            packets = _receive(receiver, inbound, 3)
+            for number, packet in enumerate(packets):
+                _, _, sequence, timestamp, ssrc = struct.unpack("!BBHLL", packet[:12])
+                assert (sequence, timestamp, ssrc) == (100 * index + number,
+                                                      5000 + 1000 * index, SSRC + index)
+                assert packet[12:] == payloads[number]
+            assert viewer.c.status == lib.ZX_SENT and viewer.c.frames_total == 1
+            assert viewer.c.packets_total == 3 and viewer.c.octets_total == 2403
+            assert viewer.c.last_timestamp == 5000 + 1000 * index
+            # Which frame the second packet was, for a NACK of it.
+            found = ffi.new("uint32_t[2]")
+            at = ffi.new("int *")
+            assert lib.zx_find_packet(viewer.c, 100 * index + 1, found, at, found + 1) == 1
+            assert (found[0], at[0], found[1]) == (frame_id, 1, 5000 + 1000 * index)
+            assert lib.zx_find_packet(viewer.c, 100 * index + 3, found, at, found + 1) == 0
+    finally:
+        for sock in senders + receivers:
+            sock.close()
+
+
+def test_a_full_member_is_named_and_the_others_still_get_the_frame(
+        sockets: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = sockets
+    writer, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        writer.setblocking(False)
+        outbound, inbound = _sessions()
+        backed_up = Viewer(writer, ("127.0.0.1", 9), _sessions()[0], gso=False)
+        backed_up.c.address_length = 0  # connected: no address
+        healthy = Viewer(sender, receiver.getsockname(), outbound, sequence=1)
+        group = ffi.new("zx_viewer *[]", [backed_up.c, healthy.c])
+        failed = ffi.new("int[]", 2)
+        protect = aiortc_glue._native_protect()
+        frames = 0
+        while True:
+            frame = EncodedFrame("video", "VP8", b"", 0, 90000, False, [b"z" * 1000] * 4)
+            native, frame_id = aiortc_glue._native_frame(frame)
+            failures = lib.zx_send_group(group, 2, protect, native, 90 * frames, frame_id,
+                                         failed)
+            frames += 1
+            assert [p[12:] for p in _receive(receiver, inbound, 4)] == [b"z" * 1000] * 4
+            if failures:
+                break
+            assert frames < 2000
+        assert failures == 1 and failed[0] == 0 and backed_up.c.status == lib.ZX_FULL
+        assert healthy.c.status == lib.ZX_SENT and healthy.c.frames_total == frames
+        assert backed_up.c.frames_total == frames - 1
+    finally:
+        writer.close()
+        reader.close()

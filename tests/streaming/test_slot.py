@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
@@ -26,6 +27,11 @@ class FakeWriter:
         self.frames: list[EncodedFrame] = []
         self.backed_up = False
         self.ready = True
+        self.batchable = False  # one by one, as the Python send path
+        self.frames_sent = 0
+
+    def join_batch(self, slot_track: object, owner: object) -> None:
+        return None
 
     def send(self, frame: EncodedFrame) -> bool:
         if self.backed_up:
@@ -377,3 +383,71 @@ async def test_a_stopped_track_unsubscribes_and_is_push_only(
     assert slot.video.sink_count == 0
     feed.video(keyframe=True)
     assert [f.data for f in _queued(track)] == [key.data]
+
+
+class FakeBatch:
+    """A batch as the native send path's: its members' frames in one go."""
+
+    def __init__(self) -> None:
+        self.members: list[RelayTrack] = []
+        self.frames: list[EncodedFrame] = []
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        if self.members:
+            self.frames.append(frame)
+
+    def remove(self, owner: RelayTrack) -> None:
+        self.members.remove(owner)
+
+    def close(self) -> None:
+        for owner in list(self.members):
+            self.remove(owner)
+            owner.left_batch(overflowed=False, resubscribe=False)
+
+
+class BatchingWriter(FakeWriter):
+    """A writer that joins its slot track's batch after its first frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batchable = True
+
+    def join_batch(self, slot_track: Any, owner: RelayTrack) -> FakeBatch:
+        batch = slot_track.batch(FakeBatch, FakeBatch)
+        batch.members.append(owner)
+        return batch  # type: ignore[no-any-return]
+
+
+async def test_a_viewer_moves_into_the_batch_without_a_frame_twice_or_missed(
+    slot: Slot, clock: FakeClock, packetized: list[EncodedFrame]
+) -> None:
+    source = FakeSource()
+    slot.attach(source)
+    feed = Feed(slot, source, clock)
+    plain = RecordingSink()
+    slot.video.subscribe(plain)
+    tracks = []
+    for _ in range(2):
+        track = RelayTrack(slot.video)
+        track.bind(BatchingWriter())
+        track.start()
+        track.writer_ready()
+        tracks.append(track)
+    first = feed.video(keyframe=True)  # sent one by one, then both join the batch
+    second = feed.video()
+    third = feed.video()
+    batch = slot.video.batch(FakeBatch, FakeBatch)
+    assert len(batch) == 2 and slot.video.sink_count == 3
+    for track in tracks:
+        assert [f.data for f in _queued(track)] == [first.data]  # not twice
+    assert [f.data for f in batch.frames] == [second.data, third.data]
+    # Leaving the batch while it sends did not make the plain sink miss a frame.
+    assert [f.data for f in plain.frames] == [first.data, second.data, third.data]
+    assert len(packetized) == 3  # payloads made once a frame, for the batch too
+    tracks[0].pause()  # sound only: out of the batch, and no frames at all
+    assert len(batch) == 1 and slot.video.sink_count == 2
+    tracks[1].stop()
+    assert len(batch) == 0 and slot.video.sink_count == 1
