@@ -40,6 +40,8 @@
 #define ZX_GSO_BYTES 65000       /* below a UDP datagram's 65507 */
 #define ZX_NTP_UNIX_OFFSET 2208988800ULL
 #define ZX_HISTORY 128          /* frames remembered per viewer, for NACK */
+#define ZX_MAX_CNAME 64
+#define ZX_REPORT_BYTES 512      /* SR + SDES + the SRTCP trailer */
 
 #define ZX_SENT 0
 #define ZX_FULL 1
@@ -76,6 +78,8 @@ typedef struct {
     uint16_t history_count[ZX_HISTORY];
     uint32_t history_timestamp[ZX_HISTORY];
     int history_next;
+    uint8_t cname[ZX_MAX_CNAME];
+    int cname_length;
 } zx_viewer;
 
 typedef struct {
@@ -337,4 +341,70 @@ int zx_find_packet(const zx_viewer *v, uint16_t sequence, uint32_t *frame_id,
         }
     }
     return 0;
+}
+
+static void put32(unsigned char *at, uint32_t value) {
+    at[0] = (uint8_t)(value >> 24);
+    at[1] = (uint8_t)(value >> 16);
+    at[2] = (uint8_t)(value >> 8);
+    at[3] = (uint8_t)value;
+}
+
+/* A sender report (RFC 3550 6.4.1, no report blocks) and the CNAME's SDES,
+ * one compound packet; returns its length. */
+static int build_report(const zx_viewer *v, unsigned char *packet) {
+    packet[0] = 0x80;
+    packet[1] = 200;
+    packet[2] = 0;
+    packet[3] = 6;
+    put32(packet + 4, v->ssrc);
+    put32(packet + 8, (uint32_t)(v->ntp >> 32));
+    put32(packet + 12, (uint32_t)v->ntp);
+    put32(packet + 16, v->last_timestamp);
+    put32(packet + 20, (uint32_t)v->packets_total);
+    put32(packet + 24, (uint32_t)v->octets_total);
+    int length = 28;
+    if (v->cname_length > 0 && v->cname_length <= ZX_MAX_CNAME) {
+        unsigned char *sdes = packet + length;
+        int chunk = 4 + 2 + v->cname_length + 1;  /* SSRC, item, one null octet */
+        chunk = (chunk + 3) & ~3;                  /* nulls up to a 32-bit boundary */
+        memset(sdes, 0, (size_t)(4 + chunk));
+        sdes[0] = 0x81;                            /* one chunk */
+        sdes[1] = 202;
+        sdes[2] = (uint8_t)(((4 + chunk) / 4 - 1) >> 8);
+        sdes[3] = (uint8_t)((4 + chunk) / 4 - 1);
+        put32(sdes + 4, v->ssrc);
+        sdes[8] = 1;                               /* CNAME */
+        sdes[9] = (uint8_t)v->cname_length;
+        memcpy(sdes + 10, v->cname, (size_t)v->cname_length);
+        length += 4 + chunk;
+    }
+    return length;
+}
+
+int zx_send_reports(zx_viewer **viewers, int count, zx_protect_fn protect_rtcp,
+                    int *failed) {
+    unsigned char packet[ZX_REPORT_BYTES];
+    int failures = 0;
+    for (int i = 0; i < count; i++) {
+        zx_viewer *v = viewers[i];
+        int length = build_report(v, packet);
+        int error = protect_rtcp(v->session, packet, &length);
+        if (error != 0) {
+            v->error = -error;
+            failed[failures++] = i;
+            continue;
+        }
+        ssize_t sent;
+        do {
+            sent = sendto(v->fd, packet, (size_t)length, 0,
+                          v->address_length ? (const struct sockaddr *)v->address : NULL,
+                          v->address_length);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0) {
+            v->error = errno;
+            failed[failures++] = i;
+        }
+    }
+    return failures;
 }

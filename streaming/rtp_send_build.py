@@ -51,6 +51,8 @@ typedef struct {
     uint16_t history_count[128];
     uint32_t history_timestamp[128];
     int history_next;
+    uint8_t cname[64];           /* the RTCP CNAME of its sender reports */
+    int cname_length;
 } zx_viewer;
 
 typedef struct {
@@ -72,6 +74,10 @@ int zx_send_frame(zx_viewer *viewer, zx_protect_fn protect, const zx_frame *fram
 int zx_send_group(zx_viewer **viewers, int count, zx_protect_fn protect,
                   const zx_frame *frame, uint32_t timestamp, uint32_t frame_id,
                   int *failed);
+/* A sender report (with the CNAME's SDES) to each viewer, protected with
+ * protect_rtcp (srtp_protect_rtcp); the indexes of those that failed go to
+ * failed, their count is returned. */
+int zx_send_reports(zx_viewer **viewers, int count, zx_protect_fn protect_rtcp, int *failed);
 /* Which frame (and packet of it) carried a sequence number still remembered: 1, else 0. */
 int zx_find_packet(const zx_viewer *viewer, uint16_t sequence, uint32_t *frame_id,
                    int *index, uint32_t *timestamp);

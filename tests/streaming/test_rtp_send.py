@@ -17,6 +17,7 @@ from typing import Any
 
 import pylibsrtp
 import pytest
+from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
 
 from streaming import aiortc_glue
 from streaming.frames import EncodedFrame
@@ -278,3 +279,28 @@ def test_a_full_member_is_named_and_the_others_still_get_the_frame(
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_sender_report_carries_the_counters_and_the_cname(
+        sockets: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = sockets
+    outbound, inbound = _sessions()
+    viewer = Viewer(sender, receiver.getsockname(), outbound)
+    cname = b"4f1a2b3c-room"
+    viewer.c.cname[0:len(cname)] = cname
+    viewer.c.cname_length = len(cname)
+    viewer.c.origin = 77
+    payloads = [b"m" * 700, b"n" * 300]
+    assert viewer.send(payloads, timestamp=9000) == lib.ZX_SENT
+    _receive(receiver, inbound, 2)
+    group = ffi.new("zx_viewer *[]", [viewer.c])
+    failed = ffi.new("int[]", 1)
+    assert lib.zx_send_reports(group, 1, aiortc_glue._native_protect("srtp_protect_rtcp"),
+                               failed) == 0
+    [report, sdes] = RtcpPacket.parse(inbound.unprotect_rtcp(receiver.recv(2048)))
+    assert isinstance(report, RtcpSrPacket) and report.ssrc == SSRC
+    info = report.sender_info
+    assert (info.rtp_timestamp, info.packet_count, info.octet_count) == (9077, 2, 1000)
+    assert info.ntp_timestamp == viewer.c.ntp
+    assert isinstance(sdes, RtcpSdesPacket)
+    assert sdes.chunks[0].ssrc == SSRC and sdes.chunks[0].items == [(1, cname)]
