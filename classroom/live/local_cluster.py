@@ -32,7 +32,10 @@ the Redis transport: ``node`` (a worker's entry), ``event`` (the origin's
 events: revoked, ended, and whatever kind ``OriginEvents`` learns) and
 ``viewer`` (a worker's viewer events). The sealed texts are the ones Redis
 carries, made and read by the same code in ``cluster.py``, and carried here
-unopened, so a new kind of event needs no change in this module. They stay
+unopened, so a new kind of event needs no change in this module; a new
+channel from the workers (a report of their own) is one
+:meth:`LocalOrigin.listen` at the main process and one
+:meth:`LocalEdge.send` at the worker. They stay
 sealed on a private socket: one format for both transports, and a line that
 does not verify is refused (logged, rate-limited per worker) wherever it
 came from. A sealed text has no newline (its JSON escapes them).
@@ -66,7 +69,10 @@ from classroom.live.cluster import (
 
 logger = logging.getLogger(__name__)
 
-MAX_LINE = 64 * 1024  # a sealed text is at most 8192 characters, 3 bytes each at most
+# A line's bytes at most: a directory entry or an event is at most 8192
+# characters, but a report a worker sends every few seconds may name
+# thousands of rooms.
+MAX_LINE = 8 * 1024 * 1024
 SENT_MEMORY = 3.0  # seconds a redirect counts in a worker's load (as redis_cluster's)
 REFUSAL_LOG_EVERY = 100  # a worker's refused lines of a kind: the first, then one in this many
 NODE, EVENT, VIEWER = b"node", b"event", b"viewer"
@@ -111,6 +117,7 @@ class LocalOrigin:
         # Every event told, keyed as Redis's hashes are: written first into
         # each worker's socket, so a worker started later knows them too.
         self._told: dict[tuple[str, str], str] = {}
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
         for session_id, invitation_id in revoked:
             self._told[("revoked", invitation_id)] = origin_event(
                 key, "revoked", session_id, invitation_id)
@@ -120,6 +127,13 @@ class LocalOrigin:
         task = asyncio.create_task(self._serve(end))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def listen(self, channel: str, receive: Callable[[bytes], None]) -> None:
+        """Hand every line of ``channel`` from any worker to ``receive``: its
+        sealed text, unopened (``receive`` verifies it and logs a refusal)."""
+        if channel.encode() in (NODE, VIEWER, EVENT) or not channel.isalpha():
+            raise ValueError(f"not a channel of its own: {channel!r}")
+        self._listeners[channel.encode()] = receive
 
     @property
     def connected(self) -> int:
@@ -228,6 +242,12 @@ class LocalOrigin:
                 self._refuse(worker, "viewer event", str(exc))
                 return
             self._apply(worker, event)
+        elif channel in self._listeners:
+            try:
+                self._listeners[channel](text)
+            except Exception:
+                logger.exception("worker %s: a line of %r could not be taken",
+                                 self._name(worker), channel)
         else:
             self._refuse(worker, "channel", f"unknown channel {channel[:20]!r}")
 
@@ -268,7 +288,7 @@ class LocalEdge:
         self._events = OriginEvents(key, on_revoked, on_ended)
         self.revoked = self._events.revoked
         self.ended = self._events.ended
-        self._buffer: collections.deque[str] = collections.deque()
+        self._buffer: collections.deque[bytes] = collections.deque()  # frames to send
         self._wake = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
         self.lost = asyncio.Event()  # set when the main process's end closed
@@ -280,7 +300,12 @@ class LocalEdge:
 
     def viewer_event(self, event: ViewerEvent) -> None:
         """Queue a viewer event for the main process (sent in order)."""
-        self._buffer.append(seal(self._key, event.to_fields()))
+        self.send("viewer", seal(self._key, event.to_fields()))
+
+    def send(self, channel: str, text: str) -> None:
+        """Queue a sealed text on ``channel`` for the main process (sent in
+        the order queued, whatever the channel)."""
+        self._buffer.append(frame(channel.encode(), text))
         self._wake.set()
 
     async def _run(self, end: socket.socket) -> None:
@@ -324,7 +349,7 @@ class LocalEdge:
                 await self._wake.wait()
             batch = list(itertools.islice(self._buffer, 200))
             try:
-                writer.writelines(frame(VIEWER, text) for text in batch)
+                writer.writelines(batch)
                 await writer.drain()
             except (ConnectionError, OSError):
                 return  # the main process is gone: nobody to count them

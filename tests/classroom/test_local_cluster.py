@@ -20,7 +20,7 @@ from classroom.live.cluster import (
     origin_event,
     seal,
 )
-from classroom.live.local_cluster import LocalEdge, LocalOrigin
+from classroom.live.local_cluster import MAX_LINE, LocalEdge, LocalOrigin
 
 KEY = cluster_key(b"s" * 32)
 
@@ -191,7 +191,7 @@ async def test_garbage_and_forgeries_from_a_worker_are_refused_and_logged(
                                       "district": "*", "load": 0}).encode() + b"\n",
                 b"viewer " + seal(KEY, {"s": "s1", "e": "dance"}).encode() + b"\n",
                 b"event " + origin_event(KEY, "ended", "s1").encode() + b"\n",
-                b"node " + b"x" * 100_000 + b"\n",
+                b"node " + b"x" * (MAX_LINE + 10) + b"\n",
             ]
             for line in lines:
                 await loop.sock_sendall(theirs, line)
@@ -227,7 +227,7 @@ async def test_garbage_from_the_main_process_is_refused_and_logged(
     try:
         for line in (b"hello\n", b"event nothing sealed\n",
                      b"event " + origin_event(cluster_key(b"t" * 32), "ended", "s9").encode()
-                     + b"\n", b"event " + b"y" * 100_000 + b"\n",
+                     + b"\n", b"event " + b"y" * (MAX_LINE + 10) + b"\n",
                      b"event " + origin_event(KEY, "ended", "s1").encode() + b"\n"):
             await loop.sock_sendall(mine, line)
         await until(lambda: ended == ["s1"], "the genuine event after the garbage")
@@ -257,5 +257,24 @@ async def test_the_viewers_of_a_worker_that_dies_leave_with_it() -> None:
             assert (closed.invitation_id, closed.resource, closed.event) == \
                 ("inv-1", "worker-1/r1", "close")
             assert before <= closed.at <= time.time()
+        finally:
+            await worker.edge.close()
+
+
+async def test_a_channel_of_its_own_carries_a_report_unopened() -> None:
+    """What a new report from the workers needs: one listen, one send."""
+    async with origin_with() as (origin, _):
+        received: list[bytes] = []
+        origin.listen("links", received.append)
+        with pytest.raises(ValueError):
+            origin.listen("viewer", received.append)  # the transport's own
+        worker = Worker(origin, "worker-1")
+        try:
+            report = seal(KEY, {"node": "worker-1", "rooms": [{"i": f"inv-{n}", "loss": 0.01}
+                                                              for n in range(20_000)]})
+            assert len(report) > 400_000
+            worker.edge.send("links", report)
+            await until(lambda: len(received) == 1, "the report")
+            assert received == [report.encode()]
         finally:
             await worker.edge.close()
