@@ -145,7 +145,7 @@ def free_port() -> int:
 def start_server(data: Path, port: int, core: int | None) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "web.cli", "serve", "--host", LOOPBACK, "--port",
                str(port), "--data", str(data), "--ice-host", LOOPBACK,
-               "--log-level", "warning"]
+               "--log-level", "warning", "--workers", "1"]
     if core is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(core), *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIXING_")}

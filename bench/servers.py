@@ -183,7 +183,7 @@ class ZhixingServer(RelayServer):
                 # Hundreds of viewers from one address on one view token: a load
                 # generator, not a leaked link.
                 "--max-peers-per-view-token", "0", "--max-pending-per-address", "0",
-                "--max-pending", "0", *self.extra_args]
+                "--max-pending", "0", "--workers", "1", *self.extra_args]
 
     def env(self) -> dict[str, str]:
         return {**clean_env(), "ZHIXING_ADMIN_TOKEN": self.admin_token}

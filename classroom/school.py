@@ -68,6 +68,9 @@ class SchoolSettings:
     # Edges: the Redis they coordinate through (None: one box, no cluster).
     redis_url: str | None = None
     node_name: str = "origin"
+    # Workers of this box without Redis: they report over their sockets
+    # (classroom/live/local_cluster.py).
+    local_workers: bool = False
 
 
 class School:
@@ -177,7 +180,19 @@ class School:
         await self.replays.restore()  # replays carry on where they were
 
     def _cluster(self) -> Cluster:
-        """The edges' coordination (Redis), or none on one box."""
+        """The edges' coordination (Redis), the workers' sockets, or none on
+        one process."""
+        if self.settings.redis_url is None and self.settings.local_workers:
+            from classroom.live.local_cluster import LocalOrigin
+
+            # The links revoked in sessions still to come or on: a worker
+            # checks tokens by their signature and must know them too.
+            revoked = self.db.all(
+                "SELECT i.session_id, i.id FROM invitations i JOIN sessions s"
+                " ON s.id = i.session_id WHERE i.revoked_at IS NOT NULL AND s.ended_at IS NULL")
+            return LocalOrigin(cluster_key(load_or_create_secret(self.settings.data_dir)),
+                               self._on_edge_viewer,
+                               [(row["session_id"], row["id"]) for row in revoked])
         if self.settings.redis_url is None:
             return SingleNode()
         # Imported here: a single box never loads the Redis client.
@@ -254,6 +269,8 @@ class School:
         removed = getattr(self.catalog, f"delete_{kind[:-1]}")(row_id, **scoped)
         for invitation in removed:
             await self.disconnect_invitation(invitation["session_id"], invitation["id"])
+            # Edges and workers check the token by its signature: tell them.
+            self.cluster.invitation_revoked(invitation["session_id"], invitation["id"])
 
     # ------------------------------------------------------------ learners
 

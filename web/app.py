@@ -62,7 +62,6 @@ def create_app(config: Config) -> web.Application:
     """Build the application; ``config.admin_token`` is generated if unset."""
     app = web.Application(middlewares=[error_middleware, audit_middleware],
                           client_max_size=MAX_BODY)
-    workers.check(config)
     if config.workers > 1 and config.edge_token is None:
         config.edge_token = new_token()  # the workers' pulls
     app[CONFIG] = config
@@ -82,7 +81,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     headers.install(app)
     app.cleanup_ctx.append(_school_context)
-    app.cleanup_ctx.append(workers.context(config))
+    app.cleanup_ctx.append(workers.context(config, lambda app: app[SCHOOL].cluster))
     app.cleanup_ctx.append(metrics.context)  # the optional unauthenticated listener
     app.cleanup_ctx.append(wall_socket.context)
     app.on_shutdown.append(wall_socket.shutdown)
@@ -100,7 +99,8 @@ async def _school_context(app: web.Application) -> AsyncIterator[None]:
     aiortc_glue.configure_ice(config.ice_hosts)
     settings = SchoolSettings(data_dir=config.data_dir, admin_password=config.admin_password,
                               min_free_bytes=config.min_free_bytes,
-                              redis_url=config.redis_url, node_name=config.node_name)
+                              redis_url=config.redis_url, node_name=config.node_name,
+                              local_workers=config.workers > 1)
     school = await School.open(settings, app[TOKENS], app[PEER_SETTINGS])
     app[SCHOOL] = school
     app[CATALOG] = school.catalog

@@ -462,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Zhixing Classroom 知行课堂 is running on {config.host}:{config.port}", flush=True)
         print(f"  Console (管理后台): {base}/admin  (log in at {base}/login)", flush=True)
         print(f"  Admin API:    {base}/api/v1/  (Authorization: Bearer {token})", flush=True)
+        if config.workers > 1:
+            print(f"  Workers (工作进程): {config.workers} on ports {config.port + 1}-"
+                  f"{config.port + config.workers}, the rooms' video (open them in a firewall "
+                  f"as {config.port}; --workers 1 for one process)", flush=True)
         if not config.admin_token:
             print("  (admin token generated for this run; set ZHIXING_ADMIN_TOKEN to fix it)",
                   flush=True)

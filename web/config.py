@@ -178,11 +178,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "same to 'zhixing edge --token' (env ZHIXING_EDGE_TOKEN, preferred: a flag "
              "shows in the process list; default: no edge may pull)")
     parser.add_argument(
-        "--workers", type=_workers, default=env("WORKERS") or "1", metavar="N",
-        help="viewer processes: with N > 1, N workers on ports PORT+1 … PORT+N pull each "
-             "live session from this process once and the rooms' WHEP requests are "
-             "redirected to the least loaded (needs --redis; env ZHIXING_WORKERS; "
-             "default 1, this process alone)")
+        "--workers", type=_workers, default=env("WORKERS") or str(_cores()), metavar="N",
+        help="viewer processes: with N > 1, N workers on ports PORT+1 … PORT+N (open them "
+             "in a firewall as PORT) pull each live session from this process once and the "
+             "rooms' WHEP requests are redirected to the least loaded; they report to this "
+             "process over their own sockets, or through --redis if it is given; 1: this "
+             f"process alone (env ZHIXING_WORKERS; default the cores here, {_cores()})")
     parser.add_argument(
         "--send-path", default=env("SEND_PATH") or "native", choices=["native", "python"],
         help="how viewers' packets are built, protected and sent: native (one C call per "
@@ -211,6 +212,14 @@ def _hours(text: str) -> float:
     if not 0 < hours <= 24 * 30:
         raise argparse.ArgumentTypeError(f"not a number of hours from 0 to 720: {text!r}")
     return hours
+
+
+def _cores() -> int:
+    """The cores this process may run on: ``--workers``' default."""
+    try:
+        return max(1, min(64, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(64, os.cpu_count() or 1))
 
 
 def _workers(text: str) -> int:

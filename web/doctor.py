@@ -344,9 +344,36 @@ def check_clock(config: Config, now: Callable[[], float] = time.time,
 # ---------------------------------------------------------------------- the command
 
 
+def check_worker_ports(config: Config) -> list[Finding]:
+    """With workers, the ports PORT+1 … PORT+N: free to listen on (a worker
+    that cannot listen leaves its share of the rooms to the others)."""
+    if config.workers <= 1:
+        return []
+    what = "工作进程端口 worker ports"
+    ports = range(config.port + 1, config.port + config.workers + 1)
+    taken = []
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((config.host, port))
+            except OSError:
+                taken.append(port)
+    shown = f"{config.workers} workers on TCP {ports[0]}-{ports[-1]}"
+    if taken:
+        return [Finding(
+            "warn", what, f"{shown}: {', '.join(map(str, taken))} in use (by this service "
+            "if it is running)",
+            "若服务未运行，请释放这些端口，或用 --port 换一组端口，或 --workers 1",
+            "if the service is not running, free those ports, or move them with --port, or "
+            "use --workers 1")]
+    return [Finding("ok", what, f"{shown} free; open them in the firewall like "
+                    f"{config.port}")]
+
+
 def run_checks(config: Config) -> list[Finding]:
     return [*check_ice(config), *check_turn(config), *check_disk(config), *check_fonts(),
-            *check_media_libraries(), *check_clock(config)]
+            *check_media_libraries(), *check_clock(config), *check_worker_ports(config)]
 
 
 MARKS = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]"}

@@ -32,12 +32,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -46,7 +47,7 @@ from aiortc import sdp as aiortc_sdp
 
 from classroom.access.signing import SECRET_BYTES, BadSignature, Signer
 from classroom.live.cluster import NodeEntry, ViewerEvent, cluster_key
-from classroom.live.redis_cluster import RedisEdge
+from classroom.live.local_cluster import LocalEdge
 from streaming import aiortc_glue
 from streaming.broadcast import Broadcast, BroadcastClosed
 from streaming.peers import (
@@ -63,6 +64,9 @@ from web.config import _env, _list
 from web.http import bearer_token
 from web.signaling import CORS_HEADERS, SDP, SDPFRAG, parse_sdpfrag
 from web.workers import die_with_parent
+
+if TYPE_CHECKING:
+    from classroom.live.redis_cluster import RedisEdge
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +86,13 @@ class EdgeConfig:
     district: str
     name: str
     public_url: str
-    redis_url: str
+    redis_url: str | None  # None: a worker of this box, over cluster_fd
     host: str = "0.0.0.0"
     port: int = 8090
     ice_hosts: list[str] | None = None
     connect_timeout: float = 30.0
     log_level: str = "info"
+    cluster_fd: int | None = None  # a worker's end of its socketpair to the main process
 
 
 @dataclass
@@ -112,8 +117,19 @@ class Edge:
         self._opening: dict[str, asyncio.Task[_Pull]] = {}
         self._repulling: set[asyncio.Task[None]] = set()
         self.http = aiohttp.ClientSession(timeout=ORIGIN_TIMEOUT)
-        self.cluster = RedisEdge(config.redis_url, cluster_key(config.secret), self.entry,
-                                 self._revoked, self._ended)
+        self.cluster = self._cluster()
+
+    def _cluster(self) -> LocalEdge | RedisEdge:
+        """Redis (an edge, or a worker with --redis), or the socket to the
+        main process (a worker of one box)."""
+        key = cluster_key(self.config.secret)
+        if self.config.redis_url is None:
+            assert self.config.cluster_fd is not None
+            return LocalEdge(socket.socket(fileno=self.config.cluster_fd), key, self.entry,
+                             self._revoked, self._ended)
+        from classroom.live.redis_cluster import RedisEdge  # not loaded by a local worker
+
+        return RedisEdge(self.config.redis_url, key, self.entry, self._revoked, self._ended)
 
     def entry(self) -> NodeEntry:
         load = sum(len(pull.broadcast.viewers) for pull in self.pulls.values())
@@ -469,9 +485,10 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", default=env("PUBLIC_URL"), metavar="URL",
                         help="the base URL rooms reach this edge at (env ZHIXING_PUBLIC_URL; "
                              "default http://HOST:PORT)")
-    parser.add_argument("--redis", default=env("REDIS_URL"), required=not env("REDIS_URL"),
-                        metavar="URL", help="the origin's Redis, redis://host:port/0 "
-                                            "(env ZHIXING_REDIS_URL)")
+    parser.add_argument("--redis", default=env("REDIS_URL"), metavar="URL",
+                        help="the origin's Redis, redis://host:port/0 (env ZHIXING_REDIS_URL; "
+                             "needed but for a worker of 'serve --workers')")
+    parser.add_argument("--cluster-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--host", default=env("HOST") or "0.0.0.0",
                         help="address to listen on (env ZHIXING_HOST; default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=int(env("PORT") or 8090),
@@ -499,11 +516,17 @@ def edge_config_from_args(args: argparse.Namespace) -> EdgeConfig:
                                    "url": args.public_url or f"http://{args.host}:{args.port}"})
     ice_hosts = [v for item in args.ice_host or [] for v in _list(item)] \
         or _list(_env("ICE_HOSTS"))
+    if args.cluster_fd is None and not args.redis:
+        raise ValueError("--redis is needed (the origin's Redis)")
+    if args.cluster_fd is not None:
+        sock = socket.socket(fileno=args.cluster_fd)  # OSError: not an open socket
+        sock.detach()
     return EdgeConfig(origin=args.origin.rstrip("/"), token=token,
                       secret=read_secret(Path(args.secret)), district=entry.district,
-                      name=entry.name, public_url=entry.url, redis_url=args.redis,
+                      name=entry.name, public_url=entry.url,
+                      redis_url=None if args.cluster_fd is not None else args.redis,
                       host=args.host, port=args.port, ice_hosts=ice_hosts or None,
-                      log_level=args.log_level)
+                      log_level=args.log_level, cluster_fd=args.cluster_fd)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@
   presenter's controls must not be, by anyone (clickjacking). With district
   edges, ``connect-src`` also names every edge the origin has seen in its
   directory: a room's WHEP request redirected to its edge is a connection
-  to that edge's origin.
+  to that edge's origin (a worker's as the page's host reaches it).
 
 It runs on ``on_response_prepare``, so it also covers static files, whose
 content type is known only then, and the error pages.
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.keys import SCHOOL
+from web.keys import CONFIG, SCHOOL
+from web.workers import as_seen_from
 
 
 def page_policy(connect: list[str]) -> str:
@@ -58,6 +59,8 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     if response.content_type == "text/html":
         school = request.app.get(SCHOOL)
         edges = school.cluster.edge_origins() if school is not None else []
+        seen_at = str(request.url.origin())
+        edges = [as_seen_from(request.app[CONFIG], edge, seen_at) for edge in edges]
         headers["Content-Security-Policy"] = page_policy(edges)
         headers["X-Frame-Options"] = "DENY"
 

@@ -43,6 +43,7 @@ from web.errors import (
 )
 from web.http import bearer_token, read_limited
 from web.keys import CONFIG, LIMITER, REPLAYS, SCHOOL, SESSIONS, TOKENS
+from web.workers import as_seen_from
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
@@ -227,8 +228,9 @@ def _redirect_to_edge(request: web.Request, session: Session,
         return
     cluster.sent(edge)
     token = bearer_token(request)
+    url = as_seen_from(request.app[CONFIG], edge.url, str(request.url.origin()))
     raise web.HTTPTemporaryRedirect(
-        f"{edge.url}/whep/{quote(session.id, safe='')}?token={quote(token, safe='')}",
+        f"{url}/whep/{quote(session.id, safe='')}?token={quote(token, safe='')}",
         headers=CORS_HEADERS)
 
 

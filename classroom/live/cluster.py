@@ -10,9 +10,12 @@ An origin (``zhixing serve --redis …``) and the district edges
 * **viewer events** from the edges: a room connected or left, which the
   origin's attendance log takes as if the viewer had been its own.
 
-On a single box there is no cluster at all (:class:`SingleNode`: no
-directory, nothing sent). The Redis implementation is
-``classroom/live/redis_cluster.py``.
+On a single box with one process there is no cluster at all
+(:class:`SingleNode`: no directory, nothing sent). The transports are
+``classroom/live/redis_cluster.py`` (edges, and workers with ``--redis``) and
+``classroom/live/local_cluster.py`` (the workers of one box, over their
+sockets to the main process); both carry the same sealed texts, read by the
+same code here (:class:`OriginEvents`, :class:`ViewerEvent`).
 
 Everything that crosses is sealed with an HMAC whose key is derived from the
 server secret (the secret an edge holds to verify invitations): an entry or
@@ -228,6 +231,48 @@ class SingleNode:
 
     async def close(self) -> None:
         pass
+
+
+class OriginEvents:
+    """What an edge has been told by the origin, whatever carried it: the
+    invitations revoked and the sessions ended, each applied once. A new kind
+    of event is added here, and every transport carries it unchanged."""
+
+    def __init__(self, key: bytes, on_revoked: Callable[[str, str], None],
+                 on_ended: Callable[[str], None]) -> None:
+        self._key = key
+        self._on_revoked = on_revoked
+        self._on_ended = on_ended
+        self.revoked: set[str] = set()
+        self.ended: set[str] = set()
+
+    def apply(self, raw: object) -> None:
+        """Apply one sealed event; anything else is logged and ignored."""
+        try:
+            fields = unseal(self._key, raw)
+            kind, session_id = fields.get("k"), fields.get("s")
+            if not isinstance(session_id, str) or not session_id:
+                raise Unsealed("no session")
+            if kind == "ended":
+                if session_id not in self.ended:
+                    self.ended.add(session_id)
+                    self._on_ended(session_id)
+            elif kind == "revoked":
+                invitation_id = fields.get("i")
+                if not isinstance(invitation_id, str) or not invitation_id:
+                    raise Unsealed("no invitation")
+                if invitation_id not in self.revoked:
+                    self.revoked.add(invitation_id)
+                    self._on_revoked(session_id, invitation_id)
+            else:
+                raise Unsealed(f"unknown kind {str(kind)[:20]!r}")
+        except Unsealed as exc:
+            logger.warning("origin event refused: %s", exc)
+
+
+def origin_event(key: bytes, kind: str, session_id: str, invitation_id: str = "") -> str:
+    """The sealed text of an origin's event (``ended``, ``revoked``)."""
+    return seal(key, {"k": kind, "s": session_id, "i": invitation_id})
 
 
 ViewerEventListener = Callable[[ViewerEvent], None]

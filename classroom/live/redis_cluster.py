@@ -42,8 +42,10 @@ from classroom.live.cluster import (
     ENTRY_TTL,
     HEARTBEAT,
     NodeEntry,
+    OriginEvents,
     Unsealed,
     ViewerEvent,
+    origin_event,
     seal,
     unseal,
 )
@@ -207,7 +209,7 @@ class RedisOrigin:
             self._wake.clear()
             await self._wake.wait()
         kind, session_id, invitation_id = self._outbox[0]
-        text = seal(self._key, {"k": kind, "s": session_id, "i": invitation_id})
+        text = origin_event(self._key, kind, session_id, invitation_id)
         async with self._client.pipeline(transaction=True) as pipe:
             if kind == "ended":
                 pipe.hset(ENDED, session_id, text)
@@ -289,10 +291,9 @@ class RedisEdge:
         self._client = connect(url)
         self._key = key
         self._entry = entry
-        self._on_revoked = on_revoked
-        self._on_ended = on_ended
-        self.revoked: set[str] = set()
-        self.ended: set[str] = set()
+        self._events = OriginEvents(key, on_revoked, on_ended)
+        self.revoked = self._events.revoked
+        self.ended = self._events.ended
         self._buffer: collections.deque[str] = collections.deque(maxlen=MAX_BUFFERED)
         self._wake = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("heartbeat", self._beat)),
@@ -327,26 +328,7 @@ class RedisEdge:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _apply(self, raw: object) -> None:
-        try:
-            fields = unseal(self._key, raw)
-            kind, session_id = fields.get("k"), fields.get("s")
-            if not isinstance(session_id, str) or not session_id:
-                raise Unsealed("no session")
-            if kind == "ended":
-                if session_id not in self.ended:
-                    self.ended.add(session_id)
-                    self._on_ended(session_id)
-            elif kind == "revoked":
-                invitation_id = fields.get("i")
-                if not isinstance(invitation_id, str) or not invitation_id:
-                    raise Unsealed("no invitation")
-                if invitation_id not in self.revoked:
-                    self.revoked.add(invitation_id)
-                    self._on_revoked(session_id, invitation_id)
-            else:
-                raise Unsealed(f"unknown kind {str(kind)[:20]!r}")
-        except Unsealed as exc:
-            logger.warning("origin event refused: %s", exc)
+        self._events.apply(raw)
 
     def viewer_event(self, event: ViewerEvent) -> None:
         """Queue a viewer event for the origin (sent in order, kept while

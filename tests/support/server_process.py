@@ -80,13 +80,18 @@ async def zhixing_edge(port: int, *, origin: str, token: str, secret: Path, dist
 @contextlib.asynccontextmanager
 async def zhixing_serve(data: Path, port: int, token: str, *, log: Path | None = None,
                         wrapper: Sequence[str] = (), extra: Sequence[str] = (),
-                        stop_timeout: float = 20.0) -> AsyncIterator[asyncio.subprocess.Process]:
+                        workers: int | None = 1, stop_timeout: float = 20.0
+                        ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``serve`` on 127.0.0.1:``port`` with ``token`` as the admin token, up
     once /healthz answers; its output appended to ``log`` (or dropped).
-    ``wrapper`` runs before the command (``unshare …``)."""
+    ``wrapper`` runs before the command (``unshare …``). One process (``--workers
+    1``) unless ``extra`` says otherwise, or ``workers`` is None (the default:
+    one a core)."""
     env = {**os.environ, "ZHIXING_ADMIN_TOKEN": token, "ZHIXING_ADMIN_PASSWORD": "pw-" + token}
+    env.pop("ZHIXING_WORKERS", None)
     command = [*wrapper, sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--data", str(data), "--ice-host", "127.0.0.1", *extra]
+               "--port", str(port), "--data", str(data), "--ice-host", "127.0.0.1",
+               *(["--workers", str(workers)] if workers is not None else []), *extra]
     with contextlib.ExitStack() as files:
         out = files.enter_context(log.open("ab")) if log is not None \
             else asyncio.subprocess.DEVNULL

@@ -65,7 +65,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (folder / "serve.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data", str(folder / "data"), "--ice-host", "127.0.0.1", "--log-level", "warning"],
+         "--data", str(folder / "data"), "--ice-host", "127.0.0.1", "--log-level", "warning",
+         "--workers", "1"],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

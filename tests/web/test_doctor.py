@@ -27,6 +27,7 @@ from web.doctor import (
     check_ice,
     check_media_libraries,
     check_turn,
+    check_worker_ports,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,3 +177,15 @@ def test_the_command_prints_fixes_in_both_languages_and_fails(
     assert "[ok]   FFmpeg 库 FFmpeg libraries" in out
     assert out.rstrip().endswith("warnings")
     assert cli.main(["doctor", "--data", str(tmp_path), "--ice-host", "127.0.0.1"]) == 0
+
+
+def test_the_workers_ports_are_checked_free() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        assert check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=1)) == []
+        [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
+        assert finding.level == "warn" and str(taken) in finding.detail, finding
+    [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
+    assert finding.level == "ok", finding
