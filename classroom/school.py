@@ -171,6 +171,11 @@ class School:
         self.sessions.open_live()
         self.cluster = self._cluster()
         closing.push_async_callback(self.cluster.close)
+        # The edges' rooms' link figures: on the wall and in /metrics as local ones.
+        self.wall.edge_links = self.cluster.edge_links
+        self.metrics.edge_links = self.cluster.edge_links
+        self.metrics.retired_edge_totals = self.cluster.retired_edge_totals
+        self.metrics.node_name = self.settings.node_name
         self.attendance.start()
         self.metrics.start()
         await self.archive.recover()  # finishes what a crash left recording or finishing

@@ -20,6 +20,10 @@ broadcast: one stream on the district's link however many rooms watch.
 * **Attendance at the origin.** Each room viewer's connection and leaving
   goes to the origin as a viewer event (a Redis stream, buffered while
   Redis is away), and the origin's attendance log counts it as its own.
+* **Link figures at the origin.** Every ``LINK_INTERVAL`` seconds the edge
+  sends one link report: each connected room's loss, RTT, bitrate (the
+  wall's figures, read as the origin reads its own) and counters, so the
+  wall and ``/metrics`` show them as the origin's own.
 * **The origin going away** ends the pull: the edge pulls again every
   second for ``REPULL_FOR`` seconds (its rooms keep their connections and
   carry on at the next keyframe); a session the origin no longer has (404,
@@ -45,8 +49,17 @@ from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 
 from classroom.access.signing import SECRET_BYTES, BadSignature, Signer
-from classroom.live.cluster import NodeEntry, ViewerEvent, cluster_key
+from classroom.live.cluster import (
+    LINK_INTERVAL,
+    LinkReport,
+    NodeEntry,
+    ViewerEvent,
+    ViewerLink,
+    cluster_key,
+)
+from classroom.live.metrics import viewer_totals
 from classroom.live.redis_cluster import RedisEdge
+from classroom.live.wall import BitrateSampler, link_quality, sent_bytes
 from streaming import aiortc_glue
 from streaming.broadcast import Broadcast, BroadcastClosed
 from streaming.peers import (
@@ -114,6 +127,8 @@ class Edge:
         self.http = aiohttp.ClientSession(timeout=ORIGIN_TIMEOUT)
         self.cluster = RedisEdge(config.redis_url, cluster_key(config.secret), self.entry,
                                  self._revoked, self._ended)
+        self._bitrates = BitrateSampler()
+        self._reporting = asyncio.create_task(self._report_links())
 
     def entry(self) -> NodeEntry:
         load = sum(len(pull.broadcast.viewers) for pull in self.pulls.values())
@@ -274,7 +289,38 @@ class Edge:
             self.cluster.viewer_event(ViewerEvent(pull.session_id, viewer.tag, resource,
                                                   "close", left))
 
+    # ---------------------------------------------------------- link reports
+    async def _report_links(self) -> None:
+        while True:
+            await asyncio.sleep(LINK_INTERVAL)
+            try:
+                self.cluster.link_report(await self.links())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("link report failed; trying again in %.0f s", LINK_INTERVAL)
+
+    async def links(self) -> LinkReport:
+        """Every connected room's link now, as the origin's wall reads its own."""
+        at = time.time()
+        links: list[ViewerLink] = []
+        for pull in list(self.pulls.values()):
+            for viewer in list(pull.broadcast.viewers.values()):
+                if viewer.tag is None or viewer.connection_state != "connected":
+                    continue
+                stats = await viewer.stats()
+                quality = link_quality(stats, self._bitrates.rate(
+                    viewer.resource_id, sent_bytes(stats)))
+                links.append(ViewerLink(
+                    pull.session_id, viewer.tag, f"{self.config.name}/{viewer.resource_id}",
+                    viewer.connected_at or at, quality, viewer_totals(stats)))
+        self._bitrates.keep({link.resource.partition("/")[2] for link in links})
+        return LinkReport(self.config.name, at, tuple(links))
+
     async def close(self) -> None:
+        self._reporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reporting
         for task in list(self._repulling):
             task.cancel()
         for session_id in list(self.pulls):

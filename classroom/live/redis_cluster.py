@@ -13,6 +13,10 @@ Keys and channels, all under ``zhixing:``:
 * ``zhixing:viewers`` (a stream) — the edges' sealed viewer events, read by
   the origin in the consumer group ``origin``, acknowledged once applied, so
   an origin that restarts carries on where it stopped.
+* ``zhixing:links`` (pub/sub) — each edge's sealed link report every 2 s,
+  handed to the origin's ``LinkBoard``. Nothing is kept: a report missed is
+  replaced by the next, and an edge away from Redis sends only its latest
+  when it is back.
 
 Redis down: the media never depend on it. Every loop logs the outage once,
 retries every second and logs the return; an edge keeps its viewer events in
@@ -41,6 +45,8 @@ from classroom.live.cluster import (
     DIRECTORY_REFRESH,
     ENTRY_TTL,
     HEARTBEAT,
+    LinkBoard,
+    LinkReport,
     NodeEntry,
     Unsealed,
     ViewerEvent,
@@ -56,6 +62,7 @@ EVENTS = PREFIX + "events"
 REVOKED = PREFIX + "revoked"
 ENDED = PREFIX + "ended"
 VIEWERS = PREFIX + "viewers"
+LINKS = PREFIX + "links"
 GROUP = "origin"
 KEEP_EVENTS = 30 * 24 * 3600  # seconds the revoked/ended hashes outlive their last write
 MAX_BUFFERED = 200_000  # viewer events an edge holds while Redis is away
@@ -126,8 +133,10 @@ class RedisOrigin:
         self._wake = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("directory", self._read_directory)),
                        asyncio.create_task(_forever("events", self._send_events)),
-                       asyncio.create_task(_forever("viewer events", self._read_viewers))]
+                       asyncio.create_task(_forever("viewer events", self._read_viewers)),
+                       asyncio.create_task(_forever("link reports", self._read_links))]
         self._group_ready = False
+        self.links = LinkBoard(key)
         self.refused: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------ directory
@@ -192,6 +201,25 @@ class RedisOrigin:
                 logger.warning("directory entry %s refused: %s", name[:100], exc)
             self.refused[name] += 1
             return None
+
+    # --------------------------------------------------------- link reports
+    def edge_links(self) -> list[LinkReport]:
+        return self.links.reports()
+
+    def retired_edge_totals(self) -> dict[str, float]:
+        return dict(self.links.retired)
+
+    async def _read_links(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(LINKS)
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self.links.receive(message.get("data"))
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # --------------------------------------------------------------- events
     def session_ended(self, session_id: str) -> None:
@@ -295,9 +323,12 @@ class RedisEdge:
         self.ended: set[str] = set()
         self._buffer: collections.deque[str] = collections.deque(maxlen=MAX_BUFFERED)
         self._wake = asyncio.Event()
+        self._report: str | None = None  # the latest link report not yet sent
+        self._report_ready = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("heartbeat", self._beat)),
                        asyncio.create_task(_forever("origin events", self._listen)),
-                       asyncio.create_task(_forever("viewer events", self._send_viewers))]
+                       asyncio.create_task(_forever("viewer events", self._send_viewers)),
+                       asyncio.create_task(_forever("link reports", self._send_links))]
 
     @property
     def buffered(self) -> int:
@@ -356,6 +387,21 @@ class RedisEdge:
                          MAX_BUFFERED)
         self._buffer.append(seal(self._key, event.to_fields()))
         self._wake.set()
+
+    def link_report(self, report: LinkReport) -> None:
+        """Send the edge's rooms' links to the origin (only the latest is
+        kept while Redis is away: it replaces the earlier)."""
+        self._report = seal(self._key, report.to_fields())
+        self._report_ready.set()
+
+    async def _send_links(self) -> None:
+        while self._report is None:
+            self._report_ready.clear()
+            await self._report_ready.wait()
+        text = self._report
+        await self._client.publish(LINKS, text)
+        if self._report is text:
+            self._report = None
 
     async def _send_viewers(self) -> None:
         while not self._buffer:

@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from classroom.live.cluster import NodeEntry, cluster_key, seal
 from tests.support import media
@@ -86,11 +87,31 @@ async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) 
                         f"{town.origin}/api/v1/sessions/{session['id']}/wall/ws",
                         headers={"Authorization": f"Bearer {ADMIN}"}) as ws:
                     _, snapshot = await raw_snapshot_until(
-                        ws, "every room connected",
-                        lambda snap: all(site["connected"] for site in snap["sites"]))
+                        ws, "every room connected, with its link figures",
+                        lambda snap: all(site["connected"] and site["quality"]
+                                         and (site["quality"]["bitrate"] or 0) > 0
+                                         and site["quality"]["rtt"] is not None
+                                         for site in snap["sites"]))
                 tiles = {site["invitation_id"]: site for site in snapshot["sites"]}
                 assert tiles[beilun["id"]]["problem"]["level"] == \
                     tiles[haishu["id"]]["problem"]["level"], tiles
+                # The edge's rooms' figures read as the origin's own room's.
+                local = tiles[haishu["id"]]["quality"]
+                for room in (beilun, yinzhou):
+                    quality = tiles[room["id"]]["quality"]
+                    assert quality.keys() == local.keys(), quality
+                    assert quality["frames_sent"] > 0 and quality["fraction_lost"] is not None
+                    assert quality["bitrate"] > local["bitrate"] / 4, (quality, local)
+                assert snapshot["summary"]["viewers"] == 3 + 2  # the pulls are viewers too
+                # /metrics counts the viewers of every relay, each by its node.
+                metrics = await wait_for_metrics(town, lambda m: all(
+                    m.get(f"zhixing_node_viewers_connected{{node={name}}}") == 1
+                    for name in DISTRICTS))
+                assert metrics["zhixing_node_viewers_connected{node=origin}"] == 3, metrics
+                assert metrics["zhixing_viewers_connected"] == 5
+                assert metrics[f"zhixing_session_viewers_connected{{session={session['id']}}}"] \
+                    == 5
+                sent_before = metrics["zhixing_egress_bytes_total"]
 
                 # Revoked on the origin: cut on the edge within 2 s.
                 revoked_at = time.monotonic()
@@ -106,6 +127,10 @@ async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) 
                         headers={"Content-Type": "application/sdp"}) as reply:
                     assert reply.status == 410, await reply.text()
                 await wait_for_attendance(town, session, {yinzhou["id"]: False})
+                # Its viewer left the edge's report: its bytes stay counted.
+                metrics = await wait_for_metrics(town, lambda m: m.get(
+                    "zhixing_node_viewers_connected{node=edge-yinzhou}") == 0)
+                assert metrics["zhixing_egress_bytes_total"] >= sent_before
                 # The other edge's room never noticed.
                 before = len(on_beilun.indices)
                 await asyncio.sleep(1.0)
@@ -121,6 +146,26 @@ async def test_rooms_of_two_districts_watch_through_their_edges(tmp_path: Path) 
         finally:
             await publisher.close()
     print(f"revocation reached the edge's room in {cut_after:.2f} s")
+
+
+async def wait_for_metrics(town: City, done: Callable[[dict[str, float]], bool],
+                           timeout: float = 10.0) -> dict[str, float]:
+    """The origin's /metrics as {name{labels}: value} once ``done`` says so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with town.http.get(f"{town.origin}/metrics",
+                                 headers={"Authorization": f"Bearer {ADMIN}"}) as reply:
+            assert reply.status == 200
+            text = await reply.text()
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        if done(values):
+            return values
+        assert time.monotonic() < deadline, (values, town.logs())
+        await asyncio.sleep(0.3)
 
 
 async def wait_for_attendance(town: City, session: dict[str, Any],
@@ -247,6 +292,7 @@ async def test_forged_stale_and_garbage_entries_send_no_room_anywhere(tmp_path: 
             await client.xadd("zhixing:viewers", {"e": "garbage"})
             await client.xadd("zhixing:viewers", {"x": "y"})
             await client.publish("zhixing:events", "garbage")
+            await client.publish("zhixing:links", "garbage")
             await asyncio.sleep(1.5)  # three readings of the directory
             assert await town.where(session, room["token"]) is None
             # A genuine entry is followed, and dropped with its key's expiry.
@@ -278,6 +324,7 @@ async def test_forged_stale_and_garbage_entries_send_no_room_anywhere(tmp_path: 
         assert "directory entry zhixing:node:edge-forever refused" in log
         assert "directory entry zhixing:node:junk refused" in log
         assert "viewer event" in log and "refused" in log
+        assert "link report refused" in log
 
 
 async def test_an_edge_with_a_wrong_token_refuses_its_rooms_and_logs_why(
