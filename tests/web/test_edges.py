@@ -355,3 +355,64 @@ async def test_an_edge_with_a_wrong_token_refuses_its_rooms_and_logs_why(
             await pc.close()
         log = (town.tmp / "edge-beilun.log").read_text()
         assert "the origin answered 401" in log, log[-2000:]
+
+
+async def test_an_edge_holds_a_room_to_the_origins_peer_and_pending_limits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with city(tmp_path, edges=()) as town:
+        # The same variables as serve's (flags too: --max-peers-per-invitation …).
+        monkeypatch.setenv("ZHIXING_MAX_PEERS_PER_INVITATION", "1")
+        monkeypatch.setenv("ZHIXING_MAX_PENDING_PER_ADDRESS", "2")
+        await town.start_edge("edge-beilun")
+        edge = town.edges["edge-beilun"]
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        others = [await town.invite(session, f"分课堂{n}", f"北仑区 / 街道{n}")
+                  for n in range(3)]
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        stalled: list[Any] = []
+
+        async def offer(token: str) -> aiohttp.ClientResponse:
+            """An offer whose answer is never applied: it stays being set up."""
+            pc = new_pc()
+            stalled.append(pc)
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            async with town.http.post(f"{edge}/whep/{session['id']}?token={token}",
+                                      data=pc.localDescription.sdp,
+                                      headers={"Content-Type": "application/sdp"}) as reply:
+                await reply.read()
+                return reply
+
+        try:
+            async with viewing(town, session, room["token"]) as watching:
+                await watching.wait_for_frames(10, timeout=20)
+                assert (await town.edge_health("edge-beilun"))["viewers"] == 1
+                # The room's link holds its one connection here: a second is refused.
+                second = await offer(room["token"])
+                assert second.status == 429, second.status
+                assert second.headers["Retry-After"] == "10"
+                assert second.headers["Access-Control-Allow-Origin"] == "*"
+                async with town.http.post(
+                        f"{edge}/whep/{session['id']}?token={room['token']}", data="v=0",
+                        headers={"Content-Type": "application/sdp"}) as reply:
+                    assert reply.status == 429
+                    assert "at most 1" in await reply.text()
+                # Two offers of other rooms being set up from this address: the third waits.
+                assert [(await offer(o["token"])).status for o in others[:2]] == [201, 201]
+                third = await offer(others[2]["token"])
+                assert third.status == 429 and third.headers["Retry-After"] == "2"
+                # The room playing never noticed.
+                before = len(watching.indices)
+                await asyncio.sleep(0.5)
+                assert len(watching.indices) > before
+        finally:
+            for pc in stalled:
+                await pc.close()
+            await publisher.close()
+        log = (town.tmp / "edge-beilun.log").read_text()
+        assert f"limit reached: peers of invitation {room['id']}, refused with 429" in log
+        assert "limit reached: pending offers of address 127.0.0.1, refused with 429" in log
+        assert room["token"] not in log
