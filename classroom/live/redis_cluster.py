@@ -115,6 +115,46 @@ async def _forever(what: str, step: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(RETRY)
 
 
+@dataclasses.dataclass(frozen=True)
+class Directory:
+    """One reading of the directory."""
+
+    entries: list[tuple[NodeEntry, int]]  # genuine entries, each with its ms to live
+    refused: list[tuple[str, str]]  # (key, why) of the entries not taken
+
+
+async def read_directory(client: aioredis.Redis, key: bytes) -> Directory:
+    """The entries that verify, name their own key, are well formed and
+    expire within ``ENTRY_TTL`` (the origin's reading, and the doctor's)."""
+    keys = [k async for k in client.scan_iter(NODE_PREFIX + "*", count=200)]
+    directory = Directory([], [])
+    if not keys:
+        return directory
+    async with client.pipeline(transaction=False) as pipe:
+        for name in keys:
+            pipe.get(name)
+            pipe.pttl(name)
+        replies = await pipe.execute()
+    for index, raw_name in enumerate(keys):
+        name = raw_name.decode("utf-8", "replace") if isinstance(raw_name, bytes) \
+            else str(raw_name)
+        raw, ttl = replies[2 * index], replies[2 * index + 1]
+        if raw is None:
+            continue  # expired between the scan and the read
+        try:
+            if not isinstance(ttl, int) or not 0 < ttl <= ENTRY_TTL * 1000:
+                raise Unsealed(f"its time to live is {ttl!r} ms, not at most "
+                               f"{ENTRY_TTL * 1000:.0f}: not renewed by a live edge")
+            entry = NodeEntry.from_fields(unseal(key, raw))
+            if NODE_PREFIX + entry.name != name:
+                raise Unsealed("the entry names another node than its key")
+        except Unsealed as exc:
+            directory.refused.append((name, str(exc)))
+            continue
+        directory.entries.append((entry, ttl))
+    return directory
+
+
 class RedisOrigin:
     """The origin's side: reads the directory, tells events, takes viewer events."""
 
@@ -160,18 +200,12 @@ class RedisOrigin:
 
     async def _read_directory(self) -> None:
         try:
-            keys = [key async for key in self._client.scan_iter(NODE_PREFIX + "*", count=200)]
-            entries: list[NodeEntry] = []
-            if keys:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.get(key)
-                        pipe.pttl(key)
-                    replies = await pipe.execute()
-                for index, key in enumerate(keys):
-                    entry = self._entry(key, replies[2 * index], replies[2 * index + 1])
-                    if entry is not None:
-                        entries.append(entry)
+            directory = await read_directory(self._client, self._key)
+            for name, why in directory.refused:
+                if self.refused[name] % 120 == 0:  # once a minute at two readings a second
+                    logger.warning("directory entry %s refused: %s", name[:100], why)
+                self.refused[name] += 1
+            entries = [entry for entry, _ in directory.entries]
             self._edges = entries
             for name in set(self._sent) - {entry.name for entry in entries}:
                 del self._sent[name]
@@ -183,24 +217,6 @@ class RedisOrigin:
             self._edges = []  # nobody is known healthy while Redis cannot say
             raise
         await asyncio.sleep(DIRECTORY_REFRESH)
-
-    def _entry(self, key: object, raw: object, ttl: object) -> NodeEntry | None:
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        try:
-            if raw is None:
-                return None  # expired between the scan and the read
-            if not isinstance(ttl, int) or not 0 < ttl <= ENTRY_TTL * 1000:
-                raise Unsealed(f"its time to live is {ttl!r} ms, not at most "
-                               f"{ENTRY_TTL * 1000:.0f}: not renewed by a live edge")
-            entry = NodeEntry.from_fields(unseal(self._key, raw))
-            if NODE_PREFIX + entry.name != name:
-                raise Unsealed("the entry names another node than its key")
-            return entry
-        except Unsealed as exc:
-            if self.refused[name] % 120 == 0:  # once a minute at two readings a second
-                logger.warning("directory entry %s refused: %s", name[:100], exc)
-            self.refused[name] += 1
-            return None
 
     # --------------------------------------------------------- link reports
     def edge_links(self) -> list[LinkReport]:
