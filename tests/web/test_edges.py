@@ -416,3 +416,92 @@ async def test_an_edge_holds_a_room_to_the_origins_peer_and_pending_limits(
         assert f"limit reached: peers of invitation {room['id']}, refused with 429" in log
         assert "limit reached: pending offers of address 127.0.0.1, refused with 429" in log
         assert room["token"] not in log
+
+
+async def test_a_room_on_an_edge_watches_from_the_start_through_the_origin(
+        tmp_path: Path) -> None:
+    """时移 of a room on an edge, as its page does it: the recording is at the
+    origin, so the page connects there (``?direct=1``), asks there, and drops
+    its edge connection (web/static/room-player.js)."""
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions",
+                                  {"title": "第一讲", "video_codec": "H264"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        edge = town.edges["edge-beilun"]
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        on_edge = at_origin = None
+        try:
+            await town.wait_where(session, room["token"], edge)
+            await publisher_frames(publisher, 15)
+            recording_from = publisher.video.index
+            await town.call("POST", f"/api/v1/sessions/{session['id']}/recording")
+            await asyncio.sleep(4)
+            on_edge = await start_viewer(town.http, town.origin, session["id"], room["token"])
+            await on_edge.wait_for_frames(15, timeout=20)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1
+            assert on_edge.indices[-1] > recording_from + 90
+            room_view = await room_call(town, "GET", "/api/v1/room", room["token"])
+            assert room_view["timeshift_available"], room_view
+            # The origin does not know the edge's viewer: the page comes to it.
+            assert on_edge.location is not None
+            edge_resource = on_edge.location.rstrip("/").split("/")[-1]
+            refused = await room_call(town, "POST", "/api/v1/room/timeshift", room["token"],
+                                      {"mode": "start", "resource": edge_resource},
+                                      status=404)
+            assert "no such viewer" in str(refused)
+            # (start_viewer puts the query after the session's id in the URL.)
+            at_origin = await start_viewer(town.http, town.origin, f"{session['id']}?direct=1",
+                                           room["token"])
+            assert at_origin.location is not None
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1  # not the edge's
+            await on_edge.close()
+            on_edge = None
+            await at_origin.wait_for_frames(10, timeout=20)
+            resource = at_origin.location.rstrip("/").split("/")[-1]
+            mode = await room_call(town, "POST", "/api/v1/room/timeshift", room["token"],
+                                   {"mode": "start", "resource": resource})
+            assert mode["mode"] == "timeshift", mode
+            start = len(at_origin.indices)
+            await at_origin.wait_for_frames(start + 45, timeout=15)
+            shifted = at_origin.indices[start:]
+            # From the recording's beginning, in order.
+            assert recording_from <= shifted[5] < recording_from + 60, (recording_from,
+                                                                        shifted[:10])
+            assert in_order(shifted[5:])
+            mode = await room_call(town, "POST", "/api/v1/room/timeshift", room["token"],
+                                   {"mode": "live", "resource": resource})
+            assert mode["mode"] == "live"
+            start = len(at_origin.indices)
+            await at_origin.wait_for_frames(start + 30, timeout=15)
+            assert at_origin.indices[-1] >= publisher.video.index - 30  # live again
+            # Present all along: from the edge to the origin without a gap
+            # worth a line in the report (the page's own takes about a second).
+            report = await wait_for_attendance(town, session, {room["id"]: True})
+            [only] = report["invitations"]
+            intervals = only["intervals"]
+            assert intervals[-1]["disconnected_at"] is None, intervals
+            assert all(later["connected_at"] - earlier["disconnected_at"] < 1.0
+                       for earlier, later in itertools.pairwise(intervals)), intervals
+        finally:
+            for viewer in (on_edge, at_origin):
+                if viewer is not None:
+                    await viewer.close()
+            await publisher.close()
+        await town.call("DELETE", f"/api/v1/sessions/{session['id']}/recording")
+
+
+async def publisher_frames(publisher: media.TestPublisher, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while publisher.video.index < count:
+        assert time.monotonic() < deadline, "the publisher sends no frames"
+        await asyncio.sleep(0.1)
+
+
+async def room_call(town: City, method: str, path: str, token: str, body: Any = None,
+                    status: int = 200) -> Any:
+    """A room page's API call with its invitation token."""
+    async with town.http.request(method, f"{town.origin}{path}", json=body,
+                                 headers={"Authorization": f"Bearer {token}"}) as reply:
+        assert reply.status == status, (reply.status, await reply.text())
+        return await reply.json()
