@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -57,6 +58,7 @@ from aiortc import sdp as aiortc_sdp
 from classroom.access.signing import SECRET_BYTES, BadSignature, Signer
 from classroom.live.cluster import (
     LINK_INTERVAL,
+    MAX_LINK_VIEWERS,
     LinkReport,
     NodeEntry,
     ViewerEvent,
@@ -144,6 +146,7 @@ class Edge:
         self.cluster = RedisEdge(config.redis_url, cluster_key(config.secret), self.entry,
                                  self._revoked, self._ended)
         self._bitrates = BitrateSampler()
+        self._capped_at = -math.inf  # when the last report left rooms out
         self._reporting = asyncio.create_task(self._report_links())
 
     def entry(self) -> NodeEntry:
@@ -320,16 +323,21 @@ class Edge:
         """Every connected room's link now, as the origin's wall reads its own."""
         at = time.time()
         links: list[ViewerLink] = []
-        for pull in list(self.pulls.values()):
-            for viewer in list(pull.broadcast.viewers.values()):
-                if viewer.tag is None or viewer.connection_state != "connected":
-                    continue
-                stats = await viewer.stats()
-                quality = link_quality(stats, self._bitrates.rate(
-                    viewer.resource_id, sent_bytes(stats)))
-                links.append(ViewerLink(
-                    pull.session_id, viewer.tag, f"{self.config.name}/{viewer.resource_id}",
-                    viewer.connected_at or at, quality, viewer_totals(stats)))
+        viewers = [(pull, viewer) for pull in list(self.pulls.values())
+                   for viewer in list(pull.broadcast.viewers.values())
+                   if viewer.tag is not None and viewer.connection_state == "connected"]
+        if len(viewers) > MAX_LINK_VIEWERS and time.monotonic() - self._capped_at > 60:
+            self._capped_at = time.monotonic()
+            logger.warning("%d rooms connected: the origin hears the links of %d only",
+                           len(viewers), MAX_LINK_VIEWERS)
+        for pull, viewer in viewers[:MAX_LINK_VIEWERS]:
+            stats = await viewer.stats()
+            quality = link_quality(stats, self._bitrates.rate(
+                viewer.resource_id, sent_bytes(stats)))
+            assert viewer.tag is not None  # chosen above
+            links.append(ViewerLink(
+                pull.session_id, viewer.tag, f"{self.config.name}/{viewer.resource_id}",
+                viewer.connected_at or at, quality, viewer_totals(stats)))
         self._bitrates.keep({link.resource.partition("/")[2] for link in links})
         return LinkReport(self.config.name, at, tuple(links))
 

@@ -181,8 +181,10 @@ class ViewerEvent:
 # or lost Redis: its rooms are then not on the wall's figures, as before).
 LINK_INTERVAL = 2.0
 LINK_TTL = 3 * LINK_INTERVAL
-MAX_LINK_VIEWERS = 5000  # rooms one report may name (a district's edge holds hundreds)
-MAX_LINK_REPORT = 2_000_000  # characters of one sealed report (about 250 a room)
+# Rooms one report may name: a district's edge holds hundreds (a box about
+# 800); a room takes at most about 700 characters of a sealed report.
+MAX_LINK_VIEWERS = 3000
+MAX_LINK_REPORT = 2_500_000
 # The wall's figures of a viewer (classroom/live/wall.py, link_quality).
 LINK_QUALITY = ("bitrate", "fraction_lost", "packets_lost", "rtt", "jitter", "frames_sent",
                 "nacks", "keyframe_requests", "overflows")

@@ -17,7 +17,14 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from classroom.live.cluster import NodeEntry, cluster_key, seal
+from classroom.live.cluster import (
+    LinkReport,
+    NodeEntry,
+    ViewerEvent,
+    ViewerLink,
+    cluster_key,
+    seal,
+)
 from tests.support import media
 from tests.support.city import ADMIN, DISTRICTS, City, city
 from tests.support.media import (
@@ -372,6 +379,7 @@ async def test_an_edge_holds_a_room_to_the_origins_peer_and_pending_limits(
         publisher = await start_publisher(town.http, town.origin, session["id"],
                                           session["publish_token"])
         stalled: list[Any] = []
+        await town.wait_where(session, room["token"], edge)
 
         async def offer(token: str) -> aiohttp.ClientResponse:
             """An offer whose answer is never applied: it stays being set up."""
@@ -505,3 +513,85 @@ async def room_call(town: City, method: str, path: str, token: str, body: Any = 
                                  headers={"Authorization": f"Bearer {token}"}) as reply:
         assert reply.status == status, (reply.status, await reply.text())
         return await reply.json()
+
+
+async def test_an_edge_rooms_reported_loss_is_a_problem_on_the_wall_until_its_edge_goes(
+        tmp_path: Path) -> None:
+    """An edge's link report, sealed with the city's key and sent through Redis
+    as an edge sends it: the origin judges the room by it as it would its own
+    (5 % loss is a problem), counts it in /metrics, and forgets it 6 s after
+    its edge fell silent; a forged report changes nothing."""
+    async with city(tmp_path, edges=()) as town:
+        session = await town.call("POST", "/api/v1/sessions", {"title": "第一讲"})
+        lossy = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        forged_room = await town.invite(session, "大碶街道分课堂", "北仑区 / 大碶街道")
+        key = cluster_key((town.tmp / "data" / "server-secret").read_bytes())
+        client = aioredis.Redis.from_url(town.redis.url)
+        quality: dict[str, float | None] = {
+            "bitrate": 850_000, "fraction_lost": 0.12, "packets_lost": 40, "rtt": 0.03,
+            "jitter": 0.004, "frames_sent": 900, "nacks": 30, "keyframe_requests": 1,
+            "overflows": 0}
+        totals = {"zhixing_egress_bytes": 3_000_000.0, "zhixing_egress_packets": 3000.0}
+
+        def link(room: dict[str, Any], node: str) -> ViewerLink:
+            return ViewerLink(session["id"], room["id"], f"{node}/r-{room['id']}",
+                              time.time() - 30, quality, totals)
+
+        async def report_every_second(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                await client.publish("zhixing:links", seal(key, LinkReport(
+                    "edge-fake", time.time(), (link(lossy, "edge-fake"),)).to_fields()))
+                await client.publish("zhixing:links", seal(b"x" * 32, LinkReport(
+                    "edge-forged", time.time(),
+                    (link(forged_room, "edge-forged"),)).to_fields()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+        stop = asyncio.Event()
+        reporting = asyncio.create_task(report_every_second(stop))
+        try:
+            for room, node, sealed_with in ((lossy, "edge-fake", key),
+                                            (forged_room, "edge-forged", key)):
+                event = ViewerEvent(session["id"], room["id"], f"{node}/r-{room['id']}",
+                                    "open", time.time() - 30)
+                await client.xadd("zhixing:viewers", {"e": seal(sealed_with,
+                                                                 event.to_fields())})
+            async with town.http.ws_connect(
+                    f"{town.origin}/api/v1/sessions/{session['id']}/wall/ws",
+                    headers={"Authorization": f"Bearer {ADMIN}"}) as ws:
+                _, snapshot = await raw_snapshot_until(
+                    ws, "both rooms connected, the edge room's figures", lambda snap: all(
+                        site["connected"] for site in snap["sites"]) and any(
+                        site["quality"] for site in snap["sites"]))
+                tiles = {site["invitation_id"]: site for site in snapshot["sites"]}
+                assert tiles[lossy["id"]]["quality"] == quality
+                assert tiles[lossy["id"]]["problem"]["reason"] == "loss", tiles
+                # Connected by its viewer event; no figures from a forged report.
+                assert tiles[forged_room["id"]]["connected"]
+                assert tiles[forged_room["id"]]["quality"] is None
+                assert tiles[forged_room["id"]]["problem"]["level"] == 0
+                metrics = await wait_for_metrics(town, lambda m: m.get(
+                    "zhixing_node_viewers_connected{node=edge-fake}") == 1)
+                assert "zhixing_node_viewers_connected{node=edge-forged}" not in metrics
+                assert metrics["zhixing_egress_bytes_total"] == 3_000_000
+                assert metrics["zhixing_viewers_connected"] == 1
+                # The edge falls silent: forgotten after 6 s, its counters kept.
+                stop.set()
+                await reporting
+                silent = time.monotonic()
+                _, snapshot = await raw_snapshot_until(
+                    ws, "the silent edge forgotten",
+                    lambda snap: all(site["quality"] is None for site in snap["sites"]),
+                    timeout=15)
+                assert time.monotonic() - silent > 5
+                tiles = {site["invitation_id"]: site for site in snapshot["sites"]}
+                assert tiles[lossy["id"]]["problem"]["level"] == 0  # no figures, no judgement
+                metrics = await wait_for_metrics(town, lambda m: m.get(
+                    "zhixing_node_viewers_connected{node=edge-fake}") is None)
+                assert metrics["zhixing_egress_bytes_total"] == 3_000_000
+                assert metrics["zhixing_viewers_connected"] == 0
+        finally:
+            stop.set()
+            await reporting
+            await client.aclose()
+        assert "link report refused: the seal does not match" in town.origin_log.read_text()
