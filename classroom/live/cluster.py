@@ -290,14 +290,18 @@ class LinkBoard:
         self.refused = 0
 
     def receive(self, raw: object) -> LinkReport | None:
+        previous: tuple[float, LinkReport] | None = None
         try:
             report = LinkReport.from_fields(unseal(self._key, raw, MAX_LINK_REPORT))
+            previous = self._reports.get(report.node)
+            if previous is not None and report.at < previous[1].at:
+                # A genuine old report sent again: never take it back in time.
+                raise Unsealed(f"{report.node}'s report is older than its last")
         except Unsealed as exc:
             if self.refused % 30 == 0:  # once a minute for one edge at its pace
                 logger.warning("link report refused: %s", exc)
             self.refused += 1
             return None
-        previous = self._reports.get(report.node)
         if previous is not None:
             staying = {viewer.resource for viewer in report.viewers}
             self._retire(v for v in previous[1].viewers if v.resource not in staying)

@@ -159,11 +159,13 @@ def test_the_board_keeps_the_latest_report_and_retires_what_leaves_it(
     assert board.retired == {"zhixing_egress_bytes": 1000.0, "zhixing_egress_packets": 10}
     assert {r.node: len(r.viewers) for r in board.reports()} == {"edge-beilun": 1,
                                                                  "edge-yinzhou": 1}
-    # Forged, garbage, too long: refused, logged, nothing changes.
+    # Forged, garbage, too long, an old one sent again: refused, logged,
+    # nothing changes.
     for raw in (sealed(LinkReport("edge-beilun", 5.0, ()), cluster_key(b"t" * 32)),
-                b"\xff garbage", "x" * (MAX_LINK_REPORT + 1)):
+                b"\xff garbage", "x" * (MAX_LINK_REPORT + 1),
+                sealed(LinkReport("edge-beilun", 1.0, ()))):
         assert board.receive(raw) is None
-    assert board.refused == 3 and "link report refused" in caplog.text
+    assert board.refused == 4 and "link report refused" in caplog.text
     assert len(board.reports()[0].viewers) == 1
     # An edge that stopped reporting is forgotten, its viewers' counters retired.
     now[0] += LINK_TTL - 1
