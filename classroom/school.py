@@ -174,6 +174,11 @@ class School:
         self.sessions.open_live()
         self.cluster = self._cluster()
         closing.push_async_callback(self.cluster.close)
+        # The edges' rooms' link figures: on the wall and in /metrics as local ones.
+        self.wall.edge_links = self.cluster.edge_links
+        self.metrics.edge_links = self.cluster.edge_links
+        self.metrics.retired_edge_totals = self.cluster.retired_edge_totals
+        self.metrics.node_name = self.settings.node_name
         self.attendance.start()
         self.metrics.start()
         await self.archive.recover()  # finishes what a crash left recording or finishing
@@ -355,14 +360,16 @@ class School:
     def _check_course(self, data: Mapping[str, Any], scope: Scope) -> None:
         """A session's course: the city's or the caller's own (Forbidden else)."""
         course = data.get("course_id")
-        if isinstance(course, int) and not isinstance(course, bool):
+        # Beyond SQLite's integers no row exists: Fields says so (unknown_reference).
+        if isinstance(course, int) and not isinstance(course, bool) and 0 < course < 2**63:
             row = self.db.one("SELECT owner_id FROM courses WHERE id = ?", (course,))
             if row is not None and not (scope.reads_course(row) or scope.is_city):
                 raise Forbidden("this course belongs to another part of the organization")
 
     def _check_presenter(self, data: Mapping[str, Any], scope: Scope) -> None:
         presenter = data.get("presenter_id")
-        if isinstance(presenter, int) and not isinstance(presenter, bool):
+        if isinstance(presenter, int) and not isinstance(presenter, bool) \
+                and 0 < presenter < 2**63:
             row = self.db.one("SELECT org_node_id FROM admins WHERE id = ?", (presenter,))
             if row is not None and not scope.covers(row["org_node_id"]):
                 raise Forbidden("this presenter belongs to another part of the organization")

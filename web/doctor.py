@@ -16,7 +16,11 @@ checked, with the configuration ``serve`` would use:
 * FFmpeg's libraries as PyAV brings them: the codecs recording, finishing,
   replay and import use (the service runs no ffmpeg program);
 * the clock: the kernel's NTP state, and not behind the newest time the
-  catalog has written (a clock set back makes attendance and links wrong).
+  catalog has written (a clock set back makes attendance and links wrong);
+* with ``--redis``: Redis answers, and the directory's edges and workers
+  (each healthy entry with its district, address, load and the age of its
+  last renewal; entries that do not verify with this data folder's secret
+  are named).
 """
 
 from __future__ import annotations
@@ -34,16 +38,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aioice.stun
 import aioice.turn
 import av
 
+from classroom.access.signing import SECRET_FILE
 from classroom.attendance.charts import CJK_FONTS
+from classroom.live.cluster import ALL_SITES, ENTRY_TTL, cluster_key
 from classroom.school import DATABASE_FILE
 from streaming import aiortc_glue
 from web.config import Config, config_from_args
+
+if TYPE_CHECKING:
+    from classroom.live.redis_cluster import Directory
 
 TURN_TIMEOUT = 5.0
 HOUR_OF_RECORDING = 1024 ** 3 // 2  # about 1 Mbps of video and audio for an hour
@@ -341,6 +351,75 @@ def check_clock(config: Config, now: Callable[[], float] = time.time,
     return [Finding("ok", what, f"{shown} ({note})")]
 
 
+# ---------------------------------------------------------------------- Redis and edges
+
+
+REDIS_TIMEOUT = 3.0
+
+
+async def _read_cluster(url: str, secret: bytes) -> Directory:
+    # Imported here, as serve does: a box without --redis never loads the client.
+    from classroom.live.redis_cluster import connect, read_directory
+
+    client = connect(url)
+    try:
+        await asyncio.wait_for(client.ping(), REDIS_TIMEOUT)
+        return await asyncio.wait_for(read_directory(client, cluster_key(secret)),
+                                      REDIS_TIMEOUT)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+def check_redis(config: Config) -> list[Finding]:
+    """Redis reachable, and the edges and workers renewing their entries now."""
+    what = "Redis 与分发节点 Redis and edges"
+    if config.redis_url is None:
+        return [Finding("ok", what, "none configured (one box: no edges, no workers)")]
+    from redis.exceptions import RedisError
+
+    shown = _without_password(config.redis_url)
+    try:
+        secret = (config.data_dir / SECRET_FILE).read_bytes()
+    except OSError as exc:
+        return [Finding("fail", what, f"{SECRET_FILE} cannot be read ({exc.strerror}): "
+                                      "the directory's entries cannot be checked",
+                        "在服务的数据目录中运行 doctor（--data），边缘节点的 --secret 须是其副本",
+                        "run doctor on the service's data folder (--data); the edges' "
+                        "--secret must be a copy of its server-secret")]
+    try:
+        directory = asyncio.run(_read_cluster(config.redis_url, secret))
+    except (RedisError, OSError, TimeoutError) as exc:
+        return [Finding(
+            "fail", what, f"{shown}: unreachable ({str(exc) or type(exc).__name__})",
+            "检查 redis-server 是否运行（systemctl status redis-server）、地址与端口是否正确、"
+            "防火墙是否放行；Redis 不可用时分课堂都回到主服务器观看",
+            "check that redis-server runs (systemctl status redis-server), that the address "
+            "and port are right and the firewall lets them through; without Redis every room "
+            "watches from the origin")]
+    findings = [Finding("ok", what, f"{shown}: reachable, {len(directory.entries)} edge(s) "
+                                    "or worker(s) renewing their entries")]
+    for entry, ttl in sorted(directory.entries, key=lambda e: e[0].name):
+        age = max(0.0, ENTRY_TTL - ttl / 1000)
+        kind = "worker" if entry.district == ALL_SITES else f"edge of {entry.district}"
+        findings.append(Finding("ok", what, f"{entry.name} ({kind}) at {entry.url}: "
+                                            f"{entry.load} viewer(s), renewed {age:.1f} s ago"))
+    for name, why in directory.refused:
+        findings.append(Finding(
+            "warn", what, f"{name[:100]} refused: {why}",
+            "该节点的 --secret 须是本数据目录 server-secret 的副本；陈旧或伪造的条目不会被采用",
+            "that node's --secret must be a copy of this data folder's server-secret; a "
+            "stale or forged entry is never followed"))
+    return findings
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
 # ---------------------------------------------------------------------- the command
 
 
@@ -373,7 +452,8 @@ def check_worker_ports(config: Config) -> list[Finding]:
 
 def run_checks(config: Config) -> list[Finding]:
     return [*check_ice(config), *check_turn(config), *check_disk(config), *check_fonts(),
-            *check_media_libraries(), *check_clock(config), *check_worker_ports(config)]
+            *check_media_libraries(), *check_clock(config), *check_worker_ports(config),
+            *check_redis(config)]
 
 
 MARKS = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]"}

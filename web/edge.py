@@ -20,6 +20,16 @@ broadcast: one stream on the district's link however many rooms watch.
 * **Attendance at the origin.** Each room viewer's connection and leaving
   goes to the origin as a viewer event (a Redis stream, buffered while
   Redis is away), and the origin's attendance log counts it as its own.
+* **Link figures at the origin.** Every ``LINK_INTERVAL`` seconds the edge
+  sends one link report: each connected room's loss, RTT, bitrate (the
+  wall's figures, read as the origin reads its own) and counters, so the
+  wall and ``/metrics`` show them as the origin's own.
+* **The origin's limits.** A room's link may hold as many WHEP connections
+  here as at the origin (``--max-peers-per-invitation``), and an address as
+  many offers being set up (``--max-pending-per-address``, ``--max-pending``;
+  the same flags and variables as ``serve``): ``429``/``503`` with
+  ``Retry-After`` and one log line per limit and credential every 10 s
+  (``web/limits.py``). The edge counts its own peers only.
 * **The origin going away** ends the pull: the edge pulls again every
   second for ``REPULL_FOR`` seconds (its rooms keep their connections and
   carry on at the next keyframe); a session the origin no longer has (404,
@@ -32,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import sys
 import time
@@ -46,8 +57,18 @@ from aiohttp import web
 from aiortc import sdp as aiortc_sdp
 
 from classroom.access.signing import SECRET_BYTES, BadSignature, Signer
-from classroom.live.cluster import NodeEntry, ViewerEvent, cluster_key
+from classroom.live.cluster import (
+    LINK_INTERVAL,
+    MAX_LINK_VIEWERS,
+    LinkReport,
+    NodeEntry,
+    ViewerEvent,
+    ViewerLink,
+    cluster_key,
+)
 from classroom.live.local_cluster import LocalEdge
+from classroom.live.metrics import viewer_totals
+from classroom.live.wall import BitrateSampler, link_quality, sent_bytes
 from streaming import aiortc_glue
 from streaming.broadcast import Broadcast, BroadcastClosed
 from streaming.peers import (
@@ -61,7 +82,15 @@ from streaming.peers import (
 from streaming.upstream import Upstream, UpstreamRefused
 from web.access_log import AccessLogger
 from web.config import _env, _list
+from web.errors import AppError
 from web.http import bearer_token
+from web.limits import (
+    EDGE_LIMITS,
+    Limiter,
+    LimitSettings,
+    add_limit_arguments,
+    limit_settings_from_args,
+)
 from web.signaling import CORS_HEADERS, SDP, SDPFRAG, parse_sdpfrag
 from web.workers import die_with_parent
 
@@ -93,6 +122,7 @@ class EdgeConfig:
     connect_timeout: float = 30.0
     log_level: str = "info"
     cluster_fd: int | None = None  # a worker's end of its socketpair to the main process
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 @dataclass
@@ -113,11 +143,15 @@ class Edge:
         self.config = config
         self.settings = settings
         self.signer = Signer(config.secret)
+        self.limiter = Limiter(config.limits)
         self.pulls: dict[str, _Pull] = {}
         self._opening: dict[str, asyncio.Task[_Pull]] = {}
         self._repulling: set[asyncio.Task[None]] = set()
         self.http = aiohttp.ClientSession(timeout=ORIGIN_TIMEOUT)
         self.cluster = self._cluster()
+        self._bitrates = BitrateSampler()
+        self._capped_at = -math.inf  # when the last report left rooms out
+        self._reporting = asyncio.create_task(self._report_links())
 
     def _cluster(self) -> LocalEdge | RedisEdge:
         """Redis (an edge, or a worker with --redis), or the socket to the
@@ -290,7 +324,43 @@ class Edge:
             self.cluster.viewer_event(ViewerEvent(pull.session_id, viewer.tag, resource,
                                                   "close", left))
 
+    # ---------------------------------------------------------- link reports
+    async def _report_links(self) -> None:
+        while True:
+            await asyncio.sleep(LINK_INTERVAL)
+            try:
+                self.cluster.link_report(await self.links())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("link report failed; trying again in %.0f s", LINK_INTERVAL)
+
+    async def links(self) -> LinkReport:
+        """Every connected room's link now, as the origin's wall reads its own."""
+        at = time.time()
+        links: list[ViewerLink] = []
+        viewers = [(pull, viewer) for pull in list(self.pulls.values())
+                   for viewer in list(pull.broadcast.viewers.values())
+                   if viewer.tag is not None and viewer.connection_state == "connected"]
+        if len(viewers) > MAX_LINK_VIEWERS and time.monotonic() - self._capped_at > 60:
+            self._capped_at = time.monotonic()
+            logger.warning("%d rooms connected: the origin hears the links of %d only",
+                           len(viewers), MAX_LINK_VIEWERS)
+        for pull, viewer in viewers[:MAX_LINK_VIEWERS]:
+            stats = await viewer.stats()
+            quality = link_quality(stats, self._bitrates.rate(
+                viewer.resource_id, sent_bytes(stats)))
+            assert viewer.tag is not None  # chosen above
+            links.append(ViewerLink(
+                pull.session_id, viewer.tag, f"{self.config.name}/{viewer.resource_id}",
+                viewer.connected_at or at, quality, viewer_totals(stats)))
+        self._bitrates.keep({link.resource.partition("/")[2] for link in links})
+        return LinkReport(self.config.name, at, tuple(links))
+
     async def close(self) -> None:
+        self._reporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reporting
         for task in list(self._repulling):
             task.cancel()
         for session_id in list(self.pulls):
@@ -326,34 +396,44 @@ async def create_viewer(request: web.Request) -> web.Response:
     if request.content_type != SDP:
         raise web.HTTPUnsupportedMediaType(text=f"Content-Type must be {SDP}",
                                            headers=CORS_HEADERS)
+    # As at the origin: from the body's reading until the answer, the offer
+    # counts as being set up from its address; its peer then counts for its link.
+    with edge.limiter.offer(request.remote or "unknown", f"invitation {invitation_id}",
+                            edge.config.limits.peers_per_invitation) as admission:
+        offer = await _read_offer(request)
+        try:
+            pull = await edge.pull(session_id)
+        except SessionGone as exc:
+            raise web.HTTPGone(text="this session is not live", headers=CORS_HEADERS) from exc
+        except UpstreamRefused as exc:
+            logger.warning("session %s: cannot pull from the origin: %s", session_id, exc)
+            raise web.HTTPServiceUnavailable(
+                text="the origin cannot be reached from this edge",
+                headers={**CORS_HEADERS, "Retry-After": "2"}) from exc
+        try:
+            resource_id, answer = await pull.broadcast.view(offer, tag=invitation_id)
+        except MalformedOffer as exc:
+            raise web.HTTPBadRequest(text=str(exc), headers=CORS_HEADERS) from exc
+        except MissingMedia as exc:
+            raise web.HTTPUnprocessableEntity(text=str(exc), headers=CORS_HEADERS) from exc
+        except UnsupportedCodec as exc:
+            raise web.HTTPNotAcceptable(text=str(exc), headers=CORS_HEADERS) from exc
+        except BroadcastClosed as exc:
+            raise web.HTTPGone(text="this session has ended", headers=CORS_HEADERS) from exc
+        admission.admit(pull.broadcast, resource_id)
+    headers = {"Location": f"/whep/{quote(session_id, safe='')}/{resource_id}",
+               "ETag": f'"{resource_id}"', "Accept-Patch": SDPFRAG, **CORS_HEADERS}
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+async def _read_offer(request: web.Request) -> str:
     body = await request.content.read(MAX_SDP_BYTES + 1)
     if len(body) > MAX_SDP_BYTES:
         raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), headers=CORS_HEADERS)
     try:
-        offer = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
         raise web.HTTPBadRequest(text="body is not UTF-8 text", headers=CORS_HEADERS) from None
-    try:
-        pull = await edge.pull(session_id)
-    except SessionGone as exc:
-        raise web.HTTPGone(text="this session is not live", headers=CORS_HEADERS) from exc
-    except UpstreamRefused as exc:
-        logger.warning("session %s: cannot pull from the origin: %s", session_id, exc)
-        raise web.HTTPServiceUnavailable(text="the origin cannot be reached from this edge",
-                                         headers={**CORS_HEADERS, "Retry-After": "2"}) from exc
-    try:
-        resource_id, answer = await pull.broadcast.view(offer, tag=invitation_id)
-    except MalformedOffer as exc:
-        raise web.HTTPBadRequest(text=str(exc), headers=CORS_HEADERS) from exc
-    except MissingMedia as exc:
-        raise web.HTTPUnprocessableEntity(text=str(exc), headers=CORS_HEADERS) from exc
-    except UnsupportedCodec as exc:
-        raise web.HTTPNotAcceptable(text=str(exc), headers=CORS_HEADERS) from exc
-    except BroadcastClosed as exc:
-        raise web.HTTPGone(text="this session has ended", headers=CORS_HEADERS) from exc
-    headers = {"Location": f"/whep/{quote(session_id, safe='')}/{resource_id}",
-               "ETag": f'"{resource_id}"', "Accept-Patch": SDPFRAG, **CORS_HEADERS}
-    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
 
 
 def _viewer(request: web.Request) -> Viewer:
@@ -421,6 +501,9 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except AppError as exc:  # a limit (web/limits.py), its text as the origin's
+        return web.Response(status=exc.status, text=exc.message,
+                            headers={**exc.headers, **CORS_HEADERS})
     except web.HTTPException as exc:
         if exc.status in (401, 403, 410):
             logger.info("edge refused %s %s: %d %s", request.method, request.path, exc.status,
@@ -499,6 +582,7 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default=env("LOG_LEVEL") or "info",
                         choices=["debug", "info", "warning", "error"],
                         help="log verbosity (env ZHIXING_LOG_LEVEL; default info)")
+    add_limit_arguments(parser, only=EDGE_LIMITS)
 
 
 def read_secret(path: Path) -> bytes:
@@ -526,7 +610,8 @@ def edge_config_from_args(args: argparse.Namespace) -> EdgeConfig:
                       name=entry.name, public_url=entry.url,
                       redis_url=None if args.cluster_fd is not None else args.redis,
                       host=args.host, port=args.port, ice_hosts=ice_hosts or None,
-                      log_level=args.log_level, cluster_fd=args.cluster_fd)
+                      log_level=args.log_level, cluster_fd=args.cluster_fd,
+                      limits=limit_settings_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -300,13 +300,21 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag and one ZHIXING_* variable per limit (0: no limit)."""
+# What an edge (``zhixing edge``) enforces: it takes only rooms' WHEP offers.
+EDGE_LIMITS = ("peers_per_invitation", "pending_per_address", "pending_total")
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser,
+                        only: tuple[str, ...] | None = None) -> None:
+    """One flag and one ZHIXING_* variable per limit (0: no limit); ``only``
+    names the limits a command has, when not all."""
     defaults = LimitSettings()
     group = parser.add_argument_group(
         "limits", "what one link, token or address may hold; refusals answer 429 or 503 "
                   "with Retry-After and write one line to the log (0: no limit)")
     for name, flag, what in _FLAGS:
+        if only is not None and name not in only:
+            continue
         variable = "ZHIXING_" + flag.replace("-", "_").upper()
         default = getattr(defaults, name)
         group.add_argument(
@@ -317,4 +325,6 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def limit_settings_from_args(args: argparse.Namespace) -> LimitSettings:
-    return LimitSettings(**{name: getattr(args, f"limit_{name}") for name, _, _ in _FLAGS})
+    """The limits of the parsed flags (those a command lacks keep their default)."""
+    return LimitSettings(**{name: getattr(args, f"limit_{name}") for name, _, _ in _FLAGS
+                            if hasattr(args, f"limit_{name}")})

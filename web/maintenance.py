@@ -56,7 +56,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         description="Check the addresses offered to rooms as ICE host candidates (and UDP "
                     "on them), each TURN server (a real allocation), free disk in the data "
                     "folder, the fonts the charts need, the codecs of PyAV's FFmpeg "
-                    "libraries and the clock; print each problem's fix in Chinese and "
+                    "libraries, the clock and, with --redis, Redis and the edges and "
+                    "workers in its directory; print each problem's fix in Chinese and "
                     "English. Takes the options and variables of serve, so it checks what "
                     "serve would use. Exit status 1 when a check fails.")
     add_serve_arguments(checks)

@@ -8,7 +8,11 @@ An origin (``zhixing serve --redis …``) and the district edges
   live, so an edge that dies leaves it within ``ENTRY_TTL`` seconds;
 * **events** from the origin: an invitation revoked, a session ended;
 * **viewer events** from the edges: a room connected or left, which the
-  origin's attendance log takes as if the viewer had been its own.
+  origin's attendance log takes as if the viewer had been its own;
+* **link reports** from the edges: every ``LINK_INTERVAL`` seconds one per
+  edge, each of its rooms' link figures (the wall's loss, RTT, bitrate) and
+  counters (``/metrics``), kept at the origin by a :class:`LinkBoard` until
+  the next report or ``LINK_TTL`` (an edge that vanished is forgotten).
 
 On a single box with one process there is no cluster at all
 (:class:`SingleNode`: no directory, nothing sent). The transports are
@@ -32,7 +36,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,14 +73,15 @@ class Unsealed(ValueError):
     """Not something a relay of this city sealed (forged, damaged, garbage)."""
 
 
-def unseal(key: bytes, raw: object) -> dict[str, Any]:
-    """The fields of a sealed text, or :class:`Unsealed`."""
+def unseal(key: bytes, raw: object, limit: int = 8192) -> dict[str, Any]:
+    """The fields of a sealed text of at most ``limit`` characters, or
+    :class:`Unsealed`."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise Unsealed("not UTF-8") from None
-    if not isinstance(raw, str) or len(raw) > 8192:
+    if not isinstance(raw, str) or len(raw) > limit:
         raise Unsealed("not a sealed text")
     payload, bar, mac_text = raw.rpartition("|")
     if not bar:
@@ -174,6 +179,153 @@ class ViewerEvent:
                    _number(fields, "t"))
 
 
+# Link reports: an edge's rooms' link figures, every LINK_INTERVAL seconds;
+# a node's report is forgotten LINK_TTL seconds after it came (its edge died,
+# or lost Redis: its rooms are then not on the wall's figures, as before).
+LINK_INTERVAL = 2.0
+LINK_TTL = 3 * LINK_INTERVAL
+# Rooms one report may name: a district's edge holds hundreds (a box about
+# 800); a room takes at most about 700 characters of a sealed report.
+MAX_LINK_VIEWERS = 3000
+MAX_LINK_REPORT = 2_500_000
+# The wall's figures of a viewer (classroom/live/wall.py, link_quality).
+LINK_QUALITY = ("bitrate", "fraction_lost", "packets_lost", "rtt", "jitter", "frames_sent",
+                "nacks", "keyframe_requests", "overflows")
+COUNTER_NAME = re.compile(r"^zhixing_[a-z_]{1,60}$")
+MAX_COUNTERS = 16
+
+
+def _optional_number(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+            or not 0 <= value < 1e18:
+        raise Unsealed(f"field {name!r} is not a number")
+    return value
+
+
+@dataclass(frozen=True)
+class ViewerLink:
+    """One room's viewer on an edge, as its link looked at the report."""
+
+    session_id: str
+    invitation_id: str
+    resource: str  # "<node>/<resource id>", as in its viewer events
+    connected_at: float  # wall time
+    quality: dict[str, float | None]  # the wall's figures (LINK_QUALITY)
+    totals: dict[str, float]  # its /metrics counters so far (metric name -> value)
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"s": self.session_id, "i": self.invitation_id, "r": self.resource,
+                "c": self.connected_at, "q": self.quality, "m": self.totals}
+
+    @classmethod
+    def from_fields(cls, fields: object) -> ViewerLink:
+        if not isinstance(fields, dict):
+            raise Unsealed("a viewer's link is not an object")
+        quality, totals = fields.get("q"), fields.get("m")
+        if not isinstance(quality, dict) or not isinstance(totals, dict):
+            raise Unsealed("a viewer's link has no figures")
+        if set(quality) - set(LINK_QUALITY):
+            raise Unsealed("a viewer's link has unknown figures")
+        fraction = _optional_number(quality.get("fraction_lost"), "fraction_lost")
+        if fraction is not None and fraction > 1:
+            raise Unsealed("a fraction lost above 1")
+        if len(totals) > MAX_COUNTERS or not all(
+                isinstance(name, str) and COUNTER_NAME.match(name) for name in totals):
+            raise Unsealed("a viewer's counters are not metric names")
+        counted: dict[str, float] = {}
+        for name, value in totals.items():
+            number = _optional_number(value, name)
+            if number is None:
+                raise Unsealed(f"counter {name!r} has no value")
+            counted[name] = float(number)
+        return cls(_text(fields, "s"), _text(fields, "i"), _text(fields, "r"),
+                   _number(fields, "c"),
+                   {name: _optional_number(quality.get(name), name) for name in LINK_QUALITY},
+                   counted)
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """An edge's rooms' links at one moment (one report replaces the last)."""
+
+    node: str
+    at: float  # wall time of the reading
+    viewers: tuple[ViewerLink, ...]
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"k": "links", "n": self.node, "t": self.at,
+                "v": [viewer.to_fields() for viewer in self.viewers]}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> LinkReport:
+        if fields.get("k") != "links":
+            raise Unsealed("not a link report")
+        node = _text(fields, "n")
+        if not NAME_PATTERN.match(node):
+            raise Unsealed("a node name must be letters, digits, '.', '_' or '-'")
+        viewers = fields.get("v")
+        if not isinstance(viewers, list) or len(viewers) > MAX_LINK_VIEWERS:
+            raise Unsealed(f"a report names a list of at most {MAX_LINK_VIEWERS} viewers")
+        links = tuple(ViewerLink.from_fields(viewer) for viewer in viewers)
+        if any(not link.resource.startswith(node + "/") for link in links):
+            raise Unsealed("a report names another node's viewer")
+        return cls(node, _number(fields, "t"), links)
+
+
+class LinkBoard:
+    """The origin's latest link report of each edge, whatever carries them.
+
+    A transport hands every sealed report it receives to :meth:`receive`
+    (refused and logged unless it verifies and is well formed). A report
+    replaces its node's last; a node not heard from for ``LINK_TTL`` seconds
+    is dropped. The counters of viewers that leave a report (or whose node
+    is dropped) go into :attr:`retired`, so the sums ``/metrics`` serves
+    never go down.
+    """
+
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.monotonic) -> None:
+        self._key = key
+        self._clock = clock
+        self._reports: dict[str, tuple[float, LinkReport]] = {}
+        self.retired: dict[str, float] = {}
+        self.refused = 0
+
+    def receive(self, raw: object) -> LinkReport | None:
+        previous: tuple[float, LinkReport] | None = None
+        try:
+            report = LinkReport.from_fields(unseal(self._key, raw, MAX_LINK_REPORT))
+            previous = self._reports.get(report.node)
+            if previous is not None and report.at < previous[1].at:
+                # A genuine old report sent again: never take it back in time.
+                raise Unsealed(f"{report.node}'s report is older than its last")
+        except Unsealed as exc:
+            if self.refused % 30 == 0:  # once a minute for one edge at its pace
+                logger.warning("link report refused: %s", exc)
+            self.refused += 1
+            return None
+        if previous is not None:
+            staying = {viewer.resource for viewer in report.viewers}
+            self._retire(v for v in previous[1].viewers if v.resource not in staying)
+        self._reports[report.node] = (self._clock(), report)
+        return report
+
+    def reports(self) -> list[LinkReport]:
+        """The fresh reports (a node silent for ``LINK_TTL`` is dropped now)."""
+        now = self._clock()
+        for node, (came, report) in list(self._reports.items()):
+            if now - came > LINK_TTL:
+                del self._reports[node]
+                self._retire(report.viewers)
+        return [report for _, report in self._reports.values()]
+
+    def _retire(self, viewers: Iterable[ViewerLink]) -> None:
+        for viewer in viewers:
+            for name, value in viewer.totals.items():
+                self.retired[name] = self.retired.get(name, 0.0) + value
+
+
 def closest_edge(entries: list[NodeEntry], org_path: str | None) -> NodeEntry | None:
     """The edge a site at ``org_path`` should watch through: of the edges
     whose district holds it, the narrowest district, then the least loaded."""
@@ -207,6 +359,12 @@ class Cluster(Protocol):
     def invitation_revoked(self, session_id: str, invitation_id: str) -> None:
         """Tell the edges an invitation no longer works (the origin)."""
 
+    def edge_links(self) -> list[LinkReport]:
+        """The edges' fresh link reports (the origin's view)."""
+
+    def retired_edge_totals(self) -> dict[str, float]:
+        """The counters of edge viewers no longer in any report, summed."""
+
     async def close(self) -> None:
         """Stop every task and connection."""
 
@@ -228,6 +386,12 @@ class SingleNode:
 
     def invitation_revoked(self, session_id: str, invitation_id: str) -> None:
         pass
+
+    def edge_links(self) -> list[LinkReport]:
+        return []
+
+    def retired_edge_totals(self) -> dict[str, float]:
+        return {}
 
     async def close(self) -> None:
         pass

@@ -30,7 +30,8 @@ longer serving — leaves the directory as an edge would.
 Each frame is a line, ``<channel> <sealed text>\\n``, with the channels of
 the Redis transport: ``node`` (a worker's entry), ``event`` (the origin's
 events: revoked, ended, and whatever kind ``OriginEvents`` learns) and
-``viewer`` (a worker's viewer events). The sealed texts are the ones Redis
+``viewer`` (a worker's viewer events), and ``links`` (a worker's link
+report every 2 s, for the wall and ``/metrics``). The sealed texts are the ones Redis
 carries, made and read by the same code in ``cluster.py``, and carried here
 unopened, so a new kind of event needs no change in this module; a new
 channel from the workers (a report of their own) is one
@@ -57,6 +58,8 @@ from dataclasses import dataclass, field
 from classroom.live.cluster import (
     ENTRY_TTL,
     HEARTBEAT,
+    LinkBoard,
+    LinkReport,
     NodeEntry,
     OriginEvents,
     Unsealed,
@@ -76,6 +79,7 @@ MAX_LINE = 8 * 1024 * 1024
 SENT_MEMORY = 3.0  # seconds a redirect counts in a worker's load (as redis_cluster's)
 REFUSAL_LOG_EVERY = 100  # a worker's refused lines of a kind: the first, then one in this many
 NODE, EVENT, VIEWER = b"node", b"event", b"viewer"
+LINKS = "links"  # the workers' link reports, a channel of their own (LocalOrigin.listen)
 
 
 def frame(channel: bytes, text: str) -> bytes:
@@ -118,6 +122,10 @@ class LocalOrigin:
         # each worker's socket, so a worker started later knows them too.
         self._told: dict[tuple[str, str], str] = {}
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
+        # The workers' link reports (the wall's figures and /metrics' counters
+        # of their rooms), on a channel of their own, as edges' on Redis.
+        self.links = LinkBoard(key)
+        self.listen(LINKS, self._link_report)
         for session_id, invitation_id in revoked:
             self._told[("revoked", invitation_id)] = origin_event(
                 key, "revoked", session_id, invitation_id)
@@ -134,6 +142,15 @@ class LocalOrigin:
         if channel.encode() in (NODE, VIEWER, EVENT) or not channel.isalpha():
             raise ValueError(f"not a channel of its own: {channel!r}")
         self._listeners[channel.encode()] = receive
+
+    def _link_report(self, raw: bytes) -> None:
+        self.links.receive(raw)
+
+    def edge_links(self) -> list[LinkReport]:
+        return self.links.reports()
+
+    def retired_edge_totals(self) -> dict[str, float]:
+        return dict(self.links.retired)
 
     @property
     def connected(self) -> int:
@@ -301,6 +318,10 @@ class LocalEdge:
     def viewer_event(self, event: ViewerEvent) -> None:
         """Queue a viewer event for the main process (sent in order)."""
         self.send("viewer", seal(self._key, event.to_fields()))
+
+    def link_report(self, report: LinkReport) -> None:
+        """Send the worker's rooms' links to the main process."""
+        self.send(LINKS, seal(self._key, report.to_fields()))
 
     def send(self, channel: str, text: str) -> None:
         """Queue a sealed text on ``channel`` for the main process (sent in

@@ -12,6 +12,13 @@ every ``*_total`` is retired + live, and each viewer is counted exactly once:
 at any moment between two awaits a viewer is either in its room, closing
 (waiting for its final numbers) or retired.
 
+At an origin with district edges (or workers), the edges' viewers are in the
+sums too: each edge reports its rooms' counters every 2 s
+(``classroom/live/cluster.py``, link reports), and those of a viewer that
+left a report, or of an edge that vanished, are retired at the origin the
+same way (what a viewer was sent after its edge's last report is not
+counted). ``zhixing_node_viewers_connected{node}`` says where the viewers are.
+
 The HTTP side (who may read it, the separate listener) is web/api/metrics.py.
 """
 
@@ -30,6 +37,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from classroom.live.cluster import LinkReport
 from streaming.broadcast import Broadcast
 from streaming.peers import Viewer
 
@@ -120,6 +128,10 @@ class RelayMetrics(Collector):
         self.recordings_running: Callable[[], int] = lambda: 0
         self.replays_playing: Callable[[], int] = lambda: 0
         self.recording: Callable[[str], bool] = lambda session_id: False
+        # The edges' viewers (set by the application with a cluster).
+        self.node_name = "origin"
+        self.edge_links: Callable[[], list[LinkReport]] = list
+        self.retired_edge_totals: Callable[[], Mapping[str, float]] = dict
         self._rooms: list[Broadcast] = []
         self._closing: dict[int, Viewer] = {}  # id(viewer): viewers gone, not yet retired
         self._retired_viewers = dict.fromkeys(VIEWER_COUNTERS, 0.0)
@@ -193,12 +205,19 @@ class RelayMetrics(Collector):
                 _add(counters, viewer_totals(stats))
         for room in rooms:
             _add(counters, room_totals(room))
+        reports = self.edge_links()
+        edge_counters = dict(self.retired_edge_totals())
+        for report in reports:
+            for link in report.viewers:
+                _add(edge_counters, link.totals)
+        _add(counters, {k: v for k, v in edge_counters.items() if k in VIEWER_COUNTERS})
         counters["zhixing_viewer_connections"] = self._connections
         # A receiver report's cumulative loss may be revised down (duplicates
         # arrived): what was served stays the floor of that one counter.
         lost = "zhixing_viewer_packets_lost"
         counters[lost] = self._lost_floor = max(counters[lost], self._lost_floor)
-        self._families = self._counter_families(counters) + self._gauge_families(rooms, counters)
+        self._families = self._counter_families(counters) + self._gauge_families(
+            rooms, counters, reports)
 
     def _egress_rate(self, total_bytes: float) -> float:
         now = self._clock()
@@ -226,7 +245,8 @@ class RelayMetrics(Collector):
             families[name].add_metric([kind], counters[key])
         return list(families.values())
 
-    def _gauge_families(self, rooms: list[Broadcast], counters: Totals) -> list[Metric]:
+    def _gauge_families(self, rooms: list[Broadcast], counters: Totals,
+                        reports: list[LinkReport]) -> list[Metric]:
         def gauge(name: str, help_text: str, value: float | None = None,
                   labels: Sequence[str] | None = None) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, help_text, value=value, labels=labels)
@@ -242,14 +262,20 @@ class RelayMetrics(Collector):
         session_recording = gauge("zhixing_session_recording",
                                   "1 while a session is being recorded (sessions with "
                                   "activity only)", labels=["session"])
+        on_edges: dict[str, int] = {}  # session id -> its viewers on edges
+        for report in reports:
+            for link in report.viewers:
+                on_edges[link.session_id] = on_edges.get(link.session_id, 0) + 1
+        own = 0
         for room in rooms:
             if room.closed:
                 continue
             connected = sum(1 for v in room.viewers.values()
                             if v.connection_state == "connected")
+            own += connected
+            connected += on_edges.get(room.broadcast_id, 0)
             live = room.program_on_air
             recording = self.recording(room.broadcast_id)
-            viewers += connected
             on_air += live
             publisher = room.publisher
             publishers += publisher is not None and publisher.connection_state == "connected"
@@ -259,11 +285,18 @@ class RelayMetrics(Collector):
                 session_viewers.add_metric([room.broadcast_id], connected)
                 session_on_air.add_metric([room.broadcast_id], int(live))
                 session_recording.add_metric([room.broadcast_id], int(recording))
+        viewers = own + sum(on_edges.values())
         ingress_family = gauge("zhixing_ingress_bits_per_second",
                                "bitrate received from the programs' sources, by kind",
                                labels=["kind"])
         for kind, rate in ingress.items():
             ingress_family.add_metric([kind], rate)
+        nodes = gauge("zhixing_node_viewers_connected",
+                      "connected WHEP viewers of each relay: this one and its edges or workers",
+                      labels=["node"])
+        nodes.add_metric([self.node_name], own)
+        for report in sorted(reports, key=lambda r: r.node):
+            nodes.add_metric([report.node], len(report.viewers))
         return [
             gauge("zhixing_rooms_open", "rooms in memory (sessions not ended)",
                   sum(1 for room in rooms if not room.closed)),
@@ -278,7 +311,7 @@ class RelayMetrics(Collector):
             gauge("zhixing_egress_bits_per_second",
                   "RTP payload bitrate sent to viewers, since the previous scrape",
                   self._egress_rate(counters["zhixing_egress_bytes"])),
-            session_viewers, session_on_air, session_recording,
+            session_viewers, session_on_air, session_recording, nodes,
         ]
 
     def collect(self) -> Iterable[Metric]:

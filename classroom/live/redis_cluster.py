@@ -13,6 +13,10 @@ Keys and channels, all under ``zhixing:``:
 * ``zhixing:viewers`` (a stream) — the edges' sealed viewer events, read by
   the origin in the consumer group ``origin``, acknowledged once applied, so
   an origin that restarts carries on where it stopped.
+* ``zhixing:links`` (pub/sub) — each edge's sealed link report every 2 s,
+  handed to the origin's ``LinkBoard``. Nothing is kept: a report missed is
+  replaced by the next, and an edge away from Redis sends only its latest
+  when it is back.
 
 Redis down: the media never depend on it. Every loop logs the outage once,
 retries every second and logs the return; an edge keeps its viewer events in
@@ -41,6 +45,8 @@ from classroom.live.cluster import (
     DIRECTORY_REFRESH,
     ENTRY_TTL,
     HEARTBEAT,
+    LinkBoard,
+    LinkReport,
     NodeEntry,
     OriginEvents,
     Unsealed,
@@ -58,6 +64,7 @@ EVENTS = PREFIX + "events"
 REVOKED = PREFIX + "revoked"
 ENDED = PREFIX + "ended"
 VIEWERS = PREFIX + "viewers"
+LINKS = PREFIX + "links"
 GROUP = "origin"
 KEEP_EVENTS = 30 * 24 * 3600  # seconds the revoked/ended hashes outlive their last write
 MAX_BUFFERED = 200_000  # viewer events an edge holds while Redis is away
@@ -110,6 +117,46 @@ async def _forever(what: str, step: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(RETRY)
 
 
+@dataclasses.dataclass(frozen=True)
+class Directory:
+    """One reading of the directory."""
+
+    entries: list[tuple[NodeEntry, int]]  # genuine entries, each with its ms to live
+    refused: list[tuple[str, str]]  # (key, why) of the entries not taken
+
+
+async def read_directory(client: aioredis.Redis, key: bytes) -> Directory:
+    """The entries that verify, name their own key, are well formed and
+    expire within ``ENTRY_TTL`` (the origin's reading, and the doctor's)."""
+    keys = [k async for k in client.scan_iter(NODE_PREFIX + "*", count=200)]
+    directory = Directory([], [])
+    if not keys:
+        return directory
+    async with client.pipeline(transaction=False) as pipe:
+        for name in keys:
+            pipe.get(name)
+            pipe.pttl(name)
+        replies = await pipe.execute()
+    for index, raw_name in enumerate(keys):
+        name = raw_name.decode("utf-8", "replace") if isinstance(raw_name, bytes) \
+            else str(raw_name)
+        raw, ttl = replies[2 * index], replies[2 * index + 1]
+        if raw is None:
+            continue  # expired between the scan and the read
+        try:
+            if not isinstance(ttl, int) or not 0 < ttl <= ENTRY_TTL * 1000:
+                raise Unsealed(f"its time to live is {ttl!r} ms, not at most "
+                               f"{ENTRY_TTL * 1000:.0f}: not renewed by a live edge")
+            entry = NodeEntry.from_fields(unseal(key, raw))
+            if NODE_PREFIX + entry.name != name:
+                raise Unsealed("the entry names another node than its key")
+        except Unsealed as exc:
+            directory.refused.append((name, str(exc)))
+            continue
+        directory.entries.append((entry, ttl))
+    return directory
+
+
 class RedisOrigin:
     """The origin's side: reads the directory, tells events, takes viewer events."""
 
@@ -128,8 +175,10 @@ class RedisOrigin:
         self._wake = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("directory", self._read_directory)),
                        asyncio.create_task(_forever("events", self._send_events)),
-                       asyncio.create_task(_forever("viewer events", self._read_viewers))]
+                       asyncio.create_task(_forever("viewer events", self._read_viewers)),
+                       asyncio.create_task(_forever("link reports", self._read_links))]
         self._group_ready = False
+        self.links = LinkBoard(key)
         self.refused: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------ directory
@@ -153,18 +202,12 @@ class RedisOrigin:
 
     async def _read_directory(self) -> None:
         try:
-            keys = [key async for key in self._client.scan_iter(NODE_PREFIX + "*", count=200)]
-            entries: list[NodeEntry] = []
-            if keys:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.get(key)
-                        pipe.pttl(key)
-                    replies = await pipe.execute()
-                for index, key in enumerate(keys):
-                    entry = self._entry(key, replies[2 * index], replies[2 * index + 1])
-                    if entry is not None:
-                        entries.append(entry)
+            directory = await read_directory(self._client, self._key)
+            for name, why in directory.refused:
+                if self.refused[name] % 120 == 0:  # once a minute at two readings a second
+                    logger.warning("directory entry %s refused: %s", name[:100], why)
+                self.refused[name] += 1
+            entries = [entry for entry, _ in directory.entries]
             self._edges = entries
             for name in set(self._sent) - {entry.name for entry in entries}:
                 del self._sent[name]
@@ -177,23 +220,24 @@ class RedisOrigin:
             raise
         await asyncio.sleep(DIRECTORY_REFRESH)
 
-    def _entry(self, key: object, raw: object, ttl: object) -> NodeEntry | None:
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    # --------------------------------------------------------- link reports
+    def edge_links(self) -> list[LinkReport]:
+        return self.links.reports()
+
+    def retired_edge_totals(self) -> dict[str, float]:
+        return dict(self.links.retired)
+
+    async def _read_links(self) -> None:
+        pubsub = self._client.pubsub()
         try:
-            if raw is None:
-                return None  # expired between the scan and the read
-            if not isinstance(ttl, int) or not 0 < ttl <= ENTRY_TTL * 1000:
-                raise Unsealed(f"its time to live is {ttl!r} ms, not at most "
-                               f"{ENTRY_TTL * 1000:.0f}: not renewed by a live edge")
-            entry = NodeEntry.from_fields(unseal(self._key, raw))
-            if NODE_PREFIX + entry.name != name:
-                raise Unsealed("the entry names another node than its key")
-            return entry
-        except Unsealed as exc:
-            if self.refused[name] % 120 == 0:  # once a minute at two readings a second
-                logger.warning("directory entry %s refused: %s", name[:100], exc)
-            self.refused[name] += 1
-            return None
+            await pubsub.subscribe(LINKS)
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self.links.receive(message.get("data"))
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # --------------------------------------------------------------- events
     def session_ended(self, session_id: str) -> None:
@@ -296,9 +340,12 @@ class RedisEdge:
         self.ended = self._events.ended
         self._buffer: collections.deque[str] = collections.deque(maxlen=MAX_BUFFERED)
         self._wake = asyncio.Event()
+        self._report: str | None = None  # the latest link report not yet sent
+        self._report_ready = asyncio.Event()
         self._tasks = [asyncio.create_task(_forever("heartbeat", self._beat)),
                        asyncio.create_task(_forever("origin events", self._listen)),
-                       asyncio.create_task(_forever("viewer events", self._send_viewers))]
+                       asyncio.create_task(_forever("viewer events", self._send_viewers)),
+                       asyncio.create_task(_forever("link reports", self._send_links))]
 
     @property
     def buffered(self) -> int:
@@ -338,6 +385,21 @@ class RedisEdge:
                          MAX_BUFFERED)
         self._buffer.append(seal(self._key, event.to_fields()))
         self._wake.set()
+
+    def link_report(self, report: LinkReport) -> None:
+        """Send the edge's rooms' links to the origin (only the latest is
+        kept while Redis is away: it replaces the earlier)."""
+        self._report = seal(self._key, report.to_fields())
+        self._report_ready.set()
+
+    async def _send_links(self) -> None:
+        while self._report is None:
+            self._report_ready.clear()
+            await self._report_ready.wait()
+        text = self._report
+        await self._client.publish(LINKS, text)
+        if self._report is text:
+            self._report = None
 
     async def _send_viewers(self) -> None:
         while not self._buffer:

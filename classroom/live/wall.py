@@ -32,6 +32,7 @@ from typing import Any
 
 from classroom.archive.items import Archive
 from classroom.catalog import Catalog
+from classroom.live.cluster import LinkReport
 from classroom.live.discussion import Discussions, Participant
 from classroom.live.sessions import Session
 from streaming.broadcast import Broadcast
@@ -149,6 +150,59 @@ def _rounded(value: float | None, digits: int = 0) -> float | None:
     return round(value, digits) if digits else round(value)
 
 
+def sent_bytes(stats: Mapping[str, Any]) -> float:
+    """The RTP payload bytes a viewer was sent, over its tracks (``Viewer.stats()``)."""
+    return sum(entry.get("bytes_sent") or 0 for entry in stats.values()
+               if isinstance(entry, dict))
+
+
+def link_quality(stats: Mapping[str, Any], bitrate: float | None) -> dict[str, Any]:
+    """A viewer's link figures as the wall shows them, from ``Viewer.stats()``
+    (an edge reports its rooms' with this too, so both read alike)."""
+    tracks = [entry for entry in stats.values() if isinstance(entry, dict)]
+    video = stats.get("program_video") or {}
+    fraction = video.get("fraction_lost")
+    jitter = video.get("jitter")
+    return {
+        "bitrate": _rounded(bitrate),
+        # The receiver report's 8-bit fixed-point fraction, over its last interval.
+        "fraction_lost": round(fraction / 256, 4) if fraction is not None else None,
+        "packets_lost": sum(max(0, entry.get("packets_lost") or 0) for entry in tracks),
+        "rtt": _rounded(video.get("rtt"), 4),
+        "jitter": _rounded(jitter, 4),
+        "frames_sent": video.get("frames_sent", 0),
+        "nacks": sum(entry.get("nacks") or 0 for entry in tracks),
+        "keyframe_requests": sum(entry.get("plis") or 0 for entry in tracks),
+        "overflows": sum(entry.get("overflows") or 0 for entry in tracks),
+    }
+
+
+class BitrateSampler:
+    """Bits a second sent to each viewer, from its byte count between two readings."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        # viewer resource id -> (bytes sent, when, bits/s or None)
+        self._samples: dict[str, tuple[float, float, float | None]] = {}
+
+    def rate(self, resource_id: str, sent: float) -> float | None:
+        now = self._monotonic()
+        previous = self._samples.get(resource_id)
+        if previous is None or sent < previous[0]:
+            rate = None
+        elif now - previous[1] < RATE_MIN_WINDOW:
+            return previous[2]
+        else:
+            rate = (sent - previous[0]) * 8 / (now - previous[1])
+        self._samples[resource_id] = (sent, now, rate)
+        return rate
+
+    def keep(self, resource_ids: set[str]) -> None:
+        """Forget the viewers not in ``resource_ids`` (gone)."""
+        for resource_id in set(self._samples) - resource_ids:
+            del self._samples[resource_id]
+
+
 class Wall:
     """Computes snapshots; remembers, per session, the bytes each viewer had
     been sent at the previous one (for the bitrate)."""
@@ -163,44 +217,17 @@ class Wall:
         self.discussions = discussions
         self._clock = clock
         self._monotonic = monotonic
-        # session id -> viewer resource id -> (bytes sent, when, bits/s or None)
-        self._samples: dict[str, dict[str, tuple[float, float, float | None]]] = {}
+        self._samples: dict[str, BitrateSampler] = {}
+        # The edges' link reports (set by the school; none on one box).
+        self.edge_links: Callable[[], list[LinkReport]] = list
 
     def forget(self, session_id: str) -> None:
         self._samples.pop(session_id, None)
 
-    def _bitrate(self, session_id: str, viewer: Viewer, sent: float) -> float | None:
-        samples = self._samples.setdefault(session_id, {})
-        now = self._monotonic()
-        previous = samples.get(viewer.resource_id)
-        if previous is None or sent < previous[0]:
-            rate = None
-        elif now - previous[1] < RATE_MIN_WINDOW:
-            return previous[2]
-        else:
-            rate = (sent - previous[0]) * 8 / (now - previous[1])
-        samples[viewer.resource_id] = (sent, now, rate)
-        return rate
-
     async def _quality(self, session_id: str, viewer: Viewer) -> dict[str, Any]:
         stats = await viewer.stats()
-        tracks = [entry for entry in stats.values() if isinstance(entry, dict)]
-        video = stats.get("program_video") or {}
-        sent = sum(entry.get("bytes_sent") or 0 for entry in tracks)
-        fraction = video.get("fraction_lost")
-        jitter = video.get("jitter")
-        return {
-            "bitrate": _rounded(self._bitrate(session_id, viewer, sent)),
-            # The receiver report's 8-bit fixed-point fraction, over its last interval.
-            "fraction_lost": round(fraction / 256, 4) if fraction is not None else None,
-            "packets_lost": sum(max(0, entry.get("packets_lost") or 0) for entry in tracks),
-            "rtt": _rounded(video.get("rtt"), 4),
-            "jitter": _rounded(jitter, 4),
-            "frames_sent": video.get("frames_sent", 0),
-            "nacks": sum(entry.get("nacks") or 0 for entry in tracks),
-            "keyframe_requests": sum(entry.get("plis") or 0 for entry in tracks),
-            "overflows": sum(entry.get("overflows") or 0 for entry in tracks),
-        }
+        sampler = self._samples.setdefault(session_id, BitrateSampler(self._monotonic))
+        return link_quality(stats, sampler.rate(viewer.resource_id, sent_bytes(stats)))
 
     async def snapshot(self, session: Session) -> dict[str, Any]:
         """Everything the wall shows of ``session`` now."""
@@ -215,9 +242,10 @@ class Wall:
         for viewer in connected:
             by_tag.setdefault(viewer.tag or "", []).append(viewer)
         records = self.history.records(session.id)
-        samples = self._samples.setdefault(session.id, {})
-        for resource_id in set(samples) - {v.resource_id for v in connected}:
-            del samples[resource_id]
+        self._samples.setdefault(session.id, BitrateSampler(self._monotonic)).keep(
+            {v.resource_id for v in connected})
+        links = {link.resource: link for report in self.edge_links()
+                 for link in report.viewers if link.session_id == session.id}
 
         invitations = self.catalog.invitations(session.id)
         view = self._discussion(session, {str(i["id"]): i["site_name"] for i in invitations})
@@ -246,8 +274,13 @@ class Wall:
             # until its ICE consent runs out after a network drop.
             primary = max(viewers, key=lambda v: v.connected_at or 0.0, default=None)
             quality = await self._quality(session.id, primary) if primary else None
-            # A room on a district edge: connected, its link figures are the edge's.
+            # A room on a district edge: connected; its link figures come with
+            # the edge's next report (its newest viewer's, as here).
             on_edge = max(record.remote.values(), default=None)
+            if quality is None and record.remote:
+                reported = [links[r] for r in record.remote if r in links]
+                newest = max(reported, key=lambda link: link.connected_at, default=None)
+                quality = dict(newest.quality) if newest is not None else None
             site = {
                 "invitation_id": tag,
                 "site_id": invitation["site_id"],
@@ -294,7 +327,7 @@ class Wall:
                 "problems": sum(1 for s in sites if s["problem"]["level"] >= WARNING),
                 "late": sum(1 for s in sites if s["problem"]["reason"] == "late"),
                 "headcount": sum(s["headcount"] or 0 for s in sites if s["connected"]),
-                "viewers": len(connected),
+                "viewers": len(connected) + sum(len(r.remote) for r in records.values()),
                 # Viewers without a site: the generic view token, or a replaced link.
                 "other_viewers": sum(len(v) for tag, v in by_tag.items() if tag not in invited),
                 "hands": len(discussion["hands"]),
@@ -337,7 +370,7 @@ class Wall:
         if state == "ended":
             pass
         elif quality is None and record.remote:
-            pass  # on a district edge: the edge has its link figures
+            pass  # on a district edge, its figures not reported yet
         elif quality is None:
             if record.connects:
                 reasons.append("dropped")

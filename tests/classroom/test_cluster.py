@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 
 from classroom.live.cluster import (
+    LINK_QUALITY,
+    LINK_TTL,
+    MAX_LINK_REPORT,
+    MAX_LINK_VIEWERS,
+    LinkBoard,
+    LinkReport,
     NodeEntry,
     Unsealed,
     ViewerEvent,
+    ViewerLink,
     closest_edge,
     cluster_key,
     seal,
@@ -101,3 +108,68 @@ def test_a_worker_takes_every_site_after_the_edges_of_its_district() -> None:
     assert closest_edge([worker, beilun], "鄞州区") == worker
     busy = entry("worker-2", ALL_SITES, 5, "http://127.0.0.1:8082")
     assert closest_edge([busy, worker], "鄞州区") == worker  # the least loaded
+
+
+def link(resource: str = "edge-beilun/r1", bytes_sent: float = 1000.0,
+         session: str = "s1") -> ViewerLink:
+    quality: dict[str, float | None] = dict.fromkeys(LINK_QUALITY, 0)
+    quality.update(bitrate=900_000, fraction_lost=0.02, rtt=0.012, jitter=None)
+    return ViewerLink(session, "i1", resource, 1700000000.0, quality,
+                      {"zhixing_egress_bytes": bytes_sent, "zhixing_egress_packets": 10})
+
+
+def sealed(report: LinkReport, key: bytes = KEY) -> str:
+    return seal(key, report.to_fields())
+
+
+def test_a_link_report_round_trips() -> None:
+    report = LinkReport("edge-beilun", 1700000001.0, (link(), link("edge-beilun/r2")))
+    assert LinkReport.from_fields(unseal(KEY, sealed(report), MAX_LINK_REPORT)) == report
+
+
+@pytest.mark.parametrize("change", [
+    {"k": "open"},  # another kind of message
+    {"n": "edge/../x"},
+    {"v": "everyone"},
+    {"v": [{"s": "s1"}]},
+    {"v": [{**link().to_fields(), "r": "edge-other/r1"}]},  # another node's viewer
+    {"v": [{**link().to_fields(), "q": {"bitrate": -5}}]},
+    {"v": [{**link().to_fields(), "q": {"fraction_lost": 3}}]},
+    {"v": [{**link().to_fields(), "q": {"loss": 0.1}}]},
+    {"v": [{**link().to_fields(), "q": {"rtt": True}}]},
+    {"v": [{**link().to_fields(), "m": {"rm -rf": 1}}]},
+    {"v": [{**link().to_fields(), "m": {"zhixing_egress_bytes": float("nan")}}]},
+    {"v": [{**link().to_fields(), "m": {"zhixing_egress_bytes": None}}]},
+    {"v": [link().to_fields()] * (MAX_LINK_VIEWERS + 1)},
+])
+def test_a_malformed_link_report_is_refused(change: dict[str, object]) -> None:
+    fields = {**LinkReport("edge-beilun", 1.0, (link(),)).to_fields(), **change}
+    with pytest.raises(Unsealed):
+        LinkReport.from_fields(fields)
+
+
+def test_the_board_keeps_the_latest_report_and_retires_what_leaves_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    board = LinkBoard(KEY, clock=lambda: now[0])
+    assert board.receive(sealed(LinkReport("edge-beilun", 1.0, (link(), link("edge-beilun/r2")))))
+    assert board.receive(sealed(LinkReport("edge-yinzhou", 1.0, (link("edge-yinzhou/r1"),))))
+    # r2 left the edge: its last counters are retired, r1's new ones replace its old.
+    board.receive(sealed(LinkReport("edge-beilun", 3.0, (link(bytes_sent=5000.0),))))
+    assert board.retired == {"zhixing_egress_bytes": 1000.0, "zhixing_egress_packets": 10}
+    assert {r.node: len(r.viewers) for r in board.reports()} == {"edge-beilun": 1,
+                                                                 "edge-yinzhou": 1}
+    # Forged, garbage, too long, an old one sent again: refused, logged,
+    # nothing changes.
+    for raw in (sealed(LinkReport("edge-beilun", 5.0, ()), cluster_key(b"t" * 32)),
+                b"\xff garbage", "x" * (MAX_LINK_REPORT + 1),
+                sealed(LinkReport("edge-beilun", 1.0, ()))):
+        assert board.receive(raw) is None
+    assert board.refused == 4 and "link report refused" in caplog.text
+    assert len(board.reports()[0].viewers) == 1
+    # An edge that stopped reporting is forgotten, its viewers' counters retired.
+    now[0] += LINK_TTL - 1
+    board.receive(sealed(LinkReport("edge-yinzhou", 7.0, (link("edge-yinzhou/r1"),))))
+    now[0] += 2
+    assert [r.node for r in board.reports()] == ["edge-yinzhou"]
+    assert board.retired["zhixing_egress_bytes"] == 1000.0 + 5000.0

@@ -14,8 +14,11 @@ import pytest
 
 from classroom.live.cluster import (
     ENTRY_TTL,
+    LINK_QUALITY,
+    LinkReport,
     NodeEntry,
     ViewerEvent,
+    ViewerLink,
     cluster_key,
     origin_event,
     seal,
@@ -265,7 +268,7 @@ async def test_a_channel_of_its_own_carries_a_report_unopened() -> None:
     """What a new report from the workers needs: one listen, one send."""
     async with origin_with() as (origin, _):
         received: list[bytes] = []
-        origin.listen("links", received.append)
+        origin.listen("usage", received.append)
         with pytest.raises(ValueError):
             origin.listen("viewer", received.append)  # the transport's own
         worker = Worker(origin, "worker-1")
@@ -273,8 +276,32 @@ async def test_a_channel_of_its_own_carries_a_report_unopened() -> None:
             report = seal(KEY, {"node": "worker-1", "rooms": [{"i": f"inv-{n}", "loss": 0.01}
                                                               for n in range(20_000)]})
             assert len(report) > 400_000
-            worker.edge.send("links", report)
+            worker.edge.send("usage", report)
             await until(lambda: len(received) == 1, "the report")
             assert received == [report.encode()]
+        finally:
+            await worker.edge.close()
+
+
+async def test_a_workers_link_report_reaches_the_main_process_board() -> None:
+    """The wall's figures and /metrics' counters of a worker's rooms."""
+    async with origin_with() as (origin, _):
+        worker = Worker(origin, "worker-1")
+        try:
+            quality: dict[str, float | None] = dict.fromkeys(LINK_QUALITY, 0.0)
+            quality["fraction_lost"] = 0.03
+            link = ViewerLink("s1", "inv-1", "worker-1/r1", time.time(), quality,
+                              {"zhixing_viewer_nacks_total": 4.0})
+            worker.edge.link_report(LinkReport("worker-1", time.time(), (link,)))
+            await until(lambda: bool(origin.edge_links()), "the link report")
+            [report] = origin.edge_links()
+            assert report.node == "worker-1"
+            assert [v.quality["fraction_lost"] for v in report.viewers] == [0.03]
+            # A forged report on the same channel changes nothing.
+            forged = seal(cluster_key(b"x" * 32), LinkReport("worker-1", time.time(), ()
+                                                             ).to_fields())
+            worker.edge.send("links", forged)
+            await asyncio.sleep(0.2)
+            assert [len(r.viewers) for r in origin.edge_links()] == [1]
         finally:
             await worker.edge.close()

@@ -50,3 +50,43 @@ async def test_the_room_page_watches_through_its_edge_and_falls_back_to_the_orig
         finally:
             await publisher.close()
     print(f"the room page played through the origin {again:.1f} s after the edge was killed")
+
+
+async def test_a_room_page_on_an_edge_watches_from_the_start_through_the_origin(
+        tmp_path: Path, chromium: Chromium) -> None:
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions",
+                                  {"title": "第一讲", "video_codec": "H264"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        await town.wait_where(session, room["token"], town.edges["edge-beilun"])
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            await town.call("POST", f"/api/v1/sessions/{session['id']}/recording")
+            page = await chromium.open(room["url"], "timeshift-on-edge")
+            await chromium.wait_for_frames(page, MIN_FRAMES, 30)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1, \
+                await chromium.report()
+            await chromium.wait_for_js(page, "the 从头观看 button",
+                                       "() => !document.getElementById('timeshift').hidden"
+                                       " && !document.getElementById('timeshift-start').hidden",
+                                       15)
+            await page.evaluate("() => document.getElementById('timeshift-start').click()")
+            await chromium.wait_for_js(page, "watching from the start, through the origin",
+                                       "() => window.zhixing.timeshift === 'timeshift'"
+                                       " && !document.getElementById('timeshift-badge').hidden"
+                                       " && window.zhixing.pc?.connectionState === 'connected'",
+                                       20)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 0
+            before = (await page.video_received() or {}).get("framesDecoded", 0)
+            await chromium.wait_for_frames(page, before + MIN_FRAMES, 15)
+            await page.evaluate("() => document.getElementById('timeshift-live').click()")
+            await chromium.wait_for_js(page, "live again",
+                                       "() => window.zhixing.timeshift === 'live'"
+                                       " && document.getElementById('timeshift-badge').hidden",
+                                       10)
+            before = (await page.video_received() or {}).get("framesDecoded", 0)
+            await chromium.wait_for_frames(page, before + MIN_FRAMES, 15)
+        finally:
+            await publisher.close()
+        await town.call("DELETE", f"/api/v1/sessions/{session['id']}/recording")

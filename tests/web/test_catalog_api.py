@@ -631,6 +631,8 @@ async def test_a_scheduled_session(service: Service) -> None:
         {"scheduled_end": True},
         {"course_id": 999999},
         {"course_id": "第一课"},
+        {"course_id": 2**70},  # beyond SQLite's integers
+        {"presenter_id": 141807425834496645136384},
         {"batch": "期" * 51},
         {"video_codec": "AV1"},
     ],

@@ -26,6 +26,7 @@ from web.doctor import (
     check_disk,
     check_ice,
     check_media_libraries,
+    check_redis,
     check_turn,
     check_worker_ports,
 )
@@ -189,3 +190,49 @@ def test_the_workers_ports_are_checked_free() -> None:
         assert finding.level == "warn" and str(taken) in finding.detail, finding
     [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
     assert finding.level == "ok", finding
+
+
+async def test_redis_and_the_directorys_edges_and_workers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from classroom.access.signing import load_or_create_secret
+    from classroom.live.cluster import NodeEntry, cluster_key, seal
+    from tests.support.redis_server import redis_server
+
+    data = tmp_path / "data"
+    data.mkdir()
+    key = cluster_key(load_or_create_secret(data))
+    [alone] = check_redis(Config(data_dir=data))
+    assert alone.level == "ok" and "none configured" in alone.detail
+    async with redis_server(tmp_path / "redis") as server:
+        config = Config(data_dir=data, redis_url=server.url)
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            beilun = NodeEntry("edge-beilun", "http://10.8.0.5:8090", "北仑区", 12)
+            worker = NodeEntry("worker-1", "http://127.0.0.1:8081", "*", 3)
+            for entry in (beilun, worker):
+                await client.set(f"zhixing:node:{entry.name}", seal(key, entry.to_fields()),
+                                 px=1500)
+            await client.set("zhixing:node:edge-forged", seal(b"x" * 32, {
+                **beilun.to_fields(), "name": "edge-forged"}), px=2000)
+            reachable, *nodes, forged = await asyncio.to_thread(check_redis, config)
+        finally:
+            await client.aclose()
+        assert reachable.level == "ok" and server.url in reachable.detail
+        assert "2 edge(s) or worker(s)" in reachable.detail
+        assert [n.level for n in nodes] == ["ok", "ok"]
+        assert nodes[0].detail.startswith(
+            "edge-beilun (edge of 北仑区) at http://10.8.0.5:8090: 12 viewer(s), renewed 0.")
+        assert nodes[1].detail.startswith("worker-1 (worker) at http://127.0.0.1:8081: 3 ")
+        assert forged.level == "warn" and forged.detail.startswith("zhixing:node:edge-forged")
+        assert "server-secret" in forged.fix_en and "server-secret" in forged.fix_zh
+        await server.stop()
+        status = await asyncio.to_thread(cli.main, [
+            "doctor", "--data", str(data), "--ice-host", "127.0.0.1", "--redis", server.url])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert f"[FAIL] Redis 与分发节点 Redis and edges: {server.url}: unreachable" in out
+    assert "redis-server" in out

@@ -17,10 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.media import in_order, start_publisher, start_viewer
 from tests.support.redis_server import redis_server
 from tests.support.server_process import free_port, tail, zhixing_serve
+from tests.support.wall import raw_snapshot_until
 from web.config import Config, add_serve_arguments, config_from_args
 from web.workers import as_seen_from, worker_url
 
@@ -220,6 +222,29 @@ async def test_one_box_runs_a_worker_a_core_without_redis(tmp_path: Path) -> Non
                 await asyncio.sleep(0.2)
             listed = await presence()
             assert [listed.get(room["id"]) for room in rooms] == [1, 1, 1, 1, 0], listed
+
+            # The workers' link reports: /metrics counts their rooms, each by
+            # its node, and the wall has their rooms' link figures.
+            deadline = time.monotonic() + 10
+            while True:
+                async with http.get(f"{base}/metrics",
+                                    headers={"Authorization": f"Bearer {ADMIN}"}) as reply:
+                    text = await reply.text()
+                counted = {sample.labels["node"]: sample.value
+                           for family in text_string_to_metric_families(text)
+                           for sample in family.samples
+                           if sample.name == "zhixing_node_viewers_connected"}
+                if counted.get("worker-1", 0) + counted.get("worker-2", 0) == 4:
+                    break
+                assert time.monotonic() < deadline, (counted, tail(log))
+                await asyncio.sleep(0.5)
+            async with http.ws_connect(f"{base}/api/v1/sessions/{session['id']}/wall/ws",
+                                       headers={"Authorization": f"Bearer {ADMIN}"}) as ws:
+                await raw_snapshot_until(
+                    ws, "the workers' rooms with their link figures",
+                    lambda snap: all(site["quality"] and site["quality"]["frames_sent"]
+                                     for site in snap["sites"] if site["connected"])
+                    and sum(site["connected"] for site in snap["sites"]) == 4)
 
             # A revocation cuts a room on each worker within 2 s.
             cut = [where.index(workers[0]), where.index(workers[1])]

@@ -22,6 +22,9 @@ let watching = null; // KeptConnection of the picture
 // sent us to is unreachable from here, or this page's policy predates it.
 // The next try asks the origin to answer itself.
 let direct = false;
+// 时移 was asked while watching through an edge: the recording is at the
+// origin, so the page connects there (?direct=1) and asks once it is up.
+let shiftWhenUp = false;
 
 async function play() {
   try {
@@ -56,7 +59,7 @@ export function connectPicture() {
     },
     async beforeRetry(e) {
       if (e) state.error = String(e && e.message || e);
-      direct = Boolean(e) && e.status === undefined;
+      direct = (Boolean(e) && e.status === undefined) || shiftWhenUp;
       // Dropped, or refused: ended, or the link is gone?
       if (!e || e.status === 401 || e.status === 403 || e.status === 410) await poll();
     },
@@ -67,6 +70,10 @@ export function connectPicture() {
       state.error = null;
       state.timeshift = "live"; // a new connection starts live
       showTimeshift();
+      if (shiftWhenUp) {
+        shiftWhenUp = false;
+        if (!onEdge(current)) setTimeshift("start");
+      }
       video.srcObject = current.stream;
       $("stage-video").srcObject = current.stageStream;
       play();
@@ -87,8 +94,13 @@ export function connectPicture() {
   watching.start();
 }
 
+// Whether this connection is served by a district edge (or a worker).
+function onEdge(current) {
+  return !!current.resourceUrl && new URL(current.resourceUrl).origin !== location.origin;
+}
+
 function watchEdge(current) {
-  if (!current.resourceUrl || new URL(current.resourceUrl).origin === location.origin) return;
+  if (!onEdge(current)) return;
   let bytes = -1;
   let since = performance.now();
   const timer = setInterval(async () => {
@@ -135,6 +147,14 @@ export function showTimeshift() {
 
 async function setTimeshift(mode) {
   if (!page.viewer || !page.viewer.resourceUrl) return;
+  if (mode === "start" && onEdge(page.viewer) && watching) {
+    // The edge has no recording: watch from the origin, which serves 时移
+    // (about a second without picture while the page reconnects). The room
+    // stays there, back to live too, until its next reconnection.
+    shiftWhenUp = true;
+    watching.lost(page.viewer);
+    return;
+  }
   const resource = page.viewer.resourceUrl.split("/").pop();
   for (const id of ["timeshift-start", "timeshift-live"]) $(id).disabled = true;
   try {
