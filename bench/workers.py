@@ -4,8 +4,10 @@ Run as root inside a loopback-only namespace::
 
     unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m bench.workers'
 
-For each configuration, in alternating order (``--rounds``): a real
-``redis-server`` and ``zhixing serve`` (``--workers 1`` or ``2``), a
+For each configuration, in alternating order (``--rounds``): ``zhixing
+serve`` (``--workers 1`` or ``2``; the workers report over their sockets, as
+on one box by default, or through a real ``redis-server`` with
+``--transport redis``), a
 320x240@30 barcode publisher and ``--viewers`` raw counting viewers
 (bench/rawviewer.py: ICE, DTLS-SRTP, RTCP, frames counted from RTP headers,
 no decoding) on one room's invitation, each offer redirected by the main
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -55,14 +58,20 @@ def cpu(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def one(workers: int, viewers: int, window: float) -> dict[str, Any]:
+async def one(workers: int, viewers: int, window: float, transport: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         folder = Path(tmp)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        async with redis_server(folder / "redis") as redis, aiohttp.ClientSession() as http, \
-                zhixing_serve(folder / "data", port, ADMIN, extra=[
-                    "--redis", redis.url, "--workers", str(workers), *NO_LIMITS]) as main:
+        async with contextlib.AsyncExitStack() as stack:
+            coordination: list[str] = []
+            if transport == "redis":
+                redis = await stack.enter_async_context(redis_server(folder / "redis"))
+                coordination = ["--redis", redis.url]
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            main = await stack.enter_async_context(zhixing_serve(
+                folder / "data", port, ADMIN,
+                extra=[*coordination, "--workers", str(workers), *NO_LIMITS]))
             admin = {"Authorization": f"Bearer {ADMIN}"}
             async with http.post(f"{base}/api/v1/sessions", headers=admin,
                                  json={"title": "bench", "video_codec": "VP8"}) as reply:
@@ -125,12 +134,14 @@ async def run(args: argparse.Namespace) -> list[str]:
     for round_ in range(args.rounds):
         for workers in ((1, 2) if round_ % 2 == 0 else (2, 1)):
             log(f"round {round_ + 1}: --workers {workers}, {args.viewers} viewers")
-            results[workers].append(await one(workers, args.viewers, args.window))
+            results[workers].append(await one(workers, args.viewers, args.window,
+                                               args.transport))
             got = results[workers][-1]
             log(f"  split {got['split']}, fps min {got['fps_min']:.1f}, main "
                 f"{got['main']:.1f} %, workers {[round(c, 1) for c in got['worker_cpu']]}")
     lines = [f"{args.viewers} raw viewers on one invitation, {args.rounds} alternating "
-             f"round(s) of {args.window:.0f} s, every round shown:",
+             f"round(s) of {args.window:.0f} s, workers over {args.transport}, every round "
+             "shown:",
              f"  {'':12} {'split':>12} {'fps min/med':>12} {'main %':>7} {'workers %':>14} "
              f"{'total %':>8} {'box holds':>10}"]
     for workers, r in [(w, r) for w in (1, 2) for r in results[w]]:
@@ -164,6 +175,9 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--transport", choices=("local", "redis"), default="local",
+                        help="how the workers report: their sockets (one box's default) "
+                             "or a real redis-server")
     args = parser.parse_args()
     print("\n".join(asyncio.run(run(args))), flush=True)
 
