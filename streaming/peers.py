@@ -515,6 +515,12 @@ class Viewer(Peer):
         """What this viewer gets now: the picture and sound, or sound only."""
         return self.quality.effective
 
+    def quality_state(self) -> dict[str, Any]:
+        """What it gets, what its link can take, and whether the room chose
+        sound only (the room page's 高清 / 流畅 / 仅声音, wherever it watches)."""
+        return {"level": str(self.level), "link": str(self.quality.level),
+                "audio_only": self.quality.chosen_audio_only}
+
     def apply_quality(self, program: Slot | None = None, low: Slot | None = None) -> None:
         """Make this viewer's pictures match :attr:`level` (idempotent).
 

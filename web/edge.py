@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import socket
@@ -472,14 +473,47 @@ async def patch_viewer(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS_HEADERS)
 
 
+MAX_QUALITY_BODY = 1024
+
+
+async def viewer_quality(request: web.Request) -> web.Response:
+    """A room's 高清 / 流畅 / 仅声音 on this edge (the origin does not know its
+    viewer): GET what it gets; POST ``{"audio_only": true|false}`` to choose
+    sound only or go back to what its link can take. The room's token, and
+    only its own viewer, as for the resource itself."""
+    viewer = _viewer(request)
+    if request.method == "POST":
+        body = await request.content.read(MAX_QUALITY_BODY + 1)
+        try:
+            if len(body) > MAX_QUALITY_BODY:
+                raise ValueError("too long")
+            wanted = json.loads(body)
+            audio_only = wanted.get("audio_only") if isinstance(wanted, dict) else None
+            if not isinstance(audio_only, bool):
+                raise ValueError("audio_only")
+        except ValueError:
+            raise web.HTTPBadRequest(text='the body must be {"audio_only": true or false}',
+                                     headers=CORS_HEADERS) from None
+        viewer.quality.chosen_audio_only = audio_only
+        pull = request.app[EDGE].pulls.get(request.match_info["session_id"])
+        if pull is not None:
+            pull.broadcast.apply_quality(viewer)
+    return web.json_response(viewer.quality_state(),
+                             headers={**CORS_HEADERS, "Cache-Control": "no-store"})
+
+
 async def delete_viewer(request: web.Request) -> web.Response:
     await _viewer(request).close()
     return web.Response(status=200, headers=CORS_HEADERS)
 
 
 async def preflight(request: web.Request) -> web.Response:
-    methods = "POST, OPTIONS" if "resource_id" not in request.match_info else \
-        "PATCH, DELETE, OPTIONS"
+    if request.path.endswith("/quality"):
+        methods = "GET, POST, OPTIONS"
+    elif "resource_id" not in request.match_info:
+        methods = "POST, OPTIONS"
+    else:
+        methods = "PATCH, DELETE, OPTIONS"
     return web.Response(status=204, headers={**CORS_HEADERS,
                                              "Access-Control-Allow-Methods": methods,
                                              "Access-Control-Max-Age": "86400",
@@ -536,6 +570,9 @@ def create_edge_app(config: EdgeConfig) -> web.Application:
         web.patch("/whep/{session_id}/{resource_id}", patch_viewer),
         web.delete("/whep/{session_id}/{resource_id}", delete_viewer),
         web.options("/whep/{session_id}/{resource_id}", preflight),
+        web.get("/whep/{session_id}/{resource_id}/quality", viewer_quality),
+        web.post("/whep/{session_id}/{resource_id}/quality", viewer_quality),
+        web.options("/whep/{session_id}/{resource_id}/quality", preflight),
         web.get("/healthz", healthz),
     ])
     return app

@@ -90,3 +90,39 @@ async def test_a_room_page_on_an_edge_watches_from_the_start_through_the_origin(
         finally:
             await publisher.close()
         await town.call("DELETE", f"/api/v1/sessions/{session['id']}/recording")
+
+
+async def test_a_room_page_on_an_edge_chooses_sound_only_there(
+        tmp_path: Path, chromium: Chromium) -> None:
+    """仅声音 on an edge: the page reads its level from the edge and asks the
+    edge for sound only (the origin does not know its viewer)."""
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions",
+                                  {"title": "第一讲", "video_codec": "VP8"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        edge = town.edges["edge-beilun"]
+        await town.wait_where(session, room["token"], edge)
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        try:
+            page = await chromium.open(room["url"], "room-on-edge-sound-only")
+            await chromium.wait_for_frames(page, MIN_FRAMES, 30)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1
+            await chromium.wait_for_js(page, "the level shows 高清 (read from the edge)",
+                                       "() => !document.querySelector('#level').hidden"
+                                       " && document.querySelector('#level-badge').textContent"
+                                       " === '高清'", 15)
+            await page.page.click("#audio-only")
+            await chromium.wait_for_js(page, "the page says sound only",
+                                       "() => document.querySelector('#level-badge').textContent"
+                                       " === '仅声音' && !document.querySelector('#audio-screen')"
+                                       ".hidden", 10)
+            await page.page.click("#picture-back")
+            await chromium.wait_for_js(page, "the picture is back",
+                                       "() => document.querySelector('#level-badge').textContent"
+                                       " === '高清' && document.querySelector('#audio-screen')"
+                                       ".hidden", 10)
+            await chromium.wait_for_frames(page, MIN_FRAMES, 15)
+            assert (await town.edge_health("edge-beilun"))["viewers"] == 1  # never left it
+        finally:
+            await publisher.close()

@@ -499,6 +499,59 @@ async def test_a_room_on_an_edge_watches_from_the_start_through_the_origin(
         await town.call("DELETE", f"/api/v1/sessions/{session['id']}/recording")
 
 
+async def test_a_room_on_an_edge_chooses_sound_only_there(tmp_path: Path) -> None:
+    """仅声音 of a room on an edge: the origin does not know its viewer, so
+    the page asks the edge, on its WHEP resource (web/static/room-player.js)."""
+    async with city(tmp_path, edges=("edge-beilun",)) as town:
+        session = await town.call("POST", "/api/v1/sessions",
+                                  {"title": "第一讲", "video_codec": "VP8"})
+        room = await town.invite(session, "新碶街道分课堂", "北仑区 / 新碶街道")
+        other = await town.invite(session, "大碶街道分课堂", "北仑区 / 大碶街道")
+        edge = town.edges["edge-beilun"]
+        publisher = await start_publisher(town.http, town.origin, session["id"],
+                                          session["publish_token"])
+        viewer = None
+        try:
+            await town.wait_where(session, room["token"], edge)
+            viewer = await start_viewer(town.http, town.origin, session["id"], room["token"])
+            await viewer.wait_for_frames(15, timeout=20)
+            assert viewer.location is not None
+            url = f"{edge}{viewer.location}/quality"
+
+            async def quality(token: str, body: Any = None, status: int = 200) -> Any:
+                async with town.http.request(
+                        "POST" if body is not None else "GET", url,
+                        headers={"Authorization": f"Bearer {token}"},
+                        **({"data": body} if isinstance(body, bytes) else
+                           {"json": body} if body is not None else {})) as reply:
+                    assert reply.status == status, (reply.status, await reply.text())
+                    assert reply.headers["Access-Control-Allow-Origin"] == "*"
+                    return await reply.json() if status == 200 else await reply.text()
+
+            assert await quality(room["token"]) == {"level": "full", "link": "full",
+                                                    "audio_only": False}
+            # Another room's token, a body that is not the choice: refused, unchanged.
+            await quality(other["token"], status=403)
+            assert "audio_only" in await quality(room["token"], b"{garbage", status=400)
+            await quality(room["token"], {"audio_only": "yes"}, status=400)
+            assert (await quality(room["token"]))["audio_only"] is False
+            chosen = await quality(room["token"], {"audio_only": True})
+            assert chosen == {"level": "audio", "link": "full", "audio_only": True}
+            await asyncio.sleep(1.0)  # what was in flight
+            frames, sound = len(viewer.indices), viewer.audio_frames
+            await asyncio.sleep(2.0)
+            assert len(viewer.indices) - frames <= 3, "pictures stop"
+            assert viewer.audio_frames > sound + 20, "sound goes on"
+            back = await quality(room["token"], {"audio_only": False})
+            assert back["level"] == "full" and back["audio_only"] is False
+            frames = len(viewer.indices)
+            await viewer.wait_for_frames(frames + 20, timeout=15)
+        finally:
+            if viewer is not None:
+                await viewer.close()
+            await publisher.close()
+
+
 async def publisher_frames(publisher: media.TestPublisher, count: int) -> None:
     deadline = time.monotonic() + 20
     while publisher.video.index < count:

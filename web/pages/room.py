@@ -307,8 +307,7 @@ def _viewer_quality(session: LiveSession, invitation: dict[str, Any],
 
 
 def _quality(viewer: Viewer) -> dict[str, Any]:
-    return {"level": str(viewer.level), "link": str(viewer.quality.level),
-            "audio_only": viewer.quality.chosen_audio_only}
+    return viewer.quality_state()
 
 
 @operation("What this room's viewer gets (高清 / 仅声音) and what its link can take; with "

@@ -191,16 +191,36 @@ export function showLevel() {
                                                      : "room.level.reason_link");
 }
 
+// A room watching through an edge (or a worker) asks it, not the origin,
+// which does not know that viewer: the edge answers on the WHEP resource.
+export async function refreshEdgeLevel() {
+  const current = page.viewer;
+  if (!current || !onEdge(current)) return;
+  try {
+    const response = await api(`${current.resourceUrl}/quality`);
+    if (response.ok && page.viewer === current) {
+      state.level = await response.json();
+      showLevel();
+    }
+  } catch (e) {
+    // The edge is gone: the connection's own watch reconnects.
+  }
+}
+
 async function chooseAudioOnly(audioOnly) {
-  const resource = page.viewer && page.viewer.resourceUrl && page.viewer.resourceUrl.split("/").pop();
+  const current = page.viewer;
+  const resource = current && current.resourceUrl && current.resourceUrl.split("/").pop();
   if (!resource) return;
   for (const id of ["audio-only", "picture-back"]) $(id).disabled = true;
   try {
-    const response = await api("/api/v1/room/quality", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ resource, audio_only: audioOnly }),
-    });
+    const json = { "Content-Type": "application/json" };
+    const response = onEdge(current)
+      ? await api(`${current.resourceUrl}/quality`, {
+        method: "POST", headers: json, body: JSON.stringify({ audio_only: audioOnly }),
+      })
+      : await api("/api/v1/room/quality", {
+        method: "POST", headers: json, body: JSON.stringify({ resource, audio_only: audioOnly }),
+      });
     if (response.ok) state.level = await response.json();
   } finally {
     for (const id of ["audio-only", "picture-back"]) $(id).disabled = false;

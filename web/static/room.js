@@ -7,7 +7,8 @@
 import { init, language, t, switchLanguage } from "/static/i18n.js";
 import { loadIceServers } from "/static/whip-client.js";
 import { $, api, hooks, page, renderStatus, setStatus, state, token } from "/static/room-page.js";
-import { connectPicture, measure, setupPicture, showLevel, showTimeshift, stopPicture }
+import { connectPicture, measure, refreshEdgeLevel, setupPicture, showLevel, showTimeshift,
+         stopPicture }
   from "/static/room-player.js";
 import { connectEvents, setupDiscussion, stopDiscussion } from "/static/room-discussion.js";
 import { setupCamera } from "/static/room-camera.js";
@@ -81,7 +82,10 @@ async function poll() {
       finish("gone");
       return;
     }
-    if (response.ok) showRoom(await response.json());
+    if (response.ok) {
+      showRoom(await response.json());
+      await refreshEdgeLevel();
+    }
   } catch (e) {
     // The server is unreachable for now: the next poll tries again.
   }
