@@ -426,6 +426,14 @@ _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
 _HISTORY = 128  # packets kept per viewer for NACK/RTX, as aiortc keeps
 
 
+def _rebased_origin(last_timestamp: int, last_sent_at: float, timestamp: int,
+                    clock_rate: int) -> int:
+    """The offset that puts a frame stamped ``timestamp`` (another timeline)
+    right after the last one sent, advanced by the wall time since."""
+    elapsed = max(1, round((time.time() - last_sent_at) * clock_rate))
+    return (last_timestamp + elapsed - timestamp) & 0xFFFFFFFF
+
+
 class ViewerWriter:
     """A viewer sender's RTP path: frames are sent the moment they arrive.
 
@@ -477,8 +485,8 @@ class ViewerWriter:
         since, so its jitter buffer sees one steady timeline."""
         if self._last_sent_at is None:
             return
-        elapsed = max(1, round((time.time() - self._last_sent_at) * clock_rate))
-        self._origin = (self._last_timestamp + elapsed - timestamp) & 0xFFFFFFFF
+        self._origin = _rebased_origin(self._last_timestamp, self._last_sent_at, timestamp,
+                                       clock_rate)
 
     def configure(self, parameters: RTCRtpSendParameters) -> None:
         for extension in parameters.headerExtensions:
@@ -896,9 +904,9 @@ class NativeViewerWriter(ViewerWriter):
             return
         if not viewer.ntp:
             return
-        sent_at = viewer.ntp / 4294967296.0 - _NTP_UNIX_OFFSET
-        elapsed = max(1, round((time.time() - sent_at) * clock_rate))
-        viewer.origin = (viewer.last_timestamp + elapsed - timestamp) & 0xFFFFFFFF
+        viewer.origin = _rebased_origin(viewer.last_timestamp,
+                                        viewer.ntp / 4294967296.0 - _NTP_UNIX_OFFSET,
+                                        timestamp, clock_rate)
 
     def send(self, frame: EncodedFrame) -> bool:
         viewer = self._viewer
@@ -1227,8 +1235,10 @@ def _report_field(index: int) -> property:
 
 
 class _NativeSender(RTCRtpSender):
-    """A sender whose RTCP task reads its sender reports' figures from the
-    native writer (kept in C), instead of attributes set for every frame."""
+    """A sender whose packet and octet counts (``getStats``, the viewers'
+    stats) are read from the native writer (kept in C) when asked, instead
+    of attributes set for every frame; its sender reports are
+    :class:`SenderReports`'."""
 
     _zx_writer: NativeViewerWriter
     _RTCRtpSender__ntp_timestamp = _report_field(0)
