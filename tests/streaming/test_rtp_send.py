@@ -30,14 +30,20 @@ SSRC = 0x11223344
 NTP_UNIX_OFFSET = 2_208_988_800
 
 
-@pytest.fixture
-def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+def _udp_pair() -> tuple[socket.socket, socket.socket]:
+    """A non-blocking sender and a receiver that waits 2 s, on loopback."""
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.bind(("127.0.0.1", 0))
     receiver.bind(("127.0.0.1", 0))
     sender.setblocking(False)
     receiver.settimeout(2)
+    return sender, receiver
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    sender, receiver = _udp_pair()
     yield sender, receiver
     sender.close()
     receiver.close()
@@ -208,12 +214,7 @@ def test_a_group_send_reaches_every_viewer_on_its_own_timeline() -> None:
     senders, receivers, viewers = [], [], []
     try:
         for index in range(3):
-            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sender.bind(("127.0.0.1", 0))
-            receiver.bind(("127.0.0.1", 0))
-            sender.setblocking(False)
-            receiver.settimeout(2)
+            sender, receiver = _udp_pair()
             senders.append(sender)
             receivers.append(receiver)
             outbound, inbound = _sessions()
