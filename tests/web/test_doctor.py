@@ -180,14 +180,37 @@ def test_the_command_prints_fixes_in_both_languages_and_fails(
     assert cli.main(["doctor", "--data", str(tmp_path), "--ice-host", "127.0.0.1"]) == 0
 
 
+def _two_adjacent_ports() -> tuple[socket.socket, socket.socket]:
+    """Two listening sockets on ports N and N+1 (this test's own, so that no
+    other socket of the machine takes them while it checks)."""
+    for _ in range(100):
+        first = socket.socket()
+        first.bind(("127.0.0.1", 0))
+        second = socket.socket()
+        try:
+            second.bind(("127.0.0.1", first.getsockname()[1] + 1))
+        except OSError:
+            first.close()
+            second.close()
+            continue
+        first.listen()
+        second.listen()
+        return first, second
+    raise AssertionError("no two adjacent free ports on loopback")
+
+
 def test_the_workers_ports_are_checked_free() -> None:
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        taken = held.getsockname()[1]
-        assert check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=1)) == []
+    first, second = _two_adjacent_ports()
+    taken = first.getsockname()[1]
+    with first:
+        with second:
+            assert check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=1)) == []
+            [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
+            assert finding.level == "warn", finding
+            assert f"{taken}, {taken + 1} in use" in finding.detail, finding
+        # The second of the two ports free again: only the first is named.
         [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
-        assert finding.level == "warn" and str(taken) in finding.detail, finding
+        assert finding.level == "warn" and f": {taken} in use" in finding.detail, finding
     [finding] = check_worker_ports(Config(host="127.0.0.1", port=taken - 1, workers=2))
     assert finding.level == "ok", finding
 
